@@ -1,0 +1,168 @@
+"""Typed, versioned records that travel on carehub's topics.
+
+Every record serializes to JSON (``to_json``) and back (``from_json``); the
+``schema`` field names the record type and version so consumers can reject
+what they do not understand. Keys on every topic are patient keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+JSONObject = dict[str, Any]
+R = TypeVar("R", bound="Record")
+
+
+class Record:
+    """Mixin: JSON round trip for the frozen dataclasses below."""
+
+    SCHEMA: ClassVar[str]
+
+    def to_dict(self) -> JSONObject:
+        data = asdict(self)  # type: ignore[call-overload]
+        data["schema"] = self.SCHEMA
+        return data  # type: ignore[no-any-return]
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_dict(cls: type[R], data: JSONObject) -> R:
+        schema = data.get("schema")
+        if schema != cls.SCHEMA:
+            raise ValueError(f"expected record {cls.SCHEMA}, got {schema!r}")
+        fields = {k: v for k, v in data.items() if k != "schema"}
+        return cls(**fields)
+
+    @classmethod
+    def from_json(cls: type[R], raw: bytes | str) -> R:
+        return cls.from_dict(json.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage(Record):
+    """A raw HL7v2 message as received, with its receipt metadata.
+
+    ``raw_b64`` holds the exact bytes of the MLLP block payload; ``charset`` is
+    the Python codec they were decoded with for header inspection.
+    """
+
+    SCHEMA: ClassVar[str] = "carehub.inbound-hl7v2/1"
+
+    raw_b64: str
+    charset: str
+    received_at: str
+    listener: str
+    peer: str
+    control_id: str
+    message_type: str
+    trigger_event: str
+    version: str
+    sending_application: str
+    sending_facility: str
+    patient_key: str
+
+    @property
+    def raw(self) -> bytes:
+        return base64.b64decode(self.raw_b64)
+
+    def text(self) -> str:
+        return self.raw.decode(self.charset, errors="replace")
+
+    @staticmethod
+    def encode_raw(raw: bytes) -> str:
+        return base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class CareEvent(Record):
+    """A normalized care event: what happened to which patient, as FHIR R4.
+
+    ``kind`` is one of: admit, discharge, transfer, register, pre-admit,
+    update, cancel-admit, cancel-transfer, cancel-discharge, merge, link,
+    unlink, outpatient-visit, leave-of-absence, return-from-leave, other.
+    ``bundle`` is a FHIR R4 Bundle (type collection) holding every resource
+    built from the message; ``labels`` carry security labels (Part 2 etc.).
+    The JSON Schema lives in config/schemas/care-event.schema.json.
+    """
+
+    SCHEMA: ClassVar[str] = "carehub.care-event/1"
+
+    event_id: str
+    kind: str
+    occurred_at: str
+    patient_key: str
+    identifiers: list[JSONObject]
+    encounter_class: str
+    facility: str
+    source: JSONObject
+    bundle: JSONObject
+    patient_id: str
+    encounter_id: str | None = None
+    location: str = ""
+    trigger: str = ""
+    labels: list[JSONObject] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)
+    attributes: JSONObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery(Record):
+    """One thing to deliver: a payload for one recipient through one action.
+
+    ``idempotency_key`` is stable for (event, recipient, action) across retries
+    and restarts so recipients can discard duplicates.
+    """
+
+    SCHEMA: ClassVar[str] = "carehub.delivery/1"
+
+    delivery_id: str
+    idempotency_key: str
+    event_id: str
+    patient_key: str
+    recipient_id: str
+    action: str
+    channel: str
+    endpoint: str
+    content_type: str
+    payload: JSONObject
+    rule_id: str
+    map_version: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome(Record):
+    """What became of a delivery: delivered, or failed with a reason."""
+
+    SCHEMA: ClassVar[str] = "carehub.delivery-outcome/1"
+
+    delivery_id: str
+    idempotency_key: str
+    event_id: str
+    recipient_id: str
+    action: str
+    status: str
+    attempts: int
+    reason: str
+    finished_at: str
+    http_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter(Record):
+    """A record that could not be processed, with the stage and reason."""
+
+    SCHEMA: ClassVar[str] = "carehub.dead-letter/1"
+
+    stage: str
+    error_code: str
+    reason: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    failed_at: str
+    record: JSONObject

@@ -1,0 +1,117 @@
+"""Process settings: defaults, then the settings file, then the environment.
+
+Flags given on the command line are applied last by the composition root.
+With no Kafka bootstrap servers configured carehub starts its embedded broker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from core.configfile import load_config_file
+
+SETTINGS_FILE = "carehub.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap: str | None = None
+    topic_prefix: str = "carehub."
+    partitions: int = 4
+    #: Group session timeout; Tansu holds a JoinGroup for half of it.
+    session_timeout_s: float = 6.0
+    #: How long the MLLP listener waits for acks=all before answering AE.
+    produce_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MLLPSettings:
+    host: str = "127.0.0.1"
+    port: int = 2575
+    max_message_bytes: int = 1_048_576
+    idle_timeout_s: float = 300.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    accept_message_types: tuple[str, ...] = ("ADT",)
+    min_version: str = "2.1"
+    max_version: str = "2.8.1"
+    processing_ids: tuple[str, ...] = ("P", "T", "D")
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    timeout_s: float = 10.0
+    max_attempts: int = 5
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    config_dir: Path = Path("config")
+    app_id: str = "carehub"
+    hub_base_url: str = "http://127.0.0.1:8080/fhir"
+    database_url: str = "sqlite:///carehub.db"
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    mllp: MLLPSettings = field(default_factory=MLLPSettings)
+    http: HTTPSettings = field(default_factory=HTTPSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.kafka.bootstrap
+
+
+def _section(cls: Any, current: Any, data: Mapping[str, Any]) -> Any:
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return replace(current, **values) if values else current
+
+
+def from_mapping(data: Mapping[str, Any], base: Settings | None = None) -> Settings:
+    """Apply a (validated) settings document on top of ``base``."""
+    s = base or Settings()
+    top = {k: v for k, v in data.items() if k not in ("kafka", "mllp", "http", "delivery")}
+    if "config_dir" in top:
+        top["config_dir"] = Path(top["config_dir"])
+    return replace(
+        s,
+        **top,
+        kafka=_section(KafkaSettings, s.kafka, data.get("kafka", {})),
+        mllp=_section(MLLPSettings, s.mllp, data.get("mllp", {})),
+        http=_section(HTTPSettings, s.http, data.get("http", {})),
+        delivery=_section(DeliverySettings, s.delivery, data.get("delivery", {})),
+    )
+
+
+def from_environment(s: Settings, env: Mapping[str, str]) -> Settings:
+    """CAREHUB_KAFKA_BOOTSTRAP, CAREHUB_TOPIC_PREFIX and CAREHUB_DATABASE_URL."""
+    kafka = s.kafka
+    if env.get("CAREHUB_KAFKA_BOOTSTRAP"):
+        kafka = replace(kafka, bootstrap=env["CAREHUB_KAFKA_BOOTSTRAP"])
+    if env.get("CAREHUB_TOPIC_PREFIX"):
+        kafka = replace(kafka, topic_prefix=env["CAREHUB_TOPIC_PREFIX"])
+    database_url = env.get("CAREHUB_DATABASE_URL") or s.database_url
+    return replace(s, kafka=kafka, database_url=database_url)
+
+
+def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings for a config directory: its carehub.yaml (if any), then the environment."""
+    environ = os.environ if env is None else env
+    base = Settings(config_dir=config_dir)
+    path = config_dir / SETTINGS_FILE
+    if path.exists():
+        data = load_config_file(path, "settings.schema.json", environ)
+        base = from_mapping(data, base)
+        base = replace(base, config_dir=config_dir)
+    return from_environment(base, environ)

@@ -1,0 +1,39 @@
+"""Topic names. Every name carries a configurable prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str = "carehub."
+
+    @property
+    def hl7v2_inbound(self) -> str:
+        return f"{self.prefix}hl7v2.inbound"
+
+    @property
+    def care_events(self) -> str:
+        return f"{self.prefix}care.events"
+
+    @property
+    def deliveries(self) -> str:
+        return f"{self.prefix}deliveries"
+
+    @property
+    def delivery_outcomes(self) -> str:
+        return f"{self.prefix}delivery.outcomes"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}deadletter"
+
+    def all(self) -> list[str]:
+        return [
+            self.hl7v2_inbound,
+            self.care_events,
+            self.deliveries,
+            self.delivery_outcomes,
+            self.dead_letters,
+        ]
