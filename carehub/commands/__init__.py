@@ -1,0 +1,14 @@
+"""One module per ``carehub`` subcommand; each exposes ``register(subparsers)``.
+
+To add a command, write ``carehub/commands/NAME.py`` with a ``register``
+function that adds its parser and sets ``func`` (args -> exit code), then
+list the module below.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from carehub.commands import demo, run  # noqa: E402
+
+COMMANDS: list[ModuleType] = [run, demo]

@@ -1,0 +1,70 @@
+"""``carehub run``: the hub as a long-running service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+from carehub import logs
+from carehub.hub import Hub
+from core.settings import Settings, load_settings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="run the hub as a service (MLLP listener, streams, HTTP)",
+        description=(
+            "Run the hub: the MLLP listener (ACK AA only after Kafka acks=all), the normalize/route/deliver "
+            "streams and the HTTP endpoints (/health, /ready, /metrics). Without Kafka bootstrap servers "
+            "(config or CAREHUB_KAFKA_BOOTSTRAP) an embedded broker is started and stopped on exit. "
+            "Logs carry control ids, types and offsets, never message content."
+        ),
+    )
+    parser.add_argument("--config-dir", type=Path, default=Path("config"), help="directory with carehub.yaml, routes.yaml, recipients.yaml (default: ./config)")
+    parser.add_argument("--mllp-host", help="MLLP listen address (default from config: 127.0.0.1)")
+    parser.add_argument("--mllp-port", type=int, help="MLLP listen port (default from config: 2575; 0 = any free port)")
+    parser.add_argument("--http-host", help="HTTP listen address")
+    parser.add_argument("--http-port", type=int, help="HTTP listen port (default from config: 8080)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.set_defaults(func=run)
+
+
+def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
+    mllp, http = settings.mllp, settings.http
+    if args.mllp_host:
+        mllp = replace(mllp, host=args.mllp_host)
+    if args.mllp_port is not None:
+        mllp = replace(mllp, port=args.mllp_port)
+    if args.http_host:
+        http = replace(http, host=args.http_host)
+    if args.http_port is not None:
+        http = replace(http, port=args.http_port)
+    return replace(settings, mllp=mllp, http=http)
+
+
+async def serve(settings: Settings) -> None:
+    hub = Hub(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await hub.start()
+    print(f"carehub running: MLLP on {settings.mllp.host}:{hub.mllp_port}, HTTP on {settings.http.host}:{hub.http_port}, "
+          f"Kafka {hub.bootstrap}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await hub.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level)
+    settings = apply_flags(load_settings(args.config_dir), args)
+    asyncio.run(serve(settings))
+    return 0

@@ -1,0 +1,88 @@
+"""Demo recipients: local FHIR ``$process-message`` endpoints over real HTTP.
+
+They stand in for a PCP practice and a payer during ``carehub demo``: they
+accept Da Vinci notification Bundles, check the HMAC signature when they
+share a secret with the hub, discard repeats by Idempotency-Key, and keep
+what they received so the demo can show what reached whom.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from carehub.ops_http import HTTPServer
+from connectors.webhook import signature
+
+OK_OUTCOME = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "information", "code": "informational", "diagnostics": "notification accepted"}],
+}
+
+
+@dataclass
+class Received:
+    event_code: str
+    focus: str
+    idempotency_key: str
+    signature_ok: bool | None
+
+
+@dataclass
+class DemoRecipient:
+    recipient_id: str
+    secret: str | None = None
+    received: list[Received] = field(default_factory=list)
+    duplicates: int = 0
+    rejected: int = 0
+    server: HTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.port}/fhir/$process-message"
+
+    def _verify(self, request: web.Request, body: bytes) -> bool | None:
+        if not self.secret:
+            return None
+        stamp = request.headers.get("X-Carehub-Timestamp", "")
+        given = request.headers.get("X-Carehub-Signature", "")
+        return hmac.compare_digest(given, signature(self.secret, stamp, body))
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            bundle: dict[str, Any] = json.loads(body)
+            header = bundle["entry"][0]["resource"]
+            assert bundle["resourceType"] == "Bundle" and bundle["type"] == "message"
+            assert header["resourceType"] == "MessageHeader"
+        except (ValueError, KeyError, IndexError, TypeError, AssertionError):
+            self.rejected += 1
+            return web.json_response(
+                {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid"}]}, status=400
+            )
+        verified = self._verify(request, body)
+        if verified is False:
+            self.rejected += 1
+            return web.json_response(
+                {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "security"}]}, status=401
+            )
+        key = request.headers.get("Idempotency-Key", "")
+        if any(r.idempotency_key == key for r in self.received):
+            self.duplicates += 1
+            return web.json_response(OK_OUTCOME)
+        focus = header.get("focus", [{}])[0].get("reference", "")
+        self.received.append(Received(header["eventCoding"]["code"], focus, key, verified))
+        return web.json_response(OK_OUTCOME)
+
+    async def start(self) -> None:
+        self.server = HTTPServer([web.post("/fhir/$process-message", self.handle)], "127.0.0.1", 0)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()

@@ -1,0 +1,137 @@
+"""Wire one hub process: broker, topics, ingest publisher, MLLP, streams, HTTP.
+
+The same wiring serves ``carehub run``, ``carehub demo``, the tests and the
+benchmarks. With no bootstrap servers configured the embedded broker is
+started here and stopped on exit; otherwise the configured cluster is used
+and several processes may run side by side (same app id = same consumer
+group; the MLLP port is shared with SO_REUSEPORT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from adapters.mllp.inbound import InboundHandler
+from adapters.mllp.server import MLLPServer, make_server_ssl_context
+from carehub.broker import EmbeddedBroker
+from carehub.kafka import KafkaPublisher, ensure_topics
+from carehub.ops_http import HTTPServer, ops_routes
+from connectors.webhook import WebhookDestination
+from core.metrics import Metrics
+from core.settings import Settings
+from core.topics import Topics
+from streams.app import StreamDeps, build_app
+from streams.deliver import RetryPolicy
+from streams.notify import Hub as HubIdentity
+from streams.routing.source import ReloadingRoutingMap
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    def __init__(self, settings: Settings, *, broker_log: Path | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.topics = Topics(settings.kafka.topic_prefix)
+        self.routing = ReloadingRoutingMap(settings.config_dir)
+        self._broker_log = broker_log
+        self._broker: EmbeddedBroker | None = None
+        self._publisher: KafkaPublisher | None = None
+        self._mllp: MLLPServer | None = None
+        self._http: HTTPServer | None = None
+        self._webhook: WebhookDestination | None = None
+        self._app: object | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self.bootstrap = settings.kafka.bootstrap or ""
+        self._ready = False
+
+    @property
+    def mllp_port(self) -> int:
+        assert self._mllp is not None, "hub not started"
+        return self._mllp.port
+
+    @property
+    def http_port(self) -> int:
+        assert self._http is not None, "hub not started"
+        return self._http.port
+
+    @property
+    def mllp_stats(self) -> object:
+        assert self._mllp is not None, "hub not started"
+        return self._mllp.stats
+
+    async def _start_broker(self) -> None:
+        if self.settings.embedded_broker:
+            self._broker = EmbeddedBroker(log_file=self._broker_log)
+            self.bootstrap = await asyncio.to_thread(self._broker.start)
+            self.settings = replace(self.settings, kafka=replace(self.settings.kafka, bootstrap=self.bootstrap))
+        await asyncio.to_thread(ensure_topics, self.bootstrap, self.topics.all(), self.settings.kafka.partitions)
+
+    async def _start_streams(self) -> None:
+        s = self.settings
+        self._webhook = WebhookDestination(s.delivery.timeout_s, secret_for=self.routing.secret_for)
+        deps = StreamDeps(
+            topics=self.topics,
+            routing=self.routing,
+            destinations={"webhook": self._webhook},
+            retry=RetryPolicy(s.delivery.max_attempts, s.delivery.backoff_initial_s, s.delivery.backoff_max_s),
+            hub=HubIdentity(base_url=s.hub_base_url),
+            metrics=self.metrics,
+        )
+        app = build_app(f"{s.app_id}-{s.kafka.topic_prefix.strip('.') or 'default'}", self.bootstrap, s.kafka, deps)
+        app.finalize()
+        await app.start()
+        self._app = app
+
+    async def _start_ingest(self) -> None:
+        s = self.settings
+        self._publisher = KafkaPublisher(self.bootstrap, self.topics.hl7v2_inbound, s.kafka.produce_timeout_s)
+        await self._publisher.start()
+        ssl_context = None
+        if s.mllp.tls_cert and s.mllp.tls_key:
+            ssl_context = make_server_ssl_context(s.mllp.tls_cert, s.mllp.tls_key, s.mllp.tls_client_ca)
+        handler = InboundHandler(self._publisher, s.mllp, listener=f"mllp:{s.mllp.port}")
+        self._mllp = MLLPServer(handler, s.mllp, ssl_context=ssl_context)
+        await self._mllp.start()
+
+    async def start(self) -> None:
+        """Start every part; on failure, stop what was started and re-raise."""
+        try:
+            await self._start_broker()
+            await self._start_streams()
+            await self._start_ingest()
+            self._http = HTTPServer(ops_routes(self.metrics, lambda: self._ready), self.settings.http.host, self.settings.http.port)
+            await self._http.start()
+            self._watch = asyncio.create_task(self.routing.watch())
+        except BaseException:
+            await self.stop()
+            raise
+        self._ready = True
+        log.info(
+            "carehub ready: mllp=%s:%d http=%s:%d kafka=%s%s",
+            self.settings.mllp.host, self.mllp_port, self.settings.http.host, self.http_port,
+            self.bootstrap, " (embedded)" if self._broker else "",
+        )
+
+    async def stop(self) -> None:
+        self._ready = False
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for part in (self._mllp, self._http):
+            if part is not None:
+                await part.stop()
+        if self._publisher is not None:
+            await self._publisher.stop()
+        if self._app is not None:
+            await self._app.stop()  # type: ignore[attr-defined]
+        if self._webhook is not None:
+            await self._webhook.close()
+        if self._broker is not None:
+            await asyncio.to_thread(self._broker.stop)
+        self._mllp = self._http = self._publisher = self._app = self._webhook = self._broker = None  # type: ignore[assignment]

@@ -1,0 +1,14 @@
+"""Logging set-up. carehub logs control ids, types, offsets and codes — never message content."""
+
+from __future__ import annotations
+
+import logging
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure(level: str = "INFO") -> None:
+    logging.basicConfig(level=level.upper(), format=FORMAT)
+    # Faust, mode and the Kafka clients are chatty at INFO; keep their warnings.
+    for noisy in ("faust", "mode", "aiokafka", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""Outbound edges: one module per channel, all meeting ``connectors.base.Destination``."""

@@ -1,0 +1,1 @@
+"""The stream processors: Faust agents wiring topics to pure decision functions."""

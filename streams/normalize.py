@@ -1,0 +1,22 @@
+"""Normalize a stored inbound HL7v2 message into a CareEvent (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from core.errors import MappingError
+from core.records import CareEvent, InboundMessage
+from mappings import convert_text
+
+
+def normalize(inbound: InboundMessage) -> CareEvent:
+    """Convert with the declarative mappings; the event keeps the ingest patient key.
+
+    The ingest key decided the partition; if the mapping derives a different
+    key the stream would scatter one patient's events, so that is an error.
+    """
+    event = convert_text(inbound.text(), received_at=inbound.received_at).event
+    if event.patient_key != inbound.patient_key:
+        raise MappingError("the mapped patient key differs from the ingest patient key")
+    source = {**event.source, "listener": inbound.listener, "received_at": inbound.received_at}
+    return replace(event, source=source)

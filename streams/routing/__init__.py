@@ -1,0 +1,1 @@
+"""Routing maps and the recipient directory: models, loading and decisions."""

@@ -1,0 +1,65 @@
+"""The current routing map, reloaded when its files change.
+
+A reload that fails validation keeps the previous map in force and records
+the error; in-flight events are never lost because a map swap is a single
+reference assignment between events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from core.errors import ConfigError
+from streams.routing.load import RECIPIENTS_FILE, ROUTES_FILE, load_routing_map
+from streams.routing.model import RoutingMap
+
+log = logging.getLogger(__name__)
+
+
+class ReloadingRoutingMap:
+    def __init__(self, config_dir: Path) -> None:
+        self._dir = config_dir
+        self._map = load_routing_map(config_dir)
+        self._stamp = self._mtimes()
+        self.last_error: ConfigError | None = None
+
+    def _mtimes(self) -> tuple[int, ...]:
+        stamps = []
+        for name in (ROUTES_FILE, RECIPIENTS_FILE):
+            try:
+                stamps.append((self._dir / name).stat().st_mtime_ns)
+            except OSError:
+                stamps.append(0)
+        return tuple(stamps)
+
+    def current(self) -> RoutingMap:
+        return self._map
+
+    def secret_for(self, recipient_id: str) -> str | None:
+        recipient = self._map.recipients.get(recipient_id)
+        return recipient.secret if recipient else None
+
+    def reload_if_changed(self) -> bool:
+        """Reload when the files changed; True when a new map took effect."""
+        stamp = self._mtimes()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            fresh = load_routing_map(self._dir)
+        except ConfigError as exc:
+            self.last_error = exc
+            log.error("routing map reload rejected, keeping version %s: %s", self._map.version, exc)
+            return False
+        self.last_error = None
+        if fresh.version != self._map.version:
+            log.info("routing map version %s replaces %s", fresh.version, self._map.version)
+        self._map = fresh
+        return True
+
+    async def watch(self, interval_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.reload_if_changed()

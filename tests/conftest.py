@@ -1,0 +1,32 @@
+"""Session-wide fixtures: the corpus location and one embedded broker for the run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from carehub.broker import EmbeddedBroker
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CAREHUB_SHARED", REPO.parent / "shared"))
+CORPUS = SHARED / "corpus"
+FEED = REPO / "demo" / "feed"
+CONFIG = REPO / "config"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.fail(f"the shared corpus is missing at {CORPUS} (clone ../shared beside the repo)")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Kafka-protocol broker (the embedded one), started once per test session."""
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    with EmbeddedBroker(log_file=log) as running:
+        yield running.bootstrap
