@@ -1,0 +1,355 @@
+"""Compile mapping rules (YAML data) into plain Python closures, once.
+
+A rule reads one input, produces one value, and writes it at a path:
+
+* input: in a segment section ``field`` (+ ``repeat``) then optional
+  ``component``/``sub``; in a datatype map just ``component``/``sub``. An
+  input is always a list of escaped parts plus the delimiter that splits a
+  part further, so composites nest (an HD inside a CX is a sub-component list).
+* value: ``const``, ``ref`` (latest resource of a type), ``datatype`` (a
+  datatype map), ``map`` (inline rules), ``transform`` (a named Python
+  function), ``code`` (a code table, shaped ``as`` code/coding/codeable), or
+  the plain text. ``create`` turns the value into a resource of its own and
+  yields a reference to it.
+* path: ``a.b.c``; a trailing ``[]`` appends (every repetition), otherwise
+  only the first non-empty value is kept.
+
+Everything here runs at load time except the returned closures, which are the
+hot path: no dict lookups of rule options, no YAML, no string parsing of paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.hl7.tokenizer import Segment
+from mappings import ids, transforms
+from mappings.codes import Code, table
+from mappings.context import BuildContext
+
+Parts = list[str]
+Input = tuple[Parts, "str | None"]
+Producer = Callable[[Parts, "str | None", BuildContext], Any]
+Selector = Callable[[Parts, "str | None", BuildContext], list[Input]]
+SegmentSelector = Callable[[Segment, BuildContext], list[Input]]
+Setter = Callable[[dict[str, Any], Any], None]
+Applier = Callable[[Parts, "str | None", BuildContext, dict[str, Any]], None]
+SegmentApplier = Callable[[Segment, BuildContext, dict[str, Any]], None]
+Predicate = Callable[[Parts, "str | None", BuildContext], bool]
+
+
+class MappingSpecError(ValueError):
+    """A rule names something that does not exist (the loader adds file and line)."""
+
+    def __init__(self, message: str, location: list[str | int]) -> None:
+        super().__init__(message)
+        self.location = location
+
+
+@dataclass(frozen=True, slots=True)
+class DatatypeMap:
+    """Rules over the parts of one composite value."""
+
+    name: str
+    rules: tuple[Applier, ...]
+
+    def build(self, parts: Parts, child: str | None, ctx: BuildContext) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        for rule in self.rules:
+            rule(parts, child, ctx, out)
+        return out or None
+
+
+DatatypeLookup = Callable[[str], DatatypeMap]
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+
+def _narrow(parts: Parts, child: str | None, ctx: BuildContext, component: int, sub: int) -> Input:
+    raw = parts[component - 1] if component <= len(parts) else ""
+    if child is None:
+        inner, next_child = [raw], None
+    else:
+        inner = raw.split(child) if child in raw else [raw]
+        next_child = ctx.sub if child == ctx.comp else None
+    if sub:
+        picked = inner[sub - 1] if sub <= len(inner) else ""
+        return [picked], None
+    return inner, next_child
+
+
+def part_selector(component: int, sub: int) -> Selector:
+    """Input from a composite: one component (and sub-component), or the whole thing."""
+    if not component:
+        return lambda parts, child, ctx: [(parts, child)]
+
+    def select(parts: Parts, child: str | None, ctx: BuildContext) -> list[Input]:
+        return [_narrow(parts, child, ctx, component, sub)]
+
+    return select
+
+
+def field_selector(field: int, repeat: bool, component: int, sub: int) -> SegmentSelector:
+    """Inputs from a segment field: each repetition (or the first), split to components."""
+
+    def select(seg: Segment, ctx: BuildContext) -> list[Input]:
+        fields = seg.fields
+        raw = fields[field] if field < len(fields) else ""
+        if not raw or raw == '""':
+            return []
+        if seg.name == "MSH" and field <= 2:
+            reps = [raw]
+        elif repeat:
+            reps = raw.split(ctx.rep) if ctx.rep in raw else [raw]
+        else:
+            reps = [raw.split(ctx.rep, 1)[0]] if ctx.rep in raw else [raw]
+        out: list[Input] = []
+        for rep in reps:
+            if not rep:
+                continue
+            parts = rep.split(ctx.comp) if ctx.comp in rep else [rep]
+            out.append(_narrow(parts, ctx.sub, ctx, component, sub) if component else (parts, ctx.sub))
+        return out
+
+    return select
+
+
+# -- values -------------------------------------------------------------------------------------
+
+
+def _scalar(parts: Parts, child: str | None, ctx: BuildContext) -> str | None:
+    first = parts[0] if parts else ""
+    if child is not None and child in first:
+        first = first.split(child, 1)[0]
+    return ctx.text(first)
+
+
+def _clone(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
+def _shape_code(found: Code, shape: str, source: str) -> Any:
+    if shape == "code":
+        return found.code
+    coding = found.coding()
+    if shape == "coding":
+        return coding
+    return {"coding": [coding]}
+
+
+def _code_producer(name: str, shape: str, loc: list[str | int]) -> Producer:
+    try:
+        code_table = table(name)
+    except KeyError:
+        raise MappingSpecError(f"unknown code table {name!r}", loc) from None
+
+    def produce(parts: Parts, child: str | None, ctx: BuildContext) -> Any:
+        source = _scalar(parts, child, ctx)
+        if source is None:
+            return None
+        found = code_table.lookup(source)
+        return None if found is None else _shape_code(found, shape, source)
+
+    return produce
+
+
+def _transform_producer(name: str, loc: list[str | int]) -> Producer:
+    try:
+        spec = transforms.get(name)
+    except KeyError:
+        raise MappingSpecError(f"unknown transform {name!r} (known: {', '.join(transforms.names())})", loc) from None
+    fn = spec.fn
+    if spec.kind == "value":
+
+        def value_fn(parts: Parts, child: str | None, ctx: BuildContext) -> Any:
+            source = _scalar(parts, child, ctx)
+            return None if source is None else fn(source)
+
+        return value_fn
+
+    def parts_fn(parts: Parts, child: str | None, ctx: BuildContext) -> Any:
+        if child is not None:
+            parts = [p.split(child, 1)[0] if child in p else p for p in parts]
+        clean = [ctx.text(p) or "" for p in parts]
+        return fn(clean) if any(clean) else None
+
+    return parts_fn
+
+
+def _ref_producer(resource_type: str) -> Producer:
+    return lambda parts, child, ctx: ctx.reference(resource_type)
+
+
+def _create(resource_type: str, body_of: Producer) -> Producer:
+    """Build a resource from the value and answer with a reference to it."""
+
+    def produce(parts: Parts, child: str | None, ctx: BuildContext) -> Any:
+        body = body_of(parts, child, ctx)
+        if not body:
+            return None
+        resource = {"resourceType": resource_type, "id": ids.content_id(resource_type, body), **body}
+        stored = ctx.add(resource)
+        return {"reference": f"{resource_type}/{stored['id']}"}
+
+    return produce
+
+
+def compile_producer(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> Producer:
+    produce: Producer
+    if "const" in spec:
+        constant = spec["const"]
+        produce = (lambda parts, child, ctx: _clone(constant)) if isinstance(constant, dict | list) else (
+            lambda parts, child, ctx: constant
+        )
+    elif "ref" in spec:
+        produce = _ref_producer(spec["ref"])
+    elif "datatype" in spec:
+        try:
+            produce = datatypes(spec["datatype"]).build
+        except KeyError:
+            raise MappingSpecError(f"unknown datatype map {spec['datatype']!r}", [*loc, "datatype"]) from None
+    elif "map" in spec:
+        produce = DatatypeMap("inline", compile_rules(spec["map"], datatypes, [*loc, "map"])).build
+    elif "transform" in spec:
+        produce = _transform_producer(spec["transform"], [*loc, "transform"])
+    elif "code" in spec:
+        produce = _code_producer(spec["code"], spec.get("as", "code"), [*loc, "code"])
+    else:
+        produce = _scalar
+    if "create" in spec:
+        produce = _create(spec["create"], produce)
+    return produce
+
+
+# -- conditions ---------------------------------------------------------------------------------
+
+
+def compile_when(spec: dict[str, Any] | None, in_segment: bool) -> Callable[..., bool] | None:
+    """``when: {field, component, sub, in: [...] | not_in: [...] | present: bool}``."""
+    if not spec:
+        return None
+    values = {str(v).upper() for v in spec.get("in", spec.get("not_in", []))}
+    negate = "not_in" in spec
+    present = spec.get("present")
+
+    def test(found: str | None) -> bool:
+        if present is not None:
+            return (found is not None) == bool(present)
+        hit = (found or "").upper() in values
+        return hit != negate
+
+    if in_segment:
+        select_seg = field_selector(spec["field"], False, spec.get("component", 1), spec.get("sub", 0))
+
+        def seg_pred(seg: Segment, ctx: BuildContext) -> bool:
+            inputs = select_seg(seg, ctx)
+            return test(_scalar(*inputs[0], ctx) if inputs else None)
+
+        return seg_pred
+    select = part_selector(spec.get("component", 0), spec.get("sub", 0))
+
+    def part_pred(parts: Parts, child: str | None, ctx: BuildContext) -> bool:
+        return test(_scalar(*select(parts, child, ctx)[0], ctx))
+
+    return part_pred
+
+
+# -- paths --------------------------------------------------------------------------------------
+
+
+def compile_setter(path: str) -> Setter:
+    """Writer for ``a.b.c`` (first value wins) or ``a.b.c[]`` (append, lists extend)."""
+    append = path.endswith("[]")
+    keys = (path[:-2] if append else path).split(".")
+    *parents, last = keys
+
+    def parent_of(obj: dict[str, Any]) -> dict[str, Any]:
+        for key in parents:
+            nxt = obj.get(key)
+            if not isinstance(nxt, dict):
+                nxt = obj[key] = {}
+            obj = nxt
+        return obj
+
+    if append:
+
+        def append_value(obj: dict[str, Any], value: Any) -> None:
+            target = parent_of(obj).setdefault(last, [])
+            if isinstance(value, list):
+                target.extend(value)
+            elif not (isinstance(value, dict) and "reference" in value and value in target):
+                target.append(value)
+
+        return append_value
+
+    def set_first(obj: dict[str, Any], value: Any) -> None:
+        target = parent_of(obj)
+        if last not in target:
+            target[last] = value
+
+    return set_first
+
+
+# -- rules --------------------------------------------------------------------------------------
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == {} or value == []
+
+
+def compile_rule(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> Applier:
+    """A rule inside a datatype map (reads components of its parts)."""
+    select = part_selector(spec.get("component", 0), spec.get("sub", 0))
+    produce = compile_producer(spec, datatypes, loc)
+    setter = compile_setter(spec["path"])
+    when = compile_when(spec.get("when"), in_segment=False)
+
+    def apply(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
+        if when is not None and not when(parts, child, ctx):
+            return
+        for p, c in select(parts, child, ctx):
+            value = produce(p, c, ctx)
+            if not _empty(value):
+                setter(out, value)
+
+    return apply
+
+
+def compile_rules(specs: list[dict[str, Any]], datatypes: DatatypeLookup, loc: list[str | int]) -> tuple[Applier, ...]:
+    return tuple(compile_rule(spec, datatypes, [*loc, i]) for i, spec in enumerate(specs))
+
+
+def compile_segment_rule(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> SegmentApplier:
+    """A rule of a segment section (reads a field of the segment)."""
+    produce = compile_producer(spec, datatypes, loc)
+    setter = compile_setter(spec["path"])
+    when = compile_when(spec.get("when"), in_segment=True)
+    if "field" not in spec:
+
+        def apply_whole(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
+            if when is not None and not when(seg, ctx):
+                return
+            value = produce([], None, ctx)
+            if not _empty(value):
+                setter(out, value)
+
+        return apply_whole
+    repeat = bool(spec.get("repeat", False))
+    select = field_selector(spec["field"], repeat, spec.get("component", 0), spec.get("sub", 0))
+
+    def apply(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
+        if when is not None and not when(seg, ctx):
+            return
+        for parts, child in select(seg, ctx):
+            value = produce(parts, child, ctx)
+            if not _empty(value):
+                setter(out, value)
+
+    return apply

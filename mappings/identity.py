@@ -1,0 +1,42 @@
+"""Who and which visit a message is about: patient key and Encounter id.
+
+The patient key is built exactly as ingest builds the Kafka key
+(``core.patient``), so CareEvents land in the partition of their patient.
+The Encounter id comes from the visit number (PV1-19) and its authority, else
+from the patient key and the admit time, so the A01 and the A03 of one visit
+share it. Without either, the id is per message and the event cannot be
+linked to its visit; that is reported as an issue.
+"""
+
+from __future__ import annotations
+
+from adapters.hl7.header import Header, pid_identifiers
+from adapters.hl7.tokenizer import Segment
+from core.patient import PatientIdentifier, choose_key_identifier, patient_key
+from mappings import ids
+from mappings.transforms.datetimes import to_datetime
+
+
+def key_identifier(pid: Segment) -> PatientIdentifier | None:
+    return choose_key_identifier(pid_identifiers(pid))
+
+
+def patient_key_of(pid: Segment) -> str | None:
+    chosen = key_identifier(pid)
+    return patient_key(chosen) if chosen is not None else None
+
+
+def patient_id(key: str) -> str:
+    return ids.resource_id("Patient", key)
+
+
+def encounter_id(pv1: Segment, key: str, header: Header) -> tuple[str, bool]:
+    """(id, linked): ``linked`` is False when nothing ties the id to the visit."""
+    visit = pv1.get(19, 1).strip()
+    if visit:
+        authority = (pv1.get(19, 4, 1) or pv1.get(19, 4, 2)).strip().upper()
+        return ids.resource_id("Encounter", "visit", authority or header.sending_facility.upper(), visit), True
+    admitted = to_datetime(pv1.get(44, 1))
+    if admitted:
+        return ids.resource_id("Encounter", "admit", key, admitted), True
+    return ids.resource_id("Encounter", "message", header.sending_facility, header.control_id), False
