@@ -231,10 +231,13 @@ def compile_producer(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[
 # -- conditions ---------------------------------------------------------------------------------
 
 
-def compile_when(spec: dict[str, Any] | None, in_segment: bool) -> Callable[..., bool] | None:
-    """``when: {field, component, sub, in: [...] | not_in: [...] | present: bool}``."""
+def compile_when(spec: dict[str, Any] | list[dict[str, Any]] | None, in_segment: bool) -> Callable[..., bool] | None:
+    """``when: {field, component, sub, in: [...] | not_in: [...] | present: bool}``; a list means all of them."""
     if not spec:
         return None
+    if isinstance(spec, list):
+        tests = [t for t in (compile_when(s, in_segment) for s in spec) if t is not None]
+        return lambda *args: all(t(*args) for t in tests)
     values = {str(v).upper() for v in spec.get("in", spec.get("not_in", []))}
     negate = "not_in" in spec
     present = spec.get("present")
@@ -336,7 +339,8 @@ def compile_segment_rule(spec: dict[str, Any], datatypes: DatatypeLookup, loc: l
         def apply_whole(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
             if when is not None and not when(seg, ctx):
                 return
-            value = produce([], None, ctx)
+            # The whole segment is a composite whose components are its fields.
+            value = produce(seg.fields[1:], ctx.comp, ctx)
             if not _empty(value):
                 setter(out, value)
 

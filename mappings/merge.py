@@ -38,8 +38,7 @@ def apply_merge(mrg: Segment, ctx: BuildContext, cx: DatatypeMap) -> str | None:
         return None
     prior_key = patient_key(chosen)
     if prior_key == ctx.patient_key:
-        ctx.issues.append("MRG: prior identifier equals the surviving patient's key; no link made")
-        return None
+        return None  # an account or visit merge (A41, A45): the patient stays the same
     identifiers = []
     for rep in mrg.fields[1].split(ctx.rep) if len(mrg.fields) > 1 else []:
         built = cx.build(rep.split(ctx.comp), ctx.sub, ctx) if rep else None

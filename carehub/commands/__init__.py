@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from carehub.commands import demo, run  # noqa: E402
+from carehub.commands import convert, demo, run, validate  # noqa: E402
 
-COMMANDS: list[ModuleType] = [run, demo]
+COMMANDS: list[ModuleType] = [run, demo, convert, validate]
