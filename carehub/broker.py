@@ -37,6 +37,14 @@ def _broker_binary() -> str:
         raise BrokerError(f"cannot locate the embedded broker binary: {exc}") from exc
 
 
+def _accepts_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def _answers_metadata(bootstrap: str) -> bool:
     """True when the broker answers a Kafka Metadata request (not just a TCP connect)."""
     from kafka import KafkaAdminClient
@@ -82,7 +90,7 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise BrokerError(f"embedded broker exited with code {self._process.returncode}")
-            if _answers_metadata(self.bootstrap):
+            if _accepts_connections(self.host, self.port) and _answers_metadata(self.bootstrap):
                 log.info("embedded broker ready on %s", self.bootstrap)
                 return self.bootstrap
             time.sleep(0.1)

@@ -30,6 +30,7 @@ class Received:
     focus: str
     idempotency_key: str
     signature_ok: bool | None
+    bundle: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
 @dataclass
@@ -76,7 +77,7 @@ class DemoRecipient:
             self.duplicates += 1
             return web.json_response(OK_OUTCOME)
         focus = header.get("focus", [{}])[0].get("reference", "")
-        self.received.append(Received(header["eventCoding"]["code"], focus, key, verified))
+        self.received.append(Received(header["eventCoding"]["code"], focus, key, verified, bundle))
         return web.json_response(OK_OUTCOME)
 
     async def start(self) -> None:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from adapters.mllp.inbound import InboundHandler
-from adapters.mllp.server import MLLPServer, make_server_ssl_context
+from adapters.mllp.server import MLLPServer
 from carehub.broker import EmbeddedBroker
 from carehub.kafka import KafkaPublisher, ensure_topics
 from carehub.ops_http import HTTPServer, ops_routes
@@ -31,10 +31,18 @@ from streams.routing.source import ReloadingRoutingMap
 
 log = logging.getLogger(__name__)
 
+#: ``ingest`` = MLLP listener + Kafka publisher; ``streams`` = the Faust agents.
+#: A process runs either or both; ingest and stream workers scale separately.
+ROLES = ("ingest", "streams")
+
 
 class Hub:
-    def __init__(self, settings: Settings, *, broker_log: Path | None = None) -> None:
+    def __init__(self, settings: Settings, *, roles: tuple[str, ...] = ROLES, broker_log: Path | None = None) -> None:
+        unknown = set(roles) - set(ROLES)
+        if unknown or not roles:
+            raise ValueError(f"roles must be among {ROLES}, got {roles}")
         self.settings = settings
+        self.roles = roles
         self.metrics = Metrics()
         self.topics = Topics(settings.kafka.topic_prefix)
         self.routing = ReloadingRoutingMap(settings.config_dir)
@@ -51,8 +59,7 @@ class Hub:
 
     @property
     def mllp_port(self) -> int:
-        assert self._mllp is not None, "hub not started"
-        return self._mllp.port
+        return self._mllp.port if self._mllp is not None else 0
 
     @property
     def http_port(self) -> int:
@@ -91,19 +98,18 @@ class Hub:
         s = self.settings
         self._publisher = KafkaPublisher(self.bootstrap, self.topics.hl7v2_inbound, s.kafka.produce_timeout_s)
         await self._publisher.start()
-        ssl_context = None
-        if s.mllp.tls_cert and s.mllp.tls_key:
-            ssl_context = make_server_ssl_context(s.mllp.tls_cert, s.mllp.tls_key, s.mllp.tls_client_ca)
-        handler = InboundHandler(self._publisher, s.mllp, listener=f"mllp:{s.mllp.port}")
-        self._mllp = MLLPServer(handler, s.mllp, ssl_context=ssl_context)
+        handler = InboundHandler(self._publisher, s.mllp)
+        self._mllp = MLLPServer(handler, s.mllp, listener=f"mllp:{s.mllp.host}:{s.mllp.port}")
         await self._mllp.start()
 
     async def start(self) -> None:
         """Start every part; on failure, stop what was started and re-raise."""
         try:
             await self._start_broker()
-            await self._start_streams()
-            await self._start_ingest()
+            if "streams" in self.roles:
+                await self._start_streams()
+            if "ingest" in self.roles:
+                await self._start_ingest()
             self._http = HTTPServer(ops_routes(self.metrics, lambda: self._ready), self.settings.http.host, self.settings.http.port)
             await self._http.start()
             self._watch = asyncio.create_task(self.routing.watch())
@@ -112,8 +118,8 @@ class Hub:
             raise
         self._ready = True
         log.info(
-            "carehub ready: mllp=%s:%d http=%s:%d kafka=%s%s",
-            self.settings.mllp.host, self.mllp_port, self.settings.http.host, self.http_port,
+            "carehub ready: roles=%s mllp=%s:%d http=%s:%d kafka=%s%s",
+            ",".join(self.roles), self.settings.mllp.host, self.mllp_port, self.settings.http.host, self.http_port,
             self.bootstrap, " (embedded)" if self._broker else "",
         )
 

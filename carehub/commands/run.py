@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from carehub import logs
-from carehub.hub import Hub
+from carehub.hub import ROLES, Hub
 from core.settings import Settings, load_settings
 
 
@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--mllp-port", type=int, help="MLLP listen port (default from config: 2575; 0 = any free port)")
     parser.add_argument("--http-host", help="HTTP listen address")
     parser.add_argument("--http-port", type=int, help="HTTP listen port (default from config: 8080)")
+    parser.add_argument(
+        "--role", choices=["all", "ingest", "streams"], default="all",
+        help="ingest = MLLP listener only; streams = normalize/route/deliver only; all = both (default)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.set_defaults(func=run)
 
@@ -47,8 +51,8 @@ def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
     return replace(settings, mllp=mllp, http=http)
 
 
-async def serve(settings: Settings) -> None:
-    hub = Hub(settings)
+async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
+    hub = Hub(settings, roles=roles)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -66,5 +70,5 @@ async def serve(settings: Settings) -> None:
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     settings = apply_flags(load_settings(args.config_dir), args)
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, ROLES if args.role == "all" else (args.role,)))
     return 0

@@ -1,0 +1,1 @@
+"""carehub benchmarks: ``make bench`` (``python -m bench``) prints figures, asserts nothing."""

@@ -1,0 +1,187 @@
+"""``make bench``: ingest-to-ACK, end-to-end and conversion figures on this machine.
+
+The hub runs in this process on the embedded broker; the load generator runs
+in a separate process (``bench.load``) so the two do not share an event loop.
+Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bench.reference import ReferenceServer
+from carehub.broker import EmbeddedBroker
+from carehub.hub import Hub
+from carehub.kafka import ensure_topics
+from carehub.logs import configure
+from carehub.ops_http import HTTPServer
+from core.settings import HTTPSettings, KafkaSettings, Settings
+
+ROUTES = """version: bench
+rules:
+  - id: all-admits
+    when: {kind: [admit]}
+    actions:
+      - notify: bench-recipient
+"""
+RECIPIENTS = """recipients:
+  - id: bench-recipient
+    name: Bench recipient
+    kind: pcp
+    channel: webhook
+    endpoint: ${CAREHUB_BENCH_ENDPOINT}
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def load(port: int, connections: int, count: int, rate: float, run_id: str, first: int = 0) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.load", str(port), str(connections), str(count), str(rate), run_id, str(first),
+        stdout=subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def ingest_line(label: str, result: dict[str, Any]) -> str:
+    n = len(result["latency"])
+    ms = [x * 1000 for x in result["latency"]]
+    ok = int(sum(result["codes"]))
+    return (f"  {label:<34} {n / result['elapsed']:>8,.0f} msgs/s   ACK p50 {percentile(ms, .5):6.2f} ms"
+            f"   p99 {percentile(ms, .99):6.2f} ms   ({ok}/{n} AA)")
+
+
+class Receiver:
+    """The bench's webhook recipient: records the arrival time per patient."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.server = HTTPServer([web.post("/notify", self.handle)], "127.0.0.1", 0)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        bundle = await request.json()
+        now = time.time()
+        for entry in bundle["entry"]:
+            resource = entry["resource"]
+            if resource["resourceType"] == "Patient":
+                self.arrivals.setdefault(resource["identifier"][0]["value"], now)
+        return web.json_response({"resourceType": "OperationOutcome", "issue": []})
+
+
+def bench_settings(config_dir: Path, bootstrap: str, prefix: str) -> Settings:
+    s = Settings(config_dir=config_dir, kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix))
+    return replace(s, mllp=replace(s.mllp, port=0), http=HTTPSettings("127.0.0.1", 0))
+
+
+async def bench_ingest(bootstrap: str, config_dir: Path, quick: bool) -> list[str]:
+    n1, n8 = (1000, 4000) if quick else (3000, 12000)
+    lines = ["ingest-to-ACK (MLLP in, acks=all write, ACK out; stop-and-wait clients in another process)"]
+    ensure_topics(bootstrap, ["bench.ref"], 4)
+    reference = ReferenceServer(bootstrap, "bench.ref")
+    await reference.start()
+    await load(reference.port, 1, 200, 0, "W")
+    lines.append(ingest_line("naive reference, 1 connection", await load(reference.port, 1, n1, 0, "R")))
+    lines.append(ingest_line("naive reference, 8 connections", await load(reference.port, 8, n8, 0, "R", n1)))
+    await reference.stop()
+    hub = Hub(bench_settings(config_dir, bootstrap, "bench.ingest."), roles=("ingest",))
+    await hub.start()
+    await load(hub.mllp_port, 1, 200, 0, "W")
+    lines.append(ingest_line("carehub ingest, 1 connection", await load(hub.mllp_port, 1, n1, 0, "I")))
+    lines.append(ingest_line("carehub ingest, 8 connections", await load(hub.mllp_port, 8, n8, 0, "I", n1)))
+    await hub.stop()
+    return lines
+
+
+async def _until_received(receiver: Receiver, expected: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(receiver.arrivals) < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+def e2e_latencies(result: dict[str, Any], receiver: Receiver) -> list[float]:
+    from bench.messages import mrn
+
+    return [
+        (receiver.arrivals[mrn(int(n))] - sent) * 1000
+        for n, sent in zip(result["ids"], result["sent"], strict=True)
+        if mrn(int(n)) in receiver.arrivals
+    ]
+
+
+async def bench_e2e(bootstrap: str, config_dir: Path, quick: bool) -> list[str]:
+    receiver = Receiver()
+    await receiver.server.start()
+    os.environ["CAREHUB_BENCH_ENDPOINT"] = f"http://127.0.0.1:{receiver.server.port}/notify"
+    hub = Hub(bench_settings(config_dir, bootstrap, "bench.e2e."))
+    await hub.start()
+    lines = ["end to end (MLLP in -> normalize -> route -> webhook received), one hub process"]
+    try:
+        await load(hub.mllp_port, 1, 50, 0, "W", 900_000_000)
+        await _until_received(receiver, 50, 30)
+        paced = (1000, 200.0) if quick else (3000, 200.0)
+        result = await load(hub.mllp_port, 4, paced[0], paced[1], "P", 0)
+        await _until_received(receiver, 50 + paced[0], 60)
+        ms = e2e_latencies(result, receiver)
+        lines.append(f"  paced {paced[1]:.0f} msgs/s x {paced[0]}: p50 {percentile(ms, .5):7.1f} ms   "
+                     f"p99 {percentile(ms, .99):7.1f} ms   received {len(ms)}/{paced[0]}")
+        flood = 3000 if quick else 10000
+        first = 100_000_000
+        before = len(receiver.arrivals)
+        result = await load(hub.mllp_port, 8, flood, 0, "F", first)
+        await _until_received(receiver, before + flood, 120)
+        sent = result["sent"]
+        arrived = [receiver.arrivals[k] for k in receiver.arrivals if k >= f"MRN{first:08d}"]
+        span = max(arrived) - min(sent) if arrived else float("nan")
+        lines.append(f"  sustained, 8 connections x {flood}: {len(arrived) / span:8,.0f} msgs/s end to end "
+                     f"(ingest alone {len(sent) / result['elapsed']:,.0f} msgs/s while streams ran), "
+                     f"received {len(arrived)}/{flood}")
+    finally:
+        await hub.stop()
+        await receiver.server.stop()
+    return lines
+
+
+async def main(args: argparse.Namespace) -> None:
+    configure("WARNING")
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        config_dir = Path(tmp)
+        (config_dir / "routes.yaml").write_text(ROUTES)
+        (config_dir / "recipients.yaml").write_text(RECIPIENTS)
+        os.environ.setdefault("CAREHUB_BENCH_ENDPOINT", "http://127.0.0.1:9/unused")
+        print(f"carehub bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}, embedded broker {broker.bootstrap}")
+        sections = [s for s in args.only.split(",") if s] if args.only else ["convert", "ingest", "e2e"]
+        if "convert" in sections:
+            from bench.convert import bench_convert
+
+            print("\n".join(bench_convert(args.quick)), flush=True)
+        if "ingest" in sections:
+            print("\n".join(await bench_ingest(broker.bootstrap, config_dir, args.quick)), flush=True)
+        if "e2e" in sections:
+            print("\n".join(await bench_e2e(broker.bootstrap, config_dir, args.quick)), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer messages (for a smoke run)")
+    parser.add_argument("--only", default="", help="comma-separated sections: convert,ingest,e2e")
+    asyncio.run(main(parser.parse_args()))

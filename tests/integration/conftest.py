@@ -1,0 +1,67 @@
+"""A running hub on the session broker, a real HTTP recipient, and helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from carehub.demo_receivers import DemoRecipient
+from carehub.hub import Hub
+from core.settings import HTTPSettings, KafkaSettings, Settings
+from tests.conftest import CONFIG
+
+_ids = itertools.count(1)
+PCP_SECRET = "pcp-test-shared-secret-0001"
+
+
+def hub_settings(config_dir: Path, bootstrap: str, **kafka: object) -> Settings:
+    """Settings for a test hub: its own topic prefix, any free ports."""
+    prefix = f"t{os.getpid()}-{next(_ids)}."
+    s = Settings(config_dir=config_dir, kafka=replace(KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix), **kafka))
+    return replace(s, mllp=replace(s.mllp, port=0), http=HTTPSettings("127.0.0.1", 0))
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    """A copy of the shipped config whose endpoints come from the environment."""
+    target = tmp_path / "config"
+    shutil.copytree(CONFIG, target, ignore=shutil.ignore_patterns("schemas"))
+    return target
+
+
+@pytest.fixture
+async def recipients(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, DemoRecipient]]:
+    started = {"pcp-riverside": DemoRecipient("pcp-riverside", PCP_SECRET), "payer-acme": DemoRecipient("payer-acme")}
+    for recipient in started.values():
+        await recipient.start()
+    monkeypatch.setenv("CAREHUB_ENDPOINT_PCP_RIVERSIDE", started["pcp-riverside"].url)
+    monkeypatch.setenv("CAREHUB_ENDPOINT_PAYER_ACME", started["payer-acme"].url)
+    monkeypatch.setenv("CAREHUB_PCP_SECRET", PCP_SECRET)
+    yield started
+    for recipient in started.values():
+        await recipient.stop()
+
+
+@pytest.fixture
+async def hub(broker: str, config_dir: Path, recipients: dict[str, DemoRecipient]) -> AsyncIterator[Hub]:
+    running = Hub(hub_settings(config_dir, broker))
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def eventually(check: object, timeout_s: float = 20.0) -> None:
+    """Wait until ``check()`` is truthy (the pipeline is asynchronous)."""
+    assert callable(check)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)

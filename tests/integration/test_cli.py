@@ -1,0 +1,83 @@
+"""The commands as a user runs them: ``carehub demo --json`` and ``carehub run``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from carehub.broker import free_port
+from connectors.mllp import MLLPClient, ack_code
+from tests.conftest import FEED
+
+pytestmark = pytest.mark.integration
+CAREHUB = str(Path(sys.executable).parent / "carehub")
+
+
+def test_help_explains_every_subcommand() -> None:
+    out = subprocess.run([CAREHUB, "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("run", "demo"):
+        assert command in out
+        sub = subprocess.run([CAREHUB, command, "--help"], capture_output=True, text=True, check=True).stdout
+        assert "usage: carehub " + command in sub
+
+
+def test_demo_json_reports_every_message_acked_and_both_recipients_reached() -> None:
+    proc = subprocess.run([CAREHUB, "demo", "--json"], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    feed = sorted(FEED.glob("*.hl7"))
+    assert report["sent"] == len(feed)
+    assert report["acked"] == {"AA": len(feed), "AE": 0, "AR": 0}
+    assert report["normalized"] == len(feed)
+    assert report["delivered"] == report["routed"] > 0 and report["failed"] == 0
+    assert report["per_recipient"]["pcp-riverside"] > 0 and report["per_recipient"]["payer-acme"] > 0
+    assert sum(report["per_recipient"].values()) == report["delivered"]
+
+
+def test_demo_counts_unreadable_feed_files(tmp_path: Path) -> None:
+    (tmp_path / "a.hl7").write_bytes((FEED / "02-a01-admit-rivera.hl7").read_bytes())
+    (tmp_path / "b.hl7").write_bytes(b"this is not HL7 at all")
+    (tmp_path / "c.hl7").write_bytes(b"")
+    proc = subprocess.run([CAREHUB, "demo", "--json", "--feed", str(tmp_path)], capture_output=True, text=True, timeout=180)
+    report = json.loads(proc.stdout)
+    assert report["unreadable"] == ["b.hl7", "c.hl7"]
+    assert report["acked"]["AA"] == 1
+
+
+async def test_run_serves_mllp_and_http_and_logs_no_phi(broker: str, tmp_path: Path) -> None:
+    mllp_port, http_port = free_port(), free_port()
+    env = {**os.environ, "CAREHUB_KAFKA_BOOTSTRAP": broker, "CAREHUB_TOPIC_PREFIX": f"run{os.getpid()}."}
+    proc = await asyncio.create_subprocess_exec(
+        CAREHUB, "run", "--config-dir", str(Path(__file__).resolve().parents[2] / "config"),
+        "--mllp-port", str(mllp_port), "--http-port", str(http_port), "--log-level", "DEBUG",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert b"carehub running" in line, line
+        client = MLLPClient("127.0.0.1", mllp_port)
+        ack = await client.send((FEED / "02-a01-admit-rivera.hl7").read_bytes())
+        await client.close()
+        assert ack_code(ack) == "AA"
+        health = await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{http_port}/health")
+        assert json.load(health) == {"status": "ok"}
+        await asyncio.sleep(1.0)
+        metrics = (await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{http_port}/metrics")).read()
+        assert b"carehub_normalized" in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    logs = err.decode()
+    assert "RGH0002" in logs, "control ids are logged"
+    for phi in ("RIVERA", "MARIA", "MRN100234", "19580412", "ELM ST", "555-0101"):
+        assert phi not in logs, f"PHI {phi!r} leaked into the logs"

@@ -1,0 +1,77 @@
+"""From MLLP bytes to a notification received over HTTP, through a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from carehub.demo_receivers import DemoRecipient
+from carehub.hub import Hub
+from connectors.mllp import MLLPClient, ack_code
+from tests.conftest import FEED
+from tests.integration.conftest import eventually
+
+pytestmark = pytest.mark.integration
+MLLP_SEND = Path(sys.executable).parent / "mllp_send"
+
+
+def _bundle_resources(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"] for e in bundle["entry"]}
+
+
+async def test_external_mllp_client_gets_aa_and_the_pcp_gets_an_admit_notification(
+    hub: Hub, recipients: dict[str, DemoRecipient], tmp_path: Path
+) -> None:
+    message = FEED / "02-a01-admit-rivera.hl7"
+    proc = await asyncio.create_subprocess_exec(
+        str(MLLP_SEND), "--loose", "--file", str(message), "--port", str(hub.mllp_port), "127.0.0.1",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    ack = out.decode()
+    assert "MSA|AA|RGH0002" in ack.replace("\n", "\r"), ack
+
+    pcp, payer = recipients["pcp-riverside"], recipients["payer-acme"]
+    await eventually(lambda: pcp.received and payer.received)
+    got = pcp.received[0]
+    assert got.event_code == "notification-admit"
+    assert got.signature_ok is True, "the PCP shares a secret: the hub signs"
+    assert got.focus.startswith("Encounter/")
+    assert len(got.idempotency_key) == 32
+
+
+async def test_notification_content_matches_the_message(hub: Hub, recipients: dict[str, DemoRecipient]) -> None:
+    client = MLLPClient("127.0.0.1", hub.mllp_port)
+    ack = await client.send((FEED / "04-a03-discharge-rivera.hl7").read_bytes())
+    await client.close()
+    assert ack_code(ack) == "AA"
+    pcp = recipients["pcp-riverside"]
+    await eventually(lambda: pcp.received)
+    bundle = pcp.received[0].bundle
+    resources = _bundle_resources(bundle)
+    header = bundle["entry"][0]["resource"]
+    assert header["eventCoding"]["code"] == "notification-discharge"
+    assert header["destination"][0]["endpoint"] == pcp.url
+    encounter = resources[header["focus"][0]["reference"]]
+    assert encounter["status"] == "finished"
+    assert encounter["period"]["end"].startswith("2026-11-05T14:00:00")
+    patient = resources[encounter["subject"]["reference"]]
+    assert any(i["value"] == "MRN100234" for i in patient["identifier"])
+    assert patient["name"][0]["family"] == "RIVERA"
+    references = {r for res in resources.values() for r in _refs(res)}
+    assert references <= set(resources), f"unresolved: {references - set(resources)}"
+
+
+def _refs(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        own = {value["reference"]} if isinstance(value.get("reference"), str) else set()
+        return own.union(*(_refs(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_refs(v) for v in value))
+    return set()
