@@ -88,7 +88,7 @@ def _location_parts(pv1: Segment | None) -> dict[str, str]:
     return {name: pv1.get(3, i + 1) for i, name in enumerate(names) if pv1.get(3, i + 1)}
 
 
-def attributes(ctx: BuildContext, message: Message, merged_from: list[str]) -> dict[str, Any]:
+def attributes(ctx: BuildContext, message: Message, merges: list[dict[str, str]]) -> dict[str, Any]:
     pv1 = message.segment("PV1")
     patient = ctx.latest.get("Patient")
     encounter = ctx.latest.get("Encounter") or {}
@@ -103,8 +103,9 @@ def attributes(ctx: BuildContext, message: Message, merged_from: list[str]) -> d
         "hospital_service": pv1.get(10, 1) if pv1 is not None else "",
         "assigned_location": _location_parts(pv1),
     }
-    if merged_from:
-        out["merged_from"] = merged_from
+    if merges:
+        out["merged_from"] = [m["from"] for m in merges if m["into"] == ctx.patient_key]
+        out["merges"] = merges
     return out
 
 
@@ -133,7 +134,7 @@ def encounter_class(encounter: Resource | None) -> str:
 
 def build_event(
     ctx: BuildContext, message: Message, header: Header, trigger: Trigger, bundle: dict[str, Any],
-    unmapped: list[str], received_at: str | None, merged_from: list[str],
+    unmapped: list[str], received_at: str | None, merges: list[dict[str, str]],
 ) -> CareEvent:
     encounter = ctx.latest.get("Encounter")
     patient = ctx.latest.get("Patient")
@@ -153,5 +154,5 @@ def build_event(
         trigger=trigger.code,
         labels=[],
         unmapped=unmapped,
-        attributes=attributes(ctx, message, merged_from),
+        attributes=attributes(ctx, message, merges),
     )

@@ -43,17 +43,23 @@ class BuildContext:
         value = value.strip()
         return value or None
 
-    def add(self, resource: Resource) -> Resource:
-        """Store a new resource; a second one with the same id is merged into the first."""
+    def add(self, resource: Resource, *, latest: bool = True) -> Resource:
+        """Store a new resource; a second one with the same id is merged into the first.
+
+        ``latest=False`` stores it without making it the target of later ``ref``/``merge``
+        (the retired and other-group patients of a merge message).
+        """
         key = f"{resource['resourceType']}/{resource['id']}"
         existing = self.resources.get(key)
         if existing is not None:
             for name, value in resource.items():
                 existing.setdefault(name, value)
-            self.latest[resource["resourceType"]] = existing
+            if latest:
+                self.latest[resource["resourceType"]] = existing
             return existing
         self.resources[key] = resource
-        self.latest[resource["resourceType"]] = resource
+        if latest:
+            self.latest[resource["resourceType"]] = resource
         return resource
 
     def reference(self, resource_type: str) -> dict[str, str] | None:

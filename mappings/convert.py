@@ -19,11 +19,11 @@ from core.errors import MappingError, MessageError
 from core.records import CareEvent
 from mappings import ids
 from mappings.care_event import build_event, occurred_at
-from mappings.context import BuildContext
+from mappings.context import BuildContext, Resource
 from mappings.errors import MissingIdentifierError, MissingSegmentError, NotAdtError, UnreadableError
 from mappings.events import Trigger, trigger
 from mappings.identity import encounter_id, patient_id, patient_key_of
-from mappings.merge import apply_merge
+from mappings.merge import apply_merge, group_survivor
 from mappings.plan import MessagePlan, Plans, default_plans
 from mappings.postprocess import carry_segments, finish_encounter, set_focus
 from mappings.transforms.datetimes import to_instant
@@ -60,7 +60,7 @@ def convert(
     event_trigger = _trigger(message, header)
     plan = _plan(plans or default_plans(), header, event_trigger)
     ctx = _context(message, header, event_trigger, plan)
-    unmapped, carried, merged_from = _apply(message, ctx, plan, event_trigger, plans or default_plans())
+    unmapped, carried, merges = _apply(message, ctx, plan, event_trigger, plans or default_plans())
     event_time = occurred_at(message, header)
     finish_encounter(ctx, event_trigger, event_time or None)
     set_focus(ctx)
@@ -71,7 +71,7 @@ def convert(
         from mappings.validation import validate_bundle
 
         issues = [*issues, *validate_bundle(bundle)]
-    event = build_event(ctx, message, header, event_trigger, bundle, unmapped, received_at, merged_from)
+    event = build_event(ctx, message, header, event_trigger, bundle, unmapped, received_at, merges)
     return Conversion(event=event, bundle=bundle, unmapped=unmapped, issues=issues)
 
 
@@ -119,23 +119,26 @@ def _raw(segment: Segment, message: Message) -> str:
 
 def _apply(
     message: Message, ctx: BuildContext, plan: MessagePlan, event_trigger: Trigger, plans: Plans
-) -> tuple[list[str], list[str], list[str]]:
+) -> tuple[list[str], list[str], list[dict[str, str]]]:
     unmapped: list[str] = []
     carried: list[str] = []
-    merged_from: list[str] = []
-    seen_pid = False
+    merges: list[dict[str, str]] = []
+    cx = plans.files.datatype("CX")
+    has_mrg = message.segment("MRG") is not None
+    survivor: tuple[str, Resource] | None = None
     for seg in message.segments:
         name = seg.name
         ctx.segment = seg
-        if name == "PID":
-            if seen_pid:
+        if name == "PID" and survivor is not None or (name == "PID" and "Patient" in ctx.latest):
+            survivor = group_survivor(seg, ctx, cx) if has_mrg else None
+            if survivor is None:
                 _skip(seg, message, unmapped, carried, "second PID")
-                continue
-            seen_pid = True
+            continue
         if name == "MRG":
-            prior = apply_merge(seg, ctx, plans.files.datatype("CX"))
+            key, patient = survivor or (ctx.patient_key, ctx.latest.get("Patient") or {})
+            prior = apply_merge(seg, ctx, cx, patient, key) if patient else None
             if prior is not None:
-                merged_from.append(prior)
+                merges.append({"from": prior, "into": key})
             continue
         if name in ENCOUNTER_SEGMENTS and "Encounter" not in ctx.ids:
             _skip(seg, message, unmapped, carried, f"no visit in {event_trigger.code}")
@@ -145,7 +148,7 @@ def _apply(
             applied = section.apply(seg, ctx) or applied
         if not applied:
             _skip(seg, message, unmapped, carried, "")
-    return unmapped, carried, merged_from
+    return unmapped, carried, merges
 
 
 def _skip(seg: Segment, message: Message, unmapped: list[str], carried: list[str], why: str) -> None:

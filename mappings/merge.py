@@ -4,15 +4,20 @@ The v2-to-FHIR IG has no A40 map (standards.md §5); per FHIR, the surviving
 Patient gets ``link: replaces`` and the retired one ``link: replaced-by`` and
 ``active: false``. The retired Patient's id is built from its patient key the
 same way as any Patient's, so downstream can find the record it must retire;
-its key is also returned for ``CareEvent.attributes.merged_from``.
+its key is also returned for ``CareEvent.attributes.merged_from``. A39-A42
+messages may carry several PID/MRG groups; each later group links its own
+PID's Patient (``merges`` in the attributes lists every pair).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from adapters.hl7.header import pid_identifiers
 from adapters.hl7.tokenizer import Segment
 from core.patient import PatientIdentifier, choose_key_identifier, patient_key
 from mappings.compiler import DatatypeMap
-from mappings.context import BuildContext
+from mappings.context import BuildContext, Resource
 from mappings.identity import patient_id
 
 
@@ -30,21 +35,38 @@ def prior_identifiers(mrg: Segment) -> list[PatientIdentifier]:
     return found
 
 
-def apply_merge(mrg: Segment, ctx: BuildContext, cx: DatatypeMap) -> str | None:
-    """Link the surviving Patient to the retired one; returns the retired patient key."""
-    chosen = choose_key_identifier(prior_identifiers(mrg))
-    survivor = ctx.latest.get("Patient")
-    if chosen is None or survivor is None:
-        return None
-    prior_key = patient_key(chosen)
-    if prior_key == ctx.patient_key:
-        return None  # an account or visit merge (A41, A45): the patient stays the same
-    identifiers = []
-    for rep in mrg.fields[1].split(ctx.rep) if len(mrg.fields) > 1 else []:
+def _identifiers(seg: Segment, field: int, ctx: BuildContext, cx: DatatypeMap) -> list[dict[str, Any]]:
+    out = []
+    for rep in seg.fields[field].split(ctx.rep) if len(seg.fields) > field else []:
         built = cx.build(rep.split(ctx.comp), ctx.sub, ctx) if rep else None
         if built:
-            identifiers.append(built)
-    retired = {
+            out.append(built)
+    return out
+
+
+def group_survivor(pid: Segment, ctx: BuildContext, cx: DatatypeMap) -> tuple[str, Resource] | None:
+    """The surviving Patient of a later PID/MRG group (A39-A42 carry several merges)."""
+    chosen = choose_key_identifier(pid_identifiers(pid))
+    if chosen is None:
+        return None
+    key = patient_key(chosen)
+    survivor: Resource = {"resourceType": "Patient", "id": patient_id(key)}
+    identifiers = _identifiers(pid, 3, ctx, cx)
+    if identifiers:
+        survivor["identifier"] = identifiers
+    return key, ctx.add(survivor, latest=False)
+
+
+def apply_merge(mrg: Segment, ctx: BuildContext, cx: DatatypeMap, survivor: Resource, survivor_key: str) -> str | None:
+    """Link the surviving Patient to the retired one; returns the retired patient key."""
+    chosen = choose_key_identifier(prior_identifiers(mrg))
+    if chosen is None:
+        return None
+    prior_key = patient_key(chosen)
+    if prior_key == survivor_key:
+        return None  # an account or visit merge (A41, A45): the patient stays the same
+    identifiers = _identifiers(mrg, 1, ctx, cx)
+    retired: Resource = {
         "resourceType": "Patient",
         "id": patient_id(prior_key),
         "active": False,
@@ -53,7 +75,5 @@ def apply_merge(mrg: Segment, ctx: BuildContext, cx: DatatypeMap) -> str | None:
     if identifiers:
         retired["identifier"] = identifiers
     survivor.setdefault("link", []).append({"other": {"reference": f"Patient/{retired['id']}"}, "type": "replaces"})
-    stored = ctx.add(retired)
-    ctx.latest["Patient"] = survivor
-    del stored
+    ctx.add(retired, latest=False)
     return prior_key
