@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from bench.reference import ReferenceServer
+from carehub import loop
 from carehub.broker import EmbeddedBroker
 from carehub.hub import Hub
 from carehub.kafka import ensure_topics
@@ -184,4 +185,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer messages (for a smoke run)")
     parser.add_argument("--only", default="", help="comma-separated sections: convert,ingest,e2e")
-    asyncio.run(main(parser.parse_args()))
+    loop.run(main(parser.parse_args()))

@@ -13,6 +13,7 @@ import sys
 import time
 
 from bench.messages import message
+from carehub import loop
 from connectors.mllp import MLLPClient, ack_code
 
 
@@ -52,7 +53,7 @@ async def run(port: int, connections: int, count: int, rate: float, run_id: str,
 
 def main() -> None:
     port, connections, count, rate, run_id, first = sys.argv[1:7]
-    result = asyncio.run(run(int(port), int(connections), int(count), float(rate), run_id, int(first)))
+    result = loop.run(run(int(port), int(connections), int(count), float(rate), run_id, int(first)))
     print(json.dumps(result))
 
 

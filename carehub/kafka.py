@@ -9,7 +9,6 @@ write without a thread per connection.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 
@@ -61,7 +60,9 @@ class KafkaPublisher:
 
     Implements the MLLP adapter's ``Publisher`` seam: a write that is not
     confirmed within ``timeout_s`` raises StorageUnavailableError, so the
-    sender gets AE (and retries) instead of AA.
+    sender gets AE (and retries) instead of AA. The bound is the producer's
+    own ``request_timeout_ms`` (metadata waits and batch expiry), not an
+    ``asyncio.wait_for`` per message, which costs a task per write.
     """
 
     def __init__(self, bootstrap: str, topic: str, timeout_s: float) -> None:
@@ -87,11 +88,8 @@ class KafkaPublisher:
 
     async def publish(self, message: InboundMessage) -> None:
         try:
-            await asyncio.wait_for(self._write(message), self._timeout_s)
-        except (AIOKafkaError, asyncio.TimeoutError, OSError) as exc:
+            pending = await self._producer.send(self._topic, message.to_json(), key=message.patient_key.encode())
+            await pending
+        except (AIOKafkaError, TimeoutError, OSError) as exc:
             log.warning("inbound write not confirmed: control_id=%s error=%s", message.control_id, type(exc).__name__)
             raise StorageUnavailableError("the message could not be stored durably; resend it") from exc
-
-    async def _write(self, message: InboundMessage) -> None:
-        pending = await self._producer.send(self._topic, message.to_json(), key=message.patient_key.encode())
-        await pending

@@ -8,9 +8,10 @@ what they do not understand. Keys on every topic are patient keys.
 from __future__ import annotations
 
 import base64
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
+
+import orjson
 
 JSONObject = dict[str, Any]
 R = TypeVar("R", bound="Record")
@@ -22,12 +23,13 @@ class Record:
     SCHEMA: ClassVar[str]
 
     def to_dict(self) -> JSONObject:
-        data = asdict(self)  # type: ignore[call-overload]
+        """Shallow: field values are already JSON-shaped (no deep copy of bundles)."""
+        data: JSONObject = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
         data["schema"] = self.SCHEMA
-        return data  # type: ignore[no-any-return]
+        return data
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+        return orjson.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls: type[R], data: JSONObject) -> R:
@@ -39,7 +41,7 @@ class Record:
 
     @classmethod
     def from_json(cls: type[R], raw: bytes | str) -> R:
-        return cls.from_dict(json.loads(raw))
+        return cls.from_dict(orjson.loads(raw))
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,15 +142,26 @@ class Field:
 
 
 class Segment:
-    """One segment; ``fields[n]`` is field n as sent (escaped)."""
+    """One segment; ``fields[n]`` is field n as sent (escaped), split on first use."""
 
-    __slots__ = ("name", "fields", "_d", "index")
+    __slots__ = ("name", "line", "_fields", "_d", "index")
 
-    def __init__(self, name: str, fields: list[str], delimiters: Delimiters, index: int) -> None:
+    def __init__(self, name: str, line: str, delimiters: Delimiters, index: int) -> None:
         self.name = name
-        self.fields = fields
+        self.line = line
+        self._fields: list[str] | None = None
         self._d = delimiters
         self.index = index
+
+    @property
+    def fields(self) -> list[str]:
+        found = self._fields
+        if found is None:
+            found = self.line.split(self._d.field)
+            if self.name == "MSH":
+                found.insert(1, self._d.field)
+            self._fields = found
+        return found
 
     def raw(self, n: int) -> str:
         return self.fields[n] if 0 < n < len(self.fields) else ""
@@ -230,14 +241,12 @@ def parse_message(text: str) -> Message:
         raise UnreadableMessageError("empty message", ErrorLocation("MSH"))
     d = _read_delimiters(lines[0])
     segments: list[Segment] = []
+    field_sep = d.field
     for index, line in enumerate(lines):
-        parts = line.split(d.field)
-        name = parts[0]
-        if not _SEGMENT_NAME.match(name):
+        name = line[:3]
+        if not _SEGMENT_NAME.match(name) or (len(line) > 3 and line[3] != field_sep):
             raise UnreadableMessageError(
-                f"segment {index + 1} has no valid segment name", ErrorLocation(name[:3] or "?", index + 1)
+                f"segment {index + 1} has no valid segment name", ErrorLocation(name or "?", index + 1)
             )
-        if name == "MSH":
-            parts.insert(1, d.field)
-        segments.append(Segment(name, parts, d, index))
+        segments.append(Segment(name, line, d, index))
     return Message(segments, d)

@@ -7,7 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from carehub import logs
+from carehub import logs, loop
 from carehub.demo import DEFAULT_CONFIG, DEFAULT_FEED, render, run_demo
 
 
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def demo(args: argparse.Namespace) -> int:
     logs.configure("ERROR" if args.json else "WARNING")
-    report = asyncio.run(run_demo(args.feed, args.config_dir, args.timeout))
+    report = loop.run(run_demo(args.feed, args.config_dir, args.timeout))
     if args.json:
         data = report.to_dict()
         print(json.dumps(data, indent=2))

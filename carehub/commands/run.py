@@ -9,7 +9,7 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
-from carehub import logs
+from carehub import logs, loop
 from carehub.hub import ROLES, Hub
 from core.settings import Settings, load_settings
 
@@ -70,5 +70,5 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     settings = apply_flags(load_settings(args.config_dir), args)
-    asyncio.run(serve(settings, ROLES if args.role == "all" else (args.role,)))
+    loop.run(serve(settings, ROLES if args.role == "all" else (args.role,)))
     return 0

@@ -1,0 +1,56 @@
+"""Conversion throughput: parse + map + serialize, one process, over the corpus ADTs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from adapters.hl7.charset import decode
+from core.errors import MappingError
+from mappings import convert_text
+
+CORPUS = Path(os.environ.get("CAREHUB_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "corpus" / "hl7v2"
+
+
+def corpus_adts() -> list[str]:
+    texts = []
+    for path in sorted(CORPUS.glob("*ADT_*.hl7")):
+        if "MALFORMED" in path.name:
+            continue
+        text, _ = decode(path.read_bytes())
+        try:
+            convert_text(text)
+        except MappingError:
+            continue
+        texts.append(text)
+    return texts
+
+
+def _rate(texts: list[str], rounds: int, serialize: bool) -> float:
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for text in texts:
+            event = convert_text(text).event
+            if serialize:
+                event.to_json()
+    return rounds * len(texts) / (time.perf_counter() - start)
+
+
+def bench_convert(quick: bool) -> list[str]:
+    texts = corpus_adts()
+    if not texts:
+        return [f"conversion: no corpus found at {CORPUS}"]
+    rounds = 3 if quick else 15
+    _rate(texts, 1, True)
+    full = _rate(texts, rounds, True)
+    no_serialize = _rate(texts, rounds, False)
+    size = sum(len(t) for t in texts) / len(texts)
+    sample = json.dumps(convert_text(texts[0]).bundle)
+    return [
+        f"conversion (HL7v2 ADT -> CareEvent with FHIR R4 Bundle), one process, {len(texts)} corpus messages "
+        f"(mean {size:,.0f} chars) x {rounds} rounds",
+        f"  parse + map + serialize JSON      {full:>8,.0f} msgs/s",
+        f"  parse + map                       {no_serialize:>8,.0f} msgs/s   (sample bundle {len(sample):,} bytes)",
+    ]
