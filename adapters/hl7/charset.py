@@ -57,7 +57,10 @@ def codec_for(declared: str) -> str:
 
 def declared_charset(raw: bytes) -> str:
     """The first repetition of MSH-18, read from the raw bytes; "" if absent."""
-    head = raw[: raw.find(b"\r")] if b"\r" in raw else raw.split(b"\n", 1)[0]
+    # The MSH ends at the first CR or LF, whichever comes first: with LF
+    # separators a later CR must not pull other segments' fields into MSH-18.
+    ends = [i for i in (raw.find(b"\r"), raw.find(b"\n")) if i != -1]
+    head = raw[: min(ends)] if ends else raw
     text = head.decode("latin-1")
     if text.startswith("\ufeff") or text.startswith("ï»¿"):
         text = text[3:] if text.startswith("ï»¿") else text[1:]
