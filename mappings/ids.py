@@ -8,6 +8,7 @@ FHIR-Converter#207 describes), and a replay yields identical bundles.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -15,9 +16,17 @@ from typing import Any
 NAMESPACE = uuid.UUID("6f1c7d0e-2b8a-5c43-9e1f-0a7c3b5d9e21")
 
 
+_NS_BYTES = NAMESPACE.bytes
+
+
 def resource_id(resource_type: str, *key: str) -> str:
-    """UUIDv5 of ``resourceType|k1|k2...``."""
-    return str(uuid.uuid5(NAMESPACE, resource_type + "|" + "|".join(key)))
+    """UUIDv5 of ``resourceType|k1|k2...`` (RFC 4122 §4.3, without uuid.UUID's overhead)."""
+    name = (resource_type + "|" + "|".join(key)).encode("utf-8")
+    digest = bytearray(hashlib.sha1(_NS_BYTES + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def content_id(resource_type: str, body: dict[str, Any]) -> str:

@@ -47,7 +47,7 @@ class Section:
     merge: bool
     make_id: IdFn | None
     when: Callable[..., bool] | None
-    rules: tuple[SegmentApplier, ...]
+    rules: tuple[tuple[int, SegmentApplier], ...]
     profile: str | None
 
     def apply(self, seg: Segment, ctx: BuildContext) -> bool:
@@ -57,18 +57,25 @@ class Section:
             target = ctx.latest.get(self.resource_type)
             if target is None:
                 return False
-            for rule in self.rules:
-                rule(seg, ctx, target)
+            self._fill(seg, ctx, target)
             return True
         assert self.make_id is not None
         resource: Resource = {"resourceType": self.resource_type, "id": self.make_id(seg, ctx)}
         if self.profile:
             resource["meta"] = {"profile": [self.profile]}
         ctx.latest[self.resource_type] = resource
-        for rule in self.rules:
-            rule(seg, ctx, resource)
+        self._fill(seg, ctx, resource)
         ctx.add(resource)
         return True
+
+    def _fill(self, seg: Segment, ctx: BuildContext, target: Resource) -> None:
+        fields = seg.fields
+        size = len(fields)
+        for field_no, rule in self.rules:
+            # Most fields are empty: skip their rules without a call.
+            if field_no and (field_no >= size or not fields[field_no]):
+                continue
+            rule(seg, ctx, target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +172,10 @@ def _section(
     loc: list[str | int], profile: str | None,
 ) -> Section:
     merge = bool(spec.get("merge", False))
-    rules = tuple(compile_segment_rule(r, datatypes, [*loc, "rules", i]) for i, r in enumerate(spec.get("rules", [])))
+    rules = tuple(
+        (r.get("field", 0), compile_segment_rule(r, datatypes, [*loc, "rules", i]))
+        for i, r in enumerate(spec.get("rules", []))
+    )
     make_id = None if merge else _id_fn(spec.get("id", {}), resource_type)
     return Section(resource_type, segment, merge, make_id, compile_when(spec.get("when"), True), rules, profile)
 
@@ -190,11 +200,11 @@ class Plans:
     def __init__(self, root: Path = MAPPINGS_DIR) -> None:
         self.files = _Files(root)
         self._plans: dict[str, MessagePlan] = {}
+        self._available = frozenset(p.stem for p in (root / "messages").glob("*.yaml") if p.stem[0].isupper())
 
-    def available(self) -> list[str]:
-        return sorted(
-            p.stem for p in (self.files.root / "messages").glob("*.yaml") if p.stem[0].isupper()
-        )
+    def available(self) -> frozenset[str]:
+        """Message structures with a file (upper-case names; lower-case files are includes)."""
+        return self._available
 
     def get(self, structure: str) -> MessagePlan:
         found = self._plans.get(structure)
@@ -204,7 +214,7 @@ class Plans:
 
     def compile_all(self) -> None:
         """Load and compile every file (used by tests and ``carehub validate``)."""
-        for structure in self.available():
+        for structure in sorted(self.available()):
             self.get(structure)
 
 
