@@ -104,7 +104,8 @@ def _encounter(ix: dict[str, Resource]) -> Resource:
 
 
 def encounter_class(ix: dict[str, Resource]) -> Value:
-    return _encounter(ix).get("class", {}).get("code")
+    code = _encounter(ix).get("class", {}).get("code")
+    return str(code) if code else None
 
 
 def encounter_status(ix: dict[str, Resource]) -> Value:
