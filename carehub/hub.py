@@ -24,7 +24,8 @@ from connectors.webhook import WebhookDestination
 from core.metrics import Metrics
 from core.settings import Settings
 from core.topics import Topics
-from streams.app import StreamDeps, build_app
+from streams.app import build_app
+from streams.context import StreamDeps
 from streams.deliver import RetryPolicy
 from streams.notify import Hub as HubIdentity
 from streams.routing.source import ReloadingRoutingMap

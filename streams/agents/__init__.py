@@ -1,0 +1,9 @@
+"""One module per agent; each exposes ``register(app, ctx)``. AGENTS lists them in order."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from streams.agents import deliver, normalize, route
+
+AGENTS: list[ModuleType] = [normalize, route, deliver]

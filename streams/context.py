@@ -1,0 +1,85 @@
+"""What every agent module gets: its dependencies and the app's topics.
+
+Agent modules (streams/agents/*.py) each expose ``register(app, ctx)``; they
+move records between topics and call pure decision functions, nothing more.
+New dependencies are added to ``StreamDeps``; new topics to core.topics.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import faust
+
+from connectors.base import Destination
+from core.errors import CarehubError
+from core.metrics import Metrics
+from core.records import DeadLetter, Record
+from core.topics import Topics
+from streams.deliver import RetryPolicy
+from streams.notify import Hub
+from streams.routing.model import RoutingMap
+
+log = logging.getLogger(__name__)
+
+
+class RoutingSource(Protocol):
+    def current(self) -> RoutingMap: ...
+
+
+@dataclass(frozen=True)
+class StreamDeps:
+    topics: Topics
+    routing: RoutingSource
+    destinations: Mapping[str, Destination]
+    retry: RetryPolicy
+    hub: Hub
+    metrics: Metrics
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AgentContext:
+    """Deps plus Faust topic handles (raw bytes in, records out, keyed by patient key)."""
+
+    def __init__(self, app: faust.App, deps: StreamDeps) -> None:
+        self.app = app
+        self.deps = deps
+        self.metrics = deps.metrics
+        self._topics: dict[str, Any] = {}
+
+    def topic(self, name: str) -> Any:
+        if name not in self._topics:
+            self._topics[name] = self.app.topic(name, key_serializer="raw", value_serializer="raw")
+        return self._topics[name]
+
+    async def send(self, topic_name: str, key: str, record: Record) -> None:
+        await self.topic(topic_name).send(key=key.encode(), value=record.to_json())
+
+    async def dead_letter(self, stage: str, error: Exception, event: Any) -> None:
+        """Park a record that could not be processed, with its stage and reason (no content in logs)."""
+        code = error.code if isinstance(error, CarehubError) else "internal-error"
+        reason = error.message if isinstance(error, CarehubError) else type(error).__name__
+        message = event.message
+        log.warning("%s failed: topic=%s partition=%s offset=%s error=%s",
+                    stage, message.topic, message.partition, message.offset, code)
+        self.metrics.inc(f"{stage}_failed")
+        value = event.value if isinstance(event.value, bytes) else str(event.value).encode()
+        record = DeadLetter(
+            stage=stage, error_code=code, reason=reason, source_topic=message.topic,
+            source_partition=message.partition, source_offset=message.offset, failed_at=now_iso(),
+            record={"value_b64": base64.b64encode(value).decode("ascii")},
+        )
+        await self.send(self.deps.topics.dead_letters, event_key(event), record)
+
+
+def event_key(event: Any) -> str:
+    key = event.key
+    return key.decode() if isinstance(key, bytes) else str(key or "")
