@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,7 +55,15 @@ def percentile(values: list[float], q: float) -> float:
 
 async def load(port: int, connections: int, count: int, rate: float, run_id: str, first: int = 0) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.load", str(port), str(connections), str(count), str(rate), run_id, str(first),
+        sys.executable,
+        "-m",
+        "bench.load",
+        str(port),
+        str(connections),
+        str(count),
+        str(rate),
+        run_id,
+        str(first),
         stdout=subprocess.PIPE,
     )
     out, _ = await proc.communicate()
@@ -68,8 +75,10 @@ def ingest_line(label: str, result: dict[str, Any]) -> str:
     n = len(result["latency"])
     ms = [x * 1000 for x in result["latency"]]
     ok = int(sum(result["codes"]))
-    return (f"  {label:<34} {n / result['elapsed']:>8,.0f} msgs/s   ACK p50 {percentile(ms, .5):6.2f} ms"
-            f"   p99 {percentile(ms, .99):6.2f} ms   ({ok}/{n} AA)")
+    return (
+        f"  {label:<34} {n / result['elapsed']:>8,.0f} msgs/s   ACK p50 {percentile(ms, 0.5):6.2f} ms"
+        f"   p99 {percentile(ms, 0.99):6.2f} ms   ({ok}/{n} AA)"
+    )
 
 
 class Receiver:
@@ -143,8 +152,10 @@ async def bench_e2e(bootstrap: str, config_dir: Path, quick: bool) -> list[str]:
         result = await load(hub.mllp_port, 4, paced[0], paced[1], "P", 0)
         await _until_received(receiver, 50 + paced[0], 60)
         ms = e2e_latencies(result, receiver)
-        lines.append(f"  paced {paced[1]:.0f} msgs/s x {paced[0]}: p50 {percentile(ms, .5):7.1f} ms   "
-                     f"p99 {percentile(ms, .99):7.1f} ms   received {len(ms)}/{paced[0]}")
+        lines.append(
+            f"  paced {paced[1]:.0f} msgs/s x {paced[0]}: p50 {percentile(ms, 0.5):7.1f} ms   "
+            f"p99 {percentile(ms, 0.99):7.1f} ms   received {len(ms)}/{paced[0]}"
+        )
         flood = 3000 if quick else 10000
         first = 100_000_000
         before = len(receiver.arrivals)
@@ -153,9 +164,11 @@ async def bench_e2e(bootstrap: str, config_dir: Path, quick: bool) -> list[str]:
         sent = result["sent"]
         arrived = [receiver.arrivals[k] for k in receiver.arrivals if k >= f"MRN{first:08d}"]
         span = max(arrived) - min(sent) if arrived else float("nan")
-        lines.append(f"  sustained, 8 connections x {flood}: {len(arrived) / span:8,.0f} msgs/s end to end "
-                     f"(ingest alone {len(sent) / result['elapsed']:,.0f} msgs/s while streams ran), "
-                     f"received {len(arrived)}/{flood}")
+        lines.append(
+            f"  sustained, 8 connections x {flood}: {len(arrived) / span:8,.0f} msgs/s end to end "
+            f"(ingest alone {len(sent) / result['elapsed']:,.0f} msgs/s while streams ran), "
+            f"received {len(arrived)}/{flood}"
+        )
     finally:
         await hub.stop()
         await receiver.server.stop()
@@ -169,7 +182,10 @@ async def main(args: argparse.Namespace) -> None:
         (config_dir / "routes.yaml").write_text(ROUTES)
         (config_dir / "recipients.yaml").write_text(RECIPIENTS)
         os.environ.setdefault("CAREHUB_BENCH_ENDPOINT", "http://127.0.0.1:9/unused")
-        print(f"carehub bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}, embedded broker {broker.bootstrap}")
+        print(
+            f"carehub bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+            f"embedded broker {broker.bootstrap}"
+        )
         sections = [s for s in args.only.split(",") if s] if args.only else ["convert", "ingest", "e2e"]
         if "convert" in sections:
             from bench.convert import bench_convert

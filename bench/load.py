@@ -17,7 +17,9 @@ from carehub import loop
 from connectors.mllp import MLLPClient, ack_code
 
 
-async def _connection(port: int, ids: list[int], run: str, interval: float, start: float, out: dict[str, list[float]]) -> None:
+async def _connection(
+    port: int, ids: list[int], run: str, interval: float, start: float, out: dict[str, list[float]]
+) -> None:
     client = MLLPClient("127.0.0.1", port, timeout_s=30)
     await client.connect()
     try:
@@ -45,7 +47,10 @@ async def run(port: int, connections: int, count: int, rate: float, run_id: str,
     start = time.perf_counter() + 0.05
     t0 = time.perf_counter()
     await asyncio.gather(
-        *(_connection(port, ids, run_id, interval, start + c * (interval / connections), out) for c, ids in enumerate(shares))
+        *(
+            _connection(port, ids, run_id, interval, start + c * (interval / connections), out)
+            for c, ids in enumerate(shares)
+        )
     )
     elapsed = time.perf_counter() - t0
     return {"elapsed": elapsed, **out}

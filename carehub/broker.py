@@ -79,10 +79,14 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 20.0) -> str:
         url = f"tcp://{self.bootstrap}"
         command = [
-            _broker_binary(), "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            _broker_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
         ]
         output = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
         self._process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)

@@ -10,7 +10,6 @@ import asyncio
 import os
 import re
 import time
-
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -130,7 +129,9 @@ def demo_settings(config_dir: Path) -> Settings:
 
 async def run_demo(feed: Path = DEFAULT_FEED, config_dir: Path = DEFAULT_CONFIG, timeout_s: float = 60.0) -> DemoReport:
     recipients = [
-        DemoRecipient(r.id, r.secret) for r in load_routing_map(config_dir).recipients.values() if r.channel == "webhook"
+        DemoRecipient(r.id, r.secret)
+        for r in load_routing_map(config_dir).recipients.values()
+        if r.channel == "webhook"
     ]
     for recipient in recipients:
         await recipient.start()
@@ -174,5 +175,3 @@ def render(report: DemoReport) -> str:
     if not report.idle:
         lines.append("warning: the pipeline did not go idle before the timeout; counts may be partial")
     return "\n".join(lines)
-
-

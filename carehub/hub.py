@@ -111,7 +111,9 @@ class Hub:
                 await self._start_streams()
             if "ingest" in self.roles:
                 await self._start_ingest()
-            self._http = HTTPServer(ops_routes(self.metrics, lambda: self._ready), self.settings.http.host, self.settings.http.port)
+            self._http = HTTPServer(
+                ops_routes(self.metrics, lambda: self._ready), self.settings.http.host, self.settings.http.port
+            )
             await self._http.start()
             self._watch = asyncio.create_task(self.routing.watch())
         except BaseException:
@@ -120,8 +122,13 @@ class Hub:
         self._ready = True
         log.info(
             "carehub ready: roles=%s mllp=%s:%d http=%s:%d kafka=%s%s",
-            ",".join(self.roles), self.settings.mllp.host, self.mllp_port, self.settings.http.host, self.http_port,
-            self.bootstrap, " (embedded)" if self._broker else "",
+            ",".join(self.roles),
+            self.settings.mllp.host,
+            self.mllp_port,
+            self.settings.http.host,
+            self.http_port,
+            self.bootstrap,
+            " (embedded)" if self._broker else "",
         )
 
     async def stop(self) -> None:

@@ -9,6 +9,7 @@ write without a thread per connection.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -44,10 +45,8 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, compact
             if name not in existing
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
             log.info("created topics: %s", ", ".join(t.name for t in wanted))
     except KafkaError as exc:
         raise BrokerError(f"cannot create topics on {bootstrap}: {exc}") from exc

@@ -7,6 +7,7 @@ benchmarks to play feeds into a listener.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 
 from core.errors import DeliveryError
@@ -20,7 +21,9 @@ def frame(payload: bytes) -> bytes:
 
 
 class MLLPClient:
-    def __init__(self, host: str, port: int, *, timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, *, timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.timeout_s = timeout_s
@@ -33,7 +36,7 @@ class MLLPClient:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port, ssl=self._ssl), self.timeout_s
             )
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise DeliveryError(f"cannot connect to MLLP {self.host}:{self.port}", permanent=False) from exc
 
     async def send(self, payload: bytes) -> bytes:
@@ -45,9 +48,11 @@ class MLLPClient:
             self._writer.write(frame(payload))
             await self._writer.drain()
             block = await asyncio.wait_for(self._reader.readuntil(END_BLOCK), self.timeout_s)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             await self.close()
-            raise DeliveryError(f"no ACK from MLLP {self.host}:{self.port}: {type(exc).__name__}", permanent=False) from exc
+            raise DeliveryError(
+                f"no ACK from MLLP {self.host}:{self.port}: {type(exc).__name__}", permanent=False
+            ) from exc
         start = block.find(START_BLOCK)
         return block[start + 1 : -len(END_BLOCK)] if start != -1 else block[: -len(END_BLOCK)]
 
@@ -55,10 +60,8 @@ class MLLPClient:
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
             writer.close()
-            try:
+            with contextlib.suppress(OSError):
                 await writer.wait_closed()
-            except OSError:
-                pass
 
 
 def ack_code(ack: bytes) -> str:

@@ -62,7 +62,9 @@ class WebhookDestination:
     async def send(self, delivery: Delivery) -> int:
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
         try:
-            async with self._client().post(delivery.endpoint, data=body, headers=self._headers(delivery, body)) as response:
+            async with self._client().post(
+                delivery.endpoint, data=body, headers=self._headers(delivery, body)
+            ) as response:
                 await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

@@ -11,7 +11,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ SCHEMA_DIR = Path(__file__).resolve().parents[1] / "config" / "schemas"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """A JSON Schema from config/schemas by file name."""
     path = SCHEMA_DIR / name
@@ -50,6 +50,7 @@ def _node_at(root: yaml.Node, path: list[str | int]) -> yaml.Node:
 
 def _expand(value: Any, env: Mapping[str, str], file: str, root: yaml.Node | None, path: list[str | int]) -> Any:
     if isinstance(value, str):
+
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in env:

@@ -68,13 +68,24 @@ class AgentContext:
         code = error.code if isinstance(error, CarehubError) else "internal-error"
         reason = error.message if isinstance(error, CarehubError) else type(error).__name__
         message = event.message
-        log.warning("%s failed: topic=%s partition=%s offset=%s error=%s",
-                    stage, message.topic, message.partition, message.offset, code)
+        log.warning(
+            "%s failed: topic=%s partition=%s offset=%s error=%s",
+            stage,
+            message.topic,
+            message.partition,
+            message.offset,
+            code,
+        )
         self.metrics.inc(f"{stage}_failed")
         value = event.value if isinstance(event.value, bytes) else str(event.value).encode()
         record = DeadLetter(
-            stage=stage, error_code=code, reason=reason, source_topic=message.topic,
-            source_partition=message.partition, source_offset=message.offset, failed_at=now_iso(),
+            stage=stage,
+            error_code=code,
+            reason=reason,
+            source_topic=message.topic,
+            source_partition=message.partition,
+            source_offset=message.offset,
+            failed_at=now_iso(),
             record={"value_b64": base64.b64encode(value).decode("ascii")},
         )
         await self.send(self.deps.topics.dead_letters, event_key(event), record)

@@ -67,4 +67,6 @@ async def deliver(
             continue
         return _outcome(delivery, "delivered", attempt, "", status)
     reason = last.message if last else "no attempt made"
-    return _outcome(delivery, "failed", policy.max_attempts, f"retries exhausted: {reason}", last.status if last else None)
+    return _outcome(
+        delivery, "failed", policy.max_attempts, f"retries exhausted: {reason}", last.status if last else None
+    )

@@ -104,7 +104,9 @@ def _organization(org_id: str, name: str) -> JSONObject:
     return {"resourceType": "Organization", "id": org_id, "active": True, "name": name}
 
 
-def notification_bundle(event: CareEvent, *, hub: Hub, destination: str, recipient_name: str, key: str, timestamp: str) -> JSONObject:
+def notification_bundle(
+    event: CareEvent, *, hub: Hub, destination: str, recipient_name: str, key: str, timestamp: str
+) -> JSONObject:
     """A Da Vinci notification Bundle for one recipient.
 
     ``key`` (the delivery's idempotency key) seeds the Bundle and MessageHeader

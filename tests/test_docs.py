@@ -51,4 +51,6 @@ def test_documented_command_parses_and_safe_ones_run(doc: str, argv: list[str]) 
 def test_make_targets_named_in_the_readme_exist() -> None:
     makefile = (REPO / "Makefile").read_text()
     for target in re.findall(r"make (\w+)", (REPO / "README.md").read_text()):
-        assert re.search(rf"^{target}:", makefile, re.M), f"README names 'make {target}', the Makefile has no such target"
+        assert re.search(rf"^{target}:", makefile, re.M), (
+            f"README names 'make {target}', the Makefile has no such target"
+        )

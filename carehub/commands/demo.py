@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
 
@@ -21,8 +20,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "print a summary (or one JSON object with --json)."
         ),
     )
-    parser.add_argument("--feed", type=Path, default=DEFAULT_FEED, help=f"directory of .hl7 files (default: {DEFAULT_FEED})")
-    parser.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG, help="config directory (default: the repo's config/)")
+    parser.add_argument(
+        "--feed", type=Path, default=DEFAULT_FEED, help=f"directory of .hl7 files (default: {DEFAULT_FEED})"
+    )
+    parser.add_argument(
+        "--config-dir", type=Path, default=DEFAULT_CONFIG, help="config directory (default: the repo's config/)"
+    )
     parser.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the pipeline to go idle")
     parser.set_defaults(func=demo)

@@ -25,13 +25,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Logs carry control ids, types and offsets, never message content."
         ),
     )
-    parser.add_argument("--config-dir", type=Path, default=Path("config"), help="directory with carehub.yaml, routes.yaml, recipients.yaml (default: ./config)")
+    parser.add_argument(
+        "--config-dir",
+        type=Path,
+        default=Path("config"),
+        help="directory with carehub.yaml, routes.yaml, recipients.yaml (default: ./config)",
+    )
     parser.add_argument("--mllp-host", help="MLLP listen address (default from config: 127.0.0.1)")
     parser.add_argument("--mllp-port", type=int, help="MLLP listen port (default from config: 2575; 0 = any free port)")
     parser.add_argument("--http-host", help="HTTP listen address")
     parser.add_argument("--http-port", type=int, help="HTTP listen port (default from config: 8080)")
     parser.add_argument(
-        "--role", choices=["all", "ingest", "streams"], default="all",
+        "--role",
+        choices=["all", "ingest", "streams"],
+        default="all",
         help="ingest = MLLP listener only; streams = normalize/route/deliver only; all = both (default)",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -59,8 +66,11 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await hub.start()
-    print(f"carehub running: MLLP on {settings.mllp.host}:{hub.mllp_port}, HTTP on {settings.http.host}:{hub.http_port}, "
-          f"Kafka {hub.bootstrap}", flush=True)
+    print(
+        f"carehub running: MLLP on {settings.mllp.host}:{hub.mllp_port}, HTTP on {settings.http.host}:{hub.http_port}, "
+        f"Kafka {hub.bootstrap}",
+        flush=True,
+    )
     try:
         await stop.wait()
     finally:

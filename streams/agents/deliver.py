@@ -36,8 +36,13 @@ def register(app: faust.App, ctx: AgentContext) -> None:
                 continue
             outcome = await deliver(item, destination, ctx.deps.retry)
             m.inc("delivered" if outcome.status == "delivered" else "delivery_failed", recipient=item.recipient_id)
-            log.info("delivery %s recipient=%s status=%s attempts=%d",
-                     item.delivery_id, item.recipient_id, outcome.status, outcome.attempts)
+            log.info(
+                "delivery %s recipient=%s status=%s attempts=%d",
+                item.delivery_id,
+                item.recipient_id,
+                outcome.status,
+                outcome.attempts,
+            )
             await ctx.send(topics.delivery_outcomes, item.patient_key, outcome)
 
     async def deliver_agent(stream: Any) -> None:

@@ -55,7 +55,9 @@ def load_recipients(path: Path) -> dict[str, Recipient]:
     for index, item in enumerate(data.get("recipients", [])):
         if item["id"] in recipients:
             raise ConfigError(
-                f"recipient id {item['id']!r} is defined twice", file=str(path), line=line_of(path, ["recipients", index])
+                f"recipient id {item['id']!r} is defined twice",
+                file=str(path),
+                line=line_of(path, ["recipients", index]),
             )
         recipients[item["id"]] = _recipient(item)
     return recipients
@@ -69,11 +71,14 @@ def load_routing_map(config_dir: Path) -> RoutingMap:
     rules: list[Rule] = []
     for index, item in enumerate(data.get("rules", [])):
         line = line_of(routes_path, ["rules", index])
-        rule = Rule(item["id"], item.get("description", ""), _condition(item.get("when", {})), _actions(item["actions"]), line)
+        rule = Rule(
+            item["id"], item.get("description", ""), _condition(item.get("when", {})), _actions(item["actions"]), line
+        )
         for a_index, action in enumerate(rule.actions):
             if action.recipient_id not in recipients:
                 raise ConfigError(
-                    f"rule {rule.id!r} names recipient {action.recipient_id!r}, which {RECIPIENTS_FILE} does not define",
+                    f"rule {rule.id!r} names recipient {action.recipient_id!r}, "
+                    f"which {RECIPIENTS_FILE} does not define",
                     file=str(routes_path),
                     line=line_of(routes_path, ["rules", index, "actions", a_index]),
                 )

@@ -12,7 +12,6 @@ from streams.routing.load import load_routing_map
 from tests.conftest import CONFIG
 
 
-
 def test_the_shipped_config_loads() -> None:
     routing = load_routing_map(CONFIG)
     assert {"pcp-riverside", "payer-acme"} <= set(routing.recipients)

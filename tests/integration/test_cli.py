@@ -46,7 +46,9 @@ def test_demo_counts_unreadable_feed_files(tmp_path: Path) -> None:
     (tmp_path / "a.hl7").write_bytes((FEED / "02-a01-admit-rivera.hl7").read_bytes())
     (tmp_path / "b.hl7").write_bytes(b"this is not HL7 at all")
     (tmp_path / "c.hl7").write_bytes(b"")
-    proc = subprocess.run([CAREHUB, "demo", "--json", "--feed", str(tmp_path)], capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [CAREHUB, "demo", "--json", "--feed", str(tmp_path)], capture_output=True, text=True, timeout=180
+    )
     report = json.loads(proc.stdout)
     assert report["unreadable"] == ["b.hl7", "c.hl7"]
     assert report["acked"]["AA"] == 1
@@ -56,9 +58,19 @@ async def test_run_serves_mllp_and_http_and_logs_no_phi(broker: str, tmp_path: P
     mllp_port, http_port = free_port(), free_port()
     env = {**os.environ, "CAREHUB_KAFKA_BOOTSTRAP": broker, "CAREHUB_TOPIC_PREFIX": f"run{os.getpid()}."}
     proc = await asyncio.create_subprocess_exec(
-        CAREHUB, "run", "--config-dir", str(Path(__file__).resolve().parents[2] / "config"),
-        "--mllp-port", str(mllp_port), "--http-port", str(http_port), "--log-level", "DEBUG",
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        CAREHUB,
+        "run",
+        "--config-dir",
+        str(Path(__file__).resolve().parents[2] / "config"),
+        "--mllp-port",
+        str(mllp_port),
+        "--http-port",
+        str(http_port),
+        "--log-level",
+        "DEBUG",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     try:
         assert proc.stdout is not None

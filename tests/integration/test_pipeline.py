@@ -29,8 +29,15 @@ async def test_external_mllp_client_gets_aa_and_the_pcp_gets_an_admit_notificati
 ) -> None:
     message = FEED / "02-a01-admit-rivera.hl7"
     proc = await asyncio.create_subprocess_exec(
-        str(MLLP_SEND), "--loose", "--file", str(message), "--port", str(hub.mllp_port), "127.0.0.1",
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        str(MLLP_SEND),
+        "--loose",
+        "--file",
+        str(message),
+        "--port",
+        str(hub.mllp_port),
+        "127.0.0.1",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()

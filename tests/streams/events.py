@@ -8,16 +8,27 @@ from core.records import CareEvent
 
 
 def care_event(kind: str = "admit", encounter_class: str = "IMP", facility: str = "RGH", **extra: Any) -> CareEvent:
-    patient = {"resourceType": "Patient", "id": "p1", "identifier": [{"system": "urn:oid:1.2", "value": "MRN1"}],
-               "managingOrganization": {"reference": "Organization/o1"}}
-    encounter = {
-        "resourceType": "Encounter", "id": "e1", "status": "in-progress",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": encounter_class or "AMB"},
-        "subject": {"reference": "Patient/p1"}, "location": [{"location": {"reference": "Location/l1"}}],
+    patient = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "identifier": [{"system": "urn:oid:1.2", "value": "MRN1"}],
+        "managingOrganization": {"reference": "Organization/o1"},
     }
-    resources = [patient, encounter, {"resourceType": "Location", "id": "l1", "name": "4W"},
-                 {"resourceType": "Organization", "id": "o1", "name": "RGH"},
-                 {"resourceType": "Observation", "id": "unrelated", "status": "final", "code": {"text": "x"}}]
+    encounter = {
+        "resourceType": "Encounter",
+        "id": "e1",
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": encounter_class or "AMB"},
+        "subject": {"reference": "Patient/p1"},
+        "location": [{"location": {"reference": "Location/l1"}}],
+    }
+    resources = [
+        patient,
+        encounter,
+        {"resourceType": "Location", "id": "l1", "name": "4W"},
+        {"resourceType": "Organization", "id": "o1", "name": "RGH"},
+        {"resourceType": "Observation", "id": "unrelated", "status": "final", "code": {"text": "x"}},
+    ]
     fields: dict[str, Any] = {
         "event_id": f"ev-{kind}-{encounter_class}",
         "kind": kind,
@@ -27,8 +38,11 @@ def care_event(kind: str = "admit", encounter_class: str = "IMP", facility: str 
         "encounter_class": encounter_class,
         "facility": facility,
         "source": {"control_id": "C1"},
-        "bundle": {"resourceType": "Bundle", "type": "collection",
-                   "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r} for r in resources]},
+        "bundle": {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r} for r in resources],
+        },
         "patient_id": "p1",
         "encounter_id": "e1",
         "location": "4W",

@@ -43,9 +43,18 @@ async def recipient() -> AsyncIterator[tuple[Recipient, str]]:
 
 def _delivery(endpoint: str) -> Delivery:
     return Delivery(
-        delivery_id="d1", idempotency_key="idem-1", event_id="e1", patient_key="RGH|MRN1", recipient_id="pcp",
-        action="notify", channel="webhook", endpoint=endpoint, content_type="application/fhir+json",
-        payload={"resourceType": "Bundle", "type": "message"}, rule_id="r1", map_version="v1",
+        delivery_id="d1",
+        idempotency_key="idem-1",
+        event_id="e1",
+        patient_key="RGH|MRN1",
+        recipient_id="pcp",
+        action="notify",
+        channel="webhook",
+        endpoint=endpoint,
+        content_type="application/fhir+json",
+        payload={"resourceType": "Bundle", "type": "message"},
+        rule_id="r1",
+        map_version="v1",
     )
 
 

@@ -14,8 +14,12 @@ HUB = Hub(base_url="https://hub.example.org/fhir")
 
 def _bundle(kind: str = "admit", encounter_class: str = "IMP") -> dict[str, Any]:
     return notification_bundle(
-        care_event(kind, encounter_class), hub=HUB, destination="https://pcp.example.org/fhir",
-        recipient_name="PCP", key="k1", timestamp="2026-11-01T16:31:00Z",
+        care_event(kind, encounter_class),
+        hub=HUB,
+        destination="https://pcp.example.org/fhir",
+        recipient_name="PCP",
+        key="k1",
+        timestamp="2026-11-01T16:31:00Z",
     )
 
 
