@@ -15,6 +15,8 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from aiohttp import web
+
 from adapters.mllp.inbound import InboundHandler
 from adapters.mllp.server import MLLPServer
 from carehub.broker import EmbeddedBroker
@@ -103,6 +105,10 @@ class Hub:
         self._mllp = MLLPServer(handler, s.mllp, listener=f"mllp:{s.mllp.host}:{s.mllp.port}")
         await self._mllp.start()
 
+    def _http_routes(self) -> list[web.RouteDef]:
+        """Every HTTP route the hub serves; each feature adds its own here."""
+        return [*ops_routes(self.metrics, lambda: self._ready)]
+
     async def start(self) -> None:
         """Start every part; on failure, stop what was started and re-raise."""
         try:
@@ -111,9 +117,7 @@ class Hub:
                 await self._start_streams()
             if "ingest" in self.roles:
                 await self._start_ingest()
-            self._http = HTTPServer(
-                ops_routes(self.metrics, lambda: self._ready), self.settings.http.host, self.settings.http.port
-            )
+            self._http = HTTPServer(self._http_routes(), self.settings.http.host, self.settings.http.port)
             await self._http.start()
             self._watch = asyncio.create_task(self.routing.watch())
         except BaseException:
