@@ -81,11 +81,15 @@ def _diagnoses(ctx: BuildContext) -> list[dict[str, str]]:
     return out
 
 
+_LOCATION_PARTS = ("point_of_care", "room", "bed", "facility", "status", "type", "building", "floor")
+
+
 def _location_parts(pv1: Segment | None) -> dict[str, str]:
     if pv1 is None:
         return {}
-    names = ("point_of_care", "room", "bed", "facility", "status", "type", "building", "floor")
-    return {name: pv1.get(3, i + 1) for i, name in enumerate(names) if pv1.get(3, i + 1)}
+    location = pv1.field(3)
+    found = ((name, location.component(i + 1)) for i, name in enumerate(_LOCATION_PARTS))
+    return {name: value for name, value in found if value}
 
 
 def attributes(ctx: BuildContext, message: Message, merges: list[dict[str, str]]) -> dict[str, Any]:
@@ -123,7 +127,8 @@ def source(header: Header, received_at: str | None) -> dict[str, str]:
 def location_text(pv1: Segment | None) -> str:
     if pv1 is None:
         return ""
-    parts = [pv1.get(3, i) for i in (1, 2, 3, 4)]
+    location = pv1.field(3)
+    parts = [location.component(i) for i in (1, 2, 3, 4)]
     return "^".join(p for p in parts if p)
 
 
@@ -134,14 +139,17 @@ def encounter_class(encounter: Resource | None) -> str:
 
 def build_event(
     ctx: BuildContext, message: Message, header: Header, trigger: Trigger, bundle: dict[str, Any],
-    unmapped: list[str], received_at: str | None, merges: list[dict[str, str]],
+    unmapped: list[str], received_at: str | None, merges: list[dict[str, str]], event_time: str | None = None,
 ) -> CareEvent:
+    """``event_time``: ``occurred_at(message, header)`` when the caller has it already."""
+    if event_time is None:
+        event_time = occurred_at(message, header)
     encounter = ctx.latest.get("Encounter")
     patient = ctx.latest.get("Patient")
     return CareEvent(
         event_id=ids.event_id(header.sending_facility, header.control_id, trigger.kind),
         kind=trigger.kind,
-        occurred_at=occurred_at(message, header) or (to_instant(received_at or "") or received_at or ""),
+        occurred_at=event_time or (to_instant(received_at or "") or received_at or ""),
         patient_key=ctx.patient_key,
         identifiers=_identifiers(patient),
         encounter_class=encounter_class(encounter),

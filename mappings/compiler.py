@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.hl7.tokenizer import Segment
+from adapters.hl7.tokenizer import Segment, unescape
 from mappings import ids, transforms
 from mappings.codes import Code, table
 from mappings.context import BuildContext
@@ -131,12 +131,28 @@ def _scalar(parts: Parts, child: str | None, ctx: BuildContext) -> str | None:
     return ctx.text(first)
 
 
-def _clone(value: Any) -> Any:
+def _cloner(value: Any) -> Callable[[], Any]:
+    """A function returning a fresh deep copy of the JSON constant ``value`` (built once)."""
     if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
+        if not any(isinstance(v, dict | list) for v in value.values()):
+            return value.copy
+        items = [(k, _cloner(v)) for k, v in value.items()]
+        return lambda: {k: make() for k, make in items}
     if isinstance(value, list):
-        return [_clone(v) for v in value]
-    return value
+        if not any(isinstance(v, dict | list) for v in value):
+            return value.copy
+        makers = [_cloner(v) for v in value]
+        return lambda: [make() for make in makers]
+    return lambda: value
+
+
+def _clean(parts: Parts, ctx: BuildContext) -> list[str]:
+    """``ctx.text`` of every part, with "" for nothing (the input of a parts transform)."""
+    esc = ctx.esc
+    return [
+        "" if p == '""' else (unescape(p, ctx.delimiters) if esc in p else p).strip()
+        for p in parts
+    ]
 
 
 def _shape_code(found: Code, shape: str, source: str) -> Any:
@@ -181,7 +197,7 @@ def _transform_producer(name: str, loc: list[str | int]) -> Producer:
     def parts_fn(parts: Parts, child: str | None, ctx: BuildContext) -> Any:
         if child is not None:
             parts = [p.split(child, 1)[0] if child in p else p for p in parts]
-        clean = [ctx.text(p) or "" for p in parts]
+        clean = _clean(parts, ctx)
         return fn(clean) if any(clean) else None
 
     return parts_fn
@@ -209,9 +225,11 @@ def compile_producer(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[
     produce: Producer
     if "const" in spec:
         constant = spec["const"]
-        produce = (lambda parts, child, ctx: _clone(constant)) if isinstance(constant, dict | list) else (
-            lambda parts, child, ctx: constant
-        )
+        if isinstance(constant, dict | list):
+            fresh = _cloner(constant)
+            produce = lambda parts, child, ctx: fresh()  # noqa: E731
+        else:
+            produce = lambda parts, child, ctx: constant  # noqa: E731
     elif "ref" in spec:
         produce = _ref_producer(spec["ref"])
     elif "datatype" in spec:
@@ -260,7 +278,10 @@ def compile_when(spec: dict[str, Any] | list[dict[str, Any]] | None, in_segment:
             return test(_scalar(*inputs[0], ctx) if inputs else None)
 
         return seg_pred
-    select = part_selector(spec.get("component", 0), spec.get("sub", 0))
+    component, sub = spec.get("component", 0), spec.get("sub", 0)
+    if present is not None and component and not sub:
+        return _presence(component - 1, bool(present))
+    select = part_selector(component, sub)
 
     def part_pred(parts: Parts, child: str | None, ctx: BuildContext) -> bool:
         return test(_scalar(*select(parts, child, ctx)[0], ctx))
@@ -268,15 +289,25 @@ def compile_when(spec: dict[str, Any] | list[dict[str, Any]] | None, in_segment:
     return part_pred
 
 
+def _presence(index: int, wanted: bool) -> Callable[[Parts, str | None, BuildContext], bool]:
+    """``when: {component: n, present: ...}``: the text of component n (as ``_scalar`` reads it) is set or not."""
+
+    def pred(parts: Parts, child: str | None, ctx: BuildContext) -> bool:
+        raw = parts[index] if index < len(parts) else ""
+        if child is not None:
+            if child in raw:
+                raw = raw.split(child, 1)[0]
+            if child == ctx.comp and ctx.sub in raw:
+                raw = raw.split(ctx.sub, 1)[0]
+        return (ctx.text(raw) is not None) == wanted
+
+    return pred
+
+
 # -- paths --------------------------------------------------------------------------------------
 
 
-def compile_setter(path: str) -> Setter:
-    """Writer for ``a.b.c`` (first value wins) or ``a.b.c[]`` (append, lists extend)."""
-    append = path.endswith("[]")
-    keys = (path[:-2] if append else path).split(".")
-    *parents, last = keys
-
+def _appender(parents: list[str], last: str) -> Setter:
     def parent_of(obj: dict[str, Any]) -> dict[str, Any]:
         for key in parents:
             nxt = obj.get(key)
@@ -285,19 +316,49 @@ def compile_setter(path: str) -> Setter:
             obj = nxt
         return obj
 
+    def append_value(obj: dict[str, Any], value: Any) -> None:
+        target = (parent_of(obj) if parents else obj).setdefault(last, [])
+        if isinstance(value, list):
+            target.extend(value)
+        elif not (isinstance(value, dict) and "reference" in value and value in target):
+            target.append(value)
+
+    return append_value
+
+
+def compile_setter(path: str) -> Setter:
+    """Writer for ``a.b.c`` (first value wins) or ``a.b.c[]`` (append, lists extend)."""
+    append = path.endswith("[]")
+    keys = (path[:-2] if append else path).split(".")
+    *parents, last = keys
     if append:
+        return _appender(parents, last)
+    if not parents:
 
-        def append_value(obj: dict[str, Any], value: Any) -> None:
-            target = parent_of(obj).setdefault(last, [])
-            if isinstance(value, list):
-                target.extend(value)
-            elif not (isinstance(value, dict) and "reference" in value and value in target):
-                target.append(value)
+        def set_top(obj: dict[str, Any], value: Any) -> None:
+            if last not in obj:
+                obj[last] = value
 
-        return append_value
+        return set_top
+    if len(parents) == 1:
+        (parent,) = parents
+
+        def set_child(obj: dict[str, Any], value: Any) -> None:
+            target = obj.get(parent)
+            if not isinstance(target, dict):
+                target = obj[parent] = {}
+            if last not in target:
+                target[last] = value
+
+        return set_child
 
     def set_first(obj: dict[str, Any], value: Any) -> None:
-        target = parent_of(obj)
+        target = obj
+        for key in parents:
+            nxt = target.get(key)
+            if not isinstance(nxt, dict):
+                nxt = target[key] = {}
+            target = nxt
         if last not in target:
             target[last] = value
 
@@ -336,16 +397,44 @@ def _leaf(spec: dict[str, Any], loc: list[str | int]) -> LeafFn | None:
             return None if found_code is None else _shape_code(found_code, shape, source)
 
         return lookup
-    return lambda text: text
+    return _text
 
 
-def _fast_component_rule(component: int, leaf: LeafFn, setter: Setter) -> Applier:
+def _text(text: str) -> str:
+    """The leaf of a plain rule (the text itself); recognised by identity, never called."""
+    return text
+
+
+def _fast_component_rule(component: int, leaf: LeafFn, path: str) -> Applier:
+    """One component, one string, one value; the datatype map has checked it is not empty."""
+    index = component - 1
+    setter = compile_setter(path)
+    plain_key = path if leaf is _text and "." not in path and not path.endswith("[]") else None
+
+    if plain_key is not None:
+
+        def apply_plain(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
+            if plain_key in out:
+                return
+            raw = parts[index] if index < len(parts) else ""
+            if child is not None and child in raw:
+                raw = raw.split(child, 1)[0]
+            if not raw or raw == '""':
+                return
+            text = (unescape(raw, ctx.delimiters) if ctx.esc in raw else raw).strip()
+            if text:
+                out[plain_key] = text
+
+        return apply_plain
+
     def apply(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
-        raw = parts[component - 1] if component <= len(parts) else ""
+        raw = parts[index] if index < len(parts) else ""
         if child is not None and child in raw:
             raw = raw.split(child, 1)[0]
-        text = ctx.text(raw)
-        if text is not None:
+        if not raw or raw == '""':
+            return
+        text = (unescape(raw, ctx.delimiters) if ctx.esc in raw else raw).strip()
+        if text:
             value = leaf(text)
             if value is not None and value != "":
                 setter(out, value)
@@ -354,20 +443,25 @@ def _fast_component_rule(component: int, leaf: LeafFn, setter: Setter) -> Applie
 
 
 def _fast_field_rule(field: int, component: int, leaf: LeafFn, setter: Setter) -> SegmentApplier:
+    index = component - 1
+    msh_special = field <= 2
+
     def apply(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
         fields = seg.fields
         raw = fields[field] if field < len(fields) else ""
-        if ctx.rep in raw and not (seg.name == "MSH" and field <= 2):
+        if ctx.rep in raw and not (msh_special and seg.name == "MSH"):
             raw = raw.split(ctx.rep, 1)[0]
         if ctx.comp in raw:
             comps = raw.split(ctx.comp)
-            raw = comps[component - 1] if component <= len(comps) else ""
+            raw = comps[index] if index < len(comps) else ""
         elif component > 1:
             return
         if ctx.sub in raw:
             raw = raw.split(ctx.sub, 1)[0]
-        text = ctx.text(raw)
-        if text is not None:
+        if not raw or raw == '""':
+            return
+        text = (unescape(raw, ctx.delimiters) if ctx.esc in raw else raw).strip()
+        if text:
             value = leaf(text)
             if value is not None and value != "":
                 setter(out, value)
@@ -379,26 +473,36 @@ def _fast_field_rule(field: int, component: int, leaf: LeafFn, setter: Setter) -
 
 
 def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == {} or value == []
+    """Nothing to set: None, or an empty string, object or array (False and 0 are values)."""
+    return value is None or (not value and isinstance(value, str | dict | list))
 
 
 def compile_rule(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> Applier:
     """A rule inside a datatype map (reads components of its parts)."""
     leaf = _leaf(spec, loc) if spec.get("component") else None
     if leaf is not None:
-        return _fast_component_rule(spec["component"], leaf, compile_setter(spec["path"]))
-    select = part_selector(spec.get("component", 0), spec.get("sub", 0))
+        return _fast_component_rule(spec["component"], leaf, spec["path"])
+    component, sub = spec.get("component", 0), spec.get("sub", 0)
     produce = compile_producer(spec, datatypes, loc)
     setter = compile_setter(spec["path"])
     when = compile_when(spec.get("when"), in_segment=False)
+    if when is None and not component:
+
+        def apply_whole(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
+            value = produce(parts, child, ctx)
+            if value is not None and (value or not isinstance(value, str | dict | list)):
+                setter(out, value)
+
+        return apply_whole
 
     def apply(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
         if when is not None and not when(parts, child, ctx):
             return
-        for p, c in select(parts, child, ctx):
-            value = produce(p, c, ctx)
-            if not _empty(value):
-                setter(out, value)
+        if component:
+            parts, child = _narrow(parts, child, ctx, component, sub)
+        value = produce(parts, child, ctx)
+        if value is not None and (value or not isinstance(value, str | dict | list)):
+            setter(out, value)
 
     return apply
 
@@ -407,6 +511,25 @@ def compile_rules(
     specs: list[dict[str, Any]], datatypes: DatatypeLookup, loc: list[str | int]
 ) -> tuple[tuple[int, Applier], ...]:
     return tuple((spec.get("component", 0), compile_rule(spec, datatypes, [*loc, i])) for i, spec in enumerate(specs))
+
+
+def _first_input(field: int, component: int, sub: int) -> Callable[[Segment, BuildContext], Input | None]:
+    """The first repetition of a field as parts (narrowed to a component), or None when empty."""
+    msh_special = field <= 2
+
+    def first(seg: Segment, ctx: BuildContext) -> Input | None:
+        fields = seg.fields
+        raw = fields[field] if field < len(fields) else ""
+        if not raw or raw == '""':
+            return None
+        if ctx.rep in raw and not (msh_special and seg.name == "MSH"):
+            raw = raw.split(ctx.rep, 1)[0]
+            if not raw:
+                return None
+        parts = raw.split(ctx.comp) if ctx.comp in raw else [raw]
+        return _narrow(parts, ctx.sub, ctx, component, sub) if component else (parts, ctx.sub)
+
+    return first
 
 
 def compile_segment_rule(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> SegmentApplier:
@@ -428,15 +551,27 @@ def compile_segment_rule(spec: dict[str, Any], datatypes: DatatypeLookup, loc: l
                 setter(out, value)
 
         return apply_whole
-    repeat = bool(spec.get("repeat", False))
-    select = field_selector(spec["field"], repeat, spec.get("component", 0), spec.get("sub", 0))
+    if not spec.get("repeat", False):
+        first = _first_input(spec["field"], spec.get("component", 0), spec.get("sub", 0))
+
+        def apply_first(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
+            if when is not None and not when(seg, ctx):
+                return
+            found = first(seg, ctx)
+            if found is not None:
+                value = produce(found[0], found[1], ctx)
+                if value is not None and (value or not isinstance(value, str | dict | list)):
+                    setter(out, value)
+
+        return apply_first
+    select = field_selector(spec["field"], True, spec.get("component", 0), spec.get("sub", 0))
 
     def apply(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
         if when is not None and not when(seg, ctx):
             return
         for parts, child in select(seg, ctx):
             value = produce(parts, child, ctx)
-            if not _empty(value):
+            if value is not None and (value or not isinstance(value, str | dict | list)):
                 setter(out, value)
 
     return apply

@@ -71,7 +71,7 @@ def convert(
         from mappings.validation import validate_bundle
 
         issues = [*issues, *validate_bundle(bundle)]
-    event = build_event(ctx, message, header, event_trigger, bundle, unmapped, received_at, merges)
+    event = build_event(ctx, message, header, event_trigger, bundle, unmapped, received_at, merges, event_time)
     return Conversion(event=event, bundle=bundle, unmapped=unmapped, issues=issues)
 
 

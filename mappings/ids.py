@@ -17,16 +17,17 @@ NAMESPACE = uuid.UUID("6f1c7d0e-2b8a-5c43-9e1f-0a7c3b5d9e21")
 
 
 _NS_BYTES = NAMESPACE.bytes
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+# One encoder, reused: json.dumps(..., sort_keys=True) builds a new one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 def resource_id(resource_type: str, *key: str) -> str:
     """UUIDv5 of ``resourceType|k1|k2...`` (RFC 4122 §4.3, without uuid.UUID's overhead)."""
     name = (resource_type + "|" + "|".join(key)).encode("utf-8")
-    digest = bytearray(hashlib.sha1(_NS_BYTES + name).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(_NS_BYTES + name).hexdigest()
+    # Version 5 in the high nibble of byte 6, RFC 4122 variant in the top bits of byte 8.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def content_id(resource_type: str, body: dict[str, Any]) -> str:
@@ -36,12 +37,12 @@ def content_id(resource_type: str, body: dict[str, Any]) -> str:
     whatever name spelling accompanies it.
     """
     basis = body.get("identifier") or body
-    return resource_id(resource_type, json.dumps(basis, sort_keys=True, separators=(",", ":")))
+    return resource_id(resource_type, _CANONICAL.encode(basis))
 
 
 def event_id(sending_facility: str, control_id: str, kind: str) -> str:
     """CareEvent id: stable across redeliveries of one message."""
-    return str(uuid.uuid5(NAMESPACE, f"event|{sending_facility}|{control_id}|{kind}"))
+    return resource_id("event", sending_facility, control_id, kind)  # = uuid5(NAMESPACE, "event|...")
 
 
 def quote(text: str) -> str:

@@ -112,16 +112,21 @@ class Field:
 
     def component(self, index: int = 1, sub: int = 1) -> str:
         """Unescaped value of component ``index`` (1-based), sub-component ``sub``."""
-        comps = self.components()
+        comps = self._components
+        if comps is None:
+            comps = self._components = self.raw.split(self._d.component)
         if index < 1 or index > len(comps):
             return ""
         value = comps[index - 1]
-        if self._d.subcomponent in value:
-            subs = value.split(self._d.subcomponent)
+        if not value:
+            return ""
+        d = self._d
+        if d.subcomponent in value:
+            subs = value.split(d.subcomponent)
             value = subs[sub - 1] if 0 < sub <= len(subs) else ""
         elif sub != 1:
             return ""
-        return unescape(value, self._d)
+        return unescape(value, d) if d.escape in value else value
 
     def subcomponents(self, index: int) -> list[str]:
         comps = self.components()
@@ -142,9 +147,13 @@ class Field:
 
 
 class Segment:
-    """One segment; ``fields[n]`` is field n as sent (escaped), split on first use."""
+    """One segment; ``fields[n]`` is field n as sent (escaped), split on first use.
 
-    __slots__ = ("name", "line", "_fields", "_d", "index")
+    ``field(n, rep)`` answers the same Field object on every call, so a field's
+    repetitions and components are split once however often they are read.
+    """
+
+    __slots__ = ("name", "line", "_fields", "_d", "index", "_cache")
 
     def __init__(self, name: str, line: str, delimiters: Delimiters, index: int) -> None:
         self.name = name
@@ -152,6 +161,7 @@ class Segment:
         self._fields: list[str] | None = None
         self._d = delimiters
         self.index = index
+        self._cache: dict[tuple[int, int], Field] | None = None
 
     @property
     def fields(self) -> list[str]:
@@ -164,7 +174,8 @@ class Segment:
         return found
 
     def raw(self, n: int) -> str:
-        return self.fields[n] if 0 < n < len(self.fields) else ""
+        fields = self.fields
+        return fields[n] if 0 < n < len(fields) else ""
 
     def repetitions(self, n: int) -> list[Field]:
         raw = self.raw(n)
@@ -173,6 +184,15 @@ class Segment:
         return [Field(r, self._d) for r in raw.split(self._d.repetition) if r]
 
     def field(self, n: int, rep: int = 1) -> Field:
+        cache = self._cache
+        if cache is None:
+            cache = self._cache = {}
+        found = cache.get((n, rep))
+        if found is None:
+            found = cache[(n, rep)] = self._field(n, rep)
+        return found
+
+    def _field(self, n: int, rep: int) -> Field:
         raw = self.raw(n)
         if self.name == "MSH" and n <= 2:
             return Field(raw, self._d)
