@@ -1,0 +1,67 @@
+"""The Part 2 registry and disclosure policy from config/part2.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.configfile import load_config_file
+from core.records import CareEvent
+from streams.consent.codes import SUD_PREFIXES
+from streams.consent.decide import Disclosure
+from streams.consent.labels import Program, Registry
+
+PART2_FILE = "part2.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    registry: Registry
+    purposes: dict[str, str] = field(default_factory=dict)
+    redaction_allowed_for: frozenset[str] = frozenset()
+    emergency_classes: frozenset[str] = frozenset({"EMER"})
+
+    def disclosure(self, event: CareEvent, recipient_id: str, recipient_kind: str, action: str) -> Disclosure:
+        return Disclosure(
+            recipient_id=recipient_id,
+            recipient_kind=recipient_kind,
+            action=action,
+            purpose=self.purposes.get(recipient_kind, "TREAT"),
+            emergency=event.encounter_class in self.emergency_classes,
+            redaction_allowed=recipient_kind in self.redaction_allowed_for,
+        )
+
+
+NO_PROGRAMS = Policy(Registry(programs=()))
+
+
+def _program(item: dict[str, Any]) -> Program:
+    return Program(
+        id=item["id"],
+        name=item["name"],
+        facilities=tuple(item.get("facilities", ())),
+        locations=tuple(item.get("locations", ())),
+        services=tuple(item.get("services", ())),
+    )
+
+
+def load_policy(config_dir: Path) -> Policy:
+    """The policy of a config directory; without part2.yaml no sender is a Part 2 program."""
+    path = config_dir / PART2_FILE
+    if not path.exists():
+        return NO_PROGRAMS
+    data = load_config_file(path, "part2.schema.json")
+    sud = data.get("sud", {})
+    registry = Registry(
+        programs=tuple(_program(p) for p in data["programs"]),
+        sud_prefixes=tuple(sud.get("icd10_prefixes", SUD_PREFIXES)),
+        sud_codes=frozenset(sud.get("codes", ())),
+        counseling_codes=frozenset(data.get("counseling_note_codes", ())),
+    )
+    return Policy(
+        registry=registry,
+        purposes=dict(data.get("purposes", {})),
+        redaction_allowed_for=frozenset(data.get("redaction_allowed_for", ())),
+        emergency_classes=frozenset(data.get("emergency_encounter_classes", ("EMER",))),
+    )

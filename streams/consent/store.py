@@ -1,0 +1,151 @@
+"""Consents on a compacted Kafka topic, read by every worker as a global table.
+
+The topic is keyed by Consent id (compaction keeps each consent's latest
+version; a revocation is a new version with status ``inactive``). Each
+process tails the whole topic into memory, indexed by patient key, so a
+decision needs no database round trip. A writer in the same process waits
+until its write is applied locally before answering, so a revocation
+acknowledged by the API takes effect before the next event is routed there;
+other workers apply it as soon as they read it (milliseconds on a healthy
+cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from core.errors import StorageUnavailableError
+from streams.consent.model import ConsentDirective, ConsentError, parse_consent
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class ConsentTable:
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._by_id: dict[str, tuple[ConsentDirective, dict[str, Any], str]] = {}
+        self._by_patient: dict[str, dict[str, ConsentDirective]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self.applied = 0
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
+                                    fetch_max_wait_ms=50)  # fmt: skip
+        await consumer.start()
+        partitions = consumer.partitions_for_topic(self._topic) or set()
+        assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        self._consumer = consumer
+        end = await consumer.end_offsets(assigned)
+        while await self._behind(consumer, end):
+            await self._poll(consumer, timeout_ms=200)
+        self._task = asyncio.create_task(self._tail(consumer))
+
+    @staticmethod
+    async def _behind(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
+        for tp, offset in end.items():
+            if await consumer.position(tp) < offset:
+                return True
+        return False
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _tail(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            try:
+                await self._poll(consumer, timeout_ms=500)
+            except KafkaError as exc:
+                log.warning("consent table: %s; retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+
+    async def _poll(self, consumer: AIOKafkaConsumer, timeout_ms: int) -> None:
+        batches = await consumer.getmany(timeout_ms=timeout_ms)
+        for records in batches.values():
+            for record in records:
+                self.apply(record.key.decode() if record.key else "", record.value)
+
+    def apply(self, consent_id: str, value: bytes | None) -> None:
+        """Apply one topic record (None = tombstone)."""
+        previous = self._by_id.pop(consent_id, None)
+        if previous is not None:
+            self._by_patient.get(previous[0].patient_key, {}).pop(consent_id, None)
+        if value is not None:
+            try:
+                raw = orjson.loads(value)
+                directive = parse_consent(raw)
+            except (ConsentError, ValueError) as exc:
+                log.error("consent table: unreadable consent %s skipped (%s)", consent_id, type(exc).__name__)
+            else:
+                self._by_id[consent_id] = (directive, raw, fingerprint(value))
+                self._by_patient.setdefault(directive.patient_key, {})[consent_id] = directive
+        self.applied += 1
+        self._changed.set()
+
+    def for_patient(self, patient_key: str) -> list[ConsentDirective]:
+        return list(self._by_patient.get(patient_key, {}).values())
+
+    def resource(self, consent_id: str) -> dict[str, Any] | None:
+        found = self._by_id.get(consent_id)
+        return found[1] if found else None
+
+    def resources_for(self, patient_key: str) -> list[dict[str, Any]]:
+        return [self._by_id[c][1] for c in self._by_patient.get(patient_key, {})]
+
+    async def wait_for(self, consent_id: str, print_: str, timeout_s: float = 10.0) -> bool:
+        """Until the table holds exactly this version of the consent."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            found = self._by_id.get(consent_id)
+            if found is not None and found[2] == print_:
+                return True
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+
+class ConsentWriter:
+    """Writes consents to the compacted topic with acks=all."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._topic = topic
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=10000)
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def write(self, consent: dict[str, Any]) -> str:
+        """Store one Consent durably; return the fingerprint of what was written."""
+        value = orjson.dumps(consent)
+        try:
+            await (await self._producer.send(self._topic, value, key=str(consent["id"]).encode()))
+        except (KafkaError, OSError) as exc:
+            raise StorageUnavailableError("the consent could not be stored durably; resend it") from exc
+        return fingerprint(value)
