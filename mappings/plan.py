@@ -32,7 +32,7 @@ from mappings.compiler import (
     compile_when,
     field_selector,
 )
-from mappings.context import BuildContext, Resource
+from mappings.context import BuildContext
 from mappings.loader import MAPPINGS_DIR, line_of, load_mapping_file
 
 IdFn = Callable[[Segment, BuildContext], str]
@@ -57,18 +57,12 @@ class Section:
             target = ctx.latest.get(self.resource_type)
             if target is None:
                 return False
-            self._fill(seg, ctx, target)
-            return True
-        assert self.make_id is not None
-        resource: Resource = {"resourceType": self.resource_type, "id": self.make_id(seg, ctx)}
-        if self.profile:
-            resource["meta"] = {"profile": [self.profile]}
-        ctx.latest[self.resource_type] = resource
-        self._fill(seg, ctx, resource)
-        ctx.add(resource)
-        return True
-
-    def _fill(self, seg: Segment, ctx: BuildContext, target: Resource) -> None:
+        else:
+            assert self.make_id is not None
+            target = {"resourceType": self.resource_type, "id": self.make_id(seg, ctx)}
+            if self.profile:
+                target["meta"] = {"profile": [self.profile]}
+            ctx.latest[self.resource_type] = target
         fields = seg.fields
         size = len(fields)
         for field_no, rule in self.rules:
@@ -76,6 +70,9 @@ class Section:
             if field_no and (field_no >= size or not fields[field_no]):
                 continue
             rule(seg, ctx, target)
+        if not self.merge:
+            ctx.add(target)
+        return True
 
 
 @dataclass(frozen=True, slots=True)

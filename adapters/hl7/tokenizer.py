@@ -147,31 +147,24 @@ class Field:
 
 
 class Segment:
-    """One segment; ``fields[n]`` is field n as sent (escaped), split on first use.
+    """One segment; ``fields[n]`` is field n as sent (escaped), split when the segment is made.
 
     ``field(n, rep)`` answers the same Field object on every call, so a field's
     repetitions and components are split once however often they are read.
     """
 
-    __slots__ = ("name", "line", "_fields", "_d", "index", "_cache")
+    __slots__ = ("name", "line", "fields", "_d", "index", "_cache")
 
     def __init__(self, name: str, line: str, delimiters: Delimiters, index: int) -> None:
         self.name = name
         self.line = line
-        self._fields: list[str] | None = None
+        fields = line.split(delimiters.field)
+        if name == "MSH":
+            fields.insert(1, delimiters.field)
+        self.fields: list[str] = fields
         self._d = delimiters
         self.index = index
         self._cache: dict[tuple[int, int], Field] | None = None
-
-    @property
-    def fields(self) -> list[str]:
-        found = self._fields
-        if found is None:
-            found = self.line.split(self._d.field)
-            if self.name == "MSH":
-                found.insert(1, self._d.field)
-            self._fields = found
-        return found
 
     def raw(self, n: int) -> str:
         fields = self.fields
