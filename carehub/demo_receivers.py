@@ -1,8 +1,8 @@
 """Demo recipients: local FHIR ``$process-message`` endpoints over real HTTP.
 
-They stand in for a PCP practice and a payer during ``carehub demo``: they
-accept Da Vinci notification Bundles, check the HMAC signature when they
-share a secret with the hub, discard repeats by Idempotency-Key, and keep
+They stand in for the PCP practice, payer, pharmacy and CBO during ``carehub
+demo``: they accept Da Vinci notification Bundles and task transaction
+Bundles, check the HMAC signature when they share a secret with the hub, discard repeats by Idempotency-Key, and keep
 what they received so the demo can show what reached whom.
 """
 
@@ -33,6 +33,21 @@ class Received:
     bundle: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
+def _summary(bundle: dict[str, Any]) -> tuple[str, str]:
+    """(event code, focus) of a notification (message Bundle) or a task (transaction Bundle with a Task).
+
+    A task's code is ``task:`` plus its ServiceRequest code (tcm-contact, sdoh-referral, ...).
+    """
+    assert bundle["resourceType"] == "Bundle"
+    if bundle["type"] == "transaction":
+        found = {e["resource"]["resourceType"]: e["resource"] for e in bundle["entry"]}
+        task, request = found["Task"], found["ServiceRequest"]
+        return "task:" + request["code"]["coding"][0]["code"], task["focus"]["reference"]
+    header = bundle["entry"][0]["resource"]
+    assert bundle["type"] == "message" and header["resourceType"] == "MessageHeader"
+    return header["eventCoding"]["code"], header.get("focus", [{}])[0].get("reference", "")
+
+
 @dataclass
 class DemoRecipient:
     recipient_id: str
@@ -58,9 +73,7 @@ class DemoRecipient:
         body = await request.read()
         try:
             bundle: dict[str, Any] = json.loads(body)
-            header = bundle["entry"][0]["resource"]
-            assert bundle["resourceType"] == "Bundle" and bundle["type"] == "message"
-            assert header["resourceType"] == "MessageHeader"
+            code, focus = _summary(bundle)
         except (ValueError, KeyError, IndexError, TypeError, AssertionError):
             self.rejected += 1
             return web.json_response(
@@ -76,8 +89,7 @@ class DemoRecipient:
         if any(r.idempotency_key == key for r in self.received):
             self.duplicates += 1
             return web.json_response(OK_OUTCOME)
-        focus = header.get("focus", [{}])[0].get("reference", "")
-        self.received.append(Received(header["eventCoding"]["code"], focus, key, verified, bundle))
+        self.received.append(Received(code, focus, key, verified, bundle))
         return web.json_response(OK_OUTCOME)
 
     async def start(self) -> None:

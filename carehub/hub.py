@@ -26,7 +26,7 @@ from connectors.webhook import WebhookDestination
 from core.metrics import Metrics
 from core.settings import Settings
 from core.topics import Topics
-from streams.app import build_app
+from streams.app import build_app, changelog_topics
 from streams.context import StreamDeps
 from streams.deliver import RetryPolicy
 from streams.notify import Hub as HubIdentity
@@ -94,6 +94,8 @@ class Hub:
         )
         app = build_app(f"{s.app_id}-{s.kafka.topic_prefix.strip('.') or 'default'}", self.bootstrap, s.kafka, deps)
         app.finalize()
+        tables = changelog_topics(app)
+        await asyncio.to_thread(ensure_topics, self.bootstrap, tables, s.kafka.partitions, tables)
         await app.start()
         self._app = app
 

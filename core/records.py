@@ -109,6 +109,8 @@ class CareEvent(Record):
     labels: list[JSONObject] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)
     attributes: JSONObject = field(default_factory=dict)
+    #: The original HL7v2 text (for ``forward`` to MLLP recipients); empty when not from HL7v2.
+    source_hl7: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,8 @@ class Delivery(Record):
     rule_id: str
     map_version: str
     attempt: int = 0
+    #: Why this delivery exists (the routing rule, conditions and how the recipient was resolved).
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,3 +38,8 @@ def build_app(app_id: str, bootstrap: str, kafka: KafkaSettings, deps: StreamDep
     for module in AGENTS:
         module.register(app, ctx)
     return app
+
+
+def changelog_topics(app: faust.App) -> list[str]:
+    """The changelog topics of the app's tables (to create before start: topics are not auto-declared)."""
+    return [table.changelog_topic.get_topic_name() for table in app.tables.values()]

@@ -15,8 +15,9 @@ def normalize(inbound: InboundMessage) -> CareEvent:
     The ingest key decided the partition; if the mapping derives a different
     key the stream would scatter one patient's events, so that is an error.
     """
-    event = convert_text(inbound.text(), received_at=inbound.received_at).event
+    text = inbound.text()
+    event = convert_text(text, received_at=inbound.received_at).event
     if event.patient_key != inbound.patient_key:
         raise MappingError("the mapped patient key differs from the ingest patient key")
     source = {**event.source, "listener": inbound.listener, "received_at": inbound.received_at}
-    return replace(event, source=source)
+    return replace(event, source=source, source_hl7=text)

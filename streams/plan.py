@@ -1,14 +1,23 @@
-"""Turn a routing decision into Delivery records (pure)."""
+"""Turn a routing decision into Delivery records (pure).
+
+``plan_action`` is the per-(event, recipient, action) step: one planned action
+in, one Delivery out, carrying the rule, the map version and the reason. A
+later stage (consent) can wrap it without knowing how payloads are built.
+"""
 
 from __future__ import annotations
 
 import hashlib
 
-from core.records import CareEvent, Delivery
+from core.records import CareEvent, Delivery, JSONObject
 from streams.notify import Hub, notification_bundle
+from streams.referrals import TaskRequest, task_bundle
 from streams.routing.decide import PlannedAction, RoutingDecision
+from streams.routing.match import diagnosis_codes
+from streams.routing.sdoh import UNSPECIFIED, categories
 
 FHIR_JSON = "application/fhir+json"
+HL7V2 = "application/hl7-v2"
 
 
 def idempotency_key(event_id: str, recipient_id: str, action: str) -> str:
@@ -16,12 +25,41 @@ def idempotency_key(event_id: str, recipient_id: str, action: str) -> str:
     return hashlib.sha256(f"{event_id}|{recipient_id}|{action}".encode()).hexdigest()[:32]
 
 
-def _delivery(event: CareEvent, planned: PlannedAction, decision: RoutingDecision, hub: Hub, now: str) -> Delivery:
+def action_key(planned: PlannedAction) -> str:
+    """``notify``, ``forward``, or ``task:<code>[:<category>]`` (two tasks for one owner differ)."""
+    spec = planned.spec
+    if spec is None or planned.action != "task":
+        return planned.action
+    return f"task:{spec.task}" + (f":{planned.category}" if planned.category else "")
+
+
+def _task_request(event: CareEvent, planned: PlannedAction, key: str) -> TaskRequest:
+    assert planned.spec is not None
+    spec = planned.spec
+    category = planned.category
+    if spec.task == "sdoh-referral" and not category:
+        category = next(iter(categories(diagnosis_codes(event))), UNSPECIFIED)
+    part_of = idempotency_key(event.event_id, planned.recipient.id, f"task:{spec.part_of}") if spec.part_of else ""
+    return TaskRequest(spec.task, planned.recipient, key, spec.due, category, part_of)
+
+
+def _payload(event: CareEvent, planned: PlannedAction, hub: Hub, key: str, now: str) -> tuple[str, JSONObject]:
     recipient = planned.recipient
-    key = idempotency_key(event.event_id, recipient.id, planned.action)
-    payload = notification_bundle(
+    if planned.action == "forward":
+        return HL7V2, {"hl7": event.source_hl7}
+    if planned.action == "task":
+        return FHIR_JSON, task_bundle(event, _task_request(event, planned, key), hub=hub, timestamp=now)
+    bundle = notification_bundle(
         event, hub=hub, destination=recipient.endpoint, recipient_name=recipient.name, key=key, timestamp=now
     )
+    return FHIR_JSON, bundle
+
+
+def plan_action(event: CareEvent, planned: PlannedAction, map_version: str, hub: Hub, now: str) -> Delivery:
+    """The Delivery for one planned (recipient, action), with its reason."""
+    recipient = planned.recipient
+    key = idempotency_key(event.event_id, recipient.id, action_key(planned))
+    content_type, payload = _payload(event, planned, hub, key, now)
     return Delivery(
         delivery_id=key,
         idempotency_key=key,
@@ -31,13 +69,14 @@ def _delivery(event: CareEvent, planned: PlannedAction, decision: RoutingDecisio
         action=planned.action,
         channel=recipient.channel,
         endpoint=recipient.endpoint,
-        content_type=FHIR_JSON,
+        content_type=content_type,
         payload=payload,
         rule_id=planned.rule_id,
-        map_version=decision.map_version,
+        map_version=map_version,
+        reason=planned.reason,
     )
 
 
 def plan_deliveries(event: CareEvent, decision: RoutingDecision, hub: Hub, now: str) -> list[Delivery]:
-    """One Delivery per planned notify action (task and forward arrive with the routing issue)."""
-    return [_delivery(event, p, decision, hub, now) for p in decision.planned if p.action == "notify"]
+    """One Delivery per planned action: notify, task and forward."""
+    return [plan_action(event, p, decision.map_version, hub, now) for p in decision.planned]

@@ -1,4 +1,4 @@
-"""The current routing map, reloaded when its files change.
+"""The current routing map, reloaded when its files change (routes, directory, rosters).
 
 A reload that fails validation keeps the previous map in force and records
 the error; in-flight events are never lost because a map swap is a single
@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from core.errors import ConfigError
-from streams.routing.load import RECIPIENTS_FILE, ROUTES_FILE, load_routing_map
+from streams.routing.load import load_routing_map, watched_files
 from streams.routing.model import RoutingMap
 
 log = logging.getLogger(__name__)
@@ -25,13 +25,14 @@ class ReloadingRoutingMap:
         self._stamp = self._mtimes()
         self.last_error: ConfigError | None = None
 
-    def _mtimes(self) -> tuple[int, ...]:
+    def _mtimes(self) -> tuple[tuple[str, int], ...]:
+        """Name and mtime of every file the map is built from (rosters appear and vanish too)."""
         stamps = []
-        for name in (ROUTES_FILE, RECIPIENTS_FILE):
+        for path in watched_files(self._dir):
             try:
-                stamps.append((self._dir / name).stat().st_mtime_ns)
+                stamps.append((path.name, path.stat().st_mtime_ns))
             except OSError:
-                stamps.append(0)
+                stamps.append((path.name, 0))
         return tuple(stamps)
 
     def current(self) -> RoutingMap:

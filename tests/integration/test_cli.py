@@ -29,7 +29,7 @@ def test_help_explains_every_subcommand() -> None:
         assert "usage: carehub " + command in sub
 
 
-def test_demo_json_reports_every_message_acked_and_both_recipients_reached() -> None:
+def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reached() -> None:
     proc = subprocess.run([CAREHUB, "demo", "--json"], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
@@ -37,8 +37,11 @@ def test_demo_json_reports_every_message_acked_and_both_recipients_reached() -> 
     assert report["sent"] == len(feed)
     assert report["acked"] == {"AA": len(feed), "AE": 0, "AR": 0}
     assert report["normalized"] == len(feed)
-    assert report["delivered"] == report["routed"] > 0 and report["failed"] == 0
-    assert report["per_recipient"]["pcp-riverside"] > 0 and report["per_recipient"]["payer-acme"] > 0
+    assert report["delivered"] == report["routed"] == 18 and report["failed"] == 0
+    # PCP: 7 ADT notifications (the A08 goes nowhere) + TCM contact and visit tasks for 2 discharges;
+    # payer: 5 inpatient admits/discharges; pharmacy: 1 med-rec (Okafor is rostered to it);
+    # CBO: 1 food-insecurity referral (Z59.41 on Okafor's discharge).
+    assert report["per_recipient"] == {"pcp-riverside": 11, "payer-acme": 5, "pharmacy-mainst": 1, "cbo-foodbank": 1}
     assert sum(report["per_recipient"].values()) == report["delivered"]
 
 
