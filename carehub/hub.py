@@ -20,13 +20,14 @@ from aiohttp import web
 from adapters.mllp.inbound import InboundHandler
 from adapters.mllp.server import MLLPServer
 from carehub.broker import EmbeddedBroker
+from carehub.delivery import DeliveryParts
 from carehub.kafka import KafkaPublisher, ensure_topics
 from carehub.ops_http import HTTPServer, ops_routes
 from connectors.webhook import WebhookDestination
 from core.metrics import Metrics
 from core.settings import Settings
 from core.topics import Topics
-from streams.app import build_app, changelog_topics
+from streams.app import build_app
 from streams.context import StreamDeps
 from streams.deliver import RetryPolicy
 from streams.notify import Hub as HubIdentity
@@ -55,6 +56,7 @@ class Hub:
         self._mllp: MLLPServer | None = None
         self._http: HTTPServer | None = None
         self._webhook: WebhookDestination | None = None
+        self._delivery: DeliveryParts | None = None
         self._app: object | None = None
         self._watch: asyncio.Task[None] | None = None
         self.bootstrap = settings.kafka.bootstrap or ""
@@ -84,18 +86,27 @@ class Hub:
     async def _start_streams(self) -> None:
         s = self.settings
         self._webhook = WebhookDestination(s.delivery.timeout_s, secret_for=self.routing.secret_for)
+        app_id = f"{s.app_id}-{s.kafka.topic_prefix.strip('.') or 'default'}"
+        self._delivery = DeliveryParts(s, self.routing, self.topics, self.bootstrap, app_id)
+        journal = await self._delivery.start()
         deps = StreamDeps(
             topics=self.topics,
             routing=self.routing,
-            destinations={"webhook": self._webhook},
-            retry=RetryPolicy(s.delivery.max_attempts, s.delivery.backoff_initial_s, s.delivery.backoff_max_s),
+            destinations={"webhook": self._webhook, **self._delivery.destinations},
+            retry=RetryPolicy(
+                s.delivery.max_attempts,
+                s.delivery.backoff_initial_s,
+                s.delivery.backoff_max_s,
+                s.delivery.breaker_failures,
+                s.delivery.breaker_reset_s,
+            ),
             hub=HubIdentity(base_url=s.hub_base_url),
             metrics=self.metrics,
+            journal=journal,
+            delivery_timeout_s=s.delivery.timeout_s,
         )
-        app = build_app(f"{s.app_id}-{s.kafka.topic_prefix.strip('.') or 'default'}", self.bootstrap, s.kafka, deps)
+        app = build_app(app_id, self.bootstrap, s.kafka, deps)
         app.finalize()
-        tables = changelog_topics(app)
-        await asyncio.to_thread(ensure_topics, self.bootstrap, tables, s.kafka.partitions, tables)
         await app.start()
         self._app = app
 
@@ -109,7 +120,8 @@ class Hub:
 
     def _http_routes(self) -> list[web.RouteDef]:
         """Every HTTP route the hub serves; each feature adds its own here."""
-        return [*ops_routes(self.metrics, lambda: self._ready)]
+        delivery = self._delivery.routes() if self._delivery is not None else []
+        return [*ops_routes(self.metrics, lambda: self._ready), *delivery]
 
     async def start(self) -> None:
         """Start every part; on failure, stop what was started and re-raise."""
@@ -152,6 +164,9 @@ class Hub:
             await self._app.stop()  # type: ignore[attr-defined]
         if self._webhook is not None:
             await self._webhook.close()
+        if self._delivery is not None:
+            await self._delivery.stop()
+            self._delivery = None
         if self._broker is not None:
             await asyncio.to_thread(self._broker.stop)
         self._mllp = self._http = self._publisher = self._app = self._webhook = self._broker = None  # type: ignore[assignment]

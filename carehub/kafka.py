@@ -20,7 +20,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from core.errors import BrokerError, StorageUnavailableError
-from core.records import InboundMessage
+from core.records import FhirNotification, InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,10 @@ class KafkaPublisher:
     ``asyncio.wait_for`` per message, which costs a task per write.
     """
 
-    def __init__(self, bootstrap: str, topic: str, timeout_s: float) -> None:
+    def __init__(self, bootstrap: str, topic: str, timeout_s: float, *, notification_topic: str = "") -> None:
         self._topic = topic
         self._timeout_s = timeout_s
+        self._notification_topic = notification_topic
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -92,3 +93,15 @@ class KafkaPublisher:
         except (AIOKafkaError, TimeoutError, OSError) as exc:
             log.warning("inbound write not confirmed: control_id=%s error=%s", message.control_id, type(exc).__name__)
             raise StorageUnavailableError("the message could not be stored durably; resend it") from exc
+
+    async def publish_notification(self, record: FhirNotification) -> None:
+        """The rest-hook receiver's ``Publisher`` seam: one notification, keyed by source, acks=all."""
+        if not self._notification_topic:
+            raise StorageUnavailableError("no topic is configured for FHIR notifications")
+        try:
+            pending = await self._producer.send(self._notification_topic, record.to_json(), key=record.source.encode())
+            await pending
+        except (AIOKafkaError, TimeoutError, OSError) as exc:
+            log.warning("notification write not confirmed: source=%s error=%s", record.source, type(exc).__name__)
+            raise StorageUnavailableError("the notification could not be stored durably; resend it") from exc
+

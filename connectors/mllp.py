@@ -1,7 +1,8 @@
 """An asyncio MLLP client: one connection, stop-and-wait, optional TLS.
 
-Used to forward HL7v2 to MLLP destinations, and by the demo and the
-benchmarks to play feeds into a listener.
+Used to forward HL7v2 to MLLP destinations (``MLLPDestination``: waits for
+the ACK; AA ok, AE or timeout retry, AR permanent; optional TLS), and by the
+demo and the benchmarks to play feeds into a listener.
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Callable, Mapping
+from urllib.parse import urlparse
 
 from core.errors import DeliveryError
+from core.records import Delivery
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
@@ -71,3 +75,88 @@ def ack_code(ack: bytes) -> str:
             parts = segment.split(segment[3:4] or b"|")
             return parts[1].decode("ascii", "replace") if len(parts) > 1 else ""
     return ""
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int, bool]:
+    """``mllp://host:port`` -> (host, port, tls=False); ``mllps://`` -> TLS."""
+    parsed = urlparse(endpoint)
+    if parsed.scheme not in ("mllp", "mllps") or not parsed.hostname or not parsed.port:
+        raise DeliveryError(f"not an MLLP endpoint (mllp://host:port): {parsed.scheme}://…", permanent=True)
+    return parsed.hostname, parsed.port, parsed.scheme == "mllps"
+
+
+def control_id(message: bytes) -> bytes:
+    """MSH-10 of a message (b"" when it cannot be read)."""
+    msh = message.replace(b"\n", b"\r").split(b"\r", 1)[0]
+    if not msh.startswith(b"MSH") or len(msh) < 4:
+        return b""
+    fields = msh.split(msh[3:4])
+    return fields[9] if len(fields) > 9 else b""
+
+
+def judge_ack(ack: bytes, sent_control_id: bytes) -> DeliveryError | None:
+    """None for AA/CA; AE/CE (and an unreadable or mismatched ACK) retry; AR/CR are permanent."""
+    code = ack_code(ack)
+    if code in ("AA", "CA"):
+        acked = _msa_control_id(ack)
+        if sent_control_id and acked and acked != sent_control_id:
+            return DeliveryError("MLLP ACK names another message (MSA-2)", permanent=False)
+        return None
+    if code in ("AR", "CR"):
+        return DeliveryError(f"MLLP recipient rejected the message ({code})", permanent=True)
+    if code in ("AE", "CE"):
+        return DeliveryError(f"MLLP recipient answered {code}", permanent=False)
+    return DeliveryError("MLLP answer has no readable MSA", permanent=False)
+
+
+def _msa_control_id(ack: bytes) -> bytes:
+    for segment in ack.replace(b"\n", b"\r").split(b"\r"):
+        if segment.startswith(b"MSA"):
+            parts = segment.split(segment[3:4] or b"|")
+            return parts[2] if len(parts) > 2 else b""
+    return b""
+
+
+class MLLPDestination:
+    """Forward HL7v2 (payload ``{"hl7": text}``) to ``mllp://`` / ``mllps://`` endpoints.
+
+    One connection per endpoint, stop-and-wait (the next message goes only
+    after the ACK), reopened after any error. Each send waits for the ACK
+    within the timeout.
+    """
+
+    def __init__(self, timeout_s: float, options_for: Callable[[str], Mapping[str, str]] | None = None) -> None:
+        self.timeout_s = timeout_s
+        self._options_for = options_for or (lambda _: {})
+        self._clients: dict[str, MLLPClient] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _client(self, delivery: Delivery) -> MLLPClient:
+        client = self._clients.get(delivery.endpoint)
+        if client is None:
+            host, port, tls = parse_endpoint(delivery.endpoint)
+            context = None
+            if tls:
+                context = ssl.create_default_context(cafile=self._options_for(delivery.recipient_id).get("tls_ca"))
+            client = self._clients[delivery.endpoint] = MLLPClient(host, port, timeout_s=self.timeout_s,
+                                                                    ssl_context=context)
+        return client
+
+    async def send(self, delivery: Delivery) -> int:
+        text = delivery.payload.get("hl7")
+        if not isinstance(text, str) or not text.startswith("MSH"):
+            raise DeliveryError("forward payload holds no HL7v2 message", permanent=True)
+        message = text.replace("\r\n", "\r").replace("\n", "\r").encode("utf-8")
+        lock = self._locks.setdefault(delivery.endpoint, asyncio.Lock())
+        async with lock:
+            client = self._client(delivery)
+            ack = await client.send(message)
+        error = judge_ack(ack, control_id(message))
+        if error is not None:
+            raise error
+        return 200
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()

@@ -109,8 +109,6 @@ class CareEvent(Record):
     labels: list[JSONObject] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)
     attributes: JSONObject = field(default_factory=dict)
-    #: The original HL7v2 text (for ``forward`` to MLLP recipients); empty when not from HL7v2.
-    source_hl7: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +134,8 @@ class Delivery(Record):
     rule_id: str
     map_version: str
     attempt: int = 0
-    #: Why this delivery exists (the routing rule, conditions and how the recipient was resolved).
-    reason: str = ""
+    #: On a retry topic: when (epoch seconds) the next attempt is due.
+    due_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +154,23 @@ class DeliveryOutcome(Record):
     reason: str
     finished_at: str
     http_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent(Record):
+    """A referral Task changed status, or went past restriction.period.end (``kind`` overdue)."""
+
+    SCHEMA: ClassVar[str] = "carehub.task-event/1"
+
+    task_id: str
+    kind: str
+    from_status: str | None
+    to_status: str
+    at: str
+    source: str
+    owner: str = ""
+    requester: str = ""
+    turnaround_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,9 @@ class DeliverySettings:
     max_attempts: int = 5
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 30.0
+    #: Circuit breaker per endpoint: opens after this many failures in a row, probes after reset_s.
+    breaker_failures: int = 5
+    breaker_reset_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +65,8 @@ class Settings:
     config_dir: Path = Path("config")
     app_id: str = "carehub"
     hub_base_url: str = "http://127.0.0.1:8080/fhir"
-    database_url: str = "sqlite:///carehub.db"
+    #: Journal store: sqlite:///path or postgresql://…; empty = SQLite in the worker's data dir.
+    database_url: str = ""
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     mllp: MLLPSettings = field(default_factory=MLLPSettings)
     http: HTTPSettings = field(default_factory=HTTPSettings)

@@ -21,6 +21,7 @@ from core.errors import CarehubError
 from core.metrics import Metrics
 from core.records import DeadLetter, Record
 from core.topics import Topics
+from journal import Journal
 from streams.deliver import RetryPolicy
 from streams.notify import Hub
 from streams.routing.model import RoutingMap
@@ -40,6 +41,9 @@ class StreamDeps:
     retry: RetryPolicy
     hub: Hub
     metrics: Metrics
+    #: Delivery attempts, outcomes, dead letters, order state, tasks (None: an in-memory SQLite one).
+    journal: Journal | None = None
+    delivery_timeout_s: float = 10.0
 
 
 def now_iso() -> str:

@@ -1,16 +1,27 @@
-"""Deliver with bounded retries, exponential backoff and full jitter."""
+"""Delivery policy: one attempt at a time, then a pure decision on what comes next.
+
+The agents never sleep in-line on a failing recipient: after a transient
+failure the delivery goes to a retry topic (one per backoff tier) with the time
+its next attempt is due; permanent failures (4xx other than 408/425/429,
+MLLP AR) and exhausted retries go to the delivery dead-letter topic. A circuit
+breaker per endpoint stops hammering a recipient that keeps failing.
+``deliver()`` is the in-line form (bounded retries with sleeps) kept for
+one-shot use and tests of a destination.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from connectors.base import Destination
 from core.errors import DeliveryError
 from core.records import Delivery, DeliveryOutcome
+from core.topics import RETRY_TIERS
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -20,17 +31,127 @@ class RetryPolicy:
     max_attempts: int = 5
     initial_s: float = 0.2
     max_s: float = 30.0
+    breaker_failures: int = 5
+    breaker_reset_s: float = 10.0
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Full jitter: uniform in [0, min(max, initial * 2**(attempt-1))]."""
         return rng.uniform(0.0, min(self.max_s, self.initial_s * 2 ** (attempt - 1)))
 
 
-def _now() -> str:
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one try gave: success, or a failure that is permanent or not."""
+
+    ok: bool
+    status: int | None = None
+    permanent: bool = False
+    detail: str = ""
+    #: The breaker was open: the recipient was not contacted; the try is not counted.
+    skipped: bool = False
+
+    @property
+    def result(self) -> str:
+        if self.ok:
+            return "ok"
+        if self.skipped:
+            return "circuit-open"
+        return "permanent" if self.permanent else "transient"
+
+
+@dataclass(frozen=True, slots=True)
+class NextStep:
+    """The decision after an attempt, with its reason."""
+
+    action: str  # "delivered" | "retry" | "dead-letter"
+    reason: str
+    attempts: int
+    delay_s: float = 0.0
+    tier: int = 0
+
+
+def next_step(attempt: Attempt, number: int, policy: RetryPolicy, rng: random.Random) -> NextStep:
+    """Decide after try ``number`` (1-based, skipped tries not counted)."""
+    if attempt.ok:
+        return NextStep("delivered", "", number)
+    if attempt.permanent:
+        return NextStep("dead-letter", f"permanent: {attempt.detail}", number)
+    if number >= policy.max_attempts and not attempt.skipped:
+        return NextStep("dead-letter", f"retries exhausted after {number} attempts: {attempt.detail}", number)
+    waits_for = max(number, 1)
+    return NextStep(
+        "retry",
+        attempt.detail,
+        number,
+        delay_s=policy.backoff(waits_for, rng),
+        tier=min(waits_for, RETRY_TIERS),
+    )
+
+
+@dataclass
+class _Circuit:
+    failures: int = 0
+    opened_at: float | None = None
+    probing: bool = False
+
+
+@dataclass
+class CircuitBreaker:
+    """Per endpoint: open after ``failures`` transient failures in a row, probe after ``reset_s``."""
+
+    failures: int = 5
+    reset_s: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    _state: dict[str, _Circuit] = field(default_factory=dict)
+
+    def allow(self, endpoint: str) -> bool:
+        circuit = self._state.get(endpoint)
+        if circuit is None or circuit.opened_at is None:
+            return True
+        if circuit.probing or self.clock() - circuit.opened_at < self.reset_s:
+            return False
+        circuit.probing = True  # half-open: one try decides
+        return True
+
+    def record(self, endpoint: str, ok: bool) -> None:
+        circuit = self._state.setdefault(endpoint, _Circuit())
+        if ok:
+            self._state.pop(endpoint, None)
+            return
+        circuit.failures += 1
+        circuit.probing = False
+        if circuit.failures >= self.failures:
+            circuit.opened_at = self.clock()
+
+    def is_open(self, endpoint: str) -> bool:
+        circuit = self._state.get(endpoint)
+        return circuit is not None and circuit.opened_at is not None
+
+
+async def attempt_once(
+    delivery: Delivery, destination: Destination, breaker: CircuitBreaker, timeout_s: float
+) -> Attempt:
+    """One bounded try through ``destination``; every error becomes an Attempt."""
+    if not breaker.allow(delivery.endpoint):
+        return Attempt(ok=False, detail="circuit open for this endpoint", skipped=True)
+    try:
+        status = await asyncio.wait_for(destination.send(delivery), timeout_s)
+    except DeliveryError as exc:
+        if not exc.permanent:
+            breaker.record(delivery.endpoint, ok=False)
+        return Attempt(ok=False, status=exc.status, permanent=exc.permanent, detail=exc.message)
+    except TimeoutError:
+        breaker.record(delivery.endpoint, ok=False)
+        return Attempt(ok=False, detail=f"no answer within {timeout_s:g} s")
+    breaker.record(delivery.endpoint, ok=True)
+    return Attempt(ok=True, status=status)
+
+
+def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _outcome(delivery: Delivery, status: str, attempts: int, reason: str, http_status: int | None) -> DeliveryOutcome:
+def outcome(delivery: Delivery, status: str, attempts: int, reason: str, http_status: int | None) -> DeliveryOutcome:
     return DeliveryOutcome(
         delivery_id=delivery.delivery_id,
         idempotency_key=delivery.idempotency_key,
@@ -40,7 +161,7 @@ def _outcome(delivery: Delivery, status: str, attempts: int, reason: str, http_s
         status=status,
         attempts=attempts,
         reason=reason,
-        finished_at=_now(),
+        finished_at=now_iso(),
         http_status=http_status,
     )
 
@@ -52,7 +173,7 @@ async def deliver(
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
 ) -> DeliveryOutcome:
-    """Send until success, a permanent error, or the attempts run out."""
+    """In-line form: send until success, a permanent error, or the attempts run out."""
     jitter = rng or random.Random()
     last: DeliveryError | None = None
     for attempt in range(1, policy.max_attempts + 1):
@@ -61,12 +182,12 @@ async def deliver(
         except DeliveryError as exc:
             last = exc
             if exc.permanent:
-                return _outcome(delivery, "failed", attempt, f"permanent: {exc.message}", exc.status)
+                return outcome(delivery, "failed", attempt, f"permanent: {exc.message}", exc.status)
             if attempt < policy.max_attempts:
                 await sleep(policy.backoff(attempt, jitter))
             continue
-        return _outcome(delivery, "delivered", attempt, "", status)
+        return outcome(delivery, "delivered", attempt, "", status)
     reason = last.message if last else "no attempt made"
-    return _outcome(
+    return outcome(
         delivery, "failed", policy.max_attempts, f"retries exhausted: {reason}", last.status if last else None
     )

@@ -1,8 +1,11 @@
-"""deliver: deliveries -> delivery.outcomes, through the recipient's channel.
+"""deliver: deliveries -> one attempt each, then delivered / a retry topic / the dead-letter topic.
 
-Deliveries are taken in batches and sent concurrently as one sequence per
+Deliveries are taken in batches and handled concurrently as one sequence per
 (recipient, patient), so a batch never reorders one patient's deliveries to
-one recipient while other patients and recipients proceed in parallel.
+one recipient while other patients and recipients proceed in parallel. A
+failing recipient never holds this agent up: its delivery moves to a retry
+topic (streams.agents.retry) and later ones for the same pair queue behind
+it in the journal (streams.delivery_flow).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import faust
 
 from core.records import Delivery
 from streams.context import AgentContext
-from streams.deliver import deliver
+from streams.delivery_flow import flow_for
 
 log = logging.getLogger(__name__)
 BATCH = 256
@@ -26,24 +29,11 @@ BATCH_WINDOW_S = 0.005
 def register(app: faust.App, ctx: AgentContext) -> None:
     topics = ctx.deps.topics
     m = ctx.metrics
+    flow = flow_for(ctx)
 
     async def deliver_sequence(sequence: list[Delivery]) -> None:
         for item in sequence:
-            destination = ctx.deps.destinations.get(item.channel)
-            if destination is None:
-                m.inc("delivery_failed", recipient=item.recipient_id)
-                log.error("no connector for channel %s (delivery %s)", item.channel, item.delivery_id)
-                continue
-            outcome = await deliver(item, destination, ctx.deps.retry)
-            m.inc("delivered" if outcome.status == "delivered" else "delivery_failed", recipient=item.recipient_id)
-            log.info(
-                "delivery %s recipient=%s status=%s attempts=%d",
-                item.delivery_id,
-                item.recipient_id,
-                outcome.status,
-                outcome.attempts,
-            )
-            await ctx.send(topics.delivery_outcomes, item.patient_key, outcome)
+            await flow.fresh(item)
 
     async def deliver_agent(stream: Any) -> None:
         async for batch in stream.take(BATCH, within=BATCH_WINDOW_S):

@@ -1,0 +1,128 @@
+"""The hub's FHIR Task endpoint, for recipients without a FHIR server of their own.
+
+* ``GET  /fhir/Task/{id}``                      read
+* ``GET  /fhir/Task?owner=…&status=…``          search (a searchset Bundle)
+* ``PUT  /fhir/Task/{id}`` (a Task) or
+  ``PATCH /fhir/Task/{id}`` (a JSON object)     update status, statusReason, businessStatus, output
+
+Only the fields a performer may set are taken; the Gravity status rules
+(journal.tasks.check_transition) decide whether a change is allowed. Every
+change is journaled and published as a TaskEvent (``task.events``). Bad
+input gets 400/404/422 with an OperationOutcome; nothing raised here escapes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from core.records import TaskEvent
+from journal import Journal
+from journal.tasks import TaskChange
+
+log = logging.getLogger(__name__)
+FHIR_JSON = "application/fhir+json"
+#: What a performer may change on a Task through this endpoint.
+PERFORMER_FIELDS = ("status", "statusReason", "businessStatus", "output", "note")
+PublishTaskEvent = Callable[[TaskEvent], Awaitable[None]]
+
+
+def outcome(status: int, code: str, text: str) -> web.Response:
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": text}],
+    }
+    return web.json_response(body, status=status, content_type=FHIR_JSON)
+
+
+def fhir(resource: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(resource, status=status, content_type=FHIR_JSON)
+
+
+def searchset(tasks: list[dict[str, Any]], base: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(tasks),
+        "entry": [{"fullUrl": f"{base}/Task/{t['id']}", "resource": t, "search": {"mode": "match"}} for t in tasks],
+    }
+
+
+def performer_fields(body: Any, task_id: str, whole: bool) -> dict[str, Any] | str:
+    """The fields to apply, or why the body is not acceptable."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    if whole:
+        if body.get("resourceType") != "Task":
+            return "PUT needs a Task resource"
+        if body.get("id") not in (None, task_id):
+            return "the Task id in the body does not match the URL"
+    fields = {k: body[k] for k in PERFORMER_FIELDS if k in body}
+    if "status" in fields and not isinstance(fields["status"], str):
+        return "status must be a string"
+    if "output" in fields and not isinstance(fields["output"], list):
+        return "output must be a list"
+    if not fields:
+        return f"nothing to change: give one of {', '.join(PERFORMER_FIELDS)}"
+    return fields
+
+
+def task_event(change: TaskChange, source: str) -> TaskEvent:
+    resource = change.resource
+    return TaskEvent(
+        task_id=change.task_id,
+        kind="status-changed" if change.from_status != change.to_status else "updated",
+        from_status=change.from_status,
+        to_status=change.to_status,
+        at=change.at,
+        source=source,
+        owner=str(resource.get("owner", {}).get("reference", "")),
+        requester=str(resource.get("requester", {}).get("reference", "")),
+        turnaround_s=change.turnaround_s,
+    )
+
+
+def task_routes(journal: Journal, publish: PublishTaskEvent, base_url: str) -> list[web.RouteDef]:
+    tasks = journal.tasks
+
+    async def read(request: web.Request) -> web.Response:
+        task = await journal.db.run(tasks.get, request.match_info["id"])
+        return fhir(task) if task is not None else outcome(404, "not-found", "no such Task")
+
+    async def search(request: web.Request) -> web.Response:
+        unknown = set(request.query) - {"owner", "status", "_format"}
+        if unknown:
+            return outcome(400, "not-supported", f"unsupported search parameter(s): {', '.join(sorted(unknown))}")
+        found = await journal.db.run(tasks.search, request.query.get("owner"), request.query.get("status"))
+        return fhir(searchset(found, base_url))
+
+    async def update(request: web.Request) -> web.Response:
+        task_id = request.match_info["id"]
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return outcome(400, "invalid", "the body is not JSON")
+        fields = performer_fields(body, task_id, whole=request.method == "PUT")
+        if isinstance(fields, str):
+            return outcome(400, "invalid", fields)
+        source = request.headers.get("X-Carehub-Actor", "task-endpoint")
+        try:
+            change = await journal.db.run(tasks.update, task_id, fields, source)
+        except KeyError:
+            return outcome(404, "not-found", "no such Task")
+        except ValueError as exc:
+            return outcome(422, "business-rule", str(exc))
+        await publish(task_event(change, source))
+        log.info("task %s %s -> %s via endpoint", task_id, change.from_status, change.to_status)
+        return fhir(change.resource)
+
+    return [
+        web.get("/fhir/Task", search),
+        web.get("/fhir/Task/{id}", read),
+        web.put("/fhir/Task/{id}", update),
+        web.patch("/fhir/Task/{id}", update),
+    ]

@@ -1,0 +1,112 @@
+"""Delivery wiring for the hub: journal, connectors per channel, Task and DLQ routes, overdue alerts.
+
+Kept apart from carehub.hub so the hub only asks for these parts by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from adapters.dlqapi import dlq_routes
+from adapters.taskapi import task_routes
+from connectors.base import Destination
+from connectors.fhir_rest import FhirRestDestination
+from connectors.kafka_topic import KafkaTopicDestination
+from connectors.mllp import MLLPDestination
+from core.records import Delivery, Record, TaskEvent
+from core.settings import Settings
+from core.topics import Topics
+from journal import Journal, open_journal
+from streams.routing.source import ReloadingRoutingMap
+from streams.task_alerts import overdue_alert, requester_recipient, watch_overdue
+
+log = logging.getLogger(__name__)
+FHIR_JSON = "application/fhir+json"
+
+
+class DeliveryParts:
+    def __init__(
+        self, settings: Settings, routing: ReloadingRoutingMap, topics: Topics, bootstrap: str, app_id: str
+    ) -> None:
+        self.settings = settings
+        #: Unset, the journal is a SQLite file beside the worker's other local state (Faust's data dir).
+        self.database_url = settings.database_url or f"sqlite:///{app_id}-data/journal.db"
+        self.routing = routing
+        self.topics = topics
+        timeout = settings.delivery.timeout_s
+        self.kafka = KafkaTopicDestination(bootstrap, timeout, self.options_for, settings.kafka.partitions)
+        self.destinations: dict[str, Destination] = {
+            "fhir-rest": FhirRestDestination(timeout, self.options_for),
+            "mllp": MLLPDestination(timeout, self.options_for),
+            "kafka": self.kafka,
+        }
+        self.journal: Journal | None = None
+        self._overdue: asyncio.Task[None] | None = None
+
+    def options_for(self, recipient_id: str) -> Mapping[str, str]:
+        recipient = self.routing.current().recipients.get(recipient_id)
+        return dict(recipient.connection) if recipient is not None else {}
+
+    async def start(self) -> Journal:
+        self.journal = await asyncio.to_thread(open_journal, self.database_url)
+        self._overdue = asyncio.create_task(watch_overdue(self.journal, self._overdue_alert))
+        return self.journal
+
+    async def publish(self, topic: str, key: str, record: Record) -> None:
+        await self.kafka.publish(topic, key.encode(), record.to_json(), [])
+
+    async def _task_event(self, event: TaskEvent) -> None:
+        await self.publish(self.topics.task_events, event.task_id, event)
+
+    async def _republish(self, delivery: Delivery) -> None:
+        await self.publish(self.topics.deliveries, delivery.patient_key, delivery)
+
+    async def _overdue_alert(self, task: dict[str, Any], event: TaskEvent) -> None:
+        await self._task_event(event)
+        recipient = self.routing.current().recipients.get(requester_recipient(task))
+        if recipient is None:
+            log.warning("task %s overdue; its requester is not in the directory, event only", task["id"])
+            return
+        key = hashlib.sha256(f"{task['id']}|{recipient.id}|task-overdue".encode()).hexdigest()[:32]
+        patient = str(task.get("for", {}).get("identifier", {}).get("value", "")) or task["id"]
+        delivery = Delivery(
+            delivery_id=key,
+            idempotency_key=key,
+            event_id=f"task-overdue:{task['id']}",
+            patient_key=patient,
+            recipient_id=recipient.id,
+            action="notify",
+            channel=recipient.channel,
+            endpoint=recipient.endpoint,
+            content_type=FHIR_JSON,
+            payload=overdue_alert(task, self.settings.hub_base_url, event.at),
+            rule_id="task-overdue",
+            map_version=self.routing.current().version,
+        )
+        await self._republish(delivery)
+
+    def routes(self) -> list[web.RouteDef]:
+        if self.journal is None:
+            return []
+        return [
+            *task_routes(self.journal, self._task_event, self.settings.hub_base_url),
+            *dlq_routes(self.journal, self._republish),
+        ]
+
+    async def stop(self) -> None:
+        if self._overdue is not None:
+            self._overdue.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._overdue
+        for destination in self.destinations.values():
+            await destination.close()
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
+        self.journal = None

@@ -1,0 +1,59 @@
+"""Wiring for FHIR Subscriptions: readers for the streams, routes for the hub, the state for the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from adapters.resthook.receiver import Publisher, RestHookReceiver
+from connectors.fhir_source import AsyncFhirSource, FhirSource
+from core.errors import BrokerError
+from streams.subscriptions.config import SourceConfig, SubscriptionsConfig
+from streams.subscriptions.deps import SubscriptionDeps
+from streams.subscriptions.state import SubscriptionState
+
+
+def source_client(source: SourceConfig) -> FhirSource:
+    return FhirSource(source.base_url, source.auth, timeout_s=source.timeout_s)
+
+
+def subscription_deps(config: SubscriptionsConfig) -> SubscriptionDeps | None:
+    if not config.enabled():
+        return None
+    readers = {s.name: AsyncFhirSource(source_client(s)) for s in config.sources}
+    return SubscriptionDeps(config=config, readers=readers)
+
+
+def resthook_routes(publisher: Publisher | None, config: SubscriptionsConfig) -> list[web.RouteDef]:
+    """``POST /fhir/notify/{source}/{subscription}`` when this process ingests and sources are configured."""
+    if publisher is None or not config.sources:
+        return []
+    return RestHookReceiver(publisher, config).routes()
+
+
+async def read_states(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[str, SubscriptionState]:
+    """The latest state of every subscription, read from the compacted state topic (the table's changelog)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10000)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not assigned:
+            return {}
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned)
+        latest: dict[str, SubscriptionState] = {}
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
+            if asyncio.get_running_loop().time() > deadline:
+                raise BrokerError(f"reading {topic} took longer than {timeout_s:.0f}s")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    if record.key is not None and record.value is not None:
+                        latest[record.key.decode()] = SubscriptionState.from_json(record.value)
+        return latest
+    finally:
+        await consumer.stop()

@@ -1,0 +1,200 @@
+"""Referral and transition-of-care Tasks: current state, status history, turnaround.
+
+Status rules follow the Gravity SDOH referral pattern (standards.md §3): the
+performer (CBO, PCP) moves a Task to accepted, rejected, in-progress,
+on-hold, failed or completed; either side may cancel; a finished Task does
+not change again. ``check_transition`` is the pure rule, with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from journal.db import Database
+
+TERMINAL = frozenset({"completed", "rejected", "failed", "cancelled", "entered-in-error"})
+PERFORMER_STATUSES = frozenset({"accepted", "rejected", "in-progress", "on-hold", "failed", "completed", "cancelled"})
+#: TaskStatus minus ready/received (not used by the Gravity referral profile).
+ALL_STATUSES = PERFORMER_STATUSES | {"draft", "requested", "entered-in-error"}
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS tasks (
+        id TEXT PRIMARY KEY, recipient_id TEXT NOT NULL, owner TEXT NOT NULL, requester TEXT NOT NULL,
+        status TEXT NOT NULL, authored_on TEXT NOT NULL, due TEXT, last_modified TEXT NOT NULL,
+        completed_at TEXT, turnaround_s REAL, overdue_at TEXT, version INTEGER NOT NULL, resource TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (owner, status)",
+    """CREATE TABLE IF NOT EXISTS task_changes (
+        id {serial}, task_id TEXT NOT NULL, from_status TEXT, to_status TEXT NOT NULL, at TEXT NOT NULL,
+        source TEXT NOT NULL)""",
+]
+
+
+def utc_iso(value: str) -> str:
+    """A FHIR date or dateTime as a sortable UTC string (dates read as midnight UTC)."""
+    text = value.strip()
+    if len(text) == 10:
+        moment = datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+    else:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seconds_between(start: str, end: str) -> float:
+    a = datetime.fromisoformat(utc_iso(start).replace("Z", "+00:00"))
+    b = datetime.fromisoformat(utc_iso(end).replace("Z", "+00:00"))
+    return (b - a).total_seconds()
+
+
+def check_transition(current: str, wanted: str) -> str | None:
+    """None when a performer may move a Task from ``current`` to ``wanted``; else why not."""
+    if wanted not in ALL_STATUSES:
+        return f"status {wanted!r} is not a Task status this hub accepts"
+    if wanted not in PERFORMER_STATUSES:
+        return f"status {wanted!r} is set by the requester, not the performer"
+    if current in TERMINAL:
+        return f"the Task is already {current}; a finished Task does not change"
+    return None
+
+
+def _ref(value: Any) -> str:
+    return (
+        str(value.get("reference") or value.get("identifier", {}).get("value") or "") if isinstance(value, dict) else ""
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChange:
+    task_id: str
+    from_status: str | None
+    to_status: str
+    at: str
+    turnaround_s: float | None
+    resource: dict[str, Any]
+
+
+class TaskStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def migrate(self) -> None:
+        for statement in SCHEMA:
+            self.db.execute(statement)
+
+    def put(self, task: dict[str, Any], recipient_id: str, source: str = "hub") -> bool:
+        """Store a new Task as sent to ``recipient_id``; False when it is already known."""
+        due = task.get("restriction", {}).get("period", {}).get("end")
+        authored = task.get("authoredOn") or now_iso()
+        stamp = now_iso()
+        resource = {**task, "meta": {**task.get("meta", {}), "versionId": "1", "lastUpdated": stamp}}
+        with self.db.transaction():
+            added = self.db.execute(
+                "INSERT INTO tasks (id, recipient_id, owner, requester, status, authored_on, due, last_modified,"
+                " version, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (id) DO NOTHING",
+                (
+                    task["id"],
+                    recipient_id,
+                    _ref(task.get("owner")),
+                    _ref(task.get("requester")),
+                    task.get("status", "requested"),
+                    utc_iso(authored),
+                    utc_iso(due) if due else None,
+                    stamp,
+                    json.dumps(resource),
+                ),
+            )
+            if added:
+                self._change(task["id"], None, task.get("status", "requested"), stamp, source)
+        return bool(added)
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        rows = self.db.query("SELECT resource FROM tasks WHERE id = ?", (task_id,))
+        return dict(json.loads(rows[0][0])) if rows else None
+
+    def search(self, owner: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        clauses, params = [], []
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.db.query(f"SELECT resource FROM tasks{where} ORDER BY authored_on, id", params)
+        return [dict(json.loads(row[0])) for row in rows]
+
+    def update(self, task_id: str, fields: dict[str, Any], source: str) -> TaskChange:
+        """Apply a performer's change (status, statusReason, businessStatus, output).
+
+        Raises KeyError when the Task is unknown and ValueError (with the rule's
+        reason) when the status change is not allowed.
+        """
+        with self.db.transaction():
+            rows = self.db.query("SELECT resource, status, authored_on, version FROM tasks WHERE id = ?", (task_id,))
+            if not rows:
+                raise KeyError(task_id)
+            resource, current, authored, version = json.loads(rows[0][0]), rows[0][1], rows[0][2], rows[0][3]
+            wanted = str(fields.get("status", current))
+            if wanted != current and (reason := check_transition(current, wanted)) is not None:
+                raise ValueError(reason)
+            if wanted == current and current in TERMINAL:
+                raise ValueError(f"the Task is already {current}; a finished Task does not change")
+            stamp = now_iso()
+            resource.update(fields)
+            resource["meta"] = {**resource.get("meta", {}), "versionId": str(version + 1), "lastUpdated": stamp}
+            turnaround = seconds_between(authored, stamp) if wanted == "completed" else None
+            self.db.execute(
+                "UPDATE tasks SET status = ?, last_modified = ?, version = ?, resource = ?,"
+                " completed_at = ?, turnaround_s = ? WHERE id = ?",
+                (
+                    wanted,
+                    stamp,
+                    version + 1,
+                    json.dumps(resource),
+                    stamp if turnaround is not None else None,
+                    turnaround,
+                    task_id,
+                ),
+            )
+            if wanted != current:
+                self._change(task_id, current, wanted, stamp, source)
+        return TaskChange(task_id, current, wanted, stamp, turnaround, resource)
+
+    def _change(self, task_id: str, old: str | None, new: str, at: str, source: str) -> None:
+        self.db.execute(
+            "INSERT INTO task_changes (task_id, from_status, to_status, at, source) VALUES (?, ?, ?, ?, ?)",
+            (task_id, old, new, at, source),
+        )
+
+    def history(self, task_id: str) -> list[tuple[str | None, str, str]]:
+        rows = self.db.query(
+            "SELECT from_status, to_status, source FROM task_changes WHERE task_id = ? ORDER BY id", (task_id,)
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def turnaround_s(self, task_id: str) -> float | None:
+        rows = self.db.query("SELECT turnaround_s FROM tasks WHERE id = ?", (task_id,))
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def due_overdue(self, now: str) -> list[dict[str, Any]]:
+        """Open Tasks past restriction.period.end that have not yet raised an overdue alert."""
+        terminal = ", ".join(f"'{s}'" for s in sorted(TERMINAL))
+        rows = self.db.query(
+            f"SELECT resource, recipient_id FROM tasks WHERE due IS NOT NULL AND due < ? AND overdue_at IS NULL"
+            f" AND status NOT IN ({terminal}) ORDER BY due",
+            (utc_iso(now),),
+        )
+        return [{**json.loads(row[0]), "_recipient_id": row[1]} for row in rows]
+
+    def mark_overdue(self, task_id: str) -> bool:
+        """True for the one caller that flags the Task (so an alert is raised once)."""
+        return bool(
+            self.db.execute("UPDATE tasks SET overdue_at = ? WHERE id = ? AND overdue_at IS NULL", (now_iso(), task_id))
+        )

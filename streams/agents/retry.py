@@ -1,0 +1,45 @@
+"""retry: deliveries.retry.N -> the next attempt once it is due.
+
+One agent per backoff tier. Every record on tier N waited at most the tier's
+backoff bound, so waiting for the head record never delays a later one by
+more than that bound; the deliveries topic is never held up. The record
+carries its attempt count and due time, so a worker that takes over the
+partition after a crash continues where the other stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+
+from core.records import Delivery
+from core.topics import RETRY_TIERS
+from streams.context import AgentContext
+from streams.delivery_flow import flow_for
+
+log = logging.getLogger(__name__)
+
+
+def register(app: faust.App, ctx: AgentContext) -> None:
+    flow = flow_for(ctx)
+    longest = ctx.deps.retry.max_s
+
+    async def retry_agent(stream: Any) -> None:
+        async for value in stream:
+            try:
+                item = Delivery.from_json(value)
+            except Exception as exc:
+                log.error("unreadable retry record: %s", type(exc).__name__)
+                continue
+            wait = min(item.due_at - time.time(), longest)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await flow.retry(item)
+
+    for tier in range(1, RETRY_TIERS + 1):
+        topic = ctx.topic(ctx.deps.topics.delivery_retry(tier))
+        app.agent(topic, name=f"retry-{tier}")(retry_agent)

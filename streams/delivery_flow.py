@@ -1,0 +1,203 @@
+"""The delivery flow shared by the deliver and retry agents.
+
+``fresh`` handles a delivery from the deliveries topic, ``retry`` one whose
+time has come on a retry topic. Each makes one attempt, journals it, and
+follows ``streams.deliver.next_step``: delivered, on to a retry topic (the
+delivery then *holds* its (recipient, patient) pair in the journal and later
+deliveries for the pair queue behind it), or to the dead-letter topic. When
+a holder is resolved its queue drains in order. All state that must survive
+a worker is in Kafka (retry topics, offsets) or the journal; the in-process
+locks only keep this worker's own coroutines from interleaving on a pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Protocol
+
+from connectors.base import Destination
+from core.metrics import Metrics
+from core.records import DeadLetter, Delivery, Record, TaskEvent
+from core.topics import Topics
+from journal import Journal, open_journal
+from streams.context import AgentContext
+from streams.deliver import Attempt, CircuitBreaker, NextStep, RetryPolicy, attempt_once, next_step, now_iso, outcome
+from streams.task_alerts import task_from_delivery
+
+log = logging.getLogger(__name__)
+
+
+class Sender(Protocol):
+    """What the flow needs to publish: ``send(topic, key, record)``."""
+
+    async def send(self, topic_name: str, key: str, record: Record) -> None: ...
+
+
+class DeliveryFlow:
+    def __init__(
+        self,
+        sender: Sender,
+        topics: Topics,
+        journal: Journal,
+        destinations: Mapping[str, Destination],
+        policy: RetryPolicy,
+        metrics: Metrics,
+        *,
+        timeout_s: float = 10.0,
+        breaker: CircuitBreaker | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.sender = sender
+        self.topics = topics
+        self.journal = journal
+        self.destinations = destinations
+        self.policy = policy
+        self.metrics = metrics
+        self.timeout_s = timeout_s
+        self.breaker = breaker or CircuitBreaker(policy.breaker_failures, policy.breaker_reset_s)
+        self.rng = rng or random.Random()
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def _lock(self, d: Delivery) -> asyncio.Lock:
+        pair = (d.recipient_id, d.patient_key)
+        lock = self._locks.get(pair)
+        if lock is None:
+            if len(self._locks) > 10_000:
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+            lock = self._locks[pair] = asyncio.Lock()
+        return lock
+
+    async def fresh(self, d: Delivery) -> None:
+        async with self._lock(d):
+            j = self.journal
+            if await self.journal.db.run(j.holder, d.recipient_id, d.patient_key) == d.delivery_id:
+                return  # it waits on a retry topic already
+            if await self.journal.db.run(j.enqueue_if_held, d):
+                self.metrics.inc("delivery_queued", recipient=d.recipient_id)
+                log.info("delivery %s queued behind a retry for recipient=%s", d.delivery_id, d.recipient_id)
+                return
+            await self._try(d)
+
+    async def retry(self, d: Delivery) -> None:
+        async with self._lock(d):
+            j = self.journal
+            if await self.journal.db.run(j.is_finished, d.delivery_id):
+                if await self.journal.db.run(j.holder, d.recipient_id, d.patient_key) == d.delivery_id:
+                    await self._drain(d)
+                return
+            if await self._try(d):
+                await self._drain(d)
+
+    async def _drain(self, holder: Delivery) -> None:
+        """``holder`` is resolved: send what queued behind it, in order, until one must wait."""
+        j = self.journal
+        while True:
+            nxt = await self.journal.db.run(j.next_queued, holder.recipient_id, holder.patient_key)
+            if nxt is None:
+                if await self.journal.db.run(
+                    j.release_if_idle, holder.recipient_id, holder.patient_key, holder.delivery_id
+                ):
+                    return
+                continue
+            finished = await self.journal.db.run(j.is_finished, nxt.delivery_id)
+            resolved = True if finished else await self._try(nxt)
+            await self.journal.db.run(j.dequeue, nxt.delivery_id)
+            if not resolved:
+                return  # nxt holds the pair now and waits on a retry topic
+
+    async def _attempt(self, d: Delivery) -> Attempt:
+        destination = self.destinations.get(d.channel)
+        if destination is None:
+            return Attempt(ok=False, permanent=True, detail=f"no connector for channel {d.channel}")
+        return await attempt_once(d, destination, self.breaker, self.timeout_s)
+
+    async def _try(self, d: Delivery) -> bool:
+        """One attempt and what follows; True when ``d`` is resolved (delivered or dead-lettered)."""
+        attempt = await self._attempt(d)
+        number = d.attempt + (0 if attempt.skipped else 1)
+        j = self.journal
+        await self.journal.db.run(j.record_attempt, d, number, attempt.result, attempt.status, attempt.detail)
+        step = next_step(attempt, number, self.policy, self.rng)
+        log.info(
+            "delivery %s recipient=%s attempt=%d result=%s next=%s",
+            d.delivery_id,
+            d.recipient_id,
+            number,
+            attempt.result,
+            step.action,
+        )
+        if step.action == "delivered":
+            await self._finish(d, "delivered", number, "", attempt.status)
+            await self._track_task(d)
+            return True
+        if step.action == "retry":
+            await self.journal.db.run(j.hold, d)
+            again = replace(d, attempt=number, due_at=time.time() + step.delay_s)
+            await self.sender.send(self.topics.delivery_retry(step.tier), d.patient_key, again)
+            self.metrics.inc("delivery_retried", recipient=d.recipient_id)
+            return False
+        await self._dead_letter(d, step, attempt)
+        return True
+
+    async def _finish(self, d: Delivery, status: str, attempts: int, reason: str, code: int | None) -> None:
+        result = outcome(d, status, attempts, reason, code)
+        await self.journal.db.run(self.journal.record_outcome, result)
+        self.metrics.inc("delivered" if status == "delivered" else "delivery_failed", recipient=d.recipient_id)
+        await self.sender.send(self.topics.delivery_outcomes, d.patient_key, result)
+
+    async def _dead_letter(self, d: Delivery, step: NextStep, attempt: Attempt) -> None:
+        code = "delivery-rejected" if attempt.permanent else "delivery-exhausted"
+        letter = DeadLetter(
+            stage="deliver",
+            error_code=code,
+            reason=step.reason,
+            source_topic=self.topics.deliveries,
+            source_partition=-1,
+            source_offset=-1,
+            failed_at=now_iso(),
+            record=replace(d, attempt=0, due_at=0.0).to_dict(),
+        )
+        await self.sender.send(self.topics.delivery_dead_letters, d.patient_key, letter)
+        await self.journal.db.run(self.journal.park, d, code, step.reason)
+        self.metrics.inc("delivery_dead_lettered", recipient=d.recipient_id)
+        log.warning("delivery %s recipient=%s dead-lettered: %s", d.delivery_id, d.recipient_id, code)
+        await self._finish(d, "failed", step.attempts, step.reason, attempt.status)
+
+    async def _track_task(self, d: Delivery) -> None:
+        task = task_from_delivery(d)
+        if task is None:
+            return
+        if await self.journal.db.run(self.journal.tasks.put, task, d.recipient_id, "hub"):
+            event = TaskEvent(
+                task_id=task["id"],
+                kind="created",
+                from_status=None,
+                to_status=str(task.get("status", "requested")),
+                at=now_iso(),
+                source="hub",
+                owner=str(task.get("owner", {}).get("reference", "")),
+                requester=str(task.get("requester", {}).get("reference", "")),
+            )
+            await self.sender.send(self.topics.task_events, d.patient_key, event)
+
+
+_FLOWS: weakref.WeakKeyDictionary[AgentContext, DeliveryFlow] = weakref.WeakKeyDictionary()
+
+
+def flow_for(ctx: AgentContext) -> DeliveryFlow:
+    """The one flow of an agent context, shared by the deliver and retry agents."""
+    flow = _FLOWS.get(ctx)
+    if flow is None:
+        deps = ctx.deps
+        journal = deps.journal or open_journal("sqlite:///:memory:")
+        flow = DeliveryFlow(
+            ctx, deps.topics, journal, deps.destinations, deps.retry, deps.metrics, timeout_s=deps.delivery_timeout_s
+        )
+        _FLOWS[ctx] = flow
+    return flow

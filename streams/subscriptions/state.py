@@ -1,0 +1,58 @@
+"""Per-subscription state, as stored in the subscription table (JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+HEALTHY, UNHEALTHY, UNKNOWN = "healthy", "unhealthy", "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionState:
+    source: str
+    subscription: str
+    subscription_ref: str = ""
+    #: the status the source last reported (requested, active, error, off)
+    status: str = ""
+    health: str = UNKNOWN
+    reason: str = "nothing received yet"
+    #: the highest event number accounted for (received, recovered or known missing)
+    last_event_number: int = 0
+    #: event numbers known to exist but not received or recovered yet
+    missing: tuple[int, ...] = ()
+    last_notification_at: str = ""
+    last_heartbeat_at: str = ""
+    last_recovery_at: str = ""
+    recovered: int = 0
+
+    @property
+    def key(self) -> str:
+        return state_key(self.source, self.subscription)
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["missing"] = list(self.missing)
+        return orjson.dumps(data)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> SubscriptionState:
+        data: dict[str, Any] = orjson.loads(raw)
+        data["missing"] = tuple(data.get("missing", ()))
+        return cls(**data)
+
+
+def state_key(source: str, subscription: str) -> str:
+    return f"{source}|{subscription}"
+
+
+def parse_time(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -1,0 +1,49 @@
+"""Journals on SQLite and on the real PostgreSQL of this machine (own schema per run)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from journal import Journal, open_journal
+
+PG_ADMIN = os.environ.get("CAREHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh schema on the real PostgreSQL server, dropped at the end of the session."""
+    schema = f"carehub_t_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}: {exc}")
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
+    admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
+    sqlite = f"sqlite:///{tmp_path / 'journal.db'}"
+    url = sqlite if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    opened = open_journal(url)
+    yield opened
+    if opened.dialect == "postgresql":
+        for table in (
+            "delivery_attempts",
+            "delivery_outcomes",
+            "dead_letters",
+            "delivery_holds",
+            "delivery_queue",
+            "tasks",
+            "task_changes",
+        ):
+            opened.db.execute(f"DELETE FROM {table}")
+    opened.close()

@@ -1,0 +1,95 @@
+"""The journal on SQLite and on the real PostgreSQL server: same SQL, same answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from journal import Journal
+from journal.tasks import check_transition, utc_iso
+from streams.deliver import outcome
+from tests.delivery.helpers import delivery
+
+
+def test_attempts_and_outcomes_are_journaled(journal: Journal) -> None:
+    d = delivery(1)
+    journal.record_attempt(d, 1, "transient", 503, "recipient answered HTTP 503")
+    journal.record_attempt(d, 2, "ok", 200, "")
+    journal.record_outcome(outcome(d, "delivered", 2, "", 200))
+    rows = journal.attempts(d.delivery_id)
+    assert [(r["attempt"], r["result"], r["status_code"]) for r in rows] == [(1, "transient", 503), (2, "ok", 200)]
+    assert {r["idempotency_key"] for r in rows} == {d.idempotency_key}
+    assert journal.outcome_status(d.delivery_id) == "delivered" and journal.is_finished(d.delivery_id)
+
+
+def test_a_held_pair_queues_in_order_and_releases_when_drained(journal: Journal) -> None:
+    first, second, third = delivery(1), delivery(2), delivery(3)
+    other_patient = delivery(4, patient="RGH|MRN2")
+    assert not journal.enqueue_if_held(first), "nothing holds the pair yet"
+    journal.hold(first)
+    assert not journal.enqueue_if_held(first), "the holder never queues behind itself"
+    assert journal.enqueue_if_held(second) and journal.enqueue_if_held(third)
+    assert journal.enqueue_if_held(second), "a repeat is absorbed"
+    assert not journal.enqueue_if_held(other_patient), "other patients are not held up"
+    assert journal.queued_count() == 2
+    assert not journal.release_if_idle("pcp", "RGH|MRN1", first.delivery_id), "queue not empty"
+    nxt = journal.next_queued("pcp", "RGH|MRN1")
+    assert nxt is not None and nxt.delivery_id == second.delivery_id
+    journal.dequeue(second.delivery_id)
+    journal.dequeue(third.delivery_id)
+    assert journal.release_if_idle("pcp", "RGH|MRN1", first.delivery_id)
+    assert journal.holder("pcp", "RGH|MRN1") is None
+
+
+def test_dead_letters_park_and_replay(journal: Journal) -> None:
+    d = delivery(7)
+    journal.record_outcome(outcome(d, "failed", 1, "permanent: HTTP 400", 400))
+    journal.park(d, "delivery-rejected", "permanent: recipient answered HTTP 400")
+    [row] = journal.dead_letters("parked")
+    assert row.delivery == d and row.summary()["reason"].endswith("HTTP 400")
+    assert "payload" not in row.summary()
+    journal.mark_replayed(d.delivery_id)
+    assert journal.dead_letters("parked") == [] and len(journal.dead_letters("replayed")) == 1
+    assert not journal.is_finished(d.delivery_id), "a replay reopens the delivery"
+
+
+def _task(task_id: str, due: str) -> dict[str, object]:
+    return {
+        "resourceType": "Task",
+        "id": task_id,
+        "status": "requested",
+        "intent": "order",
+        "authoredOn": "2026-03-01T10:00:00Z",
+        "owner": {"reference": "Organization/cbo-foodbank"},
+        "requester": {"reference": "Organization/payer-acme"},
+        "restriction": {"period": {"end": due}},
+    }
+
+
+def test_task_goes_requested_accepted_completed_with_turnaround(journal: Journal) -> None:
+    assert journal.tasks.put(_task("t1", "2026-03-03"), "cbo-foodbank")
+    assert not journal.tasks.put(_task("t1", "2026-03-03"), "cbo-foodbank"), "stored once"
+    journal.tasks.update("t1", {"status": "accepted"}, "cbo")
+    change = journal.tasks.update("t1", {"status": "completed", "output": [{"valueString": "done"}]}, "cbo")
+    assert change.resource["meta"]["versionId"] == "3" and change.turnaround_s is not None
+    assert change.turnaround_s > 0 and journal.tasks.turnaround_s("t1") == pytest.approx(change.turnaround_s)
+    assert journal.tasks.history("t1") == [(None, "requested", "hub"), ("requested", "accepted", "cbo"),
+                                           ("accepted", "completed", "cbo")]
+    with pytest.raises(ValueError, match="already completed"):
+        journal.tasks.update("t1", {"status": "in-progress"}, "cbo")
+    assert [t["id"] for t in journal.tasks.search(owner="Organization/cbo-foodbank", status="completed")] == ["t1"]
+
+
+def test_overdue_tasks_are_flagged_once(journal: Journal) -> None:
+    journal.tasks.put(_task("late", "2026-03-02T00:00:00-05:00"), "cbo-foodbank")
+    journal.tasks.put(_task("fine", "2026-04-01"), "cbo-foodbank")
+    due = journal.tasks.due_overdue("2026-03-02T06:00:00Z")
+    assert [t["id"] for t in due] == ["late"]
+    assert journal.tasks.mark_overdue("late") and not journal.tasks.mark_overdue("late")
+    assert journal.tasks.due_overdue("2026-03-02T06:00:00Z") == []
+
+
+def test_status_rules() -> None:
+    assert check_transition("requested", "accepted") is None
+    assert "requester" in (check_transition("accepted", "draft") or "")
+    assert "not a Task status" in (check_transition("requested", "ready") or "")
+    assert utc_iso("2026-03-02T00:00:00-05:00") == "2026-03-02T05:00:00.000Z"
