@@ -21,17 +21,19 @@ from adapters.mllp.inbound import InboundHandler
 from adapters.mllp.server import MLLPServer
 from carehub.broker import EmbeddedBroker
 from carehub.delivery import DeliveryParts
+from carehub.fhir_subscriptions import resthook_routes, subscription_deps
 from carehub.kafka import KafkaPublisher, ensure_topics
 from carehub.ops_http import HTTPServer, ops_routes
 from connectors.webhook import WebhookDestination
 from core.metrics import Metrics
 from core.settings import Settings
 from core.topics import Topics
-from streams.app import build_app
+from streams.app import build_app, changelog_topics
 from streams.context import StreamDeps
 from streams.deliver import RetryPolicy
 from streams.notify import Hub as HubIdentity
 from streams.routing.source import ReloadingRoutingMap
+from streams.subscriptions.config import load_subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class Hub:
         self.metrics = Metrics()
         self.topics = Topics(settings.kafka.topic_prefix)
         self.routing = ReloadingRoutingMap(settings.config_dir)
+        self.subscriptions = load_subscriptions(settings.config_dir)
         self._broker_log = broker_log
         self._broker: EmbeddedBroker | None = None
         self._publisher: KafkaPublisher | None = None
@@ -81,7 +84,9 @@ class Hub:
             self._broker = EmbeddedBroker(log_file=self._broker_log)
             self.bootstrap = await asyncio.to_thread(self._broker.start)
             self.settings = replace(self.settings, kafka=replace(self.settings.kafka, bootstrap=self.bootstrap))
-        await asyncio.to_thread(ensure_topics, self.bootstrap, self.topics.all(), self.settings.kafka.partitions)
+        await asyncio.to_thread(
+            ensure_topics, self.bootstrap, self.topics.all(), self.settings.kafka.partitions, self.topics.compacted()
+        )
 
     async def _start_streams(self) -> None:
         s = self.settings
@@ -104,15 +109,23 @@ class Hub:
             metrics=self.metrics,
             journal=journal,
             delivery_timeout_s=s.delivery.timeout_s,
+            subscriptions=subscription_deps(self.subscriptions),
         )
         app = build_app(app_id, self.bootstrap, s.kafka, deps)
         app.finalize()
+        tables = changelog_topics(app)
+        await asyncio.to_thread(ensure_topics, self.bootstrap, tables, s.kafka.partitions, tables)
         await app.start()
         self._app = app
 
     async def _start_ingest(self) -> None:
         s = self.settings
-        self._publisher = KafkaPublisher(self.bootstrap, self.topics.hl7v2_inbound, s.kafka.produce_timeout_s)
+        self._publisher = KafkaPublisher(
+            self.bootstrap,
+            self.topics.hl7v2_inbound,
+            s.kafka.produce_timeout_s,
+            notification_topic=self.topics.fhir_inbound,
+        )
         await self._publisher.start()
         handler = InboundHandler(self._publisher, s.mllp)
         self._mllp = MLLPServer(handler, s.mllp, listener=f"mllp:{s.mllp.host}:{s.mllp.port}")
@@ -121,7 +134,8 @@ class Hub:
     def _http_routes(self) -> list[web.RouteDef]:
         """Every HTTP route the hub serves; each feature adds its own here."""
         delivery = self._delivery.routes() if self._delivery is not None else []
-        return [*ops_routes(self.metrics, lambda: self._ready), *delivery]
+        fhir = resthook_routes(self._publisher, self.subscriptions)
+        return [*ops_routes(self.metrics, lambda: self._ready), *delivery, *fhir]
 
     async def start(self) -> None:
         """Start every part; on failure, stop what was started and re-raise."""

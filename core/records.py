@@ -109,6 +109,8 @@ class CareEvent(Record):
     labels: list[JSONObject] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)
     attributes: JSONObject = field(default_factory=dict)
+    #: The original HL7v2 text (for ``forward`` to MLLP recipients); empty when not from HL7v2.
+    source_hl7: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,8 @@ class Delivery(Record):
     rule_id: str
     map_version: str
     attempt: int = 0
+    #: Why this delivery exists (the routing rule, conditions and how the recipient was resolved).
+    reason: str = ""
     #: On a retry topic: when (epoch seconds) the next attempt is due.
     due_at: float = 0.0
 
@@ -187,3 +191,26 @@ class DeadLetter(Record):
     source_offset: int
     failed_at: str
     record: JSONObject
+
+
+@dataclass(frozen=True, slots=True)
+class FhirNotification(Record):
+    """A FHIR Subscription notification as received on the rest-hook endpoint.
+
+    ``kind`` is the notification type (handshake, heartbeat, event-notification,
+    query-status, query-event) or ``carehub-check`` for the hub's own heartbeat
+    timer tick. ``bundle`` is the notification Bundle exactly as posted. The
+    Kafka key is the source name: the patient is unknown until the focus is read.
+    """
+
+    SCHEMA: ClassVar[str] = "carehub.fhir-notification/1"
+
+    source: str
+    subscription: str
+    kind: str
+    received_at: str
+    bundle: JSONObject
+    subscription_ref: str = ""
+    events_since_start: int | None = None
+    event_numbers: list[int] = field(default_factory=list)
+    fhir_version: str = "r4-backport"

@@ -32,6 +32,28 @@ class Topics:
     def dead_letters(self) -> str:
         return f"{self.prefix}deadletter"
 
+    @property
+    def fhir_inbound(self) -> str:
+        return f"{self.prefix}fhir.inbound"
+
+    @property
+    def subscription_state(self) -> str:
+        """Compacted: the state of every FHIR subscription (a Faust table's changelog)."""
+        return f"{self.prefix}subscriptions.state"
+
+    @property
+    def fhir_encounters(self) -> str:
+        """Compacted: the last seen status/location/class of each source Encounter."""
+        return f"{self.prefix}fhir.encounters"
+
+    @property
+    def visits_seen(self) -> str:
+        """Compacted: which (visit, kind) pairs were routed, per patient key."""
+        return f"{self.prefix}visits.seen"
+
+    def compacted(self) -> list[str]:
+        return [self.subscription_state, self.fhir_encounters, self.visits_seen]
+
     def delivery_retry(self, tier: int) -> str:
         return f"{self.prefix}deliveries.retry.{tier}"
 
@@ -50,6 +72,8 @@ class Topics:
             self.deliveries,
             self.delivery_outcomes,
             self.dead_letters,
+            self.fhir_inbound,
+            *self.compacted(),
             *(self.delivery_retry(tier) for tier in range(1, RETRY_TIERS + 1)),
             self.delivery_dead_letters,
             self.task_events,

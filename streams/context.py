@@ -25,6 +25,7 @@ from journal import Journal
 from streams.deliver import RetryPolicy
 from streams.notify import Hub
 from streams.routing.model import RoutingMap
+from streams.subscriptions.deps import SubscriptionDeps
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class StreamDeps:
     #: Delivery attempts, outcomes, dead letters, order state, tasks (None: an in-memory SQLite one).
     journal: Journal | None = None
     delivery_timeout_s: float = 10.0
+    #: FHIR subscription sources and their readers (None: no subscriptions configured).
+    subscriptions: SubscriptionDeps | None = None
 
 
 def now_iso() -> str:

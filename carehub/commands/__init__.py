@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from carehub.commands import convert, demo, dlq, run, validate  # noqa: E402
+from carehub.commands import convert, demo, dlq, routes, run, subscribe, subscriptions, validate  # noqa: E402
 
-COMMANDS: list[ModuleType] = [run, demo, convert, validate, dlq]
+COMMANDS: list[ModuleType] = [run, demo, convert, validate, routes, dlq, subscribe, subscriptions]
