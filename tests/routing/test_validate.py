@@ -1,0 +1,98 @@
+"""``carehub routes validate`` and ``explain``: file:line errors for broken configs, offline explanations."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONFIG, FEED, REPO
+
+CAREHUB = str(Path(sys.executable).parent / "carehub")
+
+
+def _routes(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CAREHUB, "routes", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+
+
+@pytest.fixture
+def broken(tmp_path: Path) -> Path:
+    target = tmp_path / "config"
+    shutil.copytree(CONFIG, target, ignore=shutil.ignore_patterns("schemas"))
+    return target
+
+
+def test_shipped_config_validates() -> None:
+    proc = _routes("validate", str(CONFIG))
+    assert proc.returncode == 0, proc.stderr
+    assert "7 rules, 4 recipients, 2 rosters (5 members)" in proc.stdout
+
+
+def test_every_problem_is_reported_with_file_and_line(broken: Path) -> None:
+    routes = broken / "routes.yaml"
+    text = routes.read_text().replace(
+        "notify: attributed:payer\n  - id: readmission", "notify: payer-nobody\n  - id: readmission"
+    )
+    routes.write_text(text)
+    roster = broken / "rosters" / "attribution.csv"
+    roster.write_text(roster.read_text() + "RGH,MRN9,pcp-nobody,,,\nRGH,,pcp-riverside,,,\nRGH,MRN8,payer-acme,,,\n")
+    proc = _routes("validate", str(broken))
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    line = text.splitlines().index("      - notify: payer-nobody") + 1
+    assert f"{routes}:{line}: rule 'inpatient-to-payer' names recipient 'payer-nobody'" in lines[0]
+    assert f"{roster}:4: pcp: recipient 'pcp-nobody' is not in the directory" in proc.stderr
+    assert f"{roster}:5: assigning_authority and patient_id are required" in proc.stderr
+    assert f"{roster}:6: pcp: recipient 'payer-acme' is a payer" in proc.stderr
+    assert "4 problem(s)" in lines[-1]
+
+
+def test_schema_errors_name_the_line(broken: Path) -> None:
+    recipients = broken / "recipients.yaml"
+    text = recipients.read_text().replace("    channel: webhook", "    channel: carrier-pigeon", 1)
+    recipients.write_text(text)
+    group = broken / "rosters" / "acme-members.json"
+    group.write_text(group.read_text().replace('"value": "payer-acme"', '"value": "payer-gone"'))
+    proc = _routes("validate", str(broken))
+    line = text.splitlines().index("    channel: carrier-pigeon") + 1
+    assert proc.returncode == 1
+    assert f"{recipients}:{line}: recipients/0/channel: 'carrier-pigeon' is not one of" in proc.stderr
+
+
+def test_unknown_recipient_in_a_group_roster(broken: Path) -> None:
+    group = broken / "rosters" / "acme-members.json"
+    group.write_text(group.read_text().replace('"value": "payer-acme"', '"value": "payer-gone"'))
+    proc = _routes("validate", str(broken))
+    assert proc.returncode == 1
+    assert f"{group}:1: managingEntity: recipient 'payer-gone' is not in the directory" in proc.stderr
+
+
+def test_explain_an_hl7_file_and_a_care_event_json(tmp_path: Path) -> None:
+    proc = _routes("explain", str(FEED / "07-a03-discharge-okafor.hl7"))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "task:sdoh-referral:food-insecurity -> cbo-foodbank (cbo, webhook) via service food-insecurity" in out
+    assert "tcm-after-readmission: flag readmission not set" in out
+    assert "OKAFOR" not in out and "MRN100871" not in out, "explain names ids and codes, not patients"
+    converted = subprocess.run(
+        [CAREHUB, "convert", "--event", str(FEED / "04-a03-discharge-rivera.hl7")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (tmp_path / "event.json").write_text(converted)
+    proc = _routes("explain", str(tmp_path / "event.json"), "--json", "--flag", "readmission")
+    doc = json.loads(proc.stdout)
+    assert doc["flags"] == ["readmission"]
+    assert {p["rule"] for p in doc["planned"]} == {"adt-to-pcp", "inpatient-to-payer", "tcm-after-readmission"}
+    assert doc["unresolved"][0]["target"] == "attributed:pharmacy"
+
+
+def test_explain_refuses_a_broken_config(broken: Path) -> None:
+    (broken / "routes.yaml").write_text("version: 1\nrules: [\n")
+    proc = _routes("explain", str(FEED / "07-a03-discharge-okafor.hl7"), "--config-dir", str(broken))
+    assert proc.returncode == 1 and "routes.yaml:" in proc.stderr
