@@ -1,20 +1,60 @@
-"""route: care.events -> deliveries, one record per recipient x action."""
+"""route: care.events -> deliveries, one record per recipient x action.
+
+Per-patient care-coordination state (recent discharges, ED visits, open
+follow-up tasks) lives in the ``patient-signals`` table, keyed by patient key
+like the topic, so each worker holds the state of its own partitions. Its
+changelog topic is provisioned by the hub (``streams.app.changelog_topics``).
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
 
-from core.records import CareEvent
+from core.records import CareEvent, Delivery
 from streams.agents.visit_once import VisitOnce
 from streams.context import AgentContext, now_iso
 from streams.plan import plan_deliveries
-from streams.routing.decide import decide
+from streams.routing.decide import RoutingDecision, decide
+from streams.signals import OpenTask, PatientState, observe, signals
+
+log = logging.getLogger(__name__)
+SIGNALS_TABLE = "patient-signals"
+
+
+def _resource(delivery: Delivery, resource_type: str) -> dict[str, Any] | None:
+    entries = delivery.payload.get("entry", [])
+    return next((e["resource"] for e in entries if e.get("resource", {}).get("resourceType") == resource_type), None)
+
+
+def opened_tasks(deliveries: list[Delivery]) -> list[OpenTask]:
+    """The follow-up tasks a routing step opened (local code and due date read from the bundle)."""
+    out = []
+    for d in deliveries:
+        task, request = _resource(d, "Task"), _resource(d, "ServiceRequest")
+        if d.action == "task" and task is not None and request is not None:
+            code = request["code"]["coding"][0]["code"]
+            out.append(OpenTask(d.idempotency_key, code, d.recipient_id, task["restriction"]["period"]["end"]))
+    return out
+
+
+def report_unresolved(ctx: AgentContext, decision: RoutingDecision) -> None:
+    for item in decision.unresolved:
+        ctx.metrics.inc("route_unresolved", rule=item.rule_id)
+        log.warning(
+            "unresolved: event=%s rule=%s target=%s reason=%s",
+            decision.event_id,
+            item.rule_id,
+            item.target,
+            item.reason,
+        )
 
 
 def register(app: faust.App, ctx: AgentContext) -> None:
     topics = ctx.deps.topics
+    table = app.Table(SIGNALS_TABLE, default=dict, partitions=app.conf.topic_partitions)
     once = VisitOnce(app, ctx)  # the same visit by ADT and by FHIR is routed once (streams.dedup)
 
     async def route_agent(stream: Any) -> None:
@@ -23,12 +63,19 @@ def register(app: faust.App, ctx: AgentContext) -> None:
                 care_event = CareEvent.from_json(event.value)
                 if not once.first(care_event):
                     continue
-                decision = decide(care_event, ctx.deps.routing.current())
+                key = care_event.patient_key.encode()
+                state = PatientState.from_dict(table.get(key))
+                found = signals(state, care_event)
+                decision = decide(care_event, ctx.deps.routing.current(), found.flags)
                 planned = plan_deliveries(care_event, decision, ctx.deps.hub, now_iso())
+                table[key] = observe(state, care_event, opened_tasks(planned)).to_dict()
             except Exception as exc:
                 await ctx.dead_letter("route", exc, event)
                 continue
             ctx.metrics.inc("routed_events")
+            for flag in found.flags:
+                ctx.metrics.inc("signal", flag=flag)
+            report_unresolved(ctx, decision)
             for item in planned:
                 ctx.metrics.inc("routed", recipient=item.recipient_id)
                 await ctx.send(topics.deliveries, item.patient_key, item)
