@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.records import Delivery, DeliveryOutcome
+from journal.audit import AuditStore
 from journal.db import Database
 from journal.tasks import TaskStore
 
@@ -78,6 +79,7 @@ class Journal:
     def __init__(self, url: str) -> None:
         self.db = Database(url)
         self.tasks = TaskStore(self.db)
+        self.audit = AuditStore(self.db)
 
     @property
     def dialect(self) -> str:
@@ -87,6 +89,7 @@ class Journal:
         for statement in SCHEMA:
             self.db.execute(statement)
         self.tasks.migrate()
+        self.audit.migrate()
 
     def close(self) -> None:
         self.db.close()

@@ -184,7 +184,7 @@ class DeliveryFlow:
                 owner=str(task.get("owner", {}).get("reference", "")),
                 requester=str(task.get("requester", {}).get("reference", "")),
             )
-            await self.sender.send(self.topics.task_events, d.patient_key, event)
+            await self.sender.send(self.topics.task_events, event.task_id, event)  # keyed by task: in order
 
 
 _FLOWS: weakref.WeakKeyDictionary[AgentContext, DeliveryFlow] = weakref.WeakKeyDictionary()

@@ -32,8 +32,9 @@ class HttpRecipient:
         return web.json_response({"resourceType": "OperationOutcome", "issue": []}, status=self.status)
 
     async def start(self) -> None:
-        self.server = HTTPServer([web.post("/fhir/{op}", self.handle), web.post("/fhir", self.handle)],
-                                 "127.0.0.1", self.port)
+        self.server = HTTPServer(
+            [web.post("/fhir/{op}", self.handle), web.post("/fhir", self.handle)], "127.0.0.1", self.port
+        )
         await self.server.start()
 
     async def stop(self) -> None:

@@ -8,14 +8,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
 from carehub.hub import Hub
+from core.records import DeadLetter
 from core.settings import DeliverySettings, Settings
 from tests.conftest import CONFIG
 from tests.delivery.helpers import delivery, produce
@@ -24,8 +29,9 @@ from tests.integration.conftest import eventually, hub_settings
 
 pytestmark = pytest.mark.integration
 
-FAST = DeliverySettings(timeout_s=2.0, max_attempts=40, backoff_initial_s=0.05, backoff_max_s=0.4,
-                        breaker_failures=3, breaker_reset_s=0.3)
+FAST = DeliverySettings(
+    timeout_s=2.0, max_attempts=40, backoff_initial_s=0.05, backoff_max_s=0.4, breaker_failures=3, breaker_reset_s=0.3
+)
 
 
 def settings(tmp_path: Path, broker: str, **delivery: object) -> Settings:
@@ -84,3 +90,78 @@ async def test_a_recipient_down_for_a_while_gets_everything_in_order(
         assert journal.queued_count() == 0 and journal.holder(records[0].recipient_id, "RGH|P1") is None
     finally:
         await hub.stop()
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    carehub = Path(sys.executable).parent / "carehub"
+    return subprocess.run([str(carehub), *argv], capture_output=True, text=True, timeout=60)
+
+
+async def test_a_4xx_recipient_fills_the_dead_letters_and_replay_delivers_once_fixed(
+    broker: str, tmp_path: Path, recipient: HttpRecipient
+) -> None:
+    recipient.status = 400
+    await recipient.start()
+    hub = await start_hub(settings(tmp_path, broker))
+    try:
+        records = [delivery(n, patient=f"RGH|D{n}", endpoint=recipient.url) for n in range(3)]
+        await produce(broker, hub.topics.deliveries, records)
+        await eventually(lambda: hub.metrics.total("delivery_dead_lettered") == 3)
+        assert len(recipient.seen) == 3, "a permanent answer is not retried"
+        letters = await read_all(broker, hub.topics.delivery_dead_letters, 3)
+        assert {DeadLetter.from_json(v).record["delivery_id"] for v in letters} == {r.delivery_id for r in records}
+        assert all("HTTP 400" in DeadLetter.from_json(v).reason for v in letters)
+        url = f"http://127.0.0.1:{hub.http_port}"
+        listed = await asyncio.to_thread(run_cli, "dlq", "list", "--hub", url, "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert {row["delivery_id"] for row in json.loads(listed.stdout)} == {r.delivery_id for r in records}
+        recipient.status = 200  # fixed
+        replayed = await asyncio.to_thread(run_cli, "dlq", "replay", "--all", "--hub", url)
+        assert replayed.returncode == 0 and "replayed 3" in replayed.stdout, replayed.stderr
+        await eventually(lambda: hub.metrics.total("delivered") == 3)
+        keys = [key for key, _, _ in recipient.seen]
+        assert sorted(keys[3:]) == sorted(r.idempotency_key for r in records), "replays keep their keys"
+        again = await asyncio.to_thread(run_cli, "dlq", "replay", "--id", "nope", "--hub", url)
+        assert again.returncode == 1 and "not a parked dead letter" in again.stderr
+    finally:
+        await hub.stop()
+
+
+async def test_the_delivery_worker_killed_mid_stream_loses_nothing(
+    broker: str, tmp_path: Path, recipient: HttpRecipient
+) -> None:
+    await recipient.start()
+    s = settings(tmp_path, broker)
+    first = await start_hub(s)
+    records = [delivery(n, patient=f"RGH|K{n % 5}", endpoint=recipient.url) for n in range(200)]
+    await produce(broker, first.topics.deliveries, records)
+    await eventually(lambda: len(recipient.seen) >= 20)
+    await first.stop()  # mid-stream: some delivered, offsets of others not committed
+    at_stop = len(recipient.counts())
+    second = await start_hub(s)
+    try:
+        await eventually(lambda: len(recipient.counts()) == len(records), timeout_s=40)
+        assert set(recipient.counts()) == {r.idempotency_key for r in records}
+        repeats = {key: n for key, n in recipient.counts().items() if n > 1}
+        assert all(key in {r.idempotency_key for r in records} for key in repeats), "a repeat carries the same key"
+        assert per_patient(recipient.seen) == {f"RGH|K{p}": [n for n in range(200) if n % 5 == p] for p in range(5)}
+        print(f"killed after {at_stop} of {len(records)}; repeats after restart: {len(repeats)}")
+    finally:
+        await second.stop()
+
+
+async def read_all(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        while len(values) < count:
+            batch = await consumer.getmany(timeout_ms=2000)
+            if not batch:
+                break
+            values += [m.value for msgs in batch.values() for m in msgs]
+    finally:
+        await consumer.stop()
+    return values

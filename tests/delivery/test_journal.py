@@ -72,8 +72,11 @@ def test_task_goes_requested_accepted_completed_with_turnaround(journal: Journal
     change = journal.tasks.update("t1", {"status": "completed", "output": [{"valueString": "done"}]}, "cbo")
     assert change.resource["meta"]["versionId"] == "3" and change.turnaround_s is not None
     assert change.turnaround_s > 0 and journal.tasks.turnaround_s("t1") == pytest.approx(change.turnaround_s)
-    assert journal.tasks.history("t1") == [(None, "requested", "hub"), ("requested", "accepted", "cbo"),
-                                           ("accepted", "completed", "cbo")]
+    assert journal.tasks.history("t1") == [
+        (None, "requested", "hub"),
+        ("requested", "accepted", "cbo"),
+        ("accepted", "completed", "cbo"),
+    ]
     with pytest.raises(ValueError, match="already completed"):
         journal.tasks.update("t1", {"status": "in-progress"}, "cbo")
     assert [t["id"] for t in journal.tasks.search(owner="Organization/cbo-foodbank", status="completed")] == ["t1"]
