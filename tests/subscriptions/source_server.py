@@ -204,14 +204,17 @@ class SourceServer:
 
     async def _handshake(self, sub_id: str) -> None:
         sub = self.subscriptions[sub_id]
-        sub.handshake_status = await self.post(sub_id, self.bundle(sub_id, "handshake", [], "empty"))
+        try:
+            sub.handshake_status = await self.post(sub_id, self.bundle(sub_id, "handshake", [], "empty"))
+        except aiohttp.ClientError:
+            sub.handshake_status = None  # endpoint unreachable: the Subscription goes to status error
 
     async def _create(self, request: web.Request) -> web.Response:
         resource = await request.json()
         sub_id = str(next(self._ids))
         self.subscriptions[sub_id] = Sub({**resource, "id": sub_id})
         await self._handshake(sub_id)
-        return web.json_response({**resource, "id": sub_id, "status": "active"}, status=201)
+        return web.json_response({**resource, "id": sub_id, "status": self._status_of(sub_id)}, status=201)
 
     async def _update(self, request: web.Request) -> web.Response:
         sub_id = request.match_info["id"]
@@ -219,7 +222,10 @@ class SourceServer:
         old = self.subscriptions[sub_id]
         self.subscriptions[sub_id] = Sub({**resource, "id": sub_id}, old.events)
         await self._handshake(sub_id)
-        return web.json_response({**resource, "id": sub_id, "status": "active"})
+        return web.json_response({**resource, "id": sub_id, "status": self._status_of(sub_id)})
+
+    def _status_of(self, sub_id: str) -> str:
+        return "active" if self.subscriptions[sub_id].handshake_status == 200 else "error"
 
     async def _status_op(self, request: web.Request) -> web.Response:
         sub_id = request.match_info["id"]

@@ -18,7 +18,9 @@ from carehub.commands import subscribe
 from carehub.demo_receivers import DemoRecipient
 from carehub.fhir_subscriptions import read_states
 from carehub.hub import Hub
+from connectors.mllp import MLLPClient, ack_code
 from mappings import ids
+from tests.conftest import FEED
 from tests.integration.conftest import eventually, hub_settings
 from tests.subscriptions.conftest import SECRET, subscriptions_yaml
 from tests.subscriptions.fixtures import encounter
@@ -37,7 +39,10 @@ async def _subscribe(config_dir: Path, source: str) -> int:
 
 
 async def test_subscription_to_delivery_with_gap_and_heartbeat_recovery(
-    broker: str, config_dir: Path, recipients: dict[str, DemoRecipient], source: SourceServer,
+    broker: str,
+    config_dir: Path,
+    recipients: dict[str, DemoRecipient],
+    source: SourceServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (config_dir / "subscriptions.yaml").write_text(subscriptions_yaml(source.base_url))
@@ -64,6 +69,13 @@ async def test_subscription_to_delivery_with_gap_and_heartbeat_recovery(
         assert admit.signature_ok is True
         assert "GET /fhir/Encounter/e-1" in source.requests, "the focus was read from the source"
 
+        # the same visit's A01 arriving over MLLP afterwards is recognised and not routed again
+        client = MLLPClient("127.0.0.1", hub.mllp_port)
+        assert ack_code(await client.send((FEED / "02-a01-admit-rivera.hl7").read_bytes())) == "AA"
+        await client.close()
+        await eventually(lambda: "duplicates_suppressed" in hub.metrics.render())
+        assert _codes(pcp).count("notification-admit") == 1
+
         # 3. a lost notification (event 2: the discharge) is noticed at event 3 and recovered by $events
         source.put(encounter(status="finished"))
         assert await source.event(sub_id, "Encounter/e-1", deliver=False) is None
@@ -74,10 +86,6 @@ async def test_subscription_to_delivery_with_gap_and_heartbeat_recovery(
         assert _codes(pcp).count("notification-discharge") == 1, "event 3 repeats event 2's state: one discharge"
 
         topic = hub.topics.subscription_state
-
-        async def state_of(key: str) -> dict[str, object]:
-            states = await read_states(broker, topic)
-            return states[key].__dict__ if key in states else {}  # type: ignore[attr-defined]
 
         states = await read_states(broker, topic)
         ehr = states["ehr|encounters"]
