@@ -67,10 +67,11 @@ def run(args: argparse.Namespace) -> int:
     except CarehubError as exc:
         print(f"carehub subscriptions status: {exc.message}", file=sys.stderr)
         return 2
+    healthy = all(r["health"] == "healthy" for r in table)
     if args.json:
         for row in table:
             print(json.dumps(row))
-        return 0
+        return 0 if healthy else 1
     print(f"{'subscription':36} {'health':10} {'last event':>10}  {'last heartbeat':24} reason")
     for row in table:
         name = f"{row['source']}/{row['subscription']}"
@@ -78,4 +79,4 @@ def run(args: argparse.Namespace) -> int:
             f"{name:36} {row['health']!s:10} {row['last_event_number']!s:>10}  "
             f"{row['last_heartbeat_at'] or '-'!s:24} {row['reason']}"
         )
-    return 0 if all(r["health"] == "healthy" for r in table) else 1
+    return 0 if healthy else 1

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from carehub.commands import subscribe
+from carehub.commands import subscribe, subscriptions
 from carehub.demo_receivers import DemoRecipient
 from carehub.fhir_subscriptions import read_states
 from carehub.hub import Hub
@@ -44,6 +45,7 @@ async def test_subscription_to_delivery_with_gap_and_heartbeat_recovery(
     recipients: dict[str, DemoRecipient],
     source: SourceServer,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     (config_dir / "subscriptions.yaml").write_text(subscriptions_yaml(source.base_url))
     hub = Hub(hub_settings(config_dir, broker))
@@ -90,6 +92,26 @@ async def test_subscription_to_delivery_with_gap_and_heartbeat_recovery(
         states = await read_states(broker, topic)
         ehr = states["ehr|encounters"]
         assert (ehr.health, ehr.last_event_number, ehr.missing, ehr.recovered) == ("healthy", 3, (), 1)
+
+        # `carehub subscriptions status` reads the same state from Kafka
+        monkeypatch.setenv("CAREHUB_TOPIC_PREFIX", hub.settings.kafka.topic_prefix)
+        status_args = argparse.Namespace(config_dir=config_dir, bootstrap=broker, json=True)
+        capsys.readouterr()
+        code = await asyncio.to_thread(subscriptions.run, status_args)
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert code == 1, f"quiet/starts has not been heard from: {rows}"
+        assert rows[0] | {"last_heartbeat_at": "", "last_notification_at": ""} == {
+            "source": "ehr",
+            "subscription": "encounters",
+            "health": "healthy",
+            "last_event_number": 3,
+            "last_heartbeat_at": "",
+            "last_notification_at": "",
+            "missing": 0,
+            "recovered": 1,
+            "reason": "recovered 1 event(s) by $events",
+        }
+        assert (rows[1]["subscription"], rows[1]["health"]) == ("starts", "unknown")
 
         # 4. a source that goes silent past its heartbeat period is marked unhealthy and searched
         assert await _subscribe(config_dir, "quiet") == 0

@@ -94,3 +94,22 @@ async def test_subscribe_refuses_an_unknown_source_or_a_missing_secret(
     assert "no source named 'nobody'" in capsys.readouterr().err
     assert subscribe.run(argparse.Namespace(source="ehr", config_dir=tmp_path)) == 2
     assert "subscriptions.yaml:16: subscription 'encounters' has an empty secret" in capsys.readouterr().err
+
+
+def test_r5_subscription_resource(tmp_path: Path) -> None:
+    (tmp_path / "subscriptions.yaml").write_text(
+        subscriptions_yaml("http://ehr/fhir").replace(
+            "    facility: RGH\n    supports_events: true",
+            "    facility: RGH\n    fhir_version: r5\n    supports_events: true",
+            1,
+        )
+    )
+    src = load_subscriptions(tmp_path).sources[0]
+    resource = subscription_resource(src, src.subscriptions[0])
+    assert resource["topic"] == "http://hl7.org/SubscriptionTopic/admission"
+    assert resource["channelType"]["code"] == "rest-hook" and resource["content"] == "id-only"
+    assert resource["filterBy"] == [
+        {"resourceType": "Encounter", "filterParameter": "status", "value": "in-progress,finished"}
+    ]
+    assert resource["parameter"] == [{"name": "X-Carehub-Subscription-Secret", "value": "subscription-secret-0001"}]
+    assert resource["heartbeatPeriod"] == 60
