@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
+from adapters.consentapi import consent_routes
 from adapters.fhirhttp import InvalidResourceError
 from core.patient import PatientIdentifier, patient_key
 from mappings.validation import validate_resource
 from streams.consent.codes import AUTHORITY_PREFIX
+from streams.consent.deps import ConsentDeps
 from streams.consent.model import ConsentError, parse_consent
+from streams.consent.policy import load_policy
 from streams.consent.store import ConsentTable, ConsentWriter
 
 log = logging.getLogger(__name__)
@@ -46,3 +52,27 @@ class ConsentService:
 
     def search(self, patient: str) -> list[dict[str, Any]]:
         return self._table.resources_for(search_key(patient)) if patient else []
+
+
+class ConsentParts:
+    """The consent table, writer, service and routes of one hub process."""
+
+    def __init__(self, config_dir: Path, bootstrap: str, topic: str) -> None:
+        self.policy = load_policy(config_dir)
+        self.table = ConsentTable(bootstrap, topic)
+        self.writer = ConsentWriter(bootstrap, topic)
+        self.service = ConsentService(self.table, self.writer)
+
+    async def start(self) -> None:
+        await self.table.start()
+        await self.writer.start()
+
+    async def stop(self) -> None:
+        await self.writer.stop()
+        await self.table.stop()
+
+    def deps(self) -> ConsentDeps:
+        return ConsentDeps(policy=self.policy, consents=self.table)
+
+    def routes(self) -> list[web.RouteDef]:
+        return consent_routes(self.service)

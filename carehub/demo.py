@@ -7,6 +7,7 @@ pipeline is idle, and reports what was acknowledged and what reached whom.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import time
@@ -20,11 +21,14 @@ from connectors.mllp import MLLPClient, ack_code
 from core.errors import DeliveryError
 from core.metrics import Metrics
 from core.settings import HTTPSettings, Settings, load_settings
+from journal import open_journal
 from streams.routing.load import load_routing_map
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FEED = REPO_ROOT / "demo" / "feed"
 DEFAULT_CONFIG = REPO_ROOT / "config"
+DEFAULT_CONSENTS = REPO_ROOT / "demo" / "consents"
+DEMO_JOURNAL = REPO_ROOT / "var" / "demo" / "journal.db"
 _MESSAGE_START = re.compile(rb"(?:^|[\r\n])(?=MSH)")
 
 
@@ -49,6 +53,10 @@ class DemoReport:
     messages: list[SentMessage] = field(default_factory=list)
     idle: bool = True
     map_version: str = ""
+    consents: list[str] = field(default_factory=list)
+    disclosed_with_consent: int = 0
+    suppressed: list[dict[str, str]] = field(default_factory=list)
+    journal: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,8 +111,9 @@ def _progress(m: Metrics, accepted: int) -> tuple[bool, tuple[int, ...]]:
     handled = normalized + m.total("normalize_failed")
     routed_events = m.total("routed_events") + m.total("route_failed")
     planned, done = m.total("routed"), m.total("delivered") + m.total("delivery_failed")
-    settled = handled >= accepted and routed_events >= normalized and done >= planned
-    return settled, (handled, routed_events, planned, done)
+    decided, audited = m.total("consent"), m.total("audited")
+    settled = handled >= accepted and routed_events >= normalized and done >= planned and audited >= decided
+    return settled, (handled, routed_events, planned, done, audited)
 
 
 async def wait_idle(m: Metrics, accepted: int, timeout_s: float, quiet_s: float = 0.5) -> bool:
@@ -121,13 +130,40 @@ async def wait_idle(m: Metrics, accepted: int, timeout_s: float, quiet_s: float 
     return False
 
 
-def demo_settings(config_dir: Path) -> Settings:
+def demo_settings(config_dir: Path, journal: Path = DEMO_JOURNAL) -> Settings:
+    """The config's settings on free ports, with a fresh journal the audit command can read afterwards."""
     settings = load_settings(config_dir)
     mllp = replace(settings.mllp, host="127.0.0.1", port=0)
-    return replace(settings, mllp=mllp, http=HTTPSettings("127.0.0.1", 0))
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    for stale in journal.parent.glob(journal.name + "*"):
+        stale.unlink()
+    return replace(settings, mllp=mllp, http=HTTPSettings("127.0.0.1", 0), database_url=f"sqlite:///{journal}")
 
 
-async def run_demo(feed: Path = DEFAULT_FEED, config_dir: Path = DEFAULT_CONFIG, timeout_s: float = 60.0) -> DemoReport:
+async def load_consents(hub: Hub, folder: Path, report: DemoReport) -> None:
+    """Post every Consent of the demo folder through the hub's consent service."""
+    for path in sorted(folder.glob("*.json")):
+        stored = await hub.consents.accept(json.loads(path.read_text(encoding="utf-8")))
+        report.consents.append(str(stored["id"]))
+
+
+def _audit_summary(report: DemoReport, journal: Path) -> None:
+    store = open_journal(f"sqlite:///{journal}")
+    try:
+        report.suppressed = [
+            {"recipient": r.recipient_id, "action": r.action, "patient": r.patient_key, "reason": r.reason}
+            for r in store.audit.suppressions()
+        ]
+    finally:
+        store.close()
+
+
+async def run_demo(
+    feed: Path = DEFAULT_FEED,
+    config_dir: Path = DEFAULT_CONFIG,
+    timeout_s: float = 60.0,
+    consents: Path = DEFAULT_CONSENTS,
+) -> DemoReport:
     recipients = [
         DemoRecipient(r.id, r.secret)
         for r in load_routing_map(config_dir).recipients.values()
@@ -141,6 +177,7 @@ async def run_demo(feed: Path = DEFAULT_FEED, config_dir: Path = DEFAULT_CONFIG,
     try:
         await hub.start()
         report.map_version = hub.routing.current().version
+        await load_consents(hub, consents, report)
         await play_feed(feed, hub.mllp_port, report)
         report.idle = await wait_idle(hub.metrics, report.acked.get("AA", 0), timeout_s)
     finally:
@@ -153,6 +190,11 @@ async def run_demo(feed: Path = DEFAULT_FEED, config_dir: Path = DEFAULT_CONFIG,
     report.delivered = m.total("delivered")
     report.failed = m.total("delivery_failed") + m.total("normalize_failed") + m.total("route_failed")
     report.per_recipient = {r.recipient_id: len(r.received) for r in recipients}
+    report.disclosed_with_consent = sum(
+        v for (name, labels), v in m.counts.items() if name == "consent" and ("rule", "named-recipient") in labels
+    ) + sum(v for (name, labels), v in m.counts.items() if name == "consent" and ("rule", "tpo-class") in labels)
+    report.journal = f"sqlite:///{DEMO_JOURNAL}"
+    _audit_summary(report, DEMO_JOURNAL)
     return report
 
 
@@ -170,6 +212,14 @@ def render(report: DemoReport) -> str:
         "what reached whom:",
     ]
     lines += [f"  {rid:<24} {count} notification(s)" for rid, count in report.per_recipient.items()]
+    lines += ["", f"42 CFR Part 2: consents on file {', '.join(report.consents) or '(none)'}; "
+              f"{report.disclosed_with_consent} disclosure(s) under a consent, with the redisclosure notice; "
+              f"{len(report.suppressed)} suppressed:"]  # fmt: skip
+    lines += [f"  {s['recipient']:<24} {s['action']:<7} {s['patient']:<18} {s['reason']}" for s in report.suppressed]
+    if report.suppressed:
+        patient = report.suppressed[0]["patient"]
+        lines.append(f"  every decision is audited: carehub audit disclosures --patient '{patient}' "
+                     f"--database-url {report.journal}")  # fmt: skip
     if report.unreadable:
         lines.append(f"unreadable feed files (skipped): {', '.join(report.unreadable)}")
     if not report.idle:

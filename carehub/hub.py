@@ -20,6 +20,7 @@ from aiohttp import web
 from adapters.mllp.inbound import InboundHandler
 from adapters.mllp.server import MLLPServer
 from carehub.broker import EmbeddedBroker
+from carehub.consents import ConsentParts, ConsentService
 from carehub.delivery import DeliveryParts
 from carehub.fhir_subscriptions import resthook_routes, subscription_deps
 from carehub.kafka import KafkaPublisher, ensure_topics
@@ -60,10 +61,16 @@ class Hub:
         self._http: HTTPServer | None = None
         self._webhook: WebhookDestination | None = None
         self._delivery: DeliveryParts | None = None
+        self._consent: ConsentParts | None = None
         self._app: object | None = None
         self._watch: asyncio.Task[None] | None = None
         self.bootstrap = settings.kafka.bootstrap or ""
         self._ready = False
+
+    @property
+    def consents(self) -> ConsentService:
+        assert self._consent is not None, "hub not started"
+        return self._consent.service
 
     @property
     def mllp_port(self) -> int:
@@ -87,6 +94,8 @@ class Hub:
         await asyncio.to_thread(
             ensure_topics, self.bootstrap, self.topics.all(), self.settings.kafka.partitions, self.topics.compacted()
         )
+        self._consent = ConsentParts(self.settings.config_dir, self.bootstrap, self.topics.consents)
+        await self._consent.start()
 
     async def _start_streams(self) -> None:
         s = self.settings
@@ -110,6 +119,7 @@ class Hub:
             journal=journal,
             delivery_timeout_s=s.delivery.timeout_s,
             subscriptions=subscription_deps(self.subscriptions),
+            consent=self._consent.deps() if self._consent is not None else None,
         )
         app = build_app(app_id, self.bootstrap, s.kafka, deps)
         app.finalize()
@@ -135,7 +145,8 @@ class Hub:
         """Every HTTP route the hub serves; each feature adds its own here."""
         delivery = self._delivery.routes() if self._delivery is not None else []
         fhir = resthook_routes(self._publisher, self.subscriptions)
-        return [*ops_routes(self.metrics, lambda: self._ready), *delivery, *fhir]
+        consent = self._consent.routes() if self._consent is not None else []
+        return [*ops_routes(self.metrics, lambda: self._ready), *delivery, *fhir, *consent]
 
     async def start(self) -> None:
         """Start every part; on failure, stop what was started and re-raise."""
@@ -181,6 +192,9 @@ class Hub:
         if self._delivery is not None:
             await self._delivery.stop()
             self._delivery = None
+        if self._consent is not None:
+            await self._consent.stop()
+            self._consent = None
         if self._broker is not None:
             await asyncio.to_thread(self._broker.stop)
         self._mllp = self._http = self._publisher = self._app = self._webhook = self._broker = None  # type: ignore[assignment]

@@ -51,8 +51,18 @@ class Topics:
         """Compacted: which (visit, kind) pairs were routed, per patient key."""
         return f"{self.prefix}visits.seen"
 
+    @property
+    def consents(self) -> str:
+        """FHIR Consent resources keyed by Consent id (compacted; read whole by every worker)."""
+        return f"{self.prefix}consents"
+
+    @property
+    def audit_events(self) -> str:
+        """A FHIR AuditEvent for every consent decision (permit, deny, redact)."""
+        return f"{self.prefix}audit.events"
+
     def compacted(self) -> list[str]:
-        return [self.subscription_state, self.fhir_encounters, self.visits_seen]
+        return [self.subscription_state, self.fhir_encounters, self.visits_seen, self.consents]
 
     def delivery_retry(self, tier: int) -> str:
         return f"{self.prefix}deliveries.retry.{tier}"
@@ -77,4 +87,5 @@ class Topics:
             *(self.delivery_retry(tier) for tier in range(1, RETRY_TIERS + 1)),
             self.delivery_dead_letters,
             self.task_events,
+            self.audit_events,
         ]

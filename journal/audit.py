@@ -85,6 +85,14 @@ class AuditStore:
         )
         return [AuditRow(*row) for row in rows]
 
+    def suppressions(self) -> list[AuditRow]:
+        """Every decision that disclosed nothing, oldest first."""
+        rows = self.db.query(
+            "SELECT audit_id, patient_key, recorded, recipient_id, action, outcome, rule, reason, consent_id, "
+            "event_id, map_version FROM audit_events WHERE outcome = 'deny' ORDER BY recorded, audit_id"
+        )
+        return [AuditRow(*row) for row in rows]
+
     def resource(self, audit_id: str) -> dict[str, Any] | None:
         rows = self.db.query("SELECT resource FROM audit_events WHERE audit_id = ?", (audit_id,))
         return json.loads(rows[0][0]) if rows else None

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import faust
+import orjson
 
 from connectors.base import Destination
 from core.errors import CarehubError
@@ -22,6 +23,7 @@ from core.metrics import Metrics
 from core.records import DeadLetter, Record
 from core.topics import Topics
 from journal import Journal
+from streams.consent.deps import ConsentDeps
 from streams.deliver import RetryPolicy
 from streams.notify import Hub
 from streams.routing.model import RoutingMap
@@ -47,6 +49,8 @@ class StreamDeps:
     delivery_timeout_s: float = 10.0
     #: FHIR subscription sources and their readers (None: no subscriptions configured).
     subscriptions: SubscriptionDeps | None = None
+    #: 42 CFR Part 2 policy and the consents on file (None: no Part 2 programs, nothing on file).
+    consent: ConsentDeps | None = None
 
 
 def now_iso() -> str:
@@ -66,6 +70,10 @@ class AgentContext:
         if name not in self._topics:
             self._topics[name] = self.app.topic(name, key_serializer="raw", value_serializer="raw")
         return self._topics[name]
+
+    async def send_json(self, topic_name: str, key: str, document: dict[str, Any]) -> None:
+        """A plain JSON document (e.g. a FHIR resource) rather than a carehub record."""
+        await self.topic(topic_name).send(key=key.encode(), value=orjson.dumps(document))
 
     async def send(self, topic_name: str, key: str, record: Record) -> None:
         await self.topic(topic_name).send(key=key.encode(), value=record.to_json())

@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from carehub.commands import convert, demo, dlq, routes, run, subscribe, subscriptions, validate  # noqa: E402
+from carehub.commands import (  # noqa: E402
+    audit,
+    consent,
+    convert,
+    demo,
+    dlq,
+    routes,
+    run,
+    subscribe,
+    subscriptions,
+    validate,
+)
 
-COMMANDS: list[ModuleType] = [run, demo, convert, validate, routes, dlq, subscribe, subscriptions]
+COMMANDS: list[ModuleType] = [run, demo, convert, validate, routes, dlq, subscribe, subscriptions, consent, audit]

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from streams.agents import deliver, fhir_inbound, normalize, retry, route
+from streams.agents import audit, deliver, fhir_inbound, normalize, retry, route
 
-AGENTS: list[ModuleType] = [normalize, route, deliver, retry, fhir_inbound]
+AGENTS: list[ModuleType] = [normalize, route, deliver, retry, fhir_inbound, audit]

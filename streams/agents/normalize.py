@@ -13,12 +13,13 @@ from streams.normalize import normalize
 
 def register(app: faust.App, ctx: AgentContext) -> None:
     topics = ctx.deps.topics
+    registry = ctx.deps.consent.policy.registry if ctx.deps.consent is not None else None
 
     async def normalize_agent(stream: Any) -> None:
         async for event in stream.events():
             try:
                 inbound = InboundMessage.from_json(event.value)
-                care_event = normalize(inbound)
+                care_event = normalize(inbound, registry)
             except Exception as exc:  # one bad record must never stop the stream
                 await ctx.dead_letter("normalize", exc, event)
                 continue

@@ -15,8 +15,8 @@ import faust
 
 from core.records import CareEvent, Delivery
 from streams.agents.visit_once import VisitOnce
+from streams.consent.enforce import Gatekeeper
 from streams.context import AgentContext, now_iso
-from streams.plan import plan_deliveries
 from streams.routing.decide import RoutingDecision, decide
 from streams.signals import OpenTask, PatientState, observe, signals
 
@@ -55,6 +55,7 @@ def report_unresolved(ctx: AgentContext, decision: RoutingDecision) -> None:
 def register(app: faust.App, ctx: AgentContext) -> None:
     topics = ctx.deps.topics
     table = app.Table(SIGNALS_TABLE, default=dict, partitions=app.conf.topic_partitions)
+    gatekeeper = Gatekeeper(ctx.deps.consent)
     once = VisitOnce(app, ctx)  # the same visit by ADT and by FHIR is routed once (streams.dedup)
 
     async def route_agent(stream: Any) -> None:
@@ -67,7 +68,8 @@ def register(app: faust.App, ctx: AgentContext) -> None:
                 state = PatientState.from_dict(table.get(key))
                 found = signals(state, care_event)
                 decision = decide(care_event, ctx.deps.routing.current(), found.flags)
-                planned = plan_deliveries(care_event, decision, ctx.deps.hub, now_iso())
+                verdicts = gatekeeper.verdicts(care_event, decision, ctx.deps.hub, now_iso())
+                planned = [v.delivery for v in verdicts if v.delivery is not None]
                 table[key] = observe(state, care_event, opened_tasks(planned)).to_dict()
             except Exception as exc:
                 await ctx.dead_letter("route", exc, event)
@@ -76,6 +78,9 @@ def register(app: faust.App, ctx: AgentContext) -> None:
             for flag in found.flags:
                 ctx.metrics.inc("signal", flag=flag)
             report_unresolved(ctx, decision)
+            for verdict in verdicts:
+                ctx.metrics.inc("consent", outcome=verdict.decision.outcome, rule=verdict.decision.rule)
+                await ctx.send_json(topics.audit_events, care_event.patient_key, verdict.audit)
             for item in planned:
                 ctx.metrics.inc("routed", recipient=item.recipient_id)
                 await ctx.send(topics.deliveries, item.patient_key, item)

@@ -24,7 +24,11 @@ PCP_SECRET = "pcp-test-shared-secret-0001"
 def hub_settings(config_dir: Path, bootstrap: str, **kafka: object) -> Settings:
     """Settings for a test hub: its own topic prefix, any free ports."""
     prefix = f"t{os.getpid()}-{next(_ids)}."
-    s = Settings(config_dir=config_dir, kafka=replace(KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix), **kafka))
+    s = Settings(
+        config_dir=config_dir,
+        kafka=replace(KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix), **kafka),
+        database_url=f"sqlite:///{config_dir.parent / prefix}journal.db",
+    )
     return replace(s, mllp=replace(s.mllp, port=0), http=HTTPSettings("127.0.0.1", 0))
 
 

@@ -37,12 +37,20 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
     assert report["sent"] == len(feed)
     assert report["acked"] == {"AA": len(feed), "AE": 0, "AR": 0}
     assert report["normalized"] == len(feed)
-    assert report["delivered"] == report["routed"] == 18 and report["failed"] == 0
-    # PCP: 7 ADT notifications (the A08 goes nowhere) + TCM contact and visit tasks for 2 discharges;
-    # payer: 5 inpatient admits/discharges; pharmacy: 1 med-rec (Okafor is rostered to it);
-    # CBO: 1 food-insecurity referral (Z59.41 on Okafor's discharge).
-    assert report["per_recipient"] == {"pcp-riverside": 11, "payer-acme": 5, "pharmacy-mainst": 1, "cbo-foodbank": 1}
+    assert report["delivered"] == report["routed"] == 19 and report["failed"] == 0
+    # PCP: 8 ADT notifications (the A08 goes nowhere; the Part 2 admit under the patient's consent)
+    # + TCM contact and visit tasks for 2 discharges; payer: 5 inpatient admits/discharges (the Part 2
+    # admit is suppressed: its consent names the PCP only); pharmacy: 1 med-rec (Okafor is rostered
+    # to it); CBO: 1 food-insecurity referral (Z59.41 on Okafor's discharge).
+    assert report["per_recipient"] == {"pcp-riverside": 12, "payer-acme": 5, "pharmacy-mainst": 1, "cbo-foodbank": 1}
     assert sum(report["per_recipient"].values()) == report["delivered"]
+    assert report["consents"] == ["harper-rrc-2026"] and report["disclosed_with_consent"] == 1
+    assert [(s["recipient"], s["patient"]) for s in report["suppressed"]] == [("payer-acme", "RRC|RRC-20931")]
+    audit = subprocess.run(
+        [CAREHUB, "audit", "disclosures", "--patient", "RRC|RRC-20931", "--database-url", report["journal"]],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "2 decision(s): 1 disclosed, 1 suppressed" in audit
 
 
 def test_demo_counts_unreadable_feed_files(tmp_path: Path) -> None:

@@ -1,0 +1,3 @@
+"""Fixtures shared with the integration tests (a running hub, real HTTP recipients)."""
+
+from tests.integration.conftest import config_dir, hub, recipients  # noqa: F401
