@@ -70,7 +70,7 @@ class ConsentTable:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._consumer is not None:
-            await self._consumer.stop()
+            await _stop_quietly(self._consumer)
 
     async def _tail(self, consumer: AIOKafkaConsumer) -> None:
         while True:
@@ -128,6 +128,22 @@ class ConsentTable:
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
 
+async def _stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Stop a Kafka client even when the broker is gone.
+
+    aiokafka's fetcher surfaces a CancelledError of its own task on close when the
+    node is unreachable; only a cancellation of *this* task is passed on.
+    """
+    try:
+        await client.stop()
+    except KafkaError:
+        pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
 class ConsentWriter:
     """Writes consents to the compacted topic with acks=all."""
 
@@ -139,7 +155,7 @@ class ConsentWriter:
         await self._producer.start()
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        await _stop_quietly(self._producer)
 
     async def write(self, consent: dict[str, Any]) -> str:
         """Store one Consent durably; return the fingerprint of what was written."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ from tests.conftest import CONFIG
 def test_the_shipped_config_loads() -> None:
     routing = load_routing_map(CONFIG)
     assert {"pcp-riverside", "payer-acme"} <= set(routing.recipients)
-    assert routing.version.startswith("2026-11-22.1+")
+    declared = next(line.split('"')[1] for line in (CONFIG / "routes.yaml").read_text().splitlines()
+                    if line.startswith("version:"))  # fmt: skip
+    assert routing.version.startswith(declared + "+"), "declared version plus a content hash"
 
 
 def test_schema_violation_names_file_and_line(tmp_path: Path) -> None:
@@ -35,9 +38,8 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
 
 
 def test_unknown_recipient_in_a_rule_names_the_action_line(tmp_path: Path) -> None:
-    for name in ("routes.yaml", "recipients.yaml"):
-        (tmp_path / name).write_text((CONFIG / name).read_text())
-    routes = (tmp_path / "routes.yaml").read_text().replace("notify: payer-acme", "notify: payer-nobody")
+    shutil.copytree(CONFIG, tmp_path, dirs_exist_ok=True)
+    routes = (tmp_path / "routes.yaml").read_text().replace("notify: attributed:payer", "notify: payer-nobody", 1)
     (tmp_path / "routes.yaml").write_text(routes)
     with pytest.raises(ConfigError) as caught:
         load_routing_map(tmp_path)
