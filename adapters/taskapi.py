@@ -20,27 +20,23 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.fhirhttp import fhir_response, operation_outcome
 from core.records import TaskEvent
 from journal import Journal
 from journal.tasks import TaskChange
 
 log = logging.getLogger(__name__)
-FHIR_JSON = "application/fhir+json"
 #: What a performer may change on a Task through this endpoint.
 PERFORMER_FIELDS = ("status", "statusReason", "businessStatus", "output", "note")
 PublishTaskEvent = Callable[[TaskEvent], Awaitable[None]]
 
 
 def outcome(status: int, code: str, text: str) -> web.Response:
-    body = {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": code, "diagnostics": text}],
-    }
-    return web.json_response(body, status=status, content_type=FHIR_JSON)
+    return fhir_response(operation_outcome("error", code, text, code), status)
 
 
 def fhir(resource: dict[str, Any], status: int = 200) -> web.Response:
-    return web.json_response(resource, status=status, content_type=FHIR_JSON)
+    return fhir_response(resource, status)
 
 
 def searchset(tasks: list[dict[str, Any]], base: str) -> dict[str, Any]:

@@ -7,26 +7,15 @@ import os
 import time
 from pathlib import Path
 
-from adapters.hl7.charset import decode
 from bench.messages import message
-from core.errors import MappingError
 from mappings import convert_text
+from mappings.bench import corpus_texts
 
 CORPUS = Path(os.environ.get("CAREHUB_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "corpus" / "hl7v2"
 
 
 def corpus_adts() -> list[str]:
-    texts = []
-    for path in sorted(CORPUS.glob("*ADT_*.hl7")):
-        if "MALFORMED" in path.name:
-            continue
-        text, _ = decode(path.read_bytes())
-        try:
-            convert_text(text)
-        except MappingError:
-            continue
-        texts.append(text)
-    return texts
+    return corpus_texts(CORPUS)
 
 
 def _rate(texts: list[str], rounds: int, serialize: bool) -> float:

@@ -15,13 +15,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from adapters.hl7.charset import decode
+from adapters.hl7.header import read_header
+from adapters.hl7.tokenizer import parse_message
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
 from connectors.mllp import MLLPClient, ack_code
-from core.errors import DeliveryError
+from core.errors import DeliveryError, UnreadableMessageError
 from core.metrics import Metrics
 from core.settings import HTTPSettings, Settings, load_settings
 from journal import open_journal
+from mappings.batch import read_messages
 from streams.routing.load import load_routing_map
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +33,6 @@ DEFAULT_FEED = REPO_ROOT / "demo" / "feed"
 DEFAULT_CONFIG = REPO_ROOT / "config"
 DEFAULT_CONSENTS = REPO_ROOT / "demo" / "consents"
 DEMO_JOURNAL = REPO_ROOT / "var" / "demo" / "journal.db"
-_MESSAGE_START = re.compile(rb"(?:^|[\r\n])(?=MSH)")
 
 
 @dataclass
@@ -67,19 +70,19 @@ def endpoint_variable(recipient_id: str) -> str:
     return "CAREHUB_ENDPOINT_" + re.sub(r"[^A-Z0-9]", "_", recipient_id.upper())
 
 
-def split_messages(raw: bytes) -> list[bytes]:
-    """The messages of a feed file (one or several, each starting with MSH)."""
-    text = raw.lstrip(b"\xef\xbb\xbf \t\r\n")
-    parts = [p.strip(b"\r\n") for p in _MESSAGE_START.split(text)]
-    return [p.replace(b"\r\n", b"\r").replace(b"\n", b"\r") + b"\r" for p in parts if p.startswith(b"MSH")]
+def feed_messages(path: Path) -> list[bytes]:
+    """The messages of a feed file, encoded as they were read; [] when it holds no HL7."""
+    messages, codec = read_messages(path)
+    return [(m + "\r").encode(codec) for m in messages if m.startswith("MSH")]
 
 
 def _header_fields(payload: bytes) -> tuple[str, str]:
-    first = payload.split(b"\r", 1)[0].decode("latin-1")
-    fields = first.split(first[3]) if len(first) > 3 else []
-    control = fields[9] if len(fields) > 9 else ""
-    kind = fields[8] if len(fields) > 8 else ""
-    return control, kind.replace(first[4] if len(first) > 4 else "^", "^")
+    """Control id and MSH-9 of a feed message, for the summary ("" when MSH is unreadable)."""
+    try:
+        header = read_header(parse_message(decode(payload)[0]))
+    except UnreadableMessageError:
+        return "", ""
+    return header.control_id, "^".join(p for p in (header.message_type, header.trigger_event, header.structure) if p)
 
 
 async def play_feed(feed: Path, port: int, report: DemoReport) -> None:
@@ -87,7 +90,7 @@ async def play_feed(feed: Path, port: int, report: DemoReport) -> None:
     try:
         for path in sorted(feed.glob("*.hl7")):
             try:
-                messages = split_messages(path.read_bytes())
+                messages = feed_messages(path)
             except OSError:
                 messages = []
             if not messages:

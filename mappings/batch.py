@@ -8,6 +8,9 @@ tokenizer.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from adapters.hl7.charset import decode
 from adapters.hl7.tokenizer import split_segments
 
 ENVELOPE = ("FHS", "BHS", "BTS", "FTS")
@@ -26,3 +29,9 @@ def split_messages(text: str) -> list[str]:
             messages.append(current)
         current.append(stripped)
     return ["\r".join(m) for m in messages]
+
+
+def read_messages(path: Path) -> tuple[list[str], str]:
+    """The messages of a file and the codec its bytes were decoded with (OSError if unreadable)."""
+    text, codec = decode(path.read_bytes())
+    return split_messages(text), codec

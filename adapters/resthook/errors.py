@@ -1,8 +1,8 @@
 """Why a notification was refused, and the HTTP answer for it (in one place).
 
-Every refusal is a :class:`NotificationError` (a ``MessageError`` of carehub's
-one error tree) carrying its HTTP status and FHIR ``issue-type`` code;
-:func:`answer_for` turns any outcome into ``(status, OperationOutcome)``.
+Every refusal is an ``HTTPInputError`` (adapters.fhirhttp, a ``MessageError`` of
+carehub's one error tree) carrying its HTTP status and FHIR ``issue-type``
+code; :func:`answer_for` turns any outcome into ``(status, OperationOutcome)``.
 Texts never echo payload content, only codes and positions.
 """
 
@@ -10,66 +10,45 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import CarehubError, MessageError, StorageUnavailableError
+from adapters import fhirhttp
+from adapters.fhirhttp import HTTPInputError, InvalidJsonError, WrongResourceTypeError, operation_outcome
+
+#: A notification that cannot be accepted as it is (4xx: the source must not resend it as is).
+NotificationError = HTTPInputError
 
 
-class NotificationError(MessageError):
-    """A notification that cannot be accepted as it is (4xx: the source must not resend it as is)."""
-
-    code = "invalid-notification"
-    http_status = 400
-    issue_code = "invalid"
-
-
-class InvalidJsonError(NotificationError):
-    code = "invalid-json"
-    issue_code = "structure"
-
-
-class WrongResourceTypeError(NotificationError):
-    code = "wrong-resource-type"
-    http_status = 422
-    issue_code = "invalid"
-
-
-class UnknownSubscriptionError(NotificationError):
+class UnknownSubscriptionError(HTTPInputError):
     code = "unknown-subscription"
     http_status = 404
     issue_code = "not-found"
 
 
-class UnauthorizedNotificationError(NotificationError):
+class UnauthorizedNotificationError(HTTPInputError):
     code = "unauthorized"
     http_status = 401
     issue_code = "security"
 
 
-class UnsupportedMediaTypeError(NotificationError):
+class UnsupportedMediaTypeError(HTTPInputError):
     code = "unsupported-media-type"
     http_status = 415
     issue_code = "not-supported"
-
-
-def operation_outcome(severity: str, issue_code: str, text: str, error_code: str) -> dict[str, Any]:
-    return {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {
-                "severity": severity,
-                "code": issue_code,
-                "details": {"coding": [{"system": "urn:carehub:error", "code": error_code}], "text": text},
-            }
-        ],
-    }
 
 
 def answer_for(error: BaseException | None) -> tuple[int, dict[str, Any]]:
     """HTTP status and OperationOutcome for an outcome (None = stored)."""
     if error is None:
         return 200, operation_outcome("information", "informational", "notification stored", "stored")
-    if isinstance(error, NotificationError):
-        return error.http_status, operation_outcome("error", error.issue_code, error.message, error.code)
-    if isinstance(error, StorageUnavailableError):
-        return 503, operation_outcome("error", "transient", "not stored; resend later", error.code)
-    code = error.code if isinstance(error, CarehubError) else "internal-error"
-    return 500, operation_outcome("fatal", "exception", "internal error; resend later", code)
+    return fhirhttp.answer_for(error)
+
+
+__all__ = [
+    "InvalidJsonError",
+    "NotificationError",
+    "UnauthorizedNotificationError",
+    "UnknownSubscriptionError",
+    "UnsupportedMediaTypeError",
+    "WrongResourceTypeError",
+    "answer_for",
+    "operation_outcome",
+]

@@ -15,10 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adapters.hl7.charset import decode
 from core.errors import MappingError
 from mappings import convert_text
-from mappings.batch import split_messages
+from mappings.batch import read_messages
 
 
 def register(sub: Any) -> None:
@@ -32,12 +31,12 @@ def register(sub: Any) -> None:
 
 def _convert_file(path: Path, args: argparse.Namespace, out: list[Any]) -> bool:
     try:
-        text, _codec = decode(path.read_bytes())
+        messages, _codec = read_messages(path)
     except OSError as exc:
         print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
         return False
     ok = True
-    for index, message in enumerate(split_messages(text), start=1):
+    for index, message in enumerate(messages, start=1):
         where = f"{path}#{index}"
         try:
             result = convert_text(message, received_at=args.received_at, validate=not args.no_validate)

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adapters.hl7.charset import decode
 from core.errors import MessageError
-from mappings.batch import split_messages
+from mappings.batch import read_messages
 from mappings.conformance import check
 from mappings.plan import default_plans
 
@@ -28,12 +27,12 @@ def register(sub: Any) -> None:
 
 def _check_file(path: Path, show_warnings: bool) -> bool:
     try:
-        text, _codec = decode(path.read_bytes())
+        messages, _codec = read_messages(path)
     except OSError as exc:
         print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
         return False
     ok = True
-    for index, message in enumerate(split_messages(text), start=1):
+    for index, message in enumerate(messages, start=1):
         where = f"{path}#{index}"
         try:
             report = check(message)
