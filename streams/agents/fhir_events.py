@@ -17,8 +17,11 @@ from typing import Any
 import orjson
 
 from adapters.resthook.notification import Notification
+from core.errors import MappingError
 from mappings.fhir import EncounterSnapshot, FhirSource, map_encounter
 from mappings.fhir.event import local_ref
+from mappings.validation import validate_resource
+from streams.consent.model import ConsentError, parse_consent
 from streams.context import AgentContext, now_iso
 from streams.subscriptions.config import SourceConfig, SubscriptionConfig
 from streams.subscriptions.deps import SourceReader
@@ -108,11 +111,27 @@ class FhirEventEmitter:
     ) -> None:
         carried = {local_ref(k): v for k, v in notification.resources.items()}
         ref = local_ref(focus)
+        if ref.startswith("Consent/"):
+            await self.store_consent(await self._get(ref, carried, self.reader(source)), source)
+            return
         if not ref.startswith("Encounter/"):
             log.info("fhir focus skipped: source=%s type=%s", source.name, ref.split("/")[0][:40])
             return
         encounter = await self._get(ref, carried, self.reader(source))
         await self.emit_encounter(encounter, carried, source, sub, number, timestamp, received_at)
+
+    async def store_consent(self, consent: Resource, source: SourceConfig) -> None:
+        """A Consent announced by a source joins the consent table (the compacted consents topic)."""
+        issues = validate_resource(consent)
+        try:
+            directive = parse_consent(consent)
+        except ConsentError as exc:
+            issues.append(exc.message)
+        if issues:
+            raise MappingError("the Consent from the source is not usable: " + "; ".join(issues[:3]))
+        await self._ctx.send_json(self._ctx.deps.topics.consents, directive.id, consent)
+        self._ctx.metrics.inc("consents_from_subscriptions", source=source.name)
+        log.info("consent %s from source %s (status %s)", directive.id, source.name, directive.status)
 
     async def emit_changed_since(self, since: str, source: SourceConfig, sub: SubscriptionConfig) -> int:
         """Search Encounters updated since ``since`` (empty payloads, and recovery without $events)."""
