@@ -138,17 +138,42 @@ def e2e_latencies(result: dict[str, Any], receiver: Receiver) -> list[float]:
     ]
 
 
-async def bench_e2e(bootstrap: str, config_dir: Path, quick: bool) -> list[str]:
+async def stream_worker(config_dir: Path, bootstrap: str, prefix: str, n: int) -> asyncio.subprocess.Process:
+    """``carehub run --role streams`` as its own process, as deployed."""
+    env = {
+        **os.environ,
+        "CAREHUB_KAFKA_BOOTSTRAP": bootstrap,
+        "CAREHUB_TOPIC_PREFIX": prefix,
+        "CAREHUB_DATABASE_URL": f"sqlite:///{config_dir}/streams-journal-{n}.db",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "carehub.cli", "run", "--role", "streams", "--config-dir", str(config_dir),
+        "--mllp-port", "0", "--http-port", "0", "--log-level", "ERROR",
+        stdout=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    if b"carehub running" not in line:
+        raise RuntimeError(f"stream worker did not start: {line!r}")
+    return proc
+
+
+async def bench_e2e(bootstrap: str, config_dir: Path, quick: bool, rate: float = 200.0, workers: int = 2) -> list[str]:
     receiver = Receiver()
     await receiver.server.start()
     os.environ["CAREHUB_BENCH_ENDPOINT"] = f"http://127.0.0.1:{receiver.server.port}/notify"
-    hub = Hub(bench_settings(config_dir, bootstrap, "bench.e2e."))
+    hub = Hub(bench_settings(config_dir, bootstrap, "bench.e2e."), roles=("ingest",))
     await hub.start()
-    lines = ["end to end (MLLP in -> normalize -> route -> webhook received), one hub process"]
+    pool = [await stream_worker(config_dir, bootstrap, "bench.e2e.", n) for n in range(workers)]
+    await asyncio.sleep(4 if workers > 1 else 0)  # let the group settle with every member
+    lines = [
+        "end to end (MLLP in -> normalize -> route -> consent -> webhook received):",
+        f"  an ingest process (this one) and {workers} `carehub run --role streams` worker process(es)",
+    ]
     try:
         await load(hub.mllp_port, 1, 50, 0, "W", 900_000_000)
         await _until_received(receiver, 50, 30)
-        paced = (1000, 200.0) if quick else (3000, 200.0)
+        paced = (int(rate * 5), rate) if quick else (int(rate * 15), rate)
         result = await load(hub.mllp_port, 4, paced[0], paced[1], "P", 0)
         await _until_received(receiver, 50 + paced[0], 60)
         ms = e2e_latencies(result, receiver)
@@ -170,6 +195,10 @@ async def bench_e2e(bootstrap: str, config_dir: Path, quick: bool) -> list[str]:
             f"received {len(arrived)}/{flood}"
         )
     finally:
+        for worker in pool:
+            worker.terminate()
+        for worker in pool:
+            await worker.wait()
         await hub.stop()
         await receiver.server.stop()
     return lines
@@ -194,11 +223,14 @@ async def main(args: argparse.Namespace) -> None:
         if "ingest" in sections:
             print("\n".join(await bench_ingest(broker.bootstrap, config_dir, args.quick)), flush=True)
         if "e2e" in sections:
-            print("\n".join(await bench_e2e(broker.bootstrap, config_dir, args.quick)), flush=True)
+            lines = await bench_e2e(broker.bootstrap, config_dir, args.quick, args.rate, args.workers)
+            print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer messages (for a smoke run)")
     parser.add_argument("--only", default="", help="comma-separated sections: convert,ingest,e2e")
+    parser.add_argument("--rate", type=float, default=200.0, help="offered rate for the paced end-to-end run")
+    parser.add_argument("--workers", type=int, default=2, help="stream worker processes for the end-to-end run")
     loop.run(main(parser.parse_args()))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import orjson
+
 from core.records import Delivery
 
 
@@ -17,3 +19,8 @@ class Destination(Protocol):
     async def send(self, delivery: Delivery) -> int: ...
 
     async def close(self) -> None: ...
+
+
+def payload_bytes(delivery: Delivery) -> bytes:
+    """The payload as sent on every JSON channel: compact JSON, identical on every retry."""
+    return orjson.dumps(delivery.payload)

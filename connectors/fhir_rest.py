@@ -16,12 +16,12 @@ blocking (requests) client, so the hot path uses aiohttp instead.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 
 import aiohttp
 
 from connectors.auth import TokenSource
+from connectors.base import payload_bytes
 from connectors.webhook import classify
 from core.errors import DeliveryError
 from core.records import Delivery
@@ -69,7 +69,7 @@ class FhirRestDestination:
 
     async def send(self, delivery: Delivery) -> int:
         options = self._options_for(delivery.recipient_id)
-        body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+        body = payload_bytes(delivery)
         status = await self._post(delivery, body, options)
         if status == 401 and options.get("client_id"):
             self._tokens.forget(delivery.recipient_id)

@@ -13,13 +13,13 @@ only when Kafka acknowledges it with acks=all. Missing topics are created.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Mapping
 
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError  # type: ignore[import-untyped]
 
+from connectors.base import payload_bytes
 from core.errors import DeliveryError
 from core.records import Delivery
 
@@ -89,7 +89,7 @@ class KafkaTopicDestination:
             ("delivery-id", delivery.delivery_id.encode()),
             ("content-type", delivery.content_type.encode()),
         ]
-        body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+        body = payload_bytes(delivery)
         await self.publish(topic, delivery.patient_key.encode(), body, headers)
         return 200
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable
 
 import aiohttp
 
+from connectors.base import payload_bytes
 from core.errors import DeliveryError
 from core.records import Delivery
 
@@ -60,7 +60,7 @@ class WebhookDestination:
         return headers
 
     async def send(self, delivery: Delivery) -> int:
-        body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+        body = payload_bytes(delivery)
         try:
             async with self._client().post(
                 delivery.endpoint, data=body, headers=self._headers(delivery, body)

@@ -26,6 +26,9 @@ class KafkaSettings:
     session_timeout_s: float = 6.0
     #: How long the MLLP listener waits for acks=all before answering AE.
     produce_timeout_s: float = 10.0
+    #: How long a stream consumer's fetch may wait for data (latency per pipeline hop on brokers
+    #: that hold a fetch its full wait; Apache Kafka answers as soon as data arrives).
+    fetch_max_wait_ms: int = 10
 
 
 @dataclass(frozen=True, slots=True)

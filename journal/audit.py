@@ -7,9 +7,10 @@ and period. Rows are keyed by the AuditEvent id, which is stable for
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from journal.db import Database
 
@@ -72,9 +73,15 @@ class AuditStore:
                 resource["id"], _identifier(resource, "urn:carehub:patient-key"), resource["recorded"], recipient,
                 _detail(resource, "action"), _detail(resource, "decision"), _detail(resource, "rule"),
                 _detail(resource, "reason"), consent, _identifier(resource, "urn:carehub:event"),
-                _detail(resource, "map-version"), json.dumps(resource, separators=(",", ":")),
+                _detail(resource, "map-version"), orjson.dumps(resource).decode(),
             ),
         )  # fmt: skip
+
+    def record_many(self, resources: list[dict[str, Any]]) -> None:
+        """Store a batch in one transaction."""
+        with self.db.transaction():
+            for resource in resources:
+                self.record(resource)
 
     def disclosures(self, patient_key: str, since: str = "", until: str = "9999") -> list[AuditRow]:
         rows = self.db.query(
@@ -95,4 +102,4 @@ class AuditStore:
 
     def resource(self, audit_id: str) -> dict[str, Any] | None:
         rows = self.db.query("SELECT resource FROM audit_events WHERE audit_id = ?", (audit_id,))
-        return json.loads(rows[0][0]) if rows else None
+        return orjson.loads(rows[0][0]) if rows else None

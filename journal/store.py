@@ -113,6 +113,14 @@ class Journal:
             ),
         )
 
+    def record_delivered(
+        self, d: Delivery, attempt: int, result: str, status_code: int | None, detail: str, o: DeliveryOutcome
+    ) -> None:
+        """The successful attempt and the outcome in one transaction (one round trip on the hot path)."""
+        with self.db.transaction():
+            self.record_attempt(d, attempt, result, status_code, detail)
+            self.record_outcome(o)
+
     def record_outcome(self, o: DeliveryOutcome) -> None:
         self.db.execute(
             "INSERT INTO delivery_outcomes (delivery_id, idempotency_key, event_id, recipient_id, action, status,"
@@ -169,6 +177,16 @@ class Journal:
             " since = excluded.since",
             (d.recipient_id, d.patient_key, d.delivery_id, now_iso()),
         )
+
+    def admit(self, d: Delivery) -> str:
+        """One round trip for a fresh delivery: ``"own"`` when ``d`` itself holds its pair (it waits on a
+        retry topic already), ``"queued"`` when it was queued behind another holder, ``"go"`` otherwise."""
+        holder = self.holder(d.recipient_id, d.patient_key)
+        if holder is None:
+            return "go"
+        if holder == d.delivery_id:
+            return "own"
+        return "queued" if self.enqueue_if_held(d) else "go"
 
     def enqueue_if_held(self, d: Delivery) -> bool:
         """Queue ``d`` behind the pair's holder; False when nothing else holds the pair."""

@@ -16,6 +16,7 @@ import faust
 from core.settings import KafkaSettings
 from streams.agents import AGENTS
 from streams.context import AgentContext, StreamDeps
+from streams.faust_tuning import tune_fetch_wait
 
 
 def build_app(app_id: str, bootstrap: str, kafka: KafkaSettings, deps: StreamDeps) -> faust.App:
@@ -32,8 +33,9 @@ def build_app(app_id: str, bootstrap: str, kafka: KafkaSettings, deps: StreamDep
         broker_session_timeout=kafka.session_timeout_s,
         broker_heartbeat_interval=min(1.0, kafka.session_timeout_s / 3),
         broker_rebalance_timeout=kafka.session_timeout_s,
-        broker_commit_interval=0.5,
+        broker_commit_interval=1.0,
     )
+    tune_fetch_wait(app, kafka.fetch_max_wait_ms)
     ctx = AgentContext(app, deps)
     for module in AGENTS:
         module.register(app, ctx)

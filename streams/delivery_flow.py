@@ -23,7 +23,7 @@ from typing import Protocol
 
 from connectors.base import Destination
 from core.metrics import Metrics
-from core.records import DeadLetter, Delivery, Record, TaskEvent
+from core.records import DeadLetter, Delivery, DeliveryOutcome, Record, TaskEvent
 from core.topics import Topics
 from journal import Journal, open_journal
 from streams.context import AgentContext
@@ -75,10 +75,10 @@ class DeliveryFlow:
 
     async def fresh(self, d: Delivery) -> None:
         async with self._lock(d):
-            j = self.journal
-            if await self.journal.db.run(j.holder, d.recipient_id, d.patient_key) == d.delivery_id:
+            admitted = await self.journal.db.run(self.journal.admit, d)
+            if admitted == "own":
                 return  # it waits on a retry topic already
-            if await self.journal.db.run(j.enqueue_if_held, d):
+            if admitted == "queued":
                 self.metrics.inc("delivery_queued", recipient=d.recipient_id)
                 log.info("delivery %s queued behind a retry for recipient=%s", d.delivery_id, d.recipient_id)
                 return
@@ -122,8 +122,12 @@ class DeliveryFlow:
         attempt = await self._attempt(d)
         number = d.attempt + (0 if attempt.skipped else 1)
         j = self.journal
-        await self.journal.db.run(j.record_attempt, d, number, attempt.result, attempt.status, attempt.detail)
         step = next_step(attempt, number, self.policy, self.rng)
+        if step.action == "delivered":
+            result = outcome(d, "delivered", number, "", attempt.status)
+            await j.db.run(j.record_delivered, d, number, attempt.result, attempt.status, attempt.detail, result)
+        else:
+            await j.db.run(j.record_attempt, d, number, attempt.result, attempt.status, attempt.detail)
         log.info(
             "delivery %s recipient=%s attempt=%d result=%s next=%s",
             d.delivery_id,
@@ -133,7 +137,7 @@ class DeliveryFlow:
             step.action,
         )
         if step.action == "delivered":
-            await self._finish(d, "delivered", number, "", attempt.status)
+            await self._announce(d, result)
             await self._track_task(d)
             return True
         if step.action == "retry":
@@ -148,7 +152,11 @@ class DeliveryFlow:
     async def _finish(self, d: Delivery, status: str, attempts: int, reason: str, code: int | None) -> None:
         result = outcome(d, status, attempts, reason, code)
         await self.journal.db.run(self.journal.record_outcome, result)
-        self.metrics.inc("delivered" if status == "delivered" else "delivery_failed", recipient=d.recipient_id)
+        await self._announce(d, result)
+
+    async def _announce(self, d: Delivery, result: DeliveryOutcome) -> None:
+        """Count the outcome and put it on delivery.outcomes (already journaled)."""
+        self.metrics.inc("delivered" if result.status == "delivered" else "delivery_failed", recipient=d.recipient_id)
         await self.sender.send(self.topics.delivery_outcomes, d.patient_key, result)
 
     async def _dead_letter(self, d: Delivery, step: NextStep, attempt: Attempt) -> None:
