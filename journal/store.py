@@ -179,8 +179,11 @@ class Journal:
         )
 
     def admit(self, d: Delivery) -> str:
-        """One round trip for a fresh delivery: ``"own"`` when ``d`` itself holds its pair (it waits on a
-        retry topic already), ``"queued"`` when it was queued behind another holder, ``"go"`` otherwise."""
+        """One round trip for a fresh delivery: ``"done"`` when it already has a final outcome (a redelivery
+        after a crash), ``"own"`` when ``d`` itself holds its pair (it waits on a retry topic already),
+        ``"queued"`` when it was queued behind another holder, ``"go"`` otherwise."""
+        if self.is_finished(d.delivery_id):
+            return "done"
         holder = self.holder(d.recipient_id, d.patient_key)
         if holder is None:
             return "go"

@@ -76,6 +76,9 @@ class DeliveryFlow:
     async def fresh(self, d: Delivery) -> None:
         async with self._lock(d):
             admitted = await self.journal.db.run(self.journal.admit, d)
+            if admitted == "done":
+                self.metrics.inc("delivery_redelivered_skipped", recipient=d.recipient_id)
+                return  # journaled as finished before a crash: the recipient has it already
             if admitted == "own":
                 return  # it waits on a retry topic already
             if admitted == "queued":
