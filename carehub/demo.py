@@ -209,12 +209,12 @@ def render(report: DemoReport) -> str:
     lines += [
         "",
         f"sent {report.sent} messages; ACKs: {acks}",
-        f"normalized {report.normalized} care events; routed {report.routed} notifications "
+        f"normalized {report.normalized} care events; routed {report.routed} deliveries (notifications and tasks) "
         f"(routing map {report.map_version}); delivered {report.delivered}; failed {report.failed}",
         "",
         "what reached whom:",
     ]
-    lines += [f"  {rid:<24} {count} notification(s)" for rid, count in report.per_recipient.items()]
+    lines += [f"  {rid:<24} {count} received" for rid, count in report.per_recipient.items()]
     lines += ["", f"42 CFR Part 2: consents on file {', '.join(report.consents) or '(none)'}; "
               f"{report.disclosed_with_consent} disclosure(s) under a consent, with the redisclosure notice; "
               f"{len(report.suppressed)} suppressed:"]  # fmt: skip
