@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from carehub.commands.feedfiles import labelled_messages
 from core.errors import MappingError
 from mappings import convert_text
-from mappings.batch import read_messages
 
 
 def register(sub: Any) -> None:
@@ -30,14 +30,11 @@ def register(sub: Any) -> None:
 
 
 def _convert_file(path: Path, args: argparse.Namespace, out: list[Any]) -> bool:
-    try:
-        messages, _codec = read_messages(path)
-    except OSError as exc:
-        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+    messages = labelled_messages(path)
+    if messages is None:
         return False
     ok = True
-    for index, message in enumerate(messages, start=1):
-        where = f"{path}#{index}"
+    for where, message in messages:
         try:
             result = convert_text(message, received_at=args.received_at, validate=not args.no_validate)
         except MappingError as exc:

@@ -8,12 +8,11 @@ reported with its file and line. Exit code 1 when any message has errors.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
+from carehub.commands.feedfiles import labelled_messages
 from core.errors import MessageError
-from mappings.batch import read_messages
 from mappings.conformance import check
 from mappings.plan import default_plans
 
@@ -26,14 +25,11 @@ def register(sub: Any) -> None:
 
 
 def _check_file(path: Path, show_warnings: bool) -> bool:
-    try:
-        messages, _codec = read_messages(path)
-    except OSError as exc:
-        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+    messages = labelled_messages(path)
+    if messages is None:
         return False
     ok = True
-    for index, message in enumerate(messages, start=1):
-        where = f"{path}#{index}"
+    for where, message in messages:
         try:
             report = check(message)
         except MessageError as exc:
