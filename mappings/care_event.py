@@ -37,8 +37,13 @@ def _identifiers(patient: Resource | None) -> list[dict[str, str]]:
     out = []
     for ident in (patient or {}).get("identifier", []):
         codings = ident.get("type", {}).get("coding", [])
-        out.append({"system": ident.get("system", ""), "value": ident.get("value", ""),
-                    "type": codings[0].get("code", "") if codings else ""})
+        out.append(
+            {
+                "system": ident.get("system", ""),
+                "value": ident.get("value", ""),
+                "type": codings[0].get("code", "") if codings else "",
+            }
+        )
     return out
 
 
@@ -48,9 +53,13 @@ def _resolve(ctx: BuildContext, ref: dict[str, Any]) -> Resource | None:
 
 def _party(resource: Resource) -> dict[str, Any]:
     names = resource.get("name")
-    name = names if isinstance(names, str) else " ".join(
-        [*(names[0].get("given", []) if names else []), names[0].get("family", "") if names else ""]
-    ).strip()
+    name = (
+        names
+        if isinstance(names, str)
+        else " ".join(
+            [*(names[0].get("given", []) if names else []), names[0].get("family", "") if names else ""]
+        ).strip()
+    )
     identifiers = [{"system": i.get("system", ""), "value": i.get("value", "")} for i in resource.get("identifier", [])]
     return {"type": resource["resourceType"], "id": resource["id"], "name": name, "identifiers": identifiers}
 
@@ -67,8 +76,14 @@ def _payers(ctx: BuildContext) -> list[dict[str, Any]]:
             continue
         payors = [_resolve(ctx, ref) for ref in coverage.get("payor", [])]
         plans = [c.get("value", "") for c in coverage.get("class", []) if c.get("value")]
-        out.append({"coverage_id": coverage["id"], "payors": [_party(p) for p in payors if p is not None],
-                    "plans": plans, "subscriber_id": coverage.get("subscriberId", "")})
+        out.append(
+            {
+                "coverage_id": coverage["id"],
+                "payors": [_party(p) for p in payors if p is not None],
+                "plans": plans,
+                "subscriber_id": coverage.get("subscriberId", ""),
+            }
+        )
     return out
 
 
@@ -76,20 +91,40 @@ def _diagnoses(ctx: BuildContext) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     for key, condition in ctx.resources.items():
         if key.startswith("Condition/"):
-            out.extend({"system": c.get("system", ""), "code": c.get("code", "")}
-                       for c in condition.get("code", {}).get("coding", []))
+            out.extend(
+                {"system": c.get("system", ""), "code": c.get("code", "")}
+                for c in condition.get("code", {}).get("coding", [])
+            )
     return out
 
 
 _LOCATION_PARTS = ("point_of_care", "room", "bed", "facility", "status", "type", "building", "floor")
 
 
-def _location_parts(pv1: Segment | None) -> dict[str, str]:
+def _location_parts(pv1: Segment | None, field: int = 3) -> dict[str, str]:
     if pv1 is None:
         return {}
-    location = pv1.field(3)
+    location = pv1.field(field)
     found = ((name, location.component(i + 1)) for i, name in enumerate(_LOCATION_PARTS))
     return {name: value for name, value in found if value}
+
+
+def _codes(segment: Segment, field: int, position: str) -> list[dict[str, str]]:
+    found = ((rep.component(1).strip(), rep.component(3).strip()) for rep in segment.repetitions(field))
+    return [{"position": position, "code": code, "system": system} for code, system in found if code]
+
+
+def source_labels(message: Message) -> list[dict[str, str]]:
+    """What the sender says about the record's sensitivity: MSH-26 (security classification),
+    MSH-27 (handling instructions), ARV-3/ARV-4 (access restrictions not being deleted), PV2-22."""
+    found = _codes(message.msh, 26, "MSH-26") + _codes(message.msh, 27, "MSH-27")
+    for arv in message.all("ARV"):
+        if arv.get(2, 1).upper() != "D":
+            found += _codes(arv, 3, "ARV-3") + _codes(arv, 4, "ARV-4")
+    pv2 = message.segment("PV2")
+    if pv2 is not None and pv2.get(22, 1).upper() == "Y":
+        found.append({"position": "PV2-22", "code": "Y", "system": "HL70136"})
+    return found
 
 
 def attributes(ctx: BuildContext, message: Message, merges: list[dict[str, str]]) -> dict[str, Any]:
@@ -106,6 +141,9 @@ def attributes(ctx: BuildContext, message: Message, merges: list[dict[str, str]]
         "patient_class": pv1.get(2, 1) if pv1 is not None else "",
         "hospital_service": pv1.get(10, 1) if pv1 is not None else "",
         "assigned_location": _location_parts(pv1),
+        "prior_location": _location_parts(pv1, 6),
+        "diagnosis_texts": [text for dg1 in message.all("DG1") if (text := dg1.get(4, 1).strip())],
+        "source_labels": source_labels(message),
     }
     if merges:
         out["merged_from"] = [m["from"] for m in merges if m["into"] == ctx.patient_key]
@@ -138,8 +176,15 @@ def encounter_class(encounter: Resource | None) -> str:
 
 
 def build_event(
-    ctx: BuildContext, message: Message, header: Header, trigger: Trigger, bundle: dict[str, Any],
-    unmapped: list[str], received_at: str | None, merges: list[dict[str, str]], event_time: str | None = None,
+    ctx: BuildContext,
+    message: Message,
+    header: Header,
+    trigger: Trigger,
+    bundle: dict[str, Any],
+    unmapped: list[str],
+    received_at: str | None,
+    merges: list[dict[str, str]],
+    event_time: str | None = None,
 ) -> CareEvent:
     """``event_time``: ``occurred_at(message, header)`` when the caller has it already."""
     if event_time is None:

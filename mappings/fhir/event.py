@@ -26,6 +26,7 @@ from mappings.fhir.transition import EncounterSnapshot, Transition, snapshot_of,
 
 Resource = dict[str, Any]
 _KEEP_OUT = ("meta", "text", "contained")
+CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,9 @@ def _rewrite(value: Any, new_refs: Mapping[str, str]) -> Any:
     if not isinstance(value, dict):
         return value
     out = {k: _rewrite(v, new_refs) for k, v in value.items() if k not in _KEEP_OUT}
+    security = (value.get("meta") or {}).get("security") if isinstance(value.get("meta"), dict) else None
+    if security:  # the source's security labels stay with the data (42CFRPart2, R, ...)
+        out["meta"] = {"security": security}
     if isinstance(value.get("reference"), str):
         target = new_refs.get(local_ref(value["reference"]))
         if target is None:
@@ -83,6 +87,7 @@ def _wanted(encounter: Resource, patient_ref: str, related: Mapping[str, Resourc
     """Refs of the related resources that go into the event, in a stable order."""
     patient = related.get(patient_ref, {})
     wanted = [patient_ref, *_refs(patient.get("generalPractitioner")), *_refs(encounter.get("location"))]
+    wanted += [r for r in _refs(encounter.get("diagnosis")) if r.startswith("Condition/")]
     coverages = sorted(
         ref
         for ref, res in related.items()
@@ -130,19 +135,38 @@ def _attributes(patient: Resource, encounter: Resource, by_ref: Mapping[str, Res
         for ref, cov in by_ref.items()
         if ref.startswith("Coverage/")
     ]
+    conditions = [by_ref[r] for r in _refs(encounter.get("diagnosis")) if r in by_ref]
+    diagnoses = [
+        {"system": c.get("system", ""), "code": c.get("code", "")}
+        for condition in conditions
+        for c in (condition.get("code") or {}).get("coding") or []
+    ]
+    service = ((encounter.get("serviceType") or {}).get("coding") or [{}])[0].get("code", "")
     klass = (encounter.get("class") or {}).get("code", "")
     classes = [k for k, c in table("v2-0004-class").entries.items() if c.code == klass and len(k) == 1]
     disposition = ((encounter.get("hospitalization") or {}).get("dischargeDisposition") or {}).get("coding") or [{}]
     return {
         "pcp": [_party(r) for r in resolve(_refs(patient.get("generalPractitioner")))],
         "payers": payers,
-        "diagnoses": [],
+        "diagnoses": diagnoses,
         "birth_date": patient.get("birthDate", ""),
         "discharge_disposition": disposition[0].get("code", ""),
         "patient_class": classes[0] if classes else "",
-        "hospital_service": "",
+        "hospital_service": service,
         "assigned_location": {},
     }
+
+
+def source_labels(resources: list[Resource]) -> list[dict[str, str]]:
+    """The source's meta.security labels (read before ids and references are rewritten)."""
+    found: dict[tuple[str, str, str], None] = {}
+    for resource in resources:
+        for label in (resource.get("meta") or {}).get("security") or []:
+            system, code = str(label.get("system", "")), str(label.get("code", ""))
+            position = "meta.security.confidentiality" if system == CONFIDENTIALITY else "meta.security"
+            if code:
+                found[(position, code, system)] = None
+    return [{"position": p, "code": c, "system": s} for p, c, s in found]
 
 
 def _occurred_at(kind: str, encounter: Resource, source: FhirSource) -> str:
@@ -222,7 +246,11 @@ def map_encounter(
         encounter_id=enc_id,
         location=_location_text(enc_copy, by_ref),
         trigger=step.trigger,
-        attributes={**_attributes(new_patient, enc_copy, by_ref), "transition": step.reason},
+        attributes={
+            **_attributes(new_patient, enc_copy, by_ref),
+            "transition": step.reason,
+            "source_labels": source_labels([encounter, *(related[ref] for ref in wanted)]),
+        },
     )
     issues = [] if linked else ["the Encounter has no identifier or start: it cannot be matched with an ADT visit"]
     return FhirMapping(event, current, step, issues)

@@ -21,6 +21,7 @@ from core.errors import MappingError
 from mappings.fhir import EncounterSnapshot, FhirSource, map_encounter
 from mappings.fhir.event import local_ref
 from mappings.validation import validate_resource
+from streams.consent.labels import apply_labels
 from streams.consent.model import ConsentError, parse_consent
 from streams.context import AgentContext, now_iso
 from streams.subscriptions.config import SourceConfig, SubscriptionConfig
@@ -55,7 +56,7 @@ class FhirEventEmitter:
     async def related(
         self, encounter: Resource, carried: Mapping[str, Resource], reader: SourceReader
     ) -> dict[str, Resource]:
-        """The Patient, its Coverage and payors, general practitioners and Locations, by ``Type/id``."""
+        """The Patient, its Coverage and payors, general practitioners, Locations and diagnoses, by ``Type/id``."""
         found: dict[str, Resource] = {}
         patient_ref = local_ref(str((encounter.get("subject") or {}).get("reference", "")))
         if not patient_ref.startswith("Patient/"):
@@ -63,11 +64,12 @@ class FhirEventEmitter:
         found[patient_ref] = patient = await self._get(patient_ref, carried, reader)
         coverages = await reader.search("Coverage", {"beneficiary": patient_ref})
         wanted = _refs(patient.get("generalPractitioner")) + _refs(encounter.get("location"))
+        wanted += _refs(encounter.get("diagnosis"))  # Conditions: their codes are Part 2 signal
         for coverage in coverages:
             found[f"Coverage/{coverage['id']}"] = coverage
             wanted += _refs(coverage.get("payor"))
         for ref in dict.fromkeys(wanted):
-            if ref.split("/")[0] in ("Practitioner", "Organization", "Location", "PractitionerRole"):
+            if ref.split("/")[0] in ("Practitioner", "Organization", "Location", "PractitionerRole", "Condition"):
                 found[ref] = await self._get(ref, carried, reader)
         return found
 
@@ -90,7 +92,8 @@ class FhirEventEmitter:
         origin = FhirSource(source.name, source.facility, source.base_url, sub.name, number, timestamp, received_at)
         mapping = map_encounter(encounter, related, previous, origin)
         if mapping.event is not None:
-            event = mapping.event
+            consent = self._ctx.deps.consent
+            event = apply_labels(mapping.event, consent.policy.registry) if consent is not None else mapping.event
             await self._ctx.send(self._ctx.deps.topics.care_events, event.patient_key, event)
             self._ctx.metrics.inc("normalized", kind=event.kind)
             log.info(

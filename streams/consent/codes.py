@@ -18,6 +18,8 @@ PART2 = "42CFRPart2"
 #: ICD-10-CM mental and behavioural disorders due to psychoactive substance use.
 SUD_PREFIXES: tuple[str, ...] = ("F10", "F11", "F12", "F13", "F14", "F15", "F16", "F17", "F18", "F19")
 SUD = "SUD"
+#: v3-ActCode sensitivity codes a sender may use for substance use information.
+SUD_SENSITIVITY = frozenset({SUD, "ETH", "ETHUD", "OPIOIDUD"})
 COUNSELING_NOTES = "PSYTHPN"
 
 #: 2024 rule: a single TPO consent may name recipient classes; CBOs and other

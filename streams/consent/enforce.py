@@ -57,7 +57,7 @@ def enforce(
     verdicts: list[Verdict] = []
     for planned in decision.planned:
         disclosure = policy.disclosure(event, planned.recipient.id, planned.recipient.kind, planned.action)
-        verdict, allowed = gate(event, disclosure, on_file, now)
+        verdict, allowed = gate(event, disclosure, on_file, now, policy)
         delivery = plan(allowed, planned) if allowed is not None else None
         if delivery is not None and has_label(allowed.labels if allowed else [], PART2):
             delivery = _with_notice(delivery, by_id.get(verdict.consent_id))

@@ -8,11 +8,16 @@ from dataclasses import replace
 from core.records import CareEvent
 from streams.consent.decide import DENY, PERMIT_REDACTED, ConsentDecision, Disclosure, decide
 from streams.consent.model import ConsentDirective
+from streams.consent.policy import NO_PROGRAMS, Policy
 from streams.consent.redact import redact, redactable
 
 
 def gate(
-    event: CareEvent, disclosure: Disclosure, consents: Iterable[ConsentDirective], now: str
+    event: CareEvent,
+    disclosure: Disclosure,
+    consents: Iterable[ConsentDirective],
+    now: str,
+    policy: Policy = NO_PROGRAMS,
 ) -> tuple[ConsentDecision, CareEvent | None]:
     """The decision and the event to disclose (None when suppressed).
 
@@ -28,5 +33,5 @@ def gate(
             why = decision.reason.split("; SUD data")[0]
             reason = f"{why}; the sender is a Part 2 program, so redaction cannot help"
             return replace(decision, outcome=DENY, rule="no-permitting-consent", reason=reason), None
-        return decision, redact(event)
+        return decision, redact(event, policy.allow_list, policy.registry)
     return decision, event

@@ -1,15 +1,23 @@
 """Part 2 detection and DS4P security labels (pure).
 
 A record is Part 2 data when it comes from a registered Part 2 program (by
-sending facility, unit/location or hospital service). An SUD diagnosis from
-a general facility is labelled SUD (sensitive) but is HIPAA PHI, not Part 2.
-Counseling-note data is labelled PSYTHPN and never flows.
+sending facility MSH-4, unit/location PV1-3, prior location PV1-6 — a
+transfer out of the unit — or hospital service PV1-10), when the sender
+labels it so (42CFRPart2 in MSH-27, ARV or FHIR ``meta.security``), when
+the sender restricts it (PV2-22 visit protection, ARV, confidentiality R/V in
+MSH-26 or ``meta.security``) and policy treats sender restrictions as Part 2,
+or when it inherits the status from earlier events (``streams.consent.sticky``).
+An SUD code or text (``streams.consent.positions``) from a general facility is
+labelled SUD (sensitive) but is HIPAA PHI, not Part 2. Counseling-note data is
+labelled PSYTHPN and never flows. Labelling is idempotent: an event's own
+labels and basis are read back, so applying twice changes nothing.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.records import CareEvent, JSONObject
@@ -19,10 +27,16 @@ from streams.consent.codes import (
     COUNSELING_NOTES,
     PART2,
     SUD,
-    SUD_PREFIXES,
+    SUD_SENSITIVITY,
     coding,
     restricted_with_basis,
 )
+from streams.consent.positions import event_findings
+from streams.consent.sticky import Prior
+from streams.consent.valueset import ValueSet, builtin_sud
+
+#: Where a Part 2 status came from; only an identified unit, service or an episode rule can be redacted away.
+REDACTABLE_BASES = frozenset({"location", "service", "episode"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +51,16 @@ class Program:
 @dataclass(frozen=True, slots=True)
 class Registry:
     programs: tuple[Program, ...]
-    sud_prefixes: tuple[str, ...] = SUD_PREFIXES
-    sud_codes: frozenset[str] = frozenset()
+    #: Codes (with their systems) that reveal SUD; default: the shipped C2S-style set.
+    sud_codes: ValueSet = field(default_factory=builtin_sud)
+    #: Extra codes that reveal SUD whatever their system.
+    sud_extra_codes: frozenset[str] = frozenset()
+    sud_text: tuple[re.Pattern[str], ...] = ()
     counseling_codes: frozenset[str] = frozenset()
+    #: "part2": a sender's restriction (PV2-22, ARV, confidentiality R/V) is treated as Part 2; "label": R only.
+    sender_restrictions: str = "part2"
+    #: An ED visit of a patient with an open program episode is Part 2.
+    ed_of_open_episode: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +70,12 @@ class Detection:
     counseling_notes: bool
     program_id: str
     reasons: tuple[str, ...]
-    #: "facility" (the sender is the program: nothing can be redacted away),
-    #: "location" or "service" (an identified unit: its identity can be removed), or "".
+    #: "facility" (the sender is the program: nothing can be redacted away), "sender" (the sender
+    #: labels or restricts it), "location" or "service" (an identified unit: its identity can be
+    #: removed), "episode" (an ED visit during an open program episode), or "".
     basis: str = ""
+    #: The sender restricted the record (PV2-22, ARV, MSH-26/meta.security R or V).
+    restricted: bool = False
 
 
 def _matches(value: str, accepted: Iterable[str]) -> bool:
@@ -73,28 +97,74 @@ def _program_for(event: CareEvent, registry: Registry) -> tuple[Program | None, 
     return None, "", ""
 
 
-def _diagnosis_codes(event: CareEvent) -> list[str]:
-    found = event.attributes.get("diagnoses", [])
-    return [str(d.get("code", "")) for d in found if isinstance(d, dict)]
+def _prior_location(event: CareEvent, registry: Registry) -> tuple[Program | None, str]:
+    prior = event.attributes.get("prior_location") or {}
+    unit = str(prior.get("point_of_care", "")) if isinstance(prior, dict) else ""
+    program = next((p for p in registry.programs if _matches(unit, p.locations)), None)
+    return program, f"transfer out of a unit of Part 2 program {program.id} (PV1-6)" if program else ""
 
 
-def detect(event: CareEvent, registry: Registry) -> Detection:
+_CONFIDENTIAL = frozenset({"R", "V"})
+
+
+def _sender_says(event: CareEvent) -> list[tuple[str, str]]:
+    """(position, code) of what the sender said (``source_labels``: MSH-26/27, ARV, PV2-22, the FHIR
+    source's meta.security, read at intake) and of the event's own earlier labels."""
+    found = [(str(x.get("position", "")), str(x.get("code", ""))) for x in event.attributes.get("source_labels", [])]
+    found += [("labels", str(label.get("code", ""))) for label in event.labels]
+    return found
+
+
+def _restriction(position: str, code: str) -> bool:
+    if position == "PV2-22":
+        return code == "Y"
+    if position.startswith("ARV"):
+        return code.upper() != "NO"
+    return code in _CONFIDENTIAL and position in ("MSH-26", "meta.security.confidentiality")
+
+
+def detect(event: CareEvent, registry: Registry, prior: Prior | None = None) -> Detection:
     program, basis, why = _program_for(event, registry)
+    if program is None:
+        program, why = _prior_location(event, registry)
+        basis = "location" if program else ""
     reasons = [why] if why else []
-    codes = _diagnosis_codes(event)
-    sud = [c for c in codes if c.upper().startswith(registry.sud_prefixes) or c in registry.sud_codes]
-    if sud:
-        reasons.append(f"SUD diagnosis {', '.join(sorted(set(sud)))}")
-    notes = [c for c in codes if c in registry.counseling_codes]
+    program_id = program.id if program else ""
+    said = _sender_says(event)
+    earlier = ("labels", PART2) in said
+    if not program_id and earlier and event.attributes.get("part2_program"):
+        program_id, basis = str(event.attributes["part2_program"]), str(event.attributes.get("part2_basis", ""))
+    if not program_id and prior is not None:
+        program_id, basis = prior.program_id, prior.basis
+        reasons.append(prior.reason)
+    labelled = sorted({pos for pos, code in said if code == PART2 and pos != "labels"})
+    restricted = sorted({pos for pos, code in said if _restriction(pos, code)})
+    if labelled:
+        reasons.append(f"the sender labels it 42CFRPart2 ({', '.join(labelled)})")
+    if restricted:
+        reasons.append(f"the sender restricts it ({', '.join(restricted)})")
+    part2 = bool(program_id or labelled or earlier or (restricted and registry.sender_restrictions == "part2"))
+    if part2 and not program_id:
+        basis = str(event.attributes.get("part2_basis") or "sender") if earlier else "sender"
+    extra = registry.sud_extra_codes | registry.counseling_codes
+    findings = event_findings(event, registry.sud_codes, extra, registry.sud_text)
+    sud_codes = sorted({f.code for f in findings if f.kind == "code" and f.code not in registry.counseling_codes})
+    if sud_codes:
+        reasons.append(f"SUD code {', '.join(sud_codes)}")
+    texts = sorted({f.position for f in findings if f.kind == "text"})
+    if texts:
+        reasons.append(f"SUD text at {', '.join(texts)}")
+    sensitive = any(code in SUD_SENSITIVITY for _, code in said)
+    notes = any(f.code in registry.counseling_codes for f in findings) or ("labels", COUNSELING_NOTES) in said
     if notes:
         reasons.append("counseling-note data present")
-    return Detection(program is not None, bool(sud) or program is not None, bool(notes),
-                     program.id if program else "", tuple(reasons), basis)  # fmt: skip
+    sud = part2 or bool(sud_codes or texts or sensitive)
+    return Detection(part2, sud, notes, program_id, tuple(reasons), basis, restricted=bool(restricted))
 
 
 def security_labels(detection: Detection) -> list[JSONObject]:
     """The labels for CareEvent.labels and meta.security (exactly one confidentiality code)."""
-    if not (detection.part2 or detection.sud or detection.counseling_notes):
+    if not (detection.part2 or detection.sud or detection.counseling_notes or detection.restricted):
         return []
     confidentiality = restricted_with_basis() if detection.part2 else coding(CONFIDENTIALITY, "R", "restricted")
     labels: list[JSONObject] = [confidentiality]
@@ -109,15 +179,19 @@ def security_labels(detection: Detection) -> list[JSONObject]:
 
 def _label_resource(resource: JSONObject, labels: list[JSONObject]) -> JSONObject:
     meta = dict(resource.get("meta", {}))
-    present = [s for s in meta.get("security", []) if s.get("system") != CONFIDENTIALITY]
-    known = {(s.get("system"), s.get("code")) for s in present}
-    meta["security"] = [*present, *(label for label in labels if (label["system"], label["code"]) not in known)]
+    ours = {(label["system"], label["code"]) for label in labels}
+    kept = [
+        s
+        for s in meta.get("security", [])
+        if s.get("system") != CONFIDENTIALITY and (s.get("system"), s.get("code")) not in ours
+    ]
+    meta["security"] = [*labels, *kept]
     return {**resource, "meta": meta}
 
 
-def apply_labels(event: CareEvent, registry: Registry) -> CareEvent:
+def apply_labels(event: CareEvent, registry: Registry, prior: Prior | None = None) -> CareEvent:
     """The event with labels and, on every resource of its bundle, meta.security."""
-    detection = detect(event, registry)
+    detection = detect(event, registry, prior)
     labels = security_labels(detection)
     if not labels:
         return event

@@ -8,9 +8,11 @@ from typing import Any
 
 from core.configfile import load_config_file
 from core.records import CareEvent
-from streams.consent.codes import SUD_PREFIXES
+from streams.consent.allowlist import DEFAULT_ALLOW_LIST, AllowList
 from streams.consent.decide import Disclosure
 from streams.consent.labels import Program, Registry
+from streams.consent.positions import compile_patterns
+from streams.consent.valueset import BUILTIN_PREFIX, ValueSet, load_value_sets
 
 PART2_FILE = "part2.yaml"
 
@@ -21,6 +23,8 @@ class Policy:
     purposes: dict[str, str] = field(default_factory=dict)
     redaction_allowed_for: frozenset[str] = frozenset()
     emergency_classes: frozenset[str] = frozenset({"EMER"})
+    #: What a redacted disclosure may carry (config/part2.yaml ``redaction``).
+    allow_list: AllowList = DEFAULT_ALLOW_LIST
 
     def disclosure(self, event: CareEvent, recipient_id: str, recipient_kind: str, action: str) -> Disclosure:
         return Disclosure(
@@ -53,15 +57,22 @@ def load_policy(config_dir: Path) -> Policy:
         return NO_PROGRAMS
     data = load_config_file(path, "part2.schema.json")
     sud = data.get("sud", {})
+    codes = load_value_sets(sud.get("value_sets", [BUILTIN_PREFIX + "sud"]), config_dir)
+    prefixes = tuple(p.upper().replace(".", "") for p in sud.get("icd10_prefixes", ()))
     registry = Registry(
         programs=tuple(_program(p) for p in data["programs"]),
-        sud_prefixes=tuple(sud.get("icd10_prefixes", SUD_PREFIXES)),
-        sud_codes=frozenset(sud.get("codes", ())),
+        sud_codes=codes.union(ValueSet(icd10_categories=prefixes)),
+        sud_extra_codes=frozenset(sud.get("codes", ())),
+        sud_text=compile_patterns(sud.get("text_patterns", [])),
         counseling_codes=frozenset(data.get("counseling_note_codes", ())),
+        sender_restrictions=data.get("sender_restrictions", "part2"),
+        ed_of_open_episode=bool(data.get("sticky", {}).get("ed_visits_of_open_episode", True)),
     )
+    redaction = data.get("redaction", {})
     return Policy(
         registry=registry,
         purposes=dict(data.get("purposes", {})),
         redaction_allowed_for=frozenset(data.get("redaction_allowed_for", ())),
         emergency_classes=frozenset(data.get("emergency_encounter_classes", ("EMER",))),
+        allow_list=AllowList.from_config(redaction) if redaction else DEFAULT_ALLOW_LIST,
     )
