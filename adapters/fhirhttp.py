@@ -49,6 +49,22 @@ class NotFoundError(HTTPInputError):
     issue_code = "not-found"
 
 
+class UnauthenticatedError(HTTPInputError):
+    """No credentials, or credentials that do not verify (401 with ``WWW-Authenticate``)."""
+
+    code = "unauthenticated"
+    http_status = 401
+    issue_code = "login"
+
+
+class ForbiddenError(HTTPInputError):
+    """Verified credentials that do not allow this request (403)."""
+
+    code = "forbidden"
+    http_status = 403
+    issue_code = "forbidden"
+
+
 def operation_outcome(severity: str, issue_code: str, text: str, error_code: str) -> dict[str, Any]:
     return {
         "resourceType": "OperationOutcome",

@@ -5,6 +5,10 @@
 * ``PUT  /fhir/Task/{id}`` (a Task) or
   ``PATCH /fhir/Task/{id}`` (a JSON object)     update status, statusReason, businessStatus, output
 
+Callers are recipient principals (adapters.httpauth): each sees and changes
+only the Tasks the hub sent to the directory recipient its token or
+certificate is bound to (403 for another recipient's Task), and the change is
+journaled with that principal as its source, never a name from a header.
 Only the fields a performer may set are taken; the Gravity status rules
 (journal.tasks.check_transition) decide whether a change is allowed. Every
 change is journaled and published as a TaskEvent (``task.events``). Bad
@@ -20,7 +24,9 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.fhirhttp import fhir_response, operation_outcome
+from adapters.fhirhttp import ForbiddenError, fhir_response, operation_outcome
+from adapters.httpauth import principal_of, refusal
+from core.principal import Principal
 from core.records import TaskEvent
 from journal import Journal
 from journal.tasks import TaskChange
@@ -82,10 +88,30 @@ def task_event(change: TaskChange, source: str) -> TaskEvent:
     )
 
 
+def _caller(request: web.Request) -> Principal:
+    """The recipient principal the access check established (the rules make every Task route recipient-bound)."""
+    who = principal_of(request)
+    if who is None or who.recipient is None:
+        raise web.HTTPForbidden()  # unreachable behind adapters.httpauth; never serve an anonymous caller
+    return who
+
+
 def task_routes(journal: Journal, publish: PublishTaskEvent, base_url: str) -> list[web.RouteDef]:
     tasks = journal.tasks
 
+    async def owned(task_id: str, who: Principal) -> web.Response | None:
+        """None when the Task is the caller's; else the 404 or 403 to answer."""
+        holder = await journal.db.run(tasks.recipient_of, task_id)
+        if holder is None:
+            return outcome(404, "not-found", "no such Task")
+        if holder != who.recipient:
+            return refusal(ForbiddenError("the Task belongs to another recipient"))
+        return None
+
     async def read(request: web.Request) -> web.Response:
+        refused = await owned(request.match_info["id"], _caller(request))
+        if refused is not None:
+            return refused
         task = await journal.db.run(tasks.get, request.match_info["id"])
         return fhir(task) if task is not None else outcome(404, "not-found", "no such Task")
 
@@ -93,11 +119,18 @@ def task_routes(journal: Journal, publish: PublishTaskEvent, base_url: str) -> l
         unknown = set(request.query) - {"owner", "status", "_format"}
         if unknown:
             return outcome(400, "not-supported", f"unsupported search parameter(s): {', '.join(sorted(unknown))}")
-        found = await journal.db.run(tasks.search, request.query.get("owner"), request.query.get("status"))
+        who = _caller(request)
+        found = await journal.db.run(
+            tasks.search, request.query.get("owner"), request.query.get("status"), who.recipient
+        )
         return fhir(searchset(found, base_url))
 
     async def update(request: web.Request) -> web.Response:
         task_id = request.match_info["id"]
+        who = _caller(request)
+        refused = await owned(task_id, who)
+        if refused is not None:
+            return refused
         try:
             body = json.loads(await request.read())
         except ValueError:
@@ -105,7 +138,7 @@ def task_routes(journal: Journal, publish: PublishTaskEvent, base_url: str) -> l
         fields = performer_fields(body, task_id, whole=request.method == "PUT")
         if isinstance(fields, str):
             return outcome(400, "invalid", fields)
-        source = request.headers.get("X-Carehub-Actor", "task-endpoint")
+        source = who.actor
         try:
             change = await journal.db.run(tasks.update, task_id, fields, source)
         except KeyError:

@@ -31,13 +31,17 @@ log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json"
 
 
+def journal_url(settings: Settings, app_id: str) -> str:
+    """The journal's URL; unset, a SQLite file beside the worker's other local state (Faust's data dir)."""
+    return settings.database_url or f"sqlite:///{app_id}-data/journal.db"
+
+
 class DeliveryParts:
     def __init__(
         self, settings: Settings, routing: ReloadingRoutingMap, topics: Topics, bootstrap: str, app_id: str
     ) -> None:
         self.settings = settings
-        #: Unset, the journal is a SQLite file beside the worker's other local state (Faust's data dir).
-        self.database_url = settings.database_url or f"sqlite:///{app_id}-data/journal.db"
+        self.database_url = journal_url(settings, app_id)
         self.routing = routing
         self.topics = topics
         timeout = settings.delivery.timeout_s

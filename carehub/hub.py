@@ -17,18 +17,20 @@ from pathlib import Path
 
 from aiohttp import web
 
+from adapters.httpauth import Access
 from adapters.mllp.inbound import InboundHandler
 from adapters.mllp.server import MLLPServer
 from carehub.broker import EmbeddedBroker
 from carehub.consents import ConsentParts, ConsentService
-from carehub.delivery import DeliveryParts
+from carehub.delivery import DeliveryParts, journal_url
 from carehub.fhir_subscriptions import resthook_routes, subscription_deps
 from carehub.kafka import KafkaPublisher, ensure_topics
-from carehub.ops_http import HTTPServer, ops_routes
+from carehub.ops_http import HTTPServer, check_listener, ops_routes, server_ssl_context
 from connectors.webhook import WebhookDestination
 from core.metrics import Metrics
 from core.settings import Settings
 from core.topics import Topics
+from journal import Journal, open_journal
 from streams.app import build_app, changelog_topics
 from streams.context import StreamDeps
 from streams.deliver import RetryPolicy
@@ -44,7 +46,14 @@ ROLES = ("ingest", "streams")
 
 
 class Hub:
-    def __init__(self, settings: Settings, *, roles: tuple[str, ...] = ROLES, broker_log: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        roles: tuple[str, ...] = ROLES,
+        broker_log: Path | None = None,
+        insecure_http: bool = False,
+    ) -> None:
         unknown = set(roles) - set(ROLES)
         if unknown or not roles:
             raise ValueError(f"roles must be among {ROLES}, got {roles}")
@@ -66,6 +75,13 @@ class Hub:
         self._watch: asyncio.Task[None] | None = None
         self.bootstrap = settings.kafka.bootstrap or ""
         self._ready = False
+        #: Plain HTTP on a non-loopback address only when asked for (``carehub run --insecure``).
+        self._insecure_http = insecure_http
+        self._security_journal: Journal | None = None
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.settings.app_id}-{self.settings.kafka.topic_prefix.strip('.') or 'default'}"
 
     @property
     def consents(self) -> ConsentService:
@@ -100,7 +116,7 @@ class Hub:
     async def _start_streams(self) -> None:
         s = self.settings
         self._webhook = WebhookDestination(s.delivery.timeout_s, secret_for=self.routing.secret_for)
-        app_id = f"{s.app_id}-{s.kafka.topic_prefix.strip('.') or 'default'}"
+        app_id = self.app_id
         self._delivery = DeliveryParts(s, self.routing, self.topics, self.bootstrap, app_id)
         journal = await self._delivery.start()
         deps = StreamDeps(
@@ -148,26 +164,47 @@ class Hub:
         consent = self._consent.routes() if self._consent is not None else []
         return [*ops_routes(self.metrics, lambda: self._ready), *delivery, *fhir, *consent]
 
+    async def _start_http(self) -> None:
+        """The HTTP listener, every route behind the access check (adapters.httpauth), TLS when configured."""
+        s = self.settings
+        journal = self._delivery.journal if self._delivery is not None else None
+        if journal is None:
+            journal = self._security_journal = await asyncio.to_thread(open_journal, journal_url(s, self.app_id))
+
+        async def audit(event: dict[str, object]) -> None:
+            await journal.db.run(journal.security.record, event)
+
+        access = Access(s.auth, known_recipient=lambda rid: rid in self.routing.current().recipients, audit=audit)
+        self._http = HTTPServer(
+            self._http_routes(),
+            s.http.host,
+            s.http.port,
+            ssl_context=server_ssl_context(s.http),
+            middlewares=[access.middleware],
+        )
+        await self._http.start()
+
     async def start(self) -> None:
         """Start every part; on failure, stop what was started and re-raise."""
+        check_listener(self.settings.http, insecure=self._insecure_http)
         try:
             await self._start_broker()
             if "streams" in self.roles:
                 await self._start_streams()
             if "ingest" in self.roles:
                 await self._start_ingest()
-            self._http = HTTPServer(self._http_routes(), self.settings.http.host, self.settings.http.port)
-            await self._http.start()
+            await self._start_http()
             self._watch = asyncio.create_task(self.routing.watch())
         except BaseException:
             await self.stop()
             raise
         self._ready = True
         log.info(
-            "carehub ready: roles=%s mllp=%s:%d http=%s:%d kafka=%s%s",
+            "carehub ready: roles=%s mllp=%s:%d http=%s://%s:%d kafka=%s%s",
             ",".join(self.roles),
             self.settings.mllp.host,
             self.mllp_port,
+            "https" if self.settings.http.tls else "http",
             self.settings.http.host,
             self.http_port,
             self.bootstrap,
@@ -195,6 +232,9 @@ class Hub:
         if self._consent is not None:
             await self._consent.stop()
             self._consent = None
+        if self._security_journal is not None:
+            await asyncio.to_thread(self._security_journal.close)
+            self._security_journal = None
         if self._broker is not None:
             await asyncio.to_thread(self._broker.stop)
         self._mllp = self._http = self._publisher = self._app = self._webhook = self._broker = None  # type: ignore[assignment]

@@ -50,6 +50,49 @@ class MLLPSettings:
 class HTTPSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    #: TLS on the HTTP listener (PEM files); with tls_client_ca, client certificates are verified (mTLS).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert and self.tls_key)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerSettings:
+    """A token issuer whose bearer JWTs the HTTP endpoints accept (SMART Backend Services shape)."""
+
+    issuer: str
+    audience: str
+    #: Where the issuer's signing keys are published (fetched and cached), or PEM public key files.
+    jwks_url: str = ""
+    public_key_files: tuple[str, ...] = ()
+    algorithms: tuple[str, ...] = ("RS384", "ES384", "RS256", "ES256")
+    #: The claim naming the directory recipient a token acts for (Task endpoint: its own Tasks only).
+    recipient_claim: str = "carehub_recipient"
+    #: CA bundle to verify an https JWKS URL with (default: the system store).
+    jwks_ca_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificateSettings:
+    """A client certificate (by subject CN, verified against http.tls_client_ca) mapped to a principal."""
+
+    subject: str
+    scopes: tuple[str, ...] = ()
+    recipient: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    issuers: tuple[IssuerSettings, ...] = ()
+    client_certificates: tuple[ClientCertificateSettings, ...] = ()
+    #: Leeway for exp/nbf/iat against this host's clock.
+    clock_skew_s: float = 60.0
+    #: How long fetched JWKS are kept before they are fetched again (an unknown kid refetches sooner).
+    jwks_cache_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +117,7 @@ class Settings:
     mllp: MLLPSettings = field(default_factory=MLLPSettings)
     http: HTTPSettings = field(default_factory=HTTPSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     @property
     def embedded_broker(self) -> bool:
@@ -88,7 +132,7 @@ def _section(cls: Any, current: Any, data: Mapping[str, Any]) -> Any:
 def from_mapping(data: Mapping[str, Any], base: Settings | None = None) -> Settings:
     """Apply a (validated) settings document on top of ``base``."""
     s = base or Settings()
-    top = {k: v for k, v in data.items() if k not in ("kafka", "mllp", "http", "delivery")}
+    top = {k: v for k, v in data.items() if k not in ("kafka", "mllp", "http", "delivery", "auth")}
     if "config_dir" in top:
         top["config_dir"] = Path(top["config_dir"])
     return replace(
@@ -98,6 +142,20 @@ def from_mapping(data: Mapping[str, Any], base: Settings | None = None) -> Setti
         mllp=_section(MLLPSettings, s.mllp, data.get("mllp", {})),
         http=_section(HTTPSettings, s.http, data.get("http", {})),
         delivery=_section(DeliverySettings, s.delivery, data.get("delivery", {})),
+        auth=auth_settings(data["auth"]) if "auth" in data else s.auth,
+    )
+
+
+def auth_settings(data: Mapping[str, Any]) -> AuthSettings:
+    """The ``auth`` section: issuers and client certificates (lists become tuples)."""
+
+    def tupled(item: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}
+
+    return AuthSettings(
+        issuers=tuple(IssuerSettings(**tupled(i)) for i in data.get("issuers", [])),
+        client_certificates=tuple(ClientCertificateSettings(**tupled(c)) for c in data.get("client_certificates", [])),
+        **{k: v for k, v in data.items() if k in ("clock_skew_s", "jwks_cache_s")},
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from core.records import Delivery, DeliveryOutcome
 from journal.audit import AuditStore
 from journal.db import Database
+from journal.security import SecurityEventStore
 from journal.tasks import TaskStore
 
 SCHEMA = [
@@ -80,6 +81,7 @@ class Journal:
         self.db = Database(url)
         self.tasks = TaskStore(self.db)
         self.audit = AuditStore(self.db)
+        self.security = SecurityEventStore(self.db)
 
     @property
     def dialect(self) -> str:
@@ -90,6 +92,7 @@ class Journal:
             self.db.execute(statement)
         self.tasks.migrate()
         self.audit.migrate()
+        self.security.migrate()
 
     def close(self) -> None:
         self.db.close()

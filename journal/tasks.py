@@ -118,8 +118,18 @@ class TaskStore:
         rows = self.db.query("SELECT resource FROM tasks WHERE id = ?", (task_id,))
         return dict(json.loads(rows[0][0])) if rows else None
 
-    def search(self, owner: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    def recipient_of(self, task_id: str) -> str | None:
+        """The directory recipient the Task was sent to (who may read and update it)."""
+        rows = self.db.query("SELECT recipient_id FROM tasks WHERE id = ?", (task_id,))
+        return str(rows[0][0]) if rows else None
+
+    def search(
+        self, owner: str | None = None, status: str | None = None, recipient_id: str | None = None
+    ) -> list[dict[str, Any]]:
         clauses, params = [], []
+        if recipient_id is not None:
+            clauses.append("recipient_id = ?")
+            params.append(recipient_id)
         if owner is not None:
             clauses.append("owner = ?")
             params.append(owner)

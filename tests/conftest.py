@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from carehub.broker import EmbeddedBroker
+from tests.authkit import TEST_ISSUER, Issuer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CAREHUB_SHARED", REPO.parent / "shared"))
@@ -30,3 +31,11 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("broker") / "broker.log"
     with EmbeddedBroker(log_file=log) as running:
         yield running.bootstrap
+
+
+@pytest.fixture(scope="session")
+async def issuer() -> AsyncIterator[Issuer]:
+    """The test token issuer with its JWKS on a real HTTP server; test hubs trust it."""
+    await TEST_ISSUER.start()
+    yield TEST_ISSUER
+    await TEST_ISSUER.stop()

@@ -84,13 +84,19 @@ class ListenerStats:
         return flat
 
 
-def make_server_ssl_context(cert: str | Path, key: str | Path, client_ca: str | Path | None = None) -> ssl.SSLContext:
-    """TLS 1.2+ server context; with ``client_ca``, clients must present a cert it signed (mTLS)."""
+def make_server_ssl_context(
+    cert: str | Path, key: str | Path, client_ca: str | Path | None = None, *, client_cert_optional: bool = False
+) -> ssl.SSLContext:
+    """TLS 1.2+ server context; with ``client_ca``, clients must present a cert it signed (mTLS).
+
+    ``client_cert_optional`` (the HTTP listener, where a token may stand in for a certificate)
+    verifies a certificate when one is presented and lets a client without one connect.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(cert), str(key))
     if client_ca is not None:
-        context.verify_mode = ssl.CERT_REQUIRED
+        context.verify_mode = ssl.CERT_OPTIONAL if client_cert_optional else ssl.CERT_REQUIRED
         context.load_verify_locations(cafile=str(client_ca))
     return context
 

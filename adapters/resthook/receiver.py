@@ -1,8 +1,12 @@
 """The rest-hook endpoint: ``POST /fhir/notify/{source}/{subscription}``.
 
-Order of checks: the subscription must be configured (else 404), the request
-must carry that subscription's secret header (else 401), the body must be a
-notification Bundle (else 4xx). Then the notification goes to Kafka through
+Order of checks: the caller must prove itself, either with that
+subscription's secret header or with a bearer token / client certificate the
+access check (adapters.httpauth) verified and found to hold
+``carehub/notify.write`` (else 401; without credentials an unknown
+subscription is a 401 too, so the endpoint does not tell outsiders which
+subscriptions exist); the subscription must be configured (else 404); the
+body must be a notification Bundle (else 4xx). Then the notification goes to Kafka through
 the :class:`Publisher` seam, and only once that returned is the answer 200;
 a write the broker does not confirm gets 503 so the source retries. Every
 refusal carries an OperationOutcome; nothing raised here escapes to aiohttp.
@@ -20,6 +24,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from adapters.httpauth import principal_of
 from adapters.resthook.errors import (
     NotificationError,
     UnauthorizedNotificationError,
@@ -112,11 +117,12 @@ class RestHookReceiver:
 
     async def _accept(self, request: web.Request, source: str, subscription: str) -> FhirNotification:
         channel = self._channels.channel(source, subscription)
+        if principal_of(request) is None:  # no token or certificate: the subscription's own secret
+            offered = request.headers.get(channel.header, "") if channel is not None else ""
+            if channel is None or not hmac.compare_digest(offered.encode(), channel.value.encode()):
+                raise UnauthorizedNotificationError("missing or wrong subscription secret header, and no bearer token")
         if channel is None:
             raise UnknownSubscriptionError("no such subscription is configured")
-        offered = request.headers.get(channel.header, "")
-        if not hmac.compare_digest(offered.encode(), channel.value.encode()):
-            raise UnauthorizedNotificationError(f"missing or wrong {channel.header} header")
         if request.content_type not in _JSON_TYPES:
             raise UnsupportedMediaTypeError("send application/fhir+json")
         try:

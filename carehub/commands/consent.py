@@ -5,29 +5,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-DEFAULT_HUB = "http://127.0.0.1:8080"
+from carehub.commands.hubclient import add_hub_options, call, refusal_text
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "consent",
         help="import or list 42 CFR Part 2 consents (FHIR R4 Consent) on a running hub",
-        description="Talk to a running hub's /fhir/Consent endpoint (see `carehub run --http-port`).",
+        description=(
+            "Talk to a running hub's /fhir/Consent endpoint (see `carehub run --http-port`) with a consent "
+            "administrator's token (system/Consent.write, system/Consent.read) from CAREHUB_TOKEN or --token-file."
+        ),
     )
     actions = parser.add_subparsers(dest="consent_command", metavar="ACTION", required=True)
     load = actions.add_parser("import", help="POST each Consent (a JSON resource, or a Bundle of them) to the hub")
     load.add_argument("files", nargs="+", type=Path, metavar="FILE.json")
-    load.add_argument("--hub", default=DEFAULT_HUB, help=f"the hub's HTTP base URL (default {DEFAULT_HUB})")
+    add_hub_options(load)
     load.set_defaults(func=import_consents)
     show = actions.add_parser("list", help="list the consents on file for a patient")
     show.add_argument("--patient", required=True, help="system|value of the patient identifier, e.g. RGH|MRN100234")
-    show.add_argument("--hub", default=DEFAULT_HUB)
+    add_hub_options(show)
     show.set_defaults(func=list_consents)
 
 
@@ -36,18 +37,6 @@ def _consents(path: Path) -> list[dict[str, Any]]:
     if data.get("resourceType") == "Bundle":
         return [e["resource"] for e in data.get("entry", []) if e.get("resource", {}).get("resourceType") == "Consent"]
     return [data]
-
-
-def _post(hub: str, consent: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        f"{hub}/fhir/Consent", data=json.dumps(consent).encode(), method="POST",
-        headers={"Content-Type": "application/fhir+json"},
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
 
 
 def import_consents(args: argparse.Namespace) -> int:
@@ -60,20 +49,21 @@ def import_consents(args: argparse.Namespace) -> int:
             failed += 1
             continue
         for consent in consents:
-            status, body = _post(args.hub.rstrip("/"), consent)
+            status, body = call(args, "/fhir/Consent", consent, method="POST", content_type="application/fhir+json")
             if status == 201:
                 print(f"{path}: Consent/{body['id']} stored ({body.get('status')})")
             else:
-                issue = body.get("issue", [{}])[0].get("details", {}).get("text", "")
-                print(f"{path}: refused (HTTP {status}): {issue}", file=sys.stderr)
+                print(f"{path}: refused (HTTP {status}): {refusal_text(body)}", file=sys.stderr)
                 failed += 1
     return 1 if failed else 0
 
 
 def list_consents(args: argparse.Namespace) -> int:
     query = urllib.parse.urlencode({"patient": args.patient})
-    with urllib.request.urlopen(f"{args.hub.rstrip('/')}/fhir/Consent?{query}", timeout=30) as response:
-        bundle = json.load(response)
+    status, bundle = call(args, f"/fhir/Consent?{query}")
+    if status != 200:
+        print(f"refused (HTTP {status}): {refusal_text(bundle)}", file=sys.stderr)
+        return 1
     for entry in bundle.get("entry", []):
         c = entry["resource"]
         period = c.get("provision", {}).get("period", {})

@@ -1,7 +1,9 @@
 """``carehub dlq list`` and ``carehub dlq replay``: dead-lettered deliveries, through a running hub.
 
 Both talk to the hub's admin HTTP routes (adapters.dlqapi), so they work the
-same with the embedded broker and with a cluster. ``list`` prints ids, codes
+same with the embedded broker and with a cluster; they need an ops token
+(``carehub/ops.read``, and ``carehub/ops.write`` to replay) in ``CAREHUB_TOKEN``
+or ``--token-file``. ``list`` prints ids, codes
 and reasons, never payloads. ``replay`` sends the chosen dead letters again
 with their original idempotency keys.
 """
@@ -12,40 +14,43 @@ import argparse
 import json
 import sys
 import urllib.error
-import urllib.request
 from typing import Any
 
-DEFAULT_HUB = "http://127.0.0.1:8080"
+from carehub.commands.hubclient import add_hub_options, call, refusal_text
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("dlq", help="list and replay dead-lettered deliveries (through a running hub)")
     actions = parser.add_subparsers(dest="dlq_command", required=True)
     listing = actions.add_parser("list", help="list dead letters")
-    listing.add_argument("--hub", default=DEFAULT_HUB, help=f"the hub's HTTP address (default {DEFAULT_HUB})")
+    add_hub_options(listing)
     listing.add_argument("--state", choices=("parked", "replayed"), default=None)
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=run_list)
     replay = actions.add_parser("replay", help="deliver dead letters again (same idempotency keys)")
-    replay.add_argument("--hub", default=DEFAULT_HUB, help=f"the hub's HTTP address (default {DEFAULT_HUB})")
+    add_hub_options(replay)
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("--id", action="append", dest="ids", metavar="DELIVERY_ID", help="a delivery id (repeatable)")
     which.add_argument("--all", action="store_true", help="every parked dead letter")
     replay.set_defaults(func=run_replay)
 
 
-def _call(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return dict(json.loads(response.read()))
+class _Refused(Exception):
+    pass
+
+
+def _call(args: argparse.Namespace, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    status, answer = call(args, path, body, method="POST" if body is not None else "GET")
+    if status != 200:
+        raise _Refused(f"hub answered HTTP {status}: {refusal_text(answer)}")
+    return answer
 
 
 def _guarded(fn: Any, args: argparse.Namespace) -> int:
     try:
         return int(fn(args))
-    except urllib.error.HTTPError as exc:
-        print(f"hub answered HTTP {exc.code}: {exc.read().decode(errors='replace')[:300]}", file=sys.stderr)
+    except _Refused as exc:
+        print(str(exc), file=sys.stderr)
     except (urllib.error.URLError, OSError) as exc:
         print(f"cannot reach the hub at {args.hub}: {exc}", file=sys.stderr)
     return 2
@@ -53,7 +58,7 @@ def _guarded(fn: Any, args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     query = f"?state={args.state}" if args.state else ""
-    letters = _call(f"{args.hub.rstrip('/')}/admin/dlq{query}")["dead_letters"]
+    letters = _call(args, f"/admin/dlq{query}")["dead_letters"]
     if args.json:
         json.dump(letters, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -69,7 +74,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"all": True} if args.all else {"ids": args.ids}
-    answer = _call(f"{args.hub.rstrip('/')}/admin/dlq/replay", body)
+    answer = _call(args, "/admin/dlq/replay", body)
     print(f"replayed {len(answer['replayed'])}; unknown {len(answer['unknown'])}; failed {len(answer['failed'])}")
     for delivery_id in answer["unknown"]:
         print(f"  not a parked dead letter: {delivery_id}", file=sys.stderr)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from carehub import logs, loop
 from carehub.hub import ROLES, Hub
+from carehub.ops_http import check_listener
 from core.settings import Settings, load_settings
 
 
@@ -41,6 +42,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="all",
         help="ingest = MLLP listener only; streams = normalize/route/deliver only; all = both (default)",
     )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy on this host); "
+        "without it carehub refuses to start unless http.tls_cert and http.tls_key are set",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.set_defaults(func=run)
 
@@ -58,8 +65,8 @@ def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
     return replace(settings, mllp=mllp, http=http)
 
 
-async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
-    hub = Hub(settings, roles=roles)
+async def serve(settings: Settings, roles: tuple[str, ...] = ROLES, *, insecure_http: bool = False) -> None:
+    hub = Hub(settings, roles=roles, insecure_http=insecure_http)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -67,7 +74,8 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
             loop.add_signal_handler(sig, stop.set)
     await hub.start()
     print(
-        f"carehub running: MLLP on {settings.mllp.host}:{hub.mllp_port}, HTTP on {settings.http.host}:{hub.http_port}, "
+        f"carehub running: MLLP on {settings.mllp.host}:{hub.mllp_port}, "
+        f"{'HTTPS' if settings.http.tls else 'HTTP'} on {settings.http.host}:{hub.http_port}, "
         f"Kafka {hub.bootstrap}",
         flush=True,
     )
@@ -80,5 +88,6 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     settings = apply_flags(load_settings(args.config_dir), args)
-    loop.run(serve(settings, ROLES if args.role == "all" else (args.role,)))
+    check_listener(settings.http, insecure=args.insecure)  # before anything starts
+    loop.run(serve(settings, ROLES if args.role == "all" else (args.role,), insecure_http=args.insecure))
     return 0

@@ -18,6 +18,7 @@ from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
 from connectors.mllp import MLLPClient, ack_code
 from streams.consent.notice import NOTICE, NOTICE_EXTENSION
+from tests.authkit import CONSENT_ADMIN, TEST_ISSUER
 from tests.conftest import FEED, REPO
 from tests.integration.conftest import eventually
 
@@ -41,7 +42,8 @@ def _discharge() -> bytes:
 
 def _http(method: str, url: str, body: dict[str, Any] | bytes | None = None) -> tuple[int, dict[str, Any]]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/fhir+json"})
+    headers = {"Content-Type": "application/fhir+json", **TEST_ISSUER.headers(*CONSENT_ADMIN)}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=20) as response:
             return response.status, json.load(response)

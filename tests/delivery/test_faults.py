@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 from carehub.hub import Hub
 from core.records import DeadLetter
 from core.settings import DeliverySettings, Settings
+from tests.authkit import OPS, Issuer
 from tests.conftest import CONFIG
 from tests.delivery.helpers import delivery, produce
 from tests.delivery.recipients import HttpRecipient
@@ -92,13 +94,14 @@ async def test_a_recipient_down_for_a_while_gets_everything_in_order(
         await hub.stop()
 
 
-def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*argv: str, token: str = "") -> subprocess.CompletedProcess[str]:
     carehub = Path(sys.executable).parent / "carehub"
-    return subprocess.run([str(carehub), *argv], capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "CAREHUB_TOKEN": token}
+    return subprocess.run([str(carehub), *argv], capture_output=True, text=True, timeout=60, env=env)
 
 
 async def test_a_4xx_recipient_fills_the_dead_letters_and_replay_delivers_once_fixed(
-    broker: str, tmp_path: Path, recipient: HttpRecipient
+    broker: str, tmp_path: Path, recipient: HttpRecipient, issuer: Issuer
 ) -> None:
     recipient.status = 400
     await recipient.start()
@@ -112,16 +115,19 @@ async def test_a_4xx_recipient_fills_the_dead_letters_and_replay_delivers_once_f
         assert {DeadLetter.from_json(v).record["delivery_id"] for v in letters} == {r.delivery_id for r in records}
         assert all("HTTP 400" in DeadLetter.from_json(v).reason for v in letters)
         url = f"http://127.0.0.1:{hub.http_port}"
-        listed = await asyncio.to_thread(run_cli, "dlq", "list", "--hub", url, "--json")
+        ops = issuer.token(*OPS)
+        refused = await asyncio.to_thread(run_cli, "dlq", "list", "--hub", url)
+        assert refused.returncode == 2 and "HTTP 401" in refused.stderr, "no token, no dead letters"
+        listed = await asyncio.to_thread(run_cli, "dlq", "list", "--hub", url, "--json", token=ops)
         assert listed.returncode == 0, listed.stderr
         assert {row["delivery_id"] for row in json.loads(listed.stdout)} == {r.delivery_id for r in records}
         recipient.status = 200  # fixed
-        replayed = await asyncio.to_thread(run_cli, "dlq", "replay", "--all", "--hub", url)
+        replayed = await asyncio.to_thread(run_cli, "dlq", "replay", "--all", "--hub", url, token=ops)
         assert replayed.returncode == 0 and "replayed 3" in replayed.stdout, replayed.stderr
         await eventually(lambda: hub.metrics.total("delivered") == 3)
         keys = [key for key, _, _ in recipient.seen]
         assert sorted(keys[3:]) == sorted(r.idempotency_key for r in records), "replays keep their keys"
-        again = await asyncio.to_thread(run_cli, "dlq", "replay", "--id", "nope", "--hub", url)
+        again = await asyncio.to_thread(run_cli, "dlq", "replay", "--id", "nope", "--hub", url, token=ops)
         assert again.returncode == 1 and "not a parked dead letter" in again.stderr
     finally:
         await hub.stop()

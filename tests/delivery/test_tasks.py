@@ -11,6 +11,7 @@ import pytest
 
 from core.records import TaskEvent
 from streams.task_alerts import check_overdue
+from tests.authkit import RECIPIENT, Issuer
 from tests.delivery.helpers import delivery, produce
 from tests.delivery.recipients import HttpRecipient
 from tests.delivery.test_faults import read_all, settings, start_hub
@@ -36,7 +37,7 @@ def task_delivery(endpoint: str, task_id: str, due: str) -> Any:
         "entry": [{"seq": 0, "patient": "RGH|T1"}, {"fullUrl": "urn:uuid:t", "resource": task}],
     }
     return replace(
-        delivery(0, recipient="cbo-food", patient="RGH|T1", endpoint=endpoint),
+        delivery(0, recipient="cbo-foodbank", patient="RGH|T1", endpoint=endpoint),
         action="task",
         delivery_id=task_id,
         idempotency_key=task_id,
@@ -44,7 +45,7 @@ def task_delivery(endpoint: str, task_id: str, due: str) -> Any:
     )
 
 
-async def test_a_referral_task_is_closed_through_the_endpoint(broker: str, tmp_path: Path) -> None:
+async def test_a_referral_task_is_closed_through_the_endpoint(broker: str, tmp_path: Path, issuer: Issuer) -> None:
     recipient = HttpRecipient()
     await recipient.start()
     hub = await start_hub(settings(tmp_path, broker))
@@ -58,7 +59,8 @@ async def test_a_referral_task_is_closed_through_the_endpoint(broker: str, tmp_p
                 task_delivery(recipient.url, "task-late", "2026-03-02"),
             ],
         )
-        async with aiohttp.ClientSession() as http:
+        # the food bank's own principal: a token bound to its directory entry
+        async with aiohttp.ClientSession(headers=issuer.headers(*RECIPIENT, recipient="cbo-foodbank")) as http:
 
             async def search(query: str) -> list[str]:
                 async with http.get(f"{base}/Task?{query}") as r:
@@ -67,7 +69,7 @@ async def test_a_referral_task_is_closed_through_the_endpoint(broker: str, tmp_p
             found: list[str] = []
 
             async def poll() -> None:
-                found[:] = await search("owner=Organization/cbo-food&status=requested")
+                found[:] = await search("owner=Organization/cbo-foodbank&status=requested")
 
             await eventually(lambda: hub.metrics.total("delivered") == 2)
             await poll()

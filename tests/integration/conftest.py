@@ -14,7 +14,8 @@ import pytest
 
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from core.settings import HTTPSettings, KafkaSettings, Settings
+from core.settings import AuthSettings, HTTPSettings, KafkaSettings, Settings
+from tests.authkit import TEST_ISSUER, Issuer
 from tests.conftest import CONFIG
 
 _ids = itertools.count(1)
@@ -22,12 +23,14 @@ PCP_SECRET = "pcp-test-shared-secret-0001"
 
 
 def hub_settings(config_dir: Path, bootstrap: str, **kafka: object) -> Settings:
-    """Settings for a test hub: its own topic prefix, any free ports."""
+    """Settings for a test hub: its own topic prefix, any free ports; trusts the test issuer once the
+    ``issuer`` fixture started it."""
     prefix = f"t{os.getpid()}-{next(_ids)}."
     s = Settings(
         config_dir=config_dir,
         kafka=replace(KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix), **kafka),
         database_url=f"sqlite:///{config_dir.parent / prefix}journal.db",
+        auth=TEST_ISSUER.auth_settings() if TEST_ISSUER.started else AuthSettings(),  # no issuer: trusts nobody
     )
     return replace(s, mllp=replace(s.mllp, port=0), http=HTTPSettings("127.0.0.1", 0))
 
@@ -54,7 +57,9 @@ async def recipients(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str,
 
 
 @pytest.fixture
-async def hub(broker: str, config_dir: Path, recipients: dict[str, DemoRecipient]) -> AsyncIterator[Hub]:
+async def hub(
+    broker: str, config_dir: Path, recipients: dict[str, DemoRecipient], issuer: Issuer
+) -> AsyncIterator[Hub]:
     running = Hub(hub_settings(config_dir, broker))
     await running.start()
     yield running

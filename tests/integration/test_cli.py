@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -15,7 +17,9 @@ import pytest
 
 from carehub.broker import free_port
 from connectors.mllp import MLLPClient, ack_code
-from tests.conftest import FEED
+from core.principal import OPS_READ
+from tests.authkit import Issuer, trust_test_issuer
+from tests.conftest import CONFIG, FEED
 
 pytestmark = pytest.mark.integration
 CAREHUB = str(Path(sys.executable).parent / "carehub")
@@ -65,14 +69,17 @@ def test_demo_counts_unreadable_feed_files(tmp_path: Path) -> None:
     assert report["acked"]["AA"] == 1
 
 
-async def test_run_serves_mllp_and_http_and_logs_no_phi(broker: str, tmp_path: Path) -> None:
+async def test_run_serves_mllp_and_http_and_logs_no_phi(broker: str, tmp_path: Path, issuer: Issuer) -> None:
     mllp_port, http_port = free_port(), free_port()
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG, config, ignore=shutil.ignore_patterns("schemas"))
+    trust_test_issuer(config)
     env = {**os.environ, "CAREHUB_KAFKA_BOOTSTRAP": broker, "CAREHUB_TOPIC_PREFIX": f"run{os.getpid()}."}
     proc = await asyncio.create_subprocess_exec(
         CAREHUB,
         "run",
         "--config-dir",
-        str(Path(__file__).resolve().parents[2] / "config"),
+        str(config),
         "--mllp-port",
         str(mllp_port),
         "--http-port",
@@ -94,7 +101,12 @@ async def test_run_serves_mllp_and_http_and_logs_no_phi(broker: str, tmp_path: P
         health = await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{http_port}/health")
         assert json.load(health) == {"status": "ok"}
         await asyncio.sleep(1.0)
-        metrics = (await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{http_port}/metrics")).read()
+        metrics_url = f"http://127.0.0.1:{http_port}/metrics"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            await asyncio.to_thread(urllib.request.urlopen, metrics_url)
+        assert refused.value.code == 401
+        request = urllib.request.Request(metrics_url, headers=issuer.headers(OPS_READ))
+        metrics = (await asyncio.to_thread(urllib.request.urlopen, request)).read()
         assert b"carehub_normalized" in metrics
     finally:
         proc.send_signal(signal.SIGTERM)

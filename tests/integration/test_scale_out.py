@@ -15,6 +15,8 @@ import pytest
 from carehub.broker import free_port
 from carehub.demo_receivers import DemoRecipient
 from connectors.mllp import MLLPClient, ack_code
+from core.principal import OPS_READ
+from tests.authkit import TEST_ISSUER, Issuer, trust_test_issuer
 from tests.conftest import FEED
 from tests.integration.conftest import eventually
 
@@ -32,7 +34,8 @@ def _admit(n: int) -> bytes:
 
 
 def _normalized(http_port: int) -> int:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5).read().decode()
+    request = urllib.request.Request(f"http://127.0.0.1:{http_port}/metrics", headers=TEST_ISSUER.headers(OPS_READ))
+    body = urllib.request.urlopen(request, timeout=5).read().decode()
     return sum(
         int(float(line.rsplit(" ", 1)[1])) for line in body.splitlines() if line.startswith("carehub_normalized")
     )
@@ -51,8 +54,9 @@ async def _worker(role: str, config_dir: Path, env: dict[str, str], mllp: int, h
 
 
 async def test_two_stream_workers_split_the_work_and_every_event_is_delivered_once(
-    broker: str, config_dir: Path, recipients: dict[str, DemoRecipient]
+    broker: str, config_dir: Path, recipients: dict[str, DemoRecipient], issuer: Issuer
 ) -> None:
+    trust_test_issuer(config_dir, issuer)
     env = {**os.environ, "CAREHUB_KAFKA_BOOTSTRAP": broker, "CAREHUB_TOPIC_PREFIX": f"scale{os.getpid()}."}
     ports = [(free_port(), free_port()) for _ in range(3)]
     workers = [await _worker("streams", config_dir, env, *ports[i]) for i in (0, 1)]

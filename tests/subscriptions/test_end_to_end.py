@@ -20,7 +20,9 @@ from carehub.demo_receivers import DemoRecipient
 from carehub.fhir_subscriptions import read_states
 from carehub.hub import Hub
 from connectors.mllp import MLLPClient, ack_code
+from core.principal import CONSENT_WRITE, NOTIFY_WRITE
 from mappings import ids
+from tests.authkit import TEST_ISSUER, Issuer
 from tests.conftest import FEED
 from tests.integration.conftest import eventually, hub_settings
 from tests.subscriptions.conftest import SECRET, subscriptions_yaml
@@ -46,6 +48,7 @@ async def test_subscription_to_delivery_with_gap_and_heartbeat_recovery(
     source: SourceServer,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    issuer: Issuer,
 ) -> None:
     (config_dir / "subscriptions.yaml").write_text(subscriptions_yaml(source.base_url))
     hub = Hub(hub_settings(config_dir, broker))
@@ -144,6 +147,16 @@ async def test_subscription_to_delivery_with_gap_and_heartbeat_recovery(
                     assert res.status == want
                     assert (await res.json())["resourceType"] == "OperationOutcome"
             async with http.post(url.replace("/ehr/", "/nobody/"), data=b"{}") as res:
+                assert res.status == 401, "without credentials, no answer tells which subscriptions exist"
+            # a source may present a bearer token instead of the secret header
+            json_type = {"Content-Type": "application/fhir+json"}
+            with_token = {**json_type, **TEST_ISSUER.headers(NOTIFY_WRITE)}
+            async with http.post(url, data=b"{not json", headers=with_token) as res:
+                assert res.status == 400, "the token stands in for the secret; the body is then checked"
+            async with http.post(url.replace("/ehr/", "/nobody/"), data=b"{}", headers=with_token) as res:
                 assert res.status == 404
+            wrong_scope = {**json_type, **TEST_ISSUER.headers(CONSENT_WRITE)}
+            async with http.post(url, data=b"{}", headers=wrong_scope) as res:
+                assert res.status == 403
     finally:
         await hub.stop()
