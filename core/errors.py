@@ -38,6 +38,9 @@ class MessageError(CarehubError):
     hl7_text: str = "Application internal error"
     #: "AR" (reject: the sender must not resend as is) or "AE" (error).
     ack_code: str = "AE"
+    #: True when the failure is unrelated to the content (broker down, internal error):
+    #: HL7 v2 answers AR with ERR 207; ``mllp.system_error_ack`` may ask for AE instead.
+    system_failure: bool = False
 
     def __init__(self, message: str, location: ErrorLocation | None = None) -> None:
         super().__init__(message)
@@ -94,6 +97,24 @@ class UnsupportedVersionError(MessageError):
     ack_code = "AR"
 
 
+class UnsupportedCharsetError(MessageError):
+    """MSH-18 names a character set outside the supported set (adapters/hl7/charset.py)."""
+
+    code = "unsupported-charset"
+    hl7_code = "203"
+    hl7_text = "Unsupported character set"
+    ack_code = "AR"
+
+
+class CharsetMismatchError(MessageError):
+    """The bytes are not valid in the character set MSH-18 declares."""
+
+    code = "charset-mismatch"
+    hl7_code = "102"
+    hl7_text = "Data type error"
+    ack_code = "AE"
+
+
 class RequiredFieldMissingError(MessageError):
     code = "required-field-missing"
     hl7_code = "101"
@@ -107,7 +128,18 @@ class StorageUnavailableError(MessageError):
     code = "storage-unavailable"
     hl7_code = "207"
     hl7_text = "Application internal error"
-    ack_code = "AE"
+    ack_code = "AR"
+    system_failure = True
+
+
+class InternalHandlingError(MessageError):
+    """Stands in for an unexpected exception in an ACK; never carries the exception's text."""
+
+    code = "internal-error"
+    hl7_code = "207"
+    hl7_text = "Application internal error"
+    ack_code = "AR"
+    system_failure = True
 
 
 class MappingError(CarehubError):

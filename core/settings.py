@@ -24,8 +24,11 @@ class KafkaSettings:
     partitions: int = 4
     #: Group session timeout; Tansu holds a JoinGroup for half of it.
     session_timeout_s: float = 6.0
-    #: How long the MLLP listener waits for acks=all before answering AE.
-    produce_timeout_s: float = 10.0
+    #: How long the MLLP listener waits for acks=all before answering AR 207 (the broker is down).
+    produce_timeout_s: float = 2.0
+    #: Largest record any carehub producer writes (Kafka's message.max.bytes / max.request.size).
+    #: The MLLP listener refuses, before AA, a message whose records would not fit.
+    max_record_bytes: int = 1_000_000
     #: How long a stream consumer's fetch may wait for data (latency per pipeline hop on brokers
     #: that hold a fetch its full wait; Apache Kafka answers as soon as data arrives).
     fetch_max_wait_ms: int = 10
@@ -44,6 +47,15 @@ class MLLPSettings:
     min_version: str = "2.1"
     max_version: str = "2.8.1"
     processing_ids: tuple[str, ...] = ("P", "T", "D")
+    #: MSA-1 when the failure is unrelated to the content (broker down, internal error):
+    #: "AR" as HL7 v2 says, or "AE" for senders that only retry on AE.
+    system_error_ack: str = "AR"
+    #: "original": AA/AE/AR whatever MSH-15/16 say; "enhanced": commit ACKs (CA/CE/CR) per MSH-15.
+    ack_mode: str = "original"
+    #: Messages larger than this are converted at ingest to check the CareEvent fits max_record_bytes.
+    preflight_bytes: int = 16_384
+    #: On SIGTERM: how long connections may take to answer what they already received.
+    drain_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ DEFAULT_VERSION = "2.5"
 #: MSH-3 of the ACK when the message did not name a receiving application.
 LOCAL_APPLICATION = "CAREHUB"
 ACCEPTED_TEXT = "Message accepted"
-ACK_CODES = frozenset({"AA", "AE", "AR"})
+ACK_CODES = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
 
 _STANDARD = Delimiters()
 _MSA_TEXT_MAX = 80
@@ -44,7 +44,8 @@ def version_key(version: str) -> tuple[int, ...] | None:
     """
     text = version.strip().lstrip("vV")
     parts = text.split(".")
-    if not text or any(not p.isdigit() or len(p) > _MAX_VERSION_PART for p in parts):
+    # isascii: str.isdigit() is also true for "²" and other digits int() refuses.
+    if not text or any(not (p.isascii() and p.isdigit()) or len(p) > _MAX_VERSION_PART for p in parts):
         return None
     return tuple(int(p) for p in parts)
 

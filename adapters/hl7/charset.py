@@ -1,19 +1,39 @@
-"""Character sets: MSH-18 names to Python codecs, with a safe fallback.
+"""Character sets: the MSH-18 names carehub supports, and how a payload is decoded.
 
-The message is first read as Latin-1 (every byte maps, delimiters are ASCII)
-just to find MSH-18; then the payload is decoded with the declared codec,
-falling back to UTF-8 and finally Windows-1252/Latin-1, which never fail.
-Senders misuse MSH-18 often enough that a wrong declaration must not lose
-the message.
+The supported set is explicit (:data:`SUPPORTED`): HL7 table 0211 names, plus
+two names senders commonly write (``UTF-8``, ``WINDOWS-1252``), each mapped to
+a Python text codec that keeps ASCII (and so the delimiters and MLLP framing
+bytes) where they are. Nothing else is looked up: a Python codec name in
+MSH-18 (``cp037``, ``idna``, ``base64``, ``undefined``…) is not a character
+set the hub supports, whatever Python would make of it.
+
+The policy, documented in the README:
+
+* MSH-18 empty: read as UTF-8, else Windows-1252 (never fails); the stored
+  record's ``charset`` names the codec that was used.
+* MSH-18 names a supported set and the bytes are valid in it: decoded with it.
+* MSH-18 names a set outside :data:`SUPPORTED` (or UTF-16/UTF-32, which MLLP's
+  single-byte framing cannot carry): :class:`UnsupportedCharsetError` (AR).
+* MSH-18 names a supported set but the bytes are not valid in it:
+  :class:`CharsetMismatchError` (AE): the message is refused, never stored
+  with a guessed reading.
+
+Whatever the outcome, :attr:`Decoding.codec` is a supported codec, so the ACK
+is always encoded in one (never EBCDIC because MSH-18 said so).
 """
 
 from __future__ import annotations
 
-import codecs
+from dataclasses import dataclass
+
+from core.errors import CharsetMismatchError, ErrorLocation, UnsupportedCharsetError
 
 DEFAULT_CODEC = "utf-8"
+#: Read when MSH-18 is empty and the bytes are not UTF-8: every byte maps.
+UNDECLARED_FALLBACK = "cp1252"
 
-_HL7_CHARSETS: dict[str, str] = {
+#: MSH-18 value (upper case) -> Python codec. HL7 table 0211 plus two common spellings.
+SUPPORTED: dict[str, str] = {
     "ASCII": "ascii",
     "ISO IR6": "ascii",
     "8859/1": "iso8859-1",
@@ -39,20 +59,21 @@ _HL7_CHARSETS: dict[str, str] = {
     "CNS 11643-1992": "big5",
     "WINDOWS-1252": "cp1252",
 }
+_CODECS = frozenset(SUPPORTED.values()) | {UNDECLARED_FALLBACK}
+_WHERE = ErrorLocation("MSH", 1, 18)
 
 
-def codec_for(declared: str) -> str:
-    """Python codec for an MSH-18 value; UTF-8 when empty or unknown."""
-    name = declared.strip().upper()
-    if not name:
-        return DEFAULT_CODEC
-    codec = _HL7_CHARSETS.get(name)
-    if codec is None:
-        try:
-            codec = codecs.lookup(name).name
-        except LookupError:
-            return DEFAULT_CODEC
-    return codec
+@dataclass(frozen=True, slots=True)
+class Decoding:
+    """A payload read as text. ``codec`` is always supported; ``error`` says why it must be refused."""
+
+    text: str
+    codec: str
+    error: UnsupportedCharsetError | CharsetMismatchError | None = None
+
+
+def is_supported_codec(codec: str) -> bool:
+    return codec in _CODECS
 
 
 def declared_charset(raw: bytes) -> str:
@@ -74,12 +95,36 @@ def declared_charset(raw: bytes) -> str:
     return fields[17].split(repetition)[0].split(fields[1][0:1] or "^")[0]
 
 
-def decode(raw: bytes) -> tuple[str, str]:
-    """Decode a payload; return (text, codec actually used)."""
-    codec = codec_for(declared_charset(raw))
-    for candidate in (codec, DEFAULT_CODEC, "cp1252"):
+def read(raw: bytes) -> Decoding:
+    """Decode a payload by the policy above; never raises."""
+    declared = declared_charset(raw).strip().upper()
+    if not declared:
         try:
-            return raw.decode(candidate), candidate
-        except (UnicodeDecodeError, LookupError):
-            continue
-    return raw.decode("latin-1"), "latin-1"
+            return Decoding(raw.decode(DEFAULT_CODEC), DEFAULT_CODEC)
+        except UnicodeDecodeError:
+            return Decoding(raw.decode(UNDECLARED_FALLBACK, errors="replace"), UNDECLARED_FALLBACK)
+    codec = SUPPORTED.get(declared)
+    if codec is None:
+        # Read it just well enough to address the AR; answer in UTF-8.
+        error = UnsupportedCharsetError(
+            "MSH-18 names a character set carehub does not support (HL7 table 0211 names: "
+            "ASCII, 8859/n, UNICODE UTF-8, ISO IR87, ISO IR159, KS X 1001, GB 18030-2000, BIG-5)",
+            _WHERE,
+        )
+        return Decoding(raw.decode(UNDECLARED_FALLBACK, errors="replace"), DEFAULT_CODEC, error)
+    try:
+        return Decoding(raw.decode(codec), codec)
+    except UnicodeDecodeError:
+        mismatch = CharsetMismatchError(f"the message holds bytes that are not valid {declared} (MSH-18)", _WHERE)
+        return Decoding(raw.decode(codec, errors="replace"), codec, mismatch)
+
+
+def decode(raw: bytes) -> tuple[str, str]:
+    """Decode a file or payload leniently (tools, tests): (text, codec used); never raises."""
+    found = read(raw)
+    if found.error is None:
+        return found.text, found.codec
+    try:
+        return raw.decode(DEFAULT_CODEC), DEFAULT_CODEC
+    except UnicodeDecodeError:
+        return raw.decode(UNDECLARED_FALLBACK, errors="replace"), UNDECLARED_FALLBACK

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+import re
 from dataclasses import dataclass
 
 from adapters.hl7.tokenizer import Message, Segment
@@ -66,3 +70,25 @@ def pid_identifiers(pid: Segment) -> list[PatientIdentifier]:
         if found and n == 3:
             break
     return found
+
+
+#: What a control id must look like to be logged as sent: short, no delimiters, no blanks.
+_LOGGABLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,19}")
+_LOG_KEY = os.urandom(16)
+
+
+def loggable_id(value: str, trusted: bool) -> str:
+    """MSH-10 as it may appear in a log line.
+
+    ``trusted`` means the header passed validation (accepted type, version and
+    processing id), so MSH-10 is in its place; even then it is shown only if
+    it looks like an id. Anything else — a rejected message whose fields may
+    be shifted so that a birth date or a name sits where MSH-10 should be —
+    is shown as a keyed hash (``h:`` + 12 hex digits): lines about the same
+    message correlate within one process, the value cannot be read back.
+    """
+    if not value:
+        return ""
+    if trusted and _LOGGABLE_ID.fullmatch(value):
+        return value
+    return "h:" + hmac.new(_LOG_KEY, value.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:12]

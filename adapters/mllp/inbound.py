@@ -4,9 +4,11 @@ Kept apart from the socket code so the rules (which messages are accepted,
 when AA may be sent) are testable with plain bytes. The one rule that matters
 most: AA only after :meth:`Publisher.publish` has returned, i.e. after the
 broker confirmed the write. Anything else gets AE or AR, derived from the
-error class in one place (:func:`ack_code_for`).
+error class and the settings in one place (:class:`AckPolicy`).
 
-Nothing here logs message content: only control id, type, peer and codes.
+Every payload gets a reply: no exception leaves :meth:`InboundHandler.handle`.
+Nothing here logs message content or raw header text: control ids only in
+their validated or hashed form (``loggable_id``), plus peer and codes.
 """
 
 from __future__ import annotations
@@ -14,18 +16,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from adapters.hl7.ack import build_ack, version_key
-from adapters.hl7.charset import decode
-from adapters.hl7.header import Header, pid_identifiers, read_header
+from adapters.hl7.charset import DEFAULT_CODEC
+from adapters.hl7.charset import read as read_charset
+from adapters.hl7.header import Header, loggable_id, pid_identifiers, read_header
 from adapters.hl7.tokenizer import Delimiters, Message, parse_message, split_segments
 from adapters.mllp.framing import RejectedFrame
 from core.errors import (
     ErrorLocation,
+    InternalHandlingError,
     MessageError,
+    MessageTooLargeError,
     RequiredFieldMissingError,
     StorageUnavailableError,
     UnreadableMessageError,
@@ -33,6 +39,7 @@ from core.errors import (
     UnsupportedProcessingIdError,
     UnsupportedVersionError,
 )
+from core.lograte import LogThrottle
 from core.patient import choose_key_identifier, patient_key
 from core.records import InboundMessage
 from core.settings import MLLPSettings
@@ -43,6 +50,10 @@ log = logging.getLogger(__name__)
 _SHOWN = 20
 #: Message types whose every message concerns one patient, so PID-3 is required.
 _PATIENT_TYPES = frozenset({"ADT"})
+#: Room kept below the record limit for what normalize adds after conversion (labels, receipt).
+_EVENT_HEADROOM = 16_384
+_INTERNAL = "internal error while handling the message"
+_unexpected_lines = LogThrottle(10.0)
 
 
 class Publisher(Protocol):
@@ -65,24 +76,25 @@ class Receipt:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """The encoded ACK for one block, plus what the receiver may log and count."""
+    """The encoded ACK for one block (None: MSH-15 asked for none), plus what may be logged and counted.
 
-    ack: bytes
+    ``control_id`` and ``message_type`` are safe for logs (see ``loggable_id``), not the raw header text.
+    """
+
+    ack: bytes | None
     code: str
     control_id: str
     message_type: str
     error_code: str = ""
 
 
+#: Computes the size of the CareEvent a record will become (None: cannot tell, let the stream decide).
+Preflight = Callable[[InboundMessage], int | None]
+
+
 def ack_code_for(error: MessageError | None) -> str:
-    """The ACK code for an outcome: AA without error, else the error class's code."""
+    """The ACK code for an outcome by the error class alone (default settings)."""
     return "AA" if error is None else error.ack_code
-
-
-class InternalHandlingError(MessageError):
-    """Stands in for an unexpected exception in the ACK; never carries its text."""
-
-    code = "internal-error"
 
 
 @dataclass(slots=True)
@@ -92,6 +104,8 @@ class _Context:
     codec: str
     header: Header | None = None
     delimiters: Delimiters | None = None
+    #: The header passed validation: its MSH-10 and MSH-9 are what they claim to be.
+    trusted: bool = False
 
 
 class InboundHandler:
@@ -103,8 +117,16 @@ class InboundHandler:
         settings: MLLPSettings,
         *,
         publish_timeout_s: float | None = None,
+        max_record_bytes: int | None = None,
+        preflight: Preflight | None = None,
     ) -> None:
-        """``publish_timeout_s`` caps the wait for the broker; past it the answer is AE."""
+        """``publish_timeout_s`` caps the wait for the broker; past it the answer is AR 207.
+
+        ``max_record_bytes`` is the largest record the producers may write: a
+        message whose inbound record, or (for messages over
+        ``settings.preflight_bytes``) whose CareEvent as measured by
+        ``preflight``, would not fit is refused before it is stored.
+        """
         self._publisher = publisher
         self._types = frozenset(t.strip().upper() for t in settings.accept_message_types)
         self._processing_ids = frozenset(p.strip().upper() for p in settings.processing_ids)
@@ -112,31 +134,54 @@ class InboundHandler:
         self._max_version = _settings_version(settings.max_version)
         self._version_range = f"{settings.min_version}-{settings.max_version}"
         self._timeout = publish_timeout_s
+        self._max_record = max_record_bytes
+        self._preflight = preflight
+        self._preflight_from = settings.preflight_bytes
+        self._answers = AckPolicy(settings)
 
     async def handle(self, payload: bytes, receipt: Receipt) -> Reply:
         """Check, store and answer one payload. Never raises (except cancellation)."""
-        received_at = _utc_now()
-        text, codec = decode(payload)
-        ctx = _Context(codec)
         try:
-            message = parse_message(text)
-            ctx.header, ctx.delimiters = read_header(message), message.delimiters
-            record = self._admit(payload, message, ctx.header, codec, receipt, received_at)
-            await self._publish(record)
-        except MessageError as exc:
-            if ctx.header is None:
-                ctx.header, ctx.delimiters = salvage_header(text)
-            return _reply(ctx, exc)
-        except Exception as exc:
-            _log_unexpected(exc, ctx.header, receipt)
-            return _reply(ctx, InternalHandlingError("internal error while handling the message"))
-        return _reply(ctx, None)
+            return await self._handle(payload, receipt)
+        except Exception as exc:  # the last line of defence: every frame gets an answer
+            _log_unexpected(exc, receipt)
+            return self.fail(receipt)
 
     def reject(self, frame: RejectedFrame, receipt: Receipt) -> Reply:
         """Answer a block the framing refused, addressed via whatever MSH its head holds."""
-        text, codec = decode(frame.head)
-        header, delimiters = salvage_header(text)
-        return _reply(_Context(codec, header, delimiters), frame.error)
+        try:
+            decoding = read_charset(frame.head)
+            header, delimiters = salvage_header(decoding.text)
+            return self._answers.reply(_Context(decoding.codec, header, delimiters), frame.error)
+        except Exception as exc:
+            _log_unexpected(exc, receipt)
+            return self._answers.reply(_Context(DEFAULT_CODEC), frame.error)
+
+    def fail(self, receipt: Receipt) -> Reply:
+        """AR 207 for a block whose handling raised where it must not have (see the server)."""
+        return self._answers.reply(_Context(DEFAULT_CODEC), InternalHandlingError(_INTERNAL))
+
+    async def _handle(self, payload: bytes, receipt: Receipt) -> Reply:
+        received_at = _utc_now()
+        decoding = read_charset(payload)
+        ctx = _Context(decoding.codec)
+        try:
+            if decoding.error is not None:
+                raise decoding.error
+            message = parse_message(decoding.text)
+            ctx.header, ctx.delimiters = read_header(message), message.delimiters
+            record = self._admit(payload, message, ctx.header, decoding.codec, receipt, received_at)
+            ctx.trusted = True  # type, version and processing id passed: MSH-9/10 are in place
+            await self._check_size(record, len(payload))
+            await self._publish(record)
+        except MessageError as exc:
+            if ctx.header is None:
+                ctx.header, ctx.delimiters = salvage_header(decoding.text)
+            return self._answers.reply(ctx, exc)
+        except Exception as exc:
+            _log_unexpected(exc, receipt, ctx)
+            return self._answers.reply(ctx, InternalHandlingError(_INTERNAL))
+        return self._answers.reply(ctx, None)
 
     def _admit(
         self, payload: bytes, message: Message, header: Header, codec: str, receipt: Receipt, received_at: str
@@ -182,8 +227,28 @@ class InboundHandler:
                 f"processing id {header.processing_id[:_SHOWN]!r} is not accepted", ErrorLocation("MSH", 1, 11)
             )
 
+    async def _check_size(self, record: InboundMessage, payload_bytes: int) -> None:
+        """Refuse before AA what a producer could not carry: the record itself, or its CareEvent.
+
+        Small messages skip the CareEvent check: their event is far below the
+        limit. Larger ones are converted here (off the event loop) to measure
+        the event exactly, since repetitions expand by 20x and more.
+        """
+        limit = self._max_record
+        if limit is None:
+            return
+        if len(record.to_json()) > limit:
+            raise MessageTooLargeError(f"the message is too large to store (records are limited to {limit} bytes)")
+        if self._preflight is None or payload_bytes <= self._preflight_from:
+            return
+        event_bytes = await asyncio.to_thread(self._preflight, record)
+        if event_bytes is not None and event_bytes + _EVENT_HEADROOM > limit:
+            raise MessageTooLargeError(
+                f"the message converts to a {event_bytes}-byte event, over the {limit}-byte record limit"
+            )
+
     async def _publish(self, record: InboundMessage) -> None:
-        """Hand the record to the publisher, turning a missed deadline into AE."""
+        """Hand the record to the publisher, turning a missed deadline into AR 207."""
         if self._timeout is None:
             await self._publisher.publish(record)
             return
@@ -237,18 +302,73 @@ def _patient_key(message: Message, header: Header) -> str:
     return ""
 
 
-def _reply(ctx: _Context, error: MessageError | None) -> Reply:
-    """Build and encode the ACK in the message's own charset."""
-    code = ack_code_for(error)
-    header = ctx.header
-    text = build_ack(header, code, error, ctx.delimiters)
-    return Reply(
-        ack=text.encode(ctx.codec, errors="replace"),
-        code=code,
-        control_id=header.control_id if header else "",
-        message_type=header.type_label if header else "",
-        error_code=error.code if error else "",
-    )
+_ENHANCED = {"AA": "CA", "AE": "CE", "AR": "CR"}
+
+
+class AckPolicy:
+    """Which ACK a message gets, and whether one is sent at all (enhanced mode, MSH-15).
+
+    * ``system_error_ack``: failures unrelated to content answer AR (HL7 v2)
+      or, when set to AE, AE.
+    * ``ack_mode`` "enhanced" and MSH-15 or MSH-16 filled: a commit ACK
+      (CA/CE/CR) after the durable write, sent as MSH-15 asks: AL (or empty)
+      always, NE never, ER only on CE/CR, SU only on CA. No application ACK
+      is ever originated (the hub's processing after the commit is
+      asynchronous; outcomes go to delivery.outcomes and dead letters).
+    * The ACK is encoded in the message's codec, which :mod:`charset` keeps to
+      the supported set.
+    """
+
+    def __init__(self, settings: MLLPSettings) -> None:
+        if settings.system_error_ack not in ("AR", "AE"):
+            raise ValueError(f"MLLP settings: system_error_ack must be AR or AE, not {settings.system_error_ack!r}")
+        if settings.ack_mode not in ("original", "enhanced"):
+            raise ValueError(f"MLLP settings: ack_mode must be original or enhanced, not {settings.ack_mode!r}")
+        self._system_ack = settings.system_error_ack
+        self._enhanced = settings.ack_mode == "enhanced"
+
+    def code_for(self, error: MessageError | None) -> str:
+        if error is None:
+            return "AA"
+        return self._system_ack if error.system_failure else error.ack_code
+
+    def reply(self, ctx: _Context, error: MessageError | None) -> Reply:
+        code = self.code_for(error)
+        header = ctx.header
+        send = True
+        if self._enhanced and header is not None and (header.accept_ack_type or header.application_ack_type):
+            code = _ENHANCED[code]
+            send = _commit_ack_wanted(header.accept_ack_type, code)
+        try:
+            text = build_ack(header, code, error, ctx.delimiters)
+            ack = text.encode(ctx.codec, errors="replace")
+        except (LookupError, ValueError, UnicodeError):
+            ack = build_ack(header, code, error, ctx.delimiters).encode("ascii", errors="replace")
+        trusted = ctx.trusted
+        return Reply(
+            ack=ack if send else None,
+            code=code,
+            control_id=loggable_id(header.control_id, trusted) if header else "",
+            message_type=_loggable_type(header, trusted),
+            error_code=error.code if error else "",
+        )
+
+
+def _commit_ack_wanted(accept_ack_type: str, code: str) -> bool:
+    if accept_ack_type == "NE":
+        return False
+    if accept_ack_type == "ER":
+        return code != "CA"
+    if accept_ack_type == "SU":
+        return code == "CA"
+    return True
+
+
+def _loggable_type(header: Header | None, trusted: bool) -> str:
+    """MSH-9 for logs: only from a header that passed validation, else "?"."""
+    if header is None or not trusted:
+        return "?"
+    return header.type_label[:_SHOWN]
 
 
 def _settings_version(text: str) -> tuple[int, ...]:
@@ -262,17 +382,20 @@ def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _log_unexpected(exc: Exception, header: Header | None, receipt: Receipt) -> None:
+def _log_unexpected(exc: Exception, receipt: Receipt, ctx: _Context | None = None) -> None:
     """Log the exception's type and where it was raised, never its text (it may quote PHI)."""
     frames = " <- ".join(
         f"{frame.name} ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
         for frame in reversed(traceback.extract_tb(exc.__traceback__))
     )
+    held = _unexpected_lines.allow(type(exc).__name__)
+    if held is None:
+        return
     log.error(
-        "unexpected %s handling control id %r (%s) from %s; answered AE 207; at %s",
+        "unexpected %s handling control id %r from %s; answering with ERR 207 (internal error); at %s%s",
         type(exc).__name__,
-        header.control_id[:_SHOWN] if header else "",
-        header.type_label[:_SHOWN] if header else "?",
+        loggable_id(ctx.header.control_id, ctx.trusted) if ctx is not None and ctx.header is not None else "",
         receipt.peer,
         frames,
+        f" ({held} more like it not logged)" if held else "",
     )

@@ -24,6 +24,7 @@ from typing import Protocol, cast
 
 from adapters.mllp.framing import Decoded, MLLPDecoder, RejectedFrame, encode_frame
 from adapters.mllp.inbound import Receipt, Reply
+from core.lograte import LogThrottle
 from core.settings import MLLPSettings
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,21 @@ log = logging.getLogger(__name__)
 #: Pause reading when this many blocks wait for the handler; resume at the low mark.
 QUEUE_HIGH = 32
 QUEUE_LOW = 8
+_rejected_lines = LogThrottle(10.0)
 
 
 class FrameHandler(Protocol):
-    """What the receiver needs from the business side (see inbound.InboundHandler)."""
+    """What the receiver needs from the business side (see inbound.InboundHandler).
+
+    ``handle`` and ``reject`` promise not to raise; ``fail`` is the answer
+    used if one does anyway, so the frame is still answered in order.
+    """
 
     async def handle(self, payload: bytes, receipt: Receipt) -> Reply: ...
 
     def reject(self, frame: RejectedFrame, receipt: Receipt) -> Reply: ...
+
+    def fail(self, receipt: Receipt) -> Reply: ...
 
 
 @dataclass(slots=True)
@@ -53,18 +61,20 @@ class ListenerStats:
     incomplete_frames: int = 0
     junk_bytes: int = 0
     by_ack_code: dict[str, int] = field(default_factory=lambda: {"AA": 0, "AE": 0, "AR": 0})
+    #: Replies not sent because MSH-15 asked for none (enhanced mode).
+    acks_withheld: int = 0
 
     @property
     def accepted(self) -> int:
-        return self.by_ack_code.get("AA", 0)
+        return self.by_ack_code.get("AA", 0) + self.by_ack_code.get("CA", 0)
 
     @property
     def errors(self) -> int:
-        return self.by_ack_code.get("AE", 0)
+        return self.by_ack_code.get("AE", 0) + self.by_ack_code.get("CE", 0)
 
     @property
     def rejected(self) -> int:
-        return self.by_ack_code.get("AR", 0)
+        return self.by_ack_code.get("AR", 0) + self.by_ack_code.get("CR", 0)
 
     def record(self, reply: Reply) -> None:
         self.by_ack_code[reply.code] = self.by_ack_code.get(reply.code, 0) + 1
@@ -80,6 +90,7 @@ class ListenerStats:
             frames_too_large=self.frames_too_large,
             incomplete_frames=self.incomplete_frames,
             junk_bytes=self.junk_bytes,
+            acks_withheld=self.acks_withheld,
         )
         return flat
 
@@ -282,11 +293,6 @@ class _Connection(asyncio.Protocol):
                 if self._lost:
                     continue
                 await self._send(reply, item)
-        except Exception as exc:
-            # The handler promises not to raise; if it does anyway, this
-            # connection cannot keep its ACKs in order, so it is closed and
-            # the sender resends. Type only: the text may quote the message.
-            log.error("MLLP connection from %s closed after %s in the handler", self._receipt.peer, type(exc).__name__)
         finally:
             self.close()
 
@@ -303,34 +309,49 @@ class _Connection(asyncio.Protocol):
         return self._queue.popleft()
 
     async def _dispatch(self, item: Decoded) -> Reply:
-        if isinstance(item, bytes):
-            return await self._server.handler.handle(item, self._receipt)
-        self._stats.frames_too_large += 1
-        reply = self._server.handler.reject(item, self._receipt)
-        log.warning(
-            "MLLP block from %s rejected (%s), control id %r; answered %s",
-            self._receipt.peer,
-            item.error.code,
-            reply.control_id[:20],
-            reply.code,
-        )
-        return reply
+        handler = self._server.handler
+        try:
+            if isinstance(item, bytes):
+                return await handler.handle(item, self._receipt)
+            self._stats.frames_too_large += 1
+            return handler.reject(item, self._receipt)
+        except Exception as exc:
+            # The handler promises not to raise; if it does anyway the frame is
+            # still answered, in order. Type only: the text may quote the message.
+            log.error("MLLP handler raised %s for a block from %s", type(exc).__name__, self._receipt.peer)
+            return handler.fail(self._receipt)
 
     async def _send(self, reply: Reply, item: Decoded) -> None:
+        """Write the ACK, then log it: a log line never claims an answer that was not sent."""
         assert self._transport is not None
         if self._writable is not None and not self._writable.done():
             await self._writable
         if self._lost:
             return
+        if reply.ack is None:
+            self._stats.acks_withheld += 1
+            log.debug("no ACK for control_id=%r from %s: MSH-15 asked for none", reply.control_id, self._receipt.peer)
+            return
         self._transport.write(encode_frame(reply.ack))
         self._last_activity = self._loop.time()
         self._stats.record(reply)
+        if isinstance(item, RejectedFrame):
+            held = _rejected_lines.allow(self._receipt.peer)
+            if held is not None:
+                log.warning(
+                    "MLLP block from %s refused (%s), control id %r; answered %s%s",
+                    self._receipt.peer,
+                    item.error.code,
+                    reply.control_id,
+                    reply.code,
+                    f" ({held} more refused blocks from this peer not logged)" if held else "",
+                )
         log.debug(
             "ACK %s %s control_id=%r type=%s peer=%s in=%d out=%d",
             reply.code,
             reply.error_code,
-            reply.control_id[:20],
-            reply.message_type[:20],
+            reply.control_id,
+            reply.message_type,
             self._receipt.peer,
             len(item) if isinstance(item, bytes) else len(item.head),
             len(reply.ack),

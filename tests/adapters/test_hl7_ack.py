@@ -138,7 +138,12 @@ def test_msa_text_is_short() -> None:
 
 def test_unknown_ack_code_is_refused() -> None:
     with pytest.raises(ValueError):
-        build_ack(None, "CA", None)
+        build_ack(None, "AX", None)
+
+
+def test_commit_ack_codes_are_built() -> None:
+    header, delimiters = header_of(adt("CC-1"))
+    assert segments(build_ack(header, "CA", None, delimiters))["MSA"].split("|")[:3] == ["MSA", "CA", "CC-1"]
 
 
 def test_escape_leaves_plain_text_alone() -> None:

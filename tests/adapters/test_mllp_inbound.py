@@ -36,6 +36,7 @@ async def handle(
     handler = InboundHandler(publisher or ListPublisher(), settings or MLLPSettings(), **kwargs)
     data = payload.encode() if isinstance(payload, str) else payload
     reply = await handler.handle(data, RECEIPT)
+    assert reply.ack is not None
     return reply, Ack.parse(reply.ack, "latin-1")
 
 
@@ -138,24 +139,34 @@ async def test_message_without_any_trigger_event_is_refused() -> None:
     assert (ack.code, err_code(ack), err_location(ack)) == ("AE", "101", "MSH^1^9")
 
 
-async def test_storage_failure_answers_ae_never_aa() -> None:
+async def test_storage_failure_answers_ar_207_never_aa() -> None:
+    """HL7 v2: AR is for failures unrelated to the content (the broker is down)."""
     publisher = UnavailablePublisher()
     reply, ack = await handle(adt("C-9"), publisher)
     assert publisher.attempts == 1
-    assert (reply.code, ack.code, ack.acked_id, err_code(ack)) == ("AE", "AE", "C-9", "207")
+    assert (reply.code, ack.code, ack.acked_id, err_code(ack)) == ("AR", "AR", "C-9", "207")
     assert reply.error_code == "storage-unavailable"
 
 
-async def test_publish_deadline_answers_ae() -> None:
-    reply, ack = await handle(adt(), SlowPublisher(), publish_timeout_s=0.05)
+async def test_system_error_ack_setting_answers_ae_for_senders_that_expect_it() -> None:
+    settings = replace(MLLPSettings(), system_error_ack="AE")
+    _, ack = await handle(adt("C-10"), UnavailablePublisher(), settings)
     assert (ack.code, err_code(ack)) == ("AE", "207")
+    _, content = await handle(adt("C-11", version="9.9"), ListPublisher(), settings)
+    assert content.code == "AR", "content errors keep their own code"
+
+
+async def test_publish_deadline_answers_ar() -> None:
+    reply, ack = await handle(adt(), SlowPublisher(), publish_timeout_s=0.05)
+    assert (ack.code, err_code(ack)) == ("AR", "207")
     assert reply.error_code == "storage-unavailable"
 
 
-async def test_unexpected_error_answers_ae_207_and_logs_no_phi(caplog: pytest.LogCaptureFixture) -> None:
+async def test_unexpected_error_answers_ar_207_and_logs_no_phi(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     reply, ack = await handle(adt("C-77"), ExplodingPublisher())
-    assert (ack.code, err_code(ack), ack.acked_id) == ("AE", "207", "C-77")
+    assert reply.ack is not None
+    assert (ack.code, err_code(ack), ack.acked_id) == ("AR", "207", "C-77")
     assert "DOE" not in reply.ack.decode()
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "RuntimeError" in logged and "C-77" in logged
@@ -192,6 +203,7 @@ async def test_oversize_frame_is_rejected_with_its_control_id() -> None:
     handler = InboundHandler(ListPublisher(), MLLPSettings())
     frame = RejectedFrame(MessageTooLargeError("too big"), adt("BIG-1").encode()[:100])
     reply = handler.reject(frame, RECEIPT)
+    assert reply.ack is not None
     ack = Ack.parse(reply.ack)
     assert (ack.code, ack.acked_id, err_code(ack)) == ("AR", "BIG-1", "207")
     assert reply.error_code == "message-too-large"
@@ -199,7 +211,7 @@ async def test_oversize_frame_is_rejected_with_its_control_id() -> None:
 
 def test_ack_code_comes_from_the_error_class() -> None:
     assert ack_code_for(None) == "AA"
-    assert ack_code_for(StorageUnavailableError("x")) == "AE"
+    assert ack_code_for(StorageUnavailableError("x")) == "AR"
     assert ack_code_for(UnsupportedVersionError("x")) == "AR"
 
 

@@ -142,15 +142,15 @@ async def test_twenty_concurrent_connections(serve: StartServer) -> None:
     assert server.stats.connections_total == 20
 
 
-async def test_storage_failure_over_the_wire_is_ae_never_aa(serve: StartServer) -> None:
+async def test_storage_failure_over_the_wire_is_ar_207_never_aa(serve: StartServer) -> None:
     server = await serve(UnavailablePublisher())
     client = await MLLPClient.connect(server.port)
     for i in range(3):
         ack = await client.exchange(adt(f"S{i}"))
-        assert (ack.code, ack.acked_id) == ("AE", f"S{i}")
+        assert (ack.code, ack.acked_id) == ("AR", f"S{i}")
         assert ack.field("ERR", 3).startswith("207^")
     await client.close()
-    assert server.stats.errors == 3
+    assert server.stats.rejected == 3
     assert server.stats.accepted == 0
 
 

@@ -1,0 +1,35 @@
+"""Rate limits for repeated log lines: one line per key per interval, with a count of the rest.
+
+Used where one cause can repeat per message (a broker outage, a stream of
+malformed input) so the log says what happened without a line per message.
+State changes (broker lost / back) are logged by their owners once each and
+need no throttle.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class LogThrottle:
+    """``allow(key)`` answers None while ``key`` was logged less than ``interval_s`` ago.
+
+    Otherwise it answers how many lines for ``key`` were held back since the
+    last one it allowed (0 the first time), for the caller to append.
+    """
+
+    def __init__(self, interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def allow(self, key: str) -> int | None:
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
