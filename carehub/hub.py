@@ -28,17 +28,32 @@ from carehub.kafka import KafkaPublisher, ensure_topics
 from carehub.ops_http import HTTPServer, check_listener, ops_routes, server_ssl_context
 from connectors.webhook import WebhookDestination
 from core.metrics import Metrics
+from core.records import InboundMessage
 from core.settings import Settings
 from core.topics import Topics
 from journal import Journal, open_journal
 from streams.app import build_app, changelog_topics
 from streams.context import StreamDeps
 from streams.deliver import RetryPolicy
+from streams.normalize import normalize
 from streams.notify import Hub as HubIdentity
 from streams.routing.source import ReloadingRoutingMap
 from streams.subscriptions.config import load_subscriptions
 
 log = logging.getLogger(__name__)
+
+
+def care_event_bytes(record: InboundMessage) -> int | None:
+    """The size of the CareEvent ``record`` normalizes to (the MLLP listener's size preflight).
+
+    None when it does not convert: normalize dead-letters such a message with
+    its reason, so refusing it here would only make the sender resend it.
+    """
+    try:
+        return len(normalize(record).to_json())
+    except Exception:  # any conversion failure is the stream's to dead-letter, not a reason to refuse
+        return None
+
 
 #: ``ingest`` = MLLP listener + Kafka publisher; ``streams`` = the Faust agents.
 #: A process runs either or both; ingest and stream workers scale separately.
@@ -107,9 +122,7 @@ class Hub:
             self._broker = EmbeddedBroker(log_file=self._broker_log)
             self.bootstrap = await asyncio.to_thread(self._broker.start)
             self.settings = replace(self.settings, kafka=replace(self.settings.kafka, bootstrap=self.bootstrap))
-        await asyncio.to_thread(
-            ensure_topics, self.bootstrap, self.topics.all(), self.settings.kafka.partitions, self.topics.compacted()
-        )
+        await self._ensure_topics()
         self._consent = ConsentParts(self.settings.config_dir, self.bootstrap, self.topics.consents)
         await self._consent.start()
 
@@ -144,6 +157,11 @@ class Hub:
         await app.start()
         self._app = app
 
+    async def _ensure_topics(self) -> None:
+        """Provision the hub's topics (idempotent); also run when a lost broker comes back."""
+        partitions, compacted = self.settings.kafka.partitions, self.topics.compacted()
+        await asyncio.to_thread(ensure_topics, self.bootstrap, self.topics.all(), partitions, compacted)
+
     async def _start_ingest(self) -> None:
         s = self.settings
         self._publisher = KafkaPublisher(
@@ -151,18 +169,28 @@ class Hub:
             self.topics.hl7v2_inbound,
             s.kafka.produce_timeout_s,
             notification_topic=self.topics.fhir_inbound,
+            max_request_size=s.kafka.max_record_bytes,
+            on_back=self._ensure_topics,
         )
         await self._publisher.start()
-        handler = InboundHandler(self._publisher, s.mllp)
+        handler = InboundHandler(
+            self._publisher, s.mllp, max_record_bytes=s.kafka.max_record_bytes, preflight=care_event_bytes
+        )
         self._mllp = MLLPServer(handler, s.mllp, listener=f"mllp:{s.mllp.host}:{s.mllp.port}")
         await self._mllp.start()
+
+    def ready(self) -> bool:
+        """/ready: started, and the broker reachable for a process that writes to it."""
+        if not self._ready:
+            return False
+        return self._publisher is None or self._publisher.health.healthy
 
     def _http_routes(self) -> list[web.RouteDef]:
         """Every HTTP route the hub serves; each feature adds its own here."""
         delivery = self._delivery.routes() if self._delivery is not None else []
         fhir = resthook_routes(self._publisher, self.subscriptions)
         consent = self._consent.routes() if self._consent is not None else []
-        return [*ops_routes(self.metrics, lambda: self._ready), *delivery, *fhir, *consent]
+        return [*ops_routes(self.metrics, self.ready), *delivery, *fhir, *consent]
 
     async def _start_http(self) -> None:
         """The HTTP listener, every route behind the access check (adapters.httpauth), TLS when configured."""
@@ -217,9 +245,10 @@ class Hub:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
-        for part in (self._mllp, self._http):
-            if part is not None:
-                await part.stop()
+        if self._mllp is not None:
+            await self._mllp.stop(grace_s=self.settings.mllp.drain_s)
+        if self._http is not None:
+            await self._http.stop()
         if self._publisher is not None:
             await self._publisher.stop()
         if self._app is not None:

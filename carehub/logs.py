@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from core.lograte import ThrottleFilter
+
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -12,3 +14,7 @@ def configure(level: str = "INFO") -> None:
     # Faust, mode and the Kafka clients are chatty at INFO; keep their warnings.
     for noisy in ("faust", "mode", "aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # While a broker is away the Kafka clients log every reconnect attempt; the hub logs "lost"/"back" once.
+    throttle = ThrottleFilter(("aiokafka", "kafka"), 30.0)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(throttle)

@@ -8,6 +8,7 @@ need no throttle.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -33,3 +34,23 @@ class LogThrottle:
             return None
         self._last[key] = now
         return self._held.pop(key, 0)
+
+
+class ThrottleFilter(logging.Filter):
+    """A handler filter: records of loggers under ``prefixes`` pass once per template per interval.
+
+    For third-party loggers (the Kafka clients) that write one line per
+    reconnect attempt while a broker is away; carehub's own state-change lines
+    say what happened. Other records pass untouched.
+    """
+
+    def __init__(self, prefixes: tuple[str, ...], interval_s: float = 30.0) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._throttle = LogThrottle(interval_s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        if not any(name == p or name.startswith(p + ".") for p in self._prefixes):
+            return True
+        return self._throttle.allow(f"{name}:{record.msg}") is not None

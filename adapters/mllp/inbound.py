@@ -52,6 +52,8 @@ _SHOWN = 20
 _PATIENT_TYPES = frozenset({"ADT"})
 #: Room kept below the record limit for what normalize adds after conversion (labels, receipt).
 _EVENT_HEADROOM = 16_384
+#: Key, headers and batch framing around a record in a produce request.
+_RECORD_OVERHEAD = 1_024
 _INTERNAL = "internal error while handling the message"
 _unexpected_lines = LogThrottle(10.0)
 
@@ -237,7 +239,7 @@ class InboundHandler:
         limit = self._max_record
         if limit is None:
             return
-        if len(record.to_json()) > limit:
+        if len(record.to_json()) + _RECORD_OVERHEAD > limit:
             raise MessageTooLargeError(f"the message is too large to store (records are limited to {limit} bytes)")
         if self._preflight is None or payload_bytes <= self._preflight_from:
             return

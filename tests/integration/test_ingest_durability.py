@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -51,22 +54,59 @@ async def test_aa_means_the_raw_bytes_and_receipt_are_on_the_inbound_topic(broke
     assert stored.sending_facility == "RGH" and stored.received_at.endswith("Z")
 
 
-async def test_broker_down_means_ae_never_aa(config_dir: Path) -> None:
+async def _ready(port: int) -> int:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/ready") as response:
+        return response.status
+
+
+async def _eventually_ready(port: int, status: int, timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (found := await _ready(port)) != status:
+        assert asyncio.get_running_loop().time() < deadline, f"/ready stayed {found}, wanted {status}"
+        await asyncio.sleep(0.2)
+
+
+async def test_broker_outage_is_visible_answered_promptly_and_survived(
+    config_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Broker stopped under a live listener: /ready 503, prompt AR 207; restarted on the same port: AA again."""
+    caplog.set_level(logging.INFO)
     own = EmbeddedBroker()
     own.start()
-    hub = Hub(hub_settings(config_dir, own.bootstrap, produce_timeout_s=2.0), roles=("ingest",))
+    hub = Hub(hub_settings(config_dir, own.bootstrap), roles=("ingest",))
     await hub.start()
     client = MLLPClient("127.0.0.1", hub.mllp_port, timeout_s=30)
     try:
         assert ack_code(await client.send((FEED / "02-a01-admit-rivera.hl7").read_bytes())) == "AA"
+        assert await _ready(hub.http_port) == 200
         own.stop()
-        ack = await client.send((FEED / "03-a02-transfer-rivera.hl7").read_bytes())
-        assert ack_code(ack) == "AE", ack
-        text = ack.decode()
-        assert "\rERR|" in text and "207" in text and "MSA|AE|RGH0003" in text
-        again = await client.send((FEED / "04-a03-discharge-rivera.hl7").read_bytes())
-        assert ack_code(again) == "AE", "the listener keeps serving and keeps refusing AA"
+        loop = asyncio.get_running_loop()
+        for name in ("03-a02-transfer-rivera.hl7", "04-a03-discharge-rivera.hl7", "05-a01-admit-okafor.hl7"):
+            began = loop.time()
+            ack = await client.send((FEED / name).read_bytes())
+            took = loop.time() - began
+            assert ack_code(ack) == "AR", ack
+            assert "\rERR|" in ack.decode() and "|207^" in ack.decode()
+            assert took < 4.0, f"negative ACK after {took:.1f} s (produce timeout 2 s)"
+        await _eventually_ready(hub.http_port, 503)
+        assert "MSA|AR|RGH0003" in (await client.send((FEED / "03-a02-transfer-rivera.hl7").read_bytes())).decode()
+
+        again = EmbeddedBroker(port=own.port)  # same address, empty storage: topics must be provisioned again
+        again.start()
+        try:
+            await _eventually_ready(hub.http_port, 200)
+            ack = await client.send((FEED / "03-a02-transfer-rivera.hl7").read_bytes())
+            assert ack_code(ack) == "AA", ack
+            [(_, stored)] = await _read_inbound(own.bootstrap, hub.topics.hl7v2_inbound, 1)
+            assert stored.control_id == "RGH0003", "the AA'd message is on the restarted broker"
+        finally:
+            await client.close()
+            await hub.stop()
+            again.stop()
     finally:
         await client.close()
         await hub.stop()
         own.stop()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Kafka broker")]
+    assert sum(" lost (" in line for line in lines) == 1, lines
+    assert sum(" is back after " in line for line in lines) == 1, lines
