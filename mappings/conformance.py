@@ -22,7 +22,19 @@ from adapters.hl7.tokenizer import parse_message
 from mappings.events import trigger
 
 SUPPORTED_VERSIONS = (
-    "2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2",
+    "2.1",
+    "2.2",
+    "2.3",
+    "2.3.1",
+    "2.4",
+    "2.5",
+    "2.5.1",
+    "2.6",
+    "2.7",
+    "2.7.1",
+    "2.8",
+    "2.8.1",
+    "2.8.2",
 )
 
 
@@ -44,8 +56,13 @@ def normalize(text: str) -> tuple[str, Report]:
     message = parse_message(text)
     header = read_header(message)
     version = header.version if header.version in SUPPORTED_VERSIONS else "2.5"
-    structure = header.structure or trigger(header.trigger_event).structure
+    structure = _structure(header.message_type, header.trigger_event, header.structure)
     report = Report(version, structure)
+    if header.message_type != "ADT":
+        report.notes.append(
+            f"not an ADT message ({header.message_type or 'no MSH-9'}): the hub ingests ADT only; "
+            f"checked as {structure}"
+        )
     if version != header.version:
         report.notes.append(f"MSH-12 {header.version!r} is not a version hl7apy knows; checked as {version}")
     msh = list(message.msh.fields)
@@ -59,6 +76,15 @@ def normalize(text: str) -> tuple[str, Report]:
     lines = ["MSH" + d.field + d.field.join(msh[2:])]
     lines += [d.field.join(seg.fields) for seg in message.segments[1:]]
     return "\r".join(lines), report
+
+
+def _structure(message_type: str, trigger_event: str, declared: str) -> str:
+    """MSH-9.3 when sent; for ADT the trigger table's structure; else TYPE_TRIGGER (BAR_P01, ORU_R01)."""
+    if declared:
+        return declared
+    if message_type == "ADT":
+        return trigger(trigger_event).structure
+    return f"{message_type}_{trigger_event}" if trigger_event else message_type
 
 
 def check(text: str) -> Report:
@@ -80,8 +106,10 @@ def check(text: str) -> Report:
             parsed.validate(report_file=path)
         except (HL7apyException, ValueError, KeyError, AttributeError) as exc:
             if not os.path.getsize(path):
-                report.errors.append(f"hl7apy stopped validating ({type(exc).__name__}: {exc}); "
-                                     f"the structure is probably not one {report.version} defines")
+                report.errors.append(
+                    f"hl7apy stopped validating ({type(exc).__name__}: {exc}); "
+                    f"the structure is probably not one {report.version} defines"
+                )
         with open(path, encoding="utf-8") as handle:
             for line in handle:
                 kind, _, finding = line.rstrip("\n").partition(": ")

@@ -51,8 +51,8 @@ def version_key(version: str) -> tuple[int, ...] | None:
 
 
 def _chars(d: Delimiters) -> str:
-    """Field separator and the four encoding characters, in MSH order."""
-    return d.field + d.component + d.repetition + d.escape + d.subcomponent
+    """Field separator and the encoding characters (four, or five with v2.7's truncation), in MSH order."""
+    return d.field + d.component + d.repetition + d.escape + d.subcomponent + d.truncation
 
 
 _Table = dict[int, str | None]
@@ -64,7 +64,7 @@ def _escape_table(chars: str) -> _Table:
     e = chars[3]
     table: _Table = {c: None for c in range(32)}
     table[127] = None
-    for char, letter in zip(chars, "FSRET", strict=True):
+    for char, letter in zip(chars, "FSRETP"[: len(chars)], strict=True):
         table[ord(char)] = f"{e}{letter}{e}"
     return table
 
@@ -84,7 +84,7 @@ def ack_delimiters(delimiters: Delimiters | None) -> Delimiters:
     if delimiters is None:
         return _STANDARD
     chars = _chars(delimiters)
-    if all(" " < c < "\x7f" for c in chars) and len(set(chars)) == 5:
+    if all(" " < c < "\x7f" for c in chars) and len(set(chars)) == len(chars):
         return delimiters
     return _STANDARD
 
@@ -150,7 +150,7 @@ def _msh(header: Header | None, d: Delimiters, t: _Table, control_id: str, versi
             header.sending_facility.translate(t),
         ]
         trigger, processing_id = header.trigger_event.translate(t), header.processing_id.translate(t) or "P"
-    encoding = d.component + d.repetition + d.escape + d.subcomponent
+    encoding = d.component + d.repetition + d.escape + d.subcomponent + d.truncation
     return d.field.join(
         [
             "MSH",

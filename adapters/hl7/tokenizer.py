@@ -81,6 +81,8 @@ def unescape(value: str, d: Delimiters) -> str:
 
 def _expand(seq: str, d: Delimiters) -> str:
     simple = {"F": d.field, "S": d.component, "T": d.subcomponent, "R": d.repetition, "E": d.escape}
+    if d.truncation:
+        simple["P"] = d.truncation  # v2.7: the truncation character, escaped
     if seq in simple:
         return simple[seq]
     if seq in ("H", "N"):

@@ -35,3 +35,10 @@ def test_validate_reports_structure(corpus_dir: Path, capsys: pytest.CaptureFixt
     assert "ADT_A01 v2.6: ok" in capsys.readouterr().out
     assert main(["validate", str(corpus_dir / "msfc__ADT_A01__ADT-A01-01.hl7")]) == 1
     assert "error:" in capsys.readouterr().out
+
+
+def test_validate_names_the_real_structure_of_a_non_adt(corpus_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["validate", str(corpus_dir / "hapi__BAR_P01__messages_BAR_P01_589888.hl7")])
+    out = capsys.readouterr().out
+    assert "BAR_P01 v2.4:" in out and "ADT_A01" not in out
+    assert "not an ADT message (BAR)" in out
