@@ -43,6 +43,25 @@ class InvalidResourceError(HTTPInputError):
     issue_code = "invalid"
 
 
+class IncompleteResourceError(InvalidResourceError):
+    """Required elements are missing: one OperationOutcome issue names each, all at once."""
+
+    code = "incomplete-resource"
+    issue_code = "required"
+
+    def __init__(self, message: str, missing: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class PreconditionFailedError(HTTPInputError):
+    """If-Match named a version that is no longer the current one."""
+
+    code = "version-conflict"
+    http_status = 412
+    issue_code = "conflict"
+
+
 class NotFoundError(HTTPInputError):
     code = "not-found"
     http_status = 404
@@ -80,12 +99,32 @@ def operation_outcome(severity: str, issue_code: str, text: str, error_code: str
 
 def answer_for(error: BaseException) -> tuple[int, dict[str, Any]]:
     """HTTP status and OperationOutcome for a failure."""
+    if isinstance(error, IncompleteResourceError):
+        issues = [
+            {"severity": "error", "code": "required", "expression": [path],
+             "details": {"coding": [{"system": "urn:carehub:error", "code": error.code}], "text": f"missing {what}"}}
+            for path, what in error.missing
+        ]  # fmt: skip
+        return error.http_status, {"resourceType": "OperationOutcome", "issue": issues}
     if isinstance(error, HTTPInputError):
         return error.http_status, operation_outcome("error", error.issue_code, error.message, error.code)
     if isinstance(error, StorageUnavailableError):
         return 503, operation_outcome("error", "transient", "not stored; resend later", error.code)
     code = error.code if isinstance(error, CarehubError) else "internal-error"
     return 500, operation_outcome("fatal", "exception", "internal error; resend later", code)
+
+
+#: Where the authentication middleware (issue 11) leaves the caller's identity on the request.
+PRINCIPAL_KEY = "principal"
+
+
+def principal(request: web.Request) -> str:
+    """Who made the request: the authenticated principal, else the peer address (recorded, never trusted)."""
+    found = request.get(PRINCIPAL_KEY)
+    name = getattr(found, "name", None) or getattr(found, "subject", None) or found
+    if name:
+        return str(name)
+    return f"unauthenticated@{request.remote or 'unknown'}"
 
 
 def fhir_response(resource: dict[str, Any], status: int = 200) -> web.Response:

@@ -1,22 +1,27 @@
-"""The consent service behind ``/fhir/Consent``: validate, store on Kafka, take effect."""
+"""The consent service behind ``/fhir/Consent`` and ``/part2/emergency``: validate, version, store, take effect."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from adapters.consentapi import consent_routes
-from adapters.fhirhttp import InvalidResourceError
+from adapters.fhirhttp import IncompleteResourceError, InvalidResourceError, PreconditionFailedError
+from adapters.part2api import part2_routes
 from core.patient import PatientIdentifier, patient_key
 from mappings.validation import validate_resource
+from streams.consent.audit import attestation_audit
 from streams.consent.codes import AUTHORITY_PREFIX
 from streams.consent.deps import ConsentDeps
-from streams.consent.model import ConsentError, parse_consent
+from streams.consent.emergency import KEY_PREFIX, parse_attestation
+from streams.consent.model import ConsentError, IncompleteConsentError, parse_consent
 from streams.consent.policy import load_policy
-from streams.consent.store import ConsentTable, ConsentWriter
+from streams.consent.store import ConsentTable, ConsentWriter, history_key
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +32,77 @@ def search_key(patient: str) -> str:
     return patient_key(PatientIdentifier(value=value, authority=system.removeprefix(AUTHORITY_PREFIX)))
 
 
-class ConsentService:
-    """Implements the Consent endpoint's ``ConsentSink`` seam."""
+#: meta.extension on each stored Consent version: who wrote it (the authenticated principal).
+WRITTEN_BY = "urn:carehub:fhir:StructureDefinition:written-by"
 
-    def __init__(self, table: ConsentTable, writer: ConsentWriter) -> None:
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _version(resource: dict[str, Any] | None) -> int:
+    found = str((resource or {}).get("meta", {}).get("versionId", "0"))
+    return int(found) if found.isdigit() else 0
+
+
+class ConsentService:
+    """Implements the Consent endpoint's ``ConsentSink`` seam and the §2.51 attestation seam."""
+
+    def __init__(self, table: ConsentTable, writer: ConsentWriter, audit_topic: str = "") -> None:
         self._table = table
         self._writer = writer
+        self._audit_topic = audit_topic
+        self._lock = asyncio.Lock()
 
-    async def accept(self, consent: dict[str, Any]) -> dict[str, Any]:
+    async def accept(self, consent: dict[str, Any], author: str = "", if_match: str = "") -> dict[str, Any]:
+        """Validate (FHIR R4, §2.31), then store as the next version with who wrote it."""
         issues = validate_resource(consent)
         if issues:
             raise InvalidResourceError("the Consent does not conform to FHIR R4: " + "; ".join(issues[:5]))
         try:
             directive = parse_consent(consent)
+        except IncompleteConsentError as exc:
+            raise IncompleteResourceError(exc.message, exc.missing) from exc
         except ConsentError as exc:
             raise InvalidResourceError(exc.message) from exc
-        print_ = await self._writer.write(consent)
+        async with self._lock:  # versions of this process's writes never interleave
+            current = _version(self._table.resource(directive.id))
+            if if_match and if_match != str(current):
+                raise PreconditionFailedError(f"Consent/{directive.id} is at version {current}, not {if_match}")
+            meta = {k: v for k, v in consent.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
+            written = [e for e in meta.get("extension", []) if e.get("url") != WRITTEN_BY]
+            meta.update(versionId=str(current + 1), lastUpdated=_now(),
+                        extension=[*written, {"url": WRITTEN_BY, "valueString": author or "unknown"}])  # fmt: skip
+            stored = {**consent, "meta": meta}
+            await self._writer.write(stored, key=history_key(directive.id, current + 1))
+            print_ = await self._writer.write(stored)
         if not await self._table.wait_for(directive.id, print_):
             log.warning("consent %s stored but not yet applied locally", directive.id)
-        return consent
+        return stored
 
     def read(self, consent_id: str) -> dict[str, Any] | None:
         return self._table.resource(consent_id)
+
+    def history(self, consent_id: str) -> list[dict[str, Any]]:
+        return self._table.history(consent_id)
+
+    async def attest(self, body: dict[str, Any], author: str) -> dict[str, Any]:
+        """Store a §2.51 attestation durably, audited (acks=all) before it can permit anything."""
+        if isinstance(body, dict) and body.get("patient"):
+            body = {**body, "patient": search_key(str(body["patient"]))}
+        try:
+            attestation = parse_attestation(body, recorded=_now(), recorded_by=author)
+        except ConsentError as exc:
+            raise InvalidResourceError(exc.message) from exc
+        if self._audit_topic:
+            audit = attestation_audit(attestation)
+            await self._writer.write(audit, key=attestation.patient_key, topic=self._audit_topic)
+        key = f"{KEY_PREFIX}{attestation.id}"
+        print_ = await self._writer.write(attestation.to_dict(), key=key)
+        if not await self._table.wait_for(key, print_):
+            log.warning("attestation %s stored but not yet applied locally", attestation.id)
+        log.info("part 2 emergency attestation %s stored", attestation.id)
+        return attestation.to_dict()
 
     def search(self, patient: str) -> list[dict[str, Any]]:
         return self._table.resources_for(search_key(patient)) if patient else []
@@ -57,11 +111,11 @@ class ConsentService:
 class ConsentParts:
     """The consent table, writer, service and routes of one hub process."""
 
-    def __init__(self, config_dir: Path, bootstrap: str, topic: str) -> None:
+    def __init__(self, config_dir: Path, bootstrap: str, topic: str, audit_topic: str = "") -> None:
         self.policy = load_policy(config_dir)
         self.table = ConsentTable(bootstrap, topic)
         self.writer = ConsentWriter(bootstrap, topic)
-        self.service = ConsentService(self.table, self.writer)
+        self.service = ConsentService(self.table, self.writer, audit_topic)
 
     async def start(self) -> None:
         await self.table.start()
@@ -75,4 +129,4 @@ class ConsentParts:
         return ConsentDeps(policy=self.policy, consents=self.table)
 
     def routes(self) -> list[web.RouteDef]:
-        return consent_routes(self.service)
+        return [*consent_routes(self.service), *part2_routes(self.service)]

@@ -146,7 +146,7 @@ def demo_settings(config_dir: Path, journal: Path = DEMO_JOURNAL) -> Settings:
 async def load_consents(hub: Hub, folder: Path, report: DemoReport) -> None:
     """Post every Consent of the demo folder through the hub's consent service."""
     for path in sorted(folder.glob("*.json")):
-        stored = await hub.consents.accept(json.loads(path.read_text(encoding="utf-8")))
+        stored = await hub.consents.accept(json.loads(path.read_text(encoding="utf-8")), author="carehub demo")
         report.consents.append(str(stored["id"]))
 
 

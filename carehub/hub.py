@@ -123,7 +123,9 @@ class Hub:
             self.bootstrap = await asyncio.to_thread(self._broker.start)
             self.settings = replace(self.settings, kafka=replace(self.settings.kafka, bootstrap=self.bootstrap))
         await self._ensure_topics()
-        self._consent = ConsentParts(self.settings.config_dir, self.bootstrap, self.topics.consents)
+        self._consent = ConsentParts(
+            self.settings.config_dir, self.bootstrap, self.topics.consents, self.topics.audit_events
+        )
         await self._consent.start()
 
     async def _start_streams(self) -> None:

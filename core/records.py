@@ -140,6 +140,8 @@ class Delivery(Record):
     reason: str = ""
     #: On a retry topic: when (epoch seconds) the next attempt is due.
     due_at: float = 0.0
+    #: Security labels of what the payload discloses; the send-time consent gate decides on them.
+    labels: list[JSONObject] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,8 +42,9 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS delivery_queue_by_pair ON delivery_queue (recipient_id, patient_key, seq)",
 ]
 
-#: Outcome states after which a delivery is finished (a replay reopens it).
-FINAL = ("delivered", "failed")
+#: Outcome states after which a delivery is finished (a replay reopens it). ``suppressed``: the
+#: send-time consent gate stopped it (a revocation or expiry after it was planned).
+FINAL = ("delivered", "failed", "suppressed")
 
 
 def now_iso() -> str:

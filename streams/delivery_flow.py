@@ -8,6 +8,11 @@ deliveries for the pair queue behind it), or to the dead-letter topic. When
 a holder is resolved its queue drains in order. All state that must survive
 a worker is in Kafka (retry topics, offsets) or the journal; the in-process
 locks only keep this worker's own coroutines from interleaving on a pair.
+
+Every attempt first passes the send-time consent gate
+(streams.consent.egress.SendGate): a delivery whose Part 2 consent was revoked
+or expired since it was planned is suppressed (journaled, announced, audited),
+never sent.
 """
 
 from __future__ import annotations
@@ -17,15 +22,17 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
 
 from connectors.base import Destination
 from core.metrics import Metrics
-from core.records import DeadLetter, Delivery, DeliveryOutcome, Record, TaskEvent
+from core.records import DeadLetter, Delivery, DeliveryOutcome, JSONObject, Record, TaskEvent
 from core.topics import Topics
 from journal import Journal, open_journal
+from streams.consent.decide import ConsentDecision
+from streams.consent.egress import SendGate
 from streams.context import AgentContext
 from streams.deliver import Attempt, CircuitBreaker, NextStep, RetryPolicy, attempt_once, next_step, now_iso, outcome
 from streams.task_alerts import task_from_delivery
@@ -49,6 +56,7 @@ class DeliveryFlow:
         policy: RetryPolicy,
         metrics: Metrics,
         *,
+        gate: SendGate,
         timeout_s: float = 10.0,
         breaker: CircuitBreaker | None = None,
         rng: random.Random | None = None,
@@ -59,6 +67,7 @@ class DeliveryFlow:
         self.destinations = destinations
         self.policy = policy
         self.metrics = metrics
+        self.gate = gate
         self.timeout_s = timeout_s
         self.breaker = breaker or CircuitBreaker(policy.breaker_failures, policy.breaker_reset_s)
         self.rng = rng or random.Random()
@@ -121,7 +130,11 @@ class DeliveryFlow:
         return await attempt_once(d, destination, self.breaker, self.timeout_s)
 
     async def _try(self, d: Delivery) -> bool:
-        """One attempt and what follows; True when ``d`` is resolved (delivered or dead-lettered)."""
+        """One attempt and what follows; True when ``d`` is resolved (delivered, dead-lettered or suppressed)."""
+        permit = await self.gate.check(d, d.attempt + 1)
+        if not permit.discloses:
+            await self._suppress(d, permit)
+            return True
         attempt = await self._attempt(d)
         number = d.attempt + (0 if attempt.skipped else 1)
         j = self.journal
@@ -152,6 +165,12 @@ class DeliveryFlow:
         await self._dead_letter(d, step, attempt)
         return True
 
+    async def _suppress(self, d: Delivery, decision: ConsentDecision) -> None:
+        """The send-time gate refused ``d``: it is finished, and nothing left."""
+        log.warning("delivery %s recipient=%s suppressed at send time: %s", d.delivery_id, d.recipient_id,
+                    decision.rule)  # fmt: skip
+        await self._finish(d, "suppressed", d.attempt, decision.reason, None)
+
     async def _finish(self, d: Delivery, status: str, attempts: int, reason: str, code: int | None) -> None:
         result = outcome(d, status, attempts, reason, code)
         await self.journal.db.run(self.journal.record_outcome, result)
@@ -159,7 +178,8 @@ class DeliveryFlow:
 
     async def _announce(self, d: Delivery, result: DeliveryOutcome) -> None:
         """Count the outcome and put it on delivery.outcomes (already journaled)."""
-        self.metrics.inc("delivered" if result.status == "delivered" else "delivery_failed", recipient=d.recipient_id)
+        counter = {"delivered": "delivered", "suppressed": "delivery_suppressed"}.get(result.status, "delivery_failed")
+        self.metrics.inc(counter, recipient=d.recipient_id)
         await self.sender.send(self.topics.delivery_outcomes, d.patient_key, result)
 
     async def _dead_letter(self, d: Delivery, step: NextStep, attempt: Attempt) -> None:
@@ -198,6 +218,13 @@ class DeliveryFlow:
             await self.sender.send(self.topics.task_events, event.task_id, event)  # keyed by task: in order
 
 
+def _audit_sink(ctx: AgentContext) -> Callable[[str, JSONObject], Awaitable[None]]:
+    async def publish(key: str, audit: JSONObject) -> None:
+        await ctx.send_json(ctx.deps.topics.audit_events, key, audit)
+
+    return publish
+
+
 _FLOWS: weakref.WeakKeyDictionary[AgentContext, DeliveryFlow] = weakref.WeakKeyDictionary()
 
 
@@ -207,8 +234,8 @@ def flow_for(ctx: AgentContext) -> DeliveryFlow:
     if flow is None:
         deps = ctx.deps
         journal = deps.journal or open_journal("sqlite:///:memory:")
-        flow = DeliveryFlow(
-            ctx, deps.topics, journal, deps.destinations, deps.retry, deps.metrics, timeout_s=deps.delivery_timeout_s
-        )
+        gate = SendGate(deps.consent, deps.routing, journal, _audit_sink(ctx), clock=now_iso)
+        flow = DeliveryFlow(ctx, deps.topics, journal, deps.destinations, deps.retry, deps.metrics, gate=gate,
+                            timeout_s=deps.delivery_timeout_s)  # fmt: skip
         _FLOWS[ctx] = flow
     return flow

@@ -34,7 +34,11 @@ def task_from_delivery(d: Delivery) -> dict[str, Any] | None:
             identifiers = [i.get("value") for i in resource.get("identifier", []) if i.get("value")]
             task_id = resource.get("id") or (identifiers[0] if identifiers else d.idempotency_key)
             owner = {"reference": f"Organization/{d.recipient_id}"}
-            return {**resource, "id": str(task_id), "owner": owner}
+            task = {**resource, "id": str(task_id), "owner": owner}
+            labels = d.payload.get("meta", {}).get("security", [])
+            if labels:  # the Task keeps the labels it was disclosed under (read API, overdue alerts)
+                task["meta"] = {**resource.get("meta", {}), "security": labels}
+            return task
     return None
 
 

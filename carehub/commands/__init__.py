@@ -15,6 +15,7 @@ from carehub.commands import (  # noqa: E402
     convert,
     demo,
     dlq,
+    part2,
     routes,
     run,
     subscribe,
@@ -22,4 +23,6 @@ from carehub.commands import (  # noqa: E402
     validate,
 )
 
-COMMANDS: list[ModuleType] = [run, demo, convert, validate, routes, dlq, subscribe, subscriptions, consent, audit]
+COMMANDS: list[ModuleType] = [
+    run, demo, convert, validate, routes, dlq, subscribe, subscriptions, consent, audit, part2,
+]  # fmt: skip

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "audit",
         help="list every disclosure and suppression decision for a patient (42 CFR Part 2 accounting)",
-        description="Read the journal's audit trail: one FHIR AuditEvent per consent decision.",
+        description="Read the journal's audit trail: one FHIR AuditEvent per consent decision (when planned and "
+        "again before each send of Part 2 data), with what became of the delivery.",
     )
     actions = parser.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     show = actions.add_parser("disclosures", help="disclosures, redacted disclosures and suppressions for a patient")
@@ -41,10 +42,12 @@ def disclosures(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(asdict(row)))
         return 0
-    print(f"{'recorded':<25} {'recipient':<18} {'action':<7} {'decision':<16} {'consent':<18} reason")
+    print(f"{'recorded':<25} {'recipient':<18} {'action':<7} {'when':<7} {'decision':<16} {'consent':<18} "
+          f"{'delivery':<24} reason")  # fmt: skip
     for row in rows:
-        print(f"{row.recorded:<25} {row.recipient_id:<18} {row.action:<7} {row.outcome:<16} "
-              f"{row.consent_id or '-':<18} {row.reason}")  # fmt: skip
-    disclosed = sum(1 for r in rows if r.outcome != "deny")
-    print(f"{len(rows)} decision(s): {disclosed} disclosed, {len(rows) - disclosed} suppressed")
+        print(f"{row.recorded:<25} {row.recipient_id:<18} {row.action:<7} {row.phase:<7} {row.outcome:<16} "
+              f"{row.consent_id or '-':<18} {row.delivery:<24} {row.reason}")  # fmt: skip
+    disclosed = sum(1 for r in rows if r.delivery == "delivered" and r.phase == "send")
+    suppressed = sum(1 for r in rows if r.outcome == "deny")
+    print(f"{len(rows)} decision(s): {disclosed} disclosed under a send-time decision, {suppressed} suppressed")
     return 0

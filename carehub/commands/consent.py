@@ -1,4 +1,4 @@
-"""``carehub consent import|list``: load FHIR Consent resources into a running hub."""
+"""``carehub consent import|list|history``: FHIR Consent resources on a running hub."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.add_argument("--patient", required=True, help="system|value of the patient identifier, e.g. RGH|MRN100234")
     add_hub_options(show)
     show.set_defaults(func=list_consents)
+    history = actions.add_parser("history", help="every version of one consent, newest first, with who wrote it")
+    history.add_argument("consent_id", metavar="CONSENT_ID")
+    history.add_argument("--hub", default=DEFAULT_HUB)
+    history.add_argument("--json", action="store_true", help="print the history Bundle")
+    history.set_defaults(func=consent_history)
 
 
 def _consents(path: Path) -> list[dict[str, Any]]:
@@ -68,4 +73,28 @@ def list_consents(args: argparse.Namespace) -> int:
         c = entry["resource"]
         period = c.get("provision", {}).get("period", {})
         print(f"Consent/{c['id']}  {c['status']:<9} {period.get('start', '')} .. {period.get('end', '')}")
+    return 0
+
+
+WRITTEN_BY = "urn:carehub:fhir:StructureDefinition:written-by"
+
+
+def consent_history(args: argparse.Namespace) -> int:
+    url = f"{args.hub.rstrip('/')}/fhir/Consent/{urllib.parse.quote(args.consent_id)}/_history"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            bundle = json.load(response)
+    except urllib.error.HTTPError as exc:
+        print(f"hub answered HTTP {exc.code} for Consent/{args.consent_id}", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(bundle, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for entry in bundle.get("entry", []):
+        c = entry["resource"]
+        meta = c.get("meta", {})
+        author = next((e.get("valueString", "") for e in meta.get("extension", []) if e.get("url") == WRITTEN_BY), "")
+        print(f"Consent/{c['id']} version {meta.get('versionId', '?'):<3} {c['status']:<9} "
+              f"{meta.get('lastUpdated', '')}  written by {author or '?'}")  # fmt: skip
     return 0

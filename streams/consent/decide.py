@@ -5,7 +5,10 @@ in its period whose permit provision names the recipient (or, under the 2024
 rule's single TPO consent, its recipient class — CBOs must always be named),
 covers the purpose and the data class, and is not excluded by a nested deny.
 Counseling-note data never flows. The emergency exception (§2.51) permits
-disclosure to treating providers and is always recorded as such.
+disclosure to a treating provider only under an explicit attestation
+(streams.consent.emergency) and is always recorded as such. A permit
+provision that names no purpose or no ``disclose`` action permits nothing:
+empty never means "any".
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ DENY = "deny"
 PERMIT_REDACTED = "permit-redacted"
 #: Action -> the FHIR data class it discloses.
 ACTION_CLASS = {"notify": "Encounter", "task": "ServiceRequest", "forward": "Encounter"}
+#: The consentaction code a provision must carry to permit a disclosure.
+DISCLOSE = "disclose"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +39,11 @@ class Disclosure:
     action: str
     purpose: str
     npis: tuple[str, ...] = ()
+    #: An attestation (streams.consent.emergency) covers this patient, recipient and moment.
     emergency: bool = False
     redaction_allowed: bool = False
+    #: The id of that attestation, cited by the decision.
+    attestation: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,7 @@ class ConsentDecision:
     rule: str
     reason: str
     consent_id: str = ""
+    attestation: str = ""
 
     @property
     def discloses(self) -> bool:
@@ -94,8 +103,12 @@ def evaluate(consent: ConsentDirective, d: Disclosure, now: str) -> tuple[str | 
     rule, why = _actor_match(provision, d)
     if rule is None:
         return None, f"consent {consent.id}: {why}"
-    if provision.purposes and d.purpose not in provision.purposes:
+    if not provision.purposes:
+        return None, f"consent {consent.id} names no purpose, so it permits none"
+    if d.purpose not in provision.purposes:
         return None, f"consent {consent.id} does not cover purpose {d.purpose} (only {', '.join(provision.purposes)})"
+    if DISCLOSE not in provision.actions:
+        return None, f"consent {consent.id} does not permit the disclose action"
     wanted = ACTION_CLASS.get(d.action, "")
     if provision.classes and wanted not in provision.classes:
         return None, f"consent {consent.id} does not cover {wanted} data"
@@ -120,7 +133,8 @@ def decide(
             return ConsentDecision(PERMIT, rule, reason, consent.id)
         reasons.append(reason)
     if d.emergency and TPO_CLASSES.get(d.recipient_kind) == "treating-providers":
-        return ConsentDecision(PERMIT, "emergency-2.51", "medical emergency (§2.51): disclosure to a treating provider")
+        why = f"medical emergency (§2.51) attested in {d.attestation}: disclosure to a treating provider"
+        return ConsentDecision(PERMIT, "emergency-2.51", why, attestation=d.attestation)
     why = "; ".join(reasons) if reasons else "no 42 CFR Part 2 consent on file for the patient"
     if d.redaction_allowed:
         return ConsentDecision(PERMIT_REDACTED, "redacted-no-consent", f"{why}; SUD data and program identity removed")

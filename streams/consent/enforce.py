@@ -3,7 +3,9 @@
 For each planned (recipient, action): decide, build the delivery from the
 event as it may be disclosed (whole, redacted, or not at all), attach the
 §2.32 notice and the consent's scope to Part 2 disclosures, and produce one
-AuditEvent per decision.
+AuditEvent per decision. The delivery carries the labels of what it
+discloses, so the send-time gate (streams.consent.gate.gate_send) can decide
+again on the consents in force when it leaves.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from streams.consent.audit import audit_event
 from streams.consent.codes import PART2
 from streams.consent.decide import ConsentDecision
 from streams.consent.deps import ConsentDeps
-from streams.consent.gate import gate
+from streams.consent.emergency import Attestation
+from streams.consent.gate import gate, with_attestation
 from streams.consent.labels import apply_labels, has_label
 from streams.consent.model import ConsentDirective
 from streams.consent.notice import NOTICE, attach_to_bundle, attach_to_hl7, scope
 from streams.consent.policy import NO_PROGRAMS, Policy
 from streams.notify import Hub
-from streams.plan import plan_action
+from streams.plan import action_key, idempotency_key, plan_action
 from streams.routing.decide import PlannedAction, RoutingDecision
 
 PlanAction = Callable[[CareEvent, PlannedAction], Delivery]
@@ -50,19 +53,25 @@ def enforce(
     consents: Iterable[ConsentDirective],
     policy: Policy,
     now: str,
+    attestations: Iterable[Attestation] = (),
 ) -> list[Verdict]:
     """One verdict per planned action, each with its audit record."""
     on_file = [c for c in consents if c.patient_key == event.patient_key]
     by_id = {c.id: c for c in on_file}
+    attestations = list(attestations)
     verdicts: list[Verdict] = []
     for planned in decision.planned:
         disclosure = policy.disclosure(event, planned.recipient.id, planned.recipient.kind, planned.action)
+        disclosure = with_attestation(disclosure, attestations, event.patient_key, now)
         verdict, allowed = gate(event, disclosure, on_file, now, policy)
         delivery = plan(allowed, planned) if allowed is not None else None
-        if delivery is not None and has_label(allowed.labels if allowed else [], PART2):
-            delivery = _with_notice(delivery, by_id.get(verdict.consent_id))
+        if delivery is not None and allowed is not None:
+            delivery = replace(delivery, labels=list(allowed.labels))
+            if has_label(allowed.labels, PART2):
+                delivery = _with_notice(delivery, by_id.get(verdict.consent_id))
+        delivery_id = idempotency_key(event.event_id, planned.recipient.id, action_key(planned))
         audit = audit_event(verdict, disclosure, event_id=event.event_id, patient_key=event.patient_key,
-                            recorded=now, map_version=decision.map_version)  # fmt: skip
+                            recorded=now, map_version=decision.map_version, delivery_id=delivery_id)  # fmt: skip
         verdicts.append(Verdict(planned, verdict, delivery, audit))
     return verdicts
 
@@ -77,11 +86,12 @@ class Gatekeeper:
     def verdicts(self, event: CareEvent, decision: RoutingDecision, hub: Hub, now: str) -> list[Verdict]:
         labelled = apply_labels(event, self._policy.registry)
         on_file = self._consents.for_patient(event.patient_key) if self._consents is not None else []
+        attested = self._consents.emergencies_for(event.patient_key) if self._consents is not None else []
 
         def plan(allowed: CareEvent, planned: PlannedAction) -> Delivery:
             return plan_action(allowed, planned, decision.map_version, hub, now)
 
-        return enforce(labelled, decision, plan, on_file, self._policy, now)
+        return enforce(labelled, decision, plan, on_file, self._policy, now, attested)
 
 
 __all__ = ["NOTICE", "Gatekeeper", "Verdict", "enforce"]

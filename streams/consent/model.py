@@ -21,9 +21,30 @@ class ConsentError(CarehubError):
     code = "invalid-consent"
 
 
+class IncompleteConsentError(ConsentError):
+    """A Part 2 consent lacking §2.31 elements; ``missing`` names each (FHIRPath, what it is)."""
+
+    code = "incomplete-consent"
+
+    def __init__(self, missing: list[tuple[str, str]]) -> None:
+        names = "; ".join(f"{what} ({path})" for path, what in missing)
+        super().__init__(f"the 42 CFR Part 2 consent lacks what 42 CFR 2.31 requires: {names}")
+        self.missing = tuple(missing)
+
+
+#: Consent.extension naming an expiration event instead of a date (§2.31(a)(6), e.g. "end of treatment").
+EXPIRES_ON_EXTENSION = "urn:carehub:fhir:StructureDefinition:consent-expires-on"
+#: Statuses of a consent that permits nothing: a revocation is accepted however incomplete the original was.
+NOT_IN_FORCE = ("inactive", "entered-in-error", "rejected")
+
+
 @dataclass(frozen=True, slots=True)
 class Provision:
-    """A permit or deny rule. Empty tuples mean "any"."""
+    """A permit or deny rule.
+
+    In a nested deny, empty tuples mean "any" (the denial is broad); a permit
+    with no purpose or no ``disclose`` action permits nothing (streams.consent.decide).
+    """
 
     type: str
     start: str = ""
@@ -35,6 +56,7 @@ class Provision:
     classes: tuple[str, ...] = ()
     security_labels: tuple[str, ...] = ()
     nested: tuple[Provision, ...] = ()
+    actions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +115,7 @@ def _provision(data: JSONObject, default_type: str = "permit") -> Provision:
         purposes=tuple(c.get("code", "") for c in data.get("purpose", []) if isinstance(c, dict)),
         classes=tuple(c.get("code", "") for c in data.get("class", []) if isinstance(c, dict)),
         security_labels=tuple(c.get("code", "") for c in data.get("securityLabel", []) if isinstance(c, dict)),
+        actions=_codes(data.get("action", [])),
         nested=tuple(_provision(p, "deny" if data.get("type", default_type) == "permit" else "permit")
                      for p in data.get("provision", [])),
     )  # fmt: skip
@@ -107,6 +130,38 @@ def _patient_key(consent: JSONObject) -> str:
     return patient_key(PatientIdentifier(value=value, authority=authority))
 
 
+def _filled(value: Any) -> bool:
+    return value not in (None, "", [], {})
+
+
+def _expiry(consent: JSONObject, provision: JSONObject) -> bool:
+    if _filled((provision.get("period") or {}).get("end")):
+        return True
+    return any(e.get("url") == EXPIRES_ON_EXTENSION and _filled(e.get("valueString"))
+               for e in consent.get("extension", []) if isinstance(e, dict))  # fmt: skip
+
+
+def part2_deficiencies(consent: JSONObject) -> list[tuple[str, str]]:
+    """Each §2.31 element a Part 2 consent lacks, as (FHIRPath, what it is); [] when complete."""
+    provision = consent.get("provision") if isinstance(consent.get("provision"), dict) else {}
+    assert isinstance(provision, dict)
+    named, classes, npis = _actors(provision)
+    checks = [
+        ("Consent.patient.identifier", "the patient", _filled((consent.get("patient") or {}).get("identifier"))),
+        ("Consent.organization", "the program permitted to disclose (discloser)",
+         _filled(consent.get("organization")) or _filled(consent.get("performer"))),
+        ("Consent.provision.actor", "the recipients", bool(named or classes or npis)),
+        ("Consent.provision.purpose", "the purpose of the disclosure", _filled(provision.get("purpose"))),
+        ("Consent.provision.action", "the disclose action", "disclose" in _codes(provision.get("action", []))),
+        ("Consent.provision.period.end", 'the expiration date or event (e.g. "end of treatment")',
+         _expiry(consent, provision)),
+        ("Consent.dateTime", "the date signed", _filled(consent.get("dateTime"))),
+        ("Consent.sourceAttachment", "the signature (the signed form, sourceAttachment or sourceReference)",
+         _filled(consent.get("sourceAttachment")) or _filled(consent.get("sourceReference"))),
+    ]  # fmt: skip
+    return [(path, what) for path, what, ok in checks if not ok]
+
+
 def parse_consent(consent: JSONObject) -> ConsentDirective:
     if consent.get("resourceType") != "Consent":
         raise ConsentError(f"expected resourceType Consent, got {consent.get('resourceType')!r}")
@@ -119,6 +174,10 @@ def parse_consent(consent: JSONObject) -> ConsentDirective:
     if not isinstance(provision, dict):
         raise ConsentError("Consent.provision is required: carehub permits nothing without an explicit provision")
     rules = _codes(consent.get("policyRule"))
+    if PART2 in rules and status not in NOT_IN_FORCE:
+        missing = part2_deficiencies(consent)
+        if missing:
+            raise IncompleteConsentError(missing)
     organizations = consent.get("organization", [])
     return ConsentDirective(
         id=str(consent["id"]),

@@ -22,7 +22,6 @@ class Policy:
     registry: Registry
     purposes: dict[str, str] = field(default_factory=dict)
     redaction_allowed_for: frozenset[str] = frozenset()
-    emergency_classes: frozenset[str] = frozenset({"EMER"})
     #: What a redacted disclosure may carry (config/part2.yaml ``redaction``).
     allow_list: AllowList = DEFAULT_ALLOW_LIST
 
@@ -32,7 +31,7 @@ class Policy:
             recipient_kind=recipient_kind,
             action=action,
             purpose=self.purposes.get(recipient_kind, "TREAT"),
-            emergency=event.encounter_class in self.emergency_classes,
+            # never inferred from the message (PV1-2): only an attestation makes an emergency
             redaction_allowed=recipient_kind in self.redaction_allowed_for,
         )
 
@@ -73,6 +72,5 @@ def load_policy(config_dir: Path) -> Policy:
         registry=registry,
         purposes=dict(data.get("purposes", {})),
         redaction_allowed_for=frozenset(data.get("redaction_allowed_for", ())),
-        emergency_classes=frozenset(data.get("emergency_encounter_classes", ("EMER",))),
         allow_list=AllowList.from_config(redaction) if redaction else DEFAULT_ALLOW_LIST,
     )

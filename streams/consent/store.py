@@ -1,7 +1,11 @@
 """Consents on a compacted Kafka topic, read by every worker as a global table.
 
 The topic is keyed by Consent id (compaction keeps each consent's latest
-version; a revocation is a new version with status ``inactive``). Each
+version; a revocation is a new version with status ``inactive``). Every
+version is also kept under its own key ``<id>/_history/<n>`` (meta.versionId
+``n``, with who wrote it), so compaction never loses one: the history is
+readable through ``GET /fhir/Consent/<id>/_history``. §2.51 emergency
+attestations live on the same topic under ``emergency/<id>``. Each
 process tails the whole topic into memory, indexed by patient key, so a
 decision needs no database round trip. A writer in the same process waits
 until its write is applied locally before answering, so a revocation
@@ -23,9 +27,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from core.errors import StorageUnavailableError
+from streams.consent.emergency import KEY_PREFIX, Attestation, from_record
 from streams.consent.model import ConsentDirective, ConsentError, parse_consent
 
 log = logging.getLogger(__name__)
+HISTORY = "/_history/"
+
+
+def history_key(consent_id: str, version: int) -> str:
+    return f"{consent_id}{HISTORY}{version}"
 
 
 def fingerprint(raw: bytes) -> str:
@@ -38,6 +48,9 @@ class ConsentTable:
         self._topic = topic
         self._by_id: dict[str, tuple[ConsentDirective, dict[str, Any], str]] = {}
         self._by_patient: dict[str, dict[str, ConsentDirective]] = {}
+        self._history: dict[str, dict[int, dict[str, Any]]] = {}
+        self._by_id_print: dict[str, str] = {}
+        self._emergencies: dict[str, dict[str, Attestation]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -88,6 +101,11 @@ class ConsentTable:
 
     def apply(self, consent_id: str, value: bytes | None) -> None:
         """Apply one topic record (None = tombstone)."""
+        if consent_id.startswith(KEY_PREFIX) or HISTORY in consent_id:
+            self._apply_other(consent_id, value)
+            self.applied += 1
+            self._changed.set()
+            return
         previous = self._by_id.pop(consent_id, None)
         if previous is not None:
             self._by_patient.get(previous[0].patient_key, {}).pop(consent_id, None)
@@ -103,8 +121,32 @@ class ConsentTable:
         self.applied += 1
         self._changed.set()
 
+    def _apply_other(self, key: str, value: bytes | None) -> None:
+        try:
+            raw = orjson.loads(value) if value is not None else None
+            if key.startswith(KEY_PREFIX):
+                if raw is not None:
+                    found = from_record(raw)
+                    self._emergencies.setdefault(found.patient_key, {})[found.id] = found
+                    self._by_id_print[key] = fingerprint(value or b"")
+            else:
+                consent_id, _, version = key.partition(HISTORY)
+                if raw is not None:
+                    self._history.setdefault(consent_id, {})[int(version)] = raw
+        except (ConsentError, ValueError, KeyError) as exc:
+            log.error("consent table: unreadable record %s skipped (%s)", key, type(exc).__name__)
+
     def for_patient(self, patient_key: str) -> list[ConsentDirective]:
         return list(self._by_patient.get(patient_key, {}).values())
+
+    def emergencies_for(self, patient_key: str) -> list[Attestation]:
+        """The §2.51 attestations made for the patient (each covers its own recipient and period)."""
+        return list(self._emergencies.get(patient_key, {}).values())
+
+    def history(self, consent_id: str) -> list[dict[str, Any]]:
+        """Every version written, newest first."""
+        versions = self._history.get(consent_id, {})
+        return [versions[v] for v in sorted(versions, reverse=True)]
 
     def resource(self, consent_id: str) -> dict[str, Any] | None:
         found = self._by_id.get(consent_id)
@@ -118,7 +160,7 @@ class ConsentTable:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             found = self._by_id.get(consent_id)
-            if found is not None and found[2] == print_:
+            if (found is not None and found[2] == print_) or self._by_id_print.get(consent_id) == print_:
                 return True
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
@@ -157,11 +199,11 @@ class ConsentWriter:
     async def stop(self) -> None:
         await _stop_quietly(self._producer)
 
-    async def write(self, consent: dict[str, Any]) -> str:
-        """Store one Consent durably; return the fingerprint of what was written."""
+    async def write(self, consent: dict[str, Any], key: str = "", topic: str = "") -> str:
+        """Store one record durably (by default a Consent under its id, on the consents topic); its fingerprint."""
         value = orjson.dumps(consent)
         try:
-            await (await self._producer.send(self._topic, value, key=str(consent["id"]).encode()))
+            await (await self._producer.send(topic or self._topic, value, key=(key or str(consent["id"])).encode()))
         except (KafkaError, OSError) as exc:
             raise StorageUnavailableError("the consent could not be stored durably; resend it") from exc
         return fingerprint(value)

@@ -52,6 +52,8 @@ def consent(
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"identifier": {"system": patient[0], "value": patient[1]}},
         "dateTime": "2026-01-01",
+        "organization": [{"display": "Riverside Recovery Center"}],
+        "sourceAttachment": {"contentType": "application/pdf", "title": "signed consent form"},
         "policy": [{"uri": "https://www.ecfr.gov/current/title-42/chapter-I/subchapter-A/part-2"}],
         "policyRule": {
             "coding": [

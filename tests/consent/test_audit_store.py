@@ -8,20 +8,24 @@ from pathlib import Path
 
 import pytest
 
+from core.records import DeliveryOutcome
 from journal.audit import AuditStore
 from journal.db import Database
-from streams.consent.audit import audit_event
+from journal.store import Journal
+from streams.consent.audit import SEND, audit_event
 from streams.consent.decide import DENY, PERMIT, ConsentDecision, Disclosure
+from tests.delivery.helpers import delivery
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuditStore]:
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
     if request.param == "sqlite":
-        db = Database(f"sqlite:///{tmp_path}/journal.db")
-        yield _migrated(db)
-        db.close()
+        j = Journal(f"sqlite:///{tmp_path}/journal.db")
+        j.migrate()
+        yield j
+        j.close()
         return
     schema = f"audit_{uuid.uuid4().hex[:8]}"
     admin = Database(PG_URL)
@@ -29,23 +33,27 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuditStore
         admin.execute(f"CREATE SCHEMA {schema}")
     except Exception as exc:  # pragma: no cover - the machine runs PostgreSQL; CI starts it
         pytest.fail(f"PostgreSQL at {PG_URL} is not reachable: {type(exc).__name__}")
-    db = Database(f"{PG_URL}?options=-csearch_path%3D{schema}")
-    yield _migrated(db)
-    db.close()
+    j = Journal(f"{PG_URL}?options=-csearch_path%3D{schema}")
+    j.migrate()
+    yield j
+    j.close()
     admin.execute(f"DROP SCHEMA {schema} CASCADE")
     admin.close()
 
 
-def _migrated(db: Database) -> AuditStore:
-    audit = AuditStore(db)
-    audit.migrate()
-    return audit
+@pytest.fixture
+def store(journal: Journal) -> AuditStore:
+    return journal.audit
 
 
-def _event(decision: ConsentDecision, recipient: str, recorded: str, event_id: str = "ev1") -> dict[str, object]:
+def _event(
+    decision: ConsentDecision, recipient: str, recorded: str, event_id: str = "ev1", *, delivery_id: str = "",
+    phase: str = "plan", attempt: int = 0,
+) -> dict[str, object]:  # fmt: skip
     disclosure = Disclosure(recipient, "pcp", "notify", "TREAT")
     return audit_event(decision, disclosure, event_id=event_id, patient_key="RGH|MRN1", recorded=recorded,
-                       map_version="v1")  # fmt: skip
+                       map_version="v1", delivery_id=delivery_id or f"{event_id}-{recipient}", phase=phase,
+                       attempt=attempt)  # fmt: skip
 
 
 def test_accounting_of_disclosures_lists_permits_and_suppressions_once(store: AuditStore) -> None:
@@ -64,3 +72,61 @@ def test_accounting_of_disclosures_lists_permits_and_suppressions_once(store: Au
     stored = store.resource(rows[0].audit_id)
     assert stored is not None and stored["resourceType"] == "AuditEvent"
     assert store.disclosures("RGH|OTHER") == []
+
+
+PERMIT_C1 = ConsentDecision(PERMIT, "named-recipient", "consent c1 permits", "c1")
+
+
+def test_two_deliveries_of_one_event_and_a_re_decision_are_each_kept(store: AuditStore) -> None:
+    """The two TCM tasks of one discharge are two rows, and deciding again on one is a third."""
+    store.record(_event(PERMIT_C1, "pcp-riverside", "2026-11-01T10:00:00Z", delivery_id="tcm-contact"))
+    store.record(_event(PERMIT_C1, "pcp-riverside", "2026-11-01T10:00:00Z", delivery_id="tcm-visit"))
+    store.record(_event(PERMIT_C1, "pcp-riverside", "2026-11-01T10:05:00Z", delivery_id="tcm-visit"))
+    rows = store.disclosures("RGH|MRN1")
+    assert [(r.delivery_id, r.recorded) for r in rows] == [
+        ("tcm-contact", "2026-11-01T10:00:00Z"),
+        ("tcm-visit", "2026-11-01T10:00:00Z"),
+        ("tcm-visit", "2026-11-01T10:05:00Z"),
+    ]
+
+
+def _outcome(d_id: str, status: str) -> DeliveryOutcome:
+    return DeliveryOutcome(d_id, d_id, "ev1", "pcp", "notify", status, 1, "", "2026-11-01T10:00:02Z")
+
+
+def test_the_accounting_shows_what_became_of_each_delivery(journal: Journal) -> None:
+    sent, waiting, parked, stopped = (delivery(n, recipient="pcp") for n in range(4))
+    for n, d in enumerate((sent, waiting, parked, stopped)):
+        journal.audit.record(_event(PERMIT_C1, "pcp", f"2026-11-01T10:00:0{n}Z", delivery_id=d.delivery_id,
+                                    phase=SEND, attempt=1))  # fmt: skip
+    journal.audit.record(_event(ConsentDecision(DENY, "x", "no consent"), "cbo", "2026-11-01T10:00:09Z"))
+    journal.record_delivered(sent, 1, "ok", 200, "", _outcome(sent.delivery_id, "delivered"))
+    journal.record_attempt(waiting, 1, "transient", 503, "busy")
+    journal.record_attempt(parked, 1, "permanent", 400, "bad")
+    journal.park(parked, "delivery-rejected", "permanent: bad")
+    journal.record_outcome(_outcome(parked.delivery_id, "failed"))
+    journal.record_outcome(_outcome(stopped.delivery_id, "suppressed"))
+    rows = journal.audit.disclosures("RGH|MRN1")
+    assert [(r.phase, r.delivery) for r in rows] == [
+        ("send", "delivered"),
+        ("send", "retrying"),
+        ("send", "dead-lettered"),
+        ("send", "suppressed at send time"),
+        ("plan", "not sent"),
+    ]
+
+
+def test_an_older_journal_gains_the_new_columns(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/old.db")
+    db.execute(
+        "CREATE TABLE audit_events (audit_id TEXT PRIMARY KEY, patient_key TEXT NOT NULL, recorded TEXT NOT NULL,"
+        " recipient_id TEXT NOT NULL, action TEXT NOT NULL, outcome TEXT NOT NULL, rule TEXT NOT NULL,"
+        " reason TEXT NOT NULL, consent_id TEXT NOT NULL, event_id TEXT NOT NULL, map_version TEXT NOT NULL,"
+        " resource TEXT NOT NULL)"
+    )
+    db.close()
+    j = Journal(f"sqlite:///{tmp_path}/old.db")
+    j.migrate()
+    j.audit.record(_event(PERMIT_C1, "pcp", "2026-11-01T10:00:00Z", delivery_id="d1"))
+    assert [r.delivery_id for r in j.audit.disclosures("RGH|MRN1")] == ["d1"]
+    j.close()

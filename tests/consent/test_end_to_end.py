@@ -106,10 +106,11 @@ async def test_part2_admit_is_suppressed_until_consent_then_stops_on_revocation(
     ).stdout  # fmt: skip
     rows = [json.loads(line) for line in out.splitlines()]
     notifications = [r for r in rows if r["recipient_id"] == "pcp-riverside" and r["action"] == "notify"]
-    assert [(r["recipient_id"], r["outcome"]) for r in notifications] == [
-        ("pcp-riverside", "deny"),
-        ("pcp-riverside", "permit"),
-        ("pcp-riverside", "deny"),
+    assert [(r["phase"], r["outcome"], r["delivery"]) for r in notifications] == [
+        ("plan", "deny", "not sent"),
+        ("plan", "permit", "delivered"),
+        ("send", "permit", "delivered"),  # decided again, and journaled, just before it left
+        ("plan", "deny", "not sent"),
     ]
     assert {r["consent_id"] for r in rows if r["outcome"] == "permit"} == {"harper-rrc-2026"}
     assert any(r["action"] == "task" and r["outcome"] == "deny" for r in rows), "follow-up tasks are gated too"
