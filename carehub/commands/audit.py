@@ -49,5 +49,5 @@ def disclosures(args: argparse.Namespace) -> int:
               f"{row.consent_id or '-':<18} {row.delivery:<24} {row.reason}")  # fmt: skip
     disclosed = sum(1 for r in rows if r.delivery == "delivered" and r.phase == "send")
     suppressed = sum(1 for r in rows if r.outcome == "deny")
-    print(f"{len(rows)} decision(s): {disclosed} disclosed under a send-time decision, {suppressed} suppressed")
+    print(f"{len(rows)} decision(s): {disclosed} disclosed, {suppressed} suppressed")
     return 0

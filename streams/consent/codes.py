@@ -29,6 +29,9 @@ TPO_CLASSES: dict[str, str] = {
     "pharmacy": "treating-providers",
     "care-manager": "treating-providers",
     "payer": "health-plans",
+    #: An HIE is a recipient like any other, with a class of its own: never a treating provider, so
+    #: never reached by the §2.51 exception; a consent names it or the class.
+    "hie": "health-information-exchanges",
 }
 
 

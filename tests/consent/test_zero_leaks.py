@@ -14,7 +14,7 @@ from streams.consent.codes import PART2, TPO_CLASSES
 from streams.consent.decide import Disclosure
 from streams.consent.gate import gate
 from streams.consent.labels import Program, Registry, apply_labels
-from streams.consent.model import parse_consent
+from streams.consent.model import IncompleteConsentError, parse_consent
 from tests.consent.consents import consent
 from tests.streams.events import care_event
 
@@ -32,7 +32,7 @@ consents = st.builds(
     status=st.sampled_from(["active", "active", "inactive", "draft"]),
     named=st.lists(st.sampled_from(sorted(RECIPIENTS)), max_size=2).map(tuple),
     classes=st.lists(st.sampled_from(["treating-providers", "health-plans"]), max_size=2).map(tuple),
-    purposes=st.lists(st.sampled_from(["TREAT", "HPAYMT", "HOPERAT", "ETREAT"]), max_size=3).map(tuple),
+    purposes=st.lists(st.sampled_from(["TREAT", "HPAYMT", "HOPERAT", "ETREAT"]), min_size=1, max_size=3).map(tuple),
     data_classes=st.lists(st.sampled_from(["Encounter", "ServiceRequest"]), max_size=2).map(tuple),
     start=dates,
     end=dates,
@@ -84,8 +84,16 @@ def _consent_permits(raw: dict[str, Any], d: Disclosure) -> bool:
         and provision["period"]["start"] <= NOW <= provision["period"]["end"]
         and (named or by_class)
         and d.recipient_id not in denied
-        and (not provision["purpose"] or d.purpose in {p["code"] for p in provision["purpose"]})
+        and d.purpose in {p["code"] for p in provision["purpose"]}
     )
+
+
+def _accepted(raw: dict[str, Any]) -> bool:
+    try:
+        parse_consent(raw)
+    except IncompleteConsentError:
+        return False
+    return True
 
 
 def _carries_part2(event: CareEvent) -> bool:
@@ -111,6 +119,7 @@ def test_no_part2_data_without_a_permitting_consent(
 ) -> None:  # fmt: skip
     d = Disclosure(recipient, RECIPIENTS[recipient], action, purpose, emergency=emergency,
                    redaction_allowed=redaction_allowed)  # fmt: skip
+    raw_consents = [c for c in raw_consents if _accepted(c)]  # the hub refuses the rest (§2.31)
     decision, disclosed = gate(event, d, [parse_consent(c) for c in raw_consents], NOW)
     assert decision.reason
     if disclosed is None or not _carries_part2(disclosed):

@@ -54,7 +54,8 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
         [CAREHUB, "audit", "disclosures", "--patient", "RRC|RRC-20931", "--database-url", report["journal"]],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    assert "2 decision(s): 1 disclosed, 1 suppressed" in audit
+    # the PCP's disclosure is decided when planned and again just before it left; the payer's suppressed
+    assert "3 decision(s): 1 disclosed, 1 suppressed" in audit
 
 
 def test_demo_counts_unreadable_feed_files(tmp_path: Path) -> None:
