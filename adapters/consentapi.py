@@ -19,12 +19,18 @@ from adapters.fhirhttp import (
     NotFoundError,
     error_response,
     fhir_response,
-    principal,
     read_resource,
 )
+from adapters.httpauth import principal_of
 from core.errors import CarehubError
 
 log = logging.getLogger(__name__)
+
+
+def _author(request: web.Request) -> str:
+    """Who is writing (the authenticated principal the access check established), for the record."""
+    who = principal_of(request)
+    return who.actor if who is not None else "anonymous"
 
 
 class ConsentSink(Protocol):
@@ -47,7 +53,7 @@ def consent_routes(sink: ConsentSink, base: str = "/fhir") -> list[web.RouteDef]
             if path_id is not None and consent.get("id", path_id) != path_id:
                 raise InvalidResourceError("the Consent id in the body differs from the id in the URL")
             if_match = request.headers.get("If-Match", "").removeprefix("W/").strip('"')
-            stored = await sink.accept({**consent, "id": path_id} if path_id else consent, principal(request), if_match)
+            stored = await sink.accept({**consent, "id": path_id} if path_id else consent, _author(request), if_match)
         except (CarehubError, OSError) as exc:
             log.info("consent refused: %s", getattr(exc, "code", type(exc).__name__))
             return error_response(exc)

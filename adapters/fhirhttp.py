@@ -114,19 +114,6 @@ def answer_for(error: BaseException) -> tuple[int, dict[str, Any]]:
     return 500, operation_outcome("fatal", "exception", "internal error; resend later", code)
 
 
-#: Where the authentication middleware (issue 11) leaves the caller's identity on the request.
-PRINCIPAL_KEY = "principal"
-
-
-def principal(request: web.Request) -> str:
-    """Who made the request: the authenticated principal, else the peer address (recorded, never trusted)."""
-    found = request.get(PRINCIPAL_KEY)
-    name = getattr(found, "name", None) or getattr(found, "subject", None) or found
-    if name:
-        return str(name)
-    return f"unauthenticated@{request.remote or 'unknown'}"
-
-
 def fhir_response(resource: dict[str, Any], status: int = 200) -> web.Response:
     return web.json_response(resource, status=status, content_type=FHIR_JSON)
 

@@ -1,4 +1,4 @@
-"""``POST /part2/emergency``: a §2.51 medical-emergency attestation (who, why, patient, recipient, period).
+"""``POST /admin/part2/emergency``: a §2.51 medical-emergency attestation (who, why, patient, recipient, period).
 
 The only way the emergency exception applies: nothing in a message can make
 one. The handler only translates HTTP; storing the attestation (audited, on
@@ -20,11 +20,20 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from adapters.fhirhttp import InvalidJsonError, error_response, principal
+from adapters.fhirhttp import InvalidJsonError, error_response
+from adapters.httpauth import principal_of
 from core.errors import CarehubError
 
 log = logging.getLogger(__name__)
-PATH = "/part2/emergency"
+
+
+def _author(request: web.Request) -> str:
+    """Who is writing (the authenticated principal the access check established), for the record."""
+    who = principal_of(request)
+    return who.actor if who is not None else "anonymous"
+
+
+PATH = "/admin/part2/emergency"
 
 
 class AttestationSink(Protocol):
@@ -38,7 +47,7 @@ def part2_routes(sink: AttestationSink) -> list[web.RouteDef]:
                 body = json.loads(await request.read())
             except (ValueError, UnicodeDecodeError) as exc:
                 raise InvalidJsonError("the body is not valid JSON") from exc
-            stored = await sink.attest(body, principal(request))
+            stored = await sink.attest(body, _author(request))
         except (CarehubError, OSError) as exc:
             log.info("emergency attestation refused: %s", getattr(exc, "code", type(exc).__name__))
             return error_response(exc)

@@ -1,4 +1,4 @@
-"""The consent service behind ``/fhir/Consent`` and ``/part2/emergency``: validate, version, store, take effect."""
+"""The consent service behind ``/fhir/Consent`` and ``/admin/part2/emergency``: validate, version, store."""
 
 from __future__ import annotations
 

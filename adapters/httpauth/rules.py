@@ -21,6 +21,7 @@ from core.principal import (
     NOTIFY_WRITE,
     OPS_READ,
     OPS_WRITE,
+    PART2_ATTEST,
     TASK_READ,
     TASK_WRITE,
 )
@@ -57,6 +58,8 @@ RULES: tuple[Rule, ...] = (
     Rule("PUT", "/fhir/Consent/{id}", (CONSENT_WRITE,), CONSENT_ADMIN),
     Rule("GET", "/fhir/Consent/{id}", (CONSENT_READ,), CONSENT_ADMIN),
     Rule("GET", "/fhir/Consent", (CONSENT_READ,), CONSENT_ADMIN),
+    Rule("GET", "/fhir/Consent/{id}/_history", (CONSENT_READ,), CONSENT_ADMIN),
+    Rule("POST", "/admin/part2/emergency", (PART2_ATTEST,), "clinician attesting a §2.51 medical emergency"),
     Rule("GET", "/fhir/Task", (TASK_READ,), RECIPIENT, recipient_bound=True),
     Rule("GET", "/fhir/Task/{id}", (TASK_READ,), RECIPIENT, recipient_bound=True),
     Rule("PUT", "/fhir/Task/{id}", (TASK_WRITE,), RECIPIENT, recipient_bound=True),

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.set_defaults(func=list_consents)
     history = actions.add_parser("history", help="every version of one consent, newest first, with who wrote it")
     history.add_argument("consent_id", metavar="CONSENT_ID")
-    history.add_argument("--hub", default=DEFAULT_HUB)
+    add_hub_options(history)
     history.add_argument("--json", action="store_true", help="print the history Bundle")
     history.set_defaults(func=consent_history)
 
@@ -80,12 +80,9 @@ WRITTEN_BY = "urn:carehub:fhir:StructureDefinition:written-by"
 
 
 def consent_history(args: argparse.Namespace) -> int:
-    url = f"{args.hub.rstrip('/')}/fhir/Consent/{urllib.parse.quote(args.consent_id)}/_history"
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            bundle = json.load(response)
-    except urllib.error.HTTPError as exc:
-        print(f"hub answered HTTP {exc.code} for Consent/{args.consent_id}", file=sys.stderr)
+    status, bundle = call(args, f"/fhir/Consent/{urllib.parse.quote(args.consent_id)}/_history")
+    if status != 200:
+        print(f"refused (HTTP {status}): {refusal_text(bundle)}", file=sys.stderr)
         return 1
     if args.json:
         json.dump(bundle, sys.stdout, indent=2)

@@ -8,17 +8,19 @@ The hub stores it, audits it, and every decision it permits cites it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 
-DEFAULT_HUB = "http://127.0.0.1:8080"
+from carehub.commands.hubclient import add_hub_options, call, refusal_text
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("part2", help="42 CFR Part 2 operations on a running hub (emergency attestation)")
+    parser = sub.add_parser(
+        "part2",
+        help="42 CFR Part 2 operations on a running hub (emergency attestation)",
+        description="Needs a token with carehub/part2.attest (CAREHUB_TOKEN or --token-file).",
+    )
     actions = parser.add_subparsers(dest="part2_command", metavar="ACTION", required=True)
     attest = actions.add_parser(
         "emergency", help="attest a bona fide medical emergency (§2.51) for one patient and recipient"
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     attest.add_argument("--reason", required=True, help="the nature of the emergency")
     attest.add_argument("--start", help="ISO date-time with zone (default now)")
     attest.add_argument("--hours", type=float, default=24.0, help="how long it covers (default 24, at most 72)")
-    attest.add_argument("--hub", default=DEFAULT_HUB, help=f"the hub's HTTP base URL (default {DEFAULT_HUB})")
+    add_hub_options(attest)
     attest.set_defaults(func=run_emergency)
 
 
@@ -40,20 +42,16 @@ def run_emergency(args: argparse.Namespace) -> int:
         "id": args.id, "patient": args.patient, "recipient": args.recipient, "attested_by": args.attested_by,
         "reason": args.reason, "start": start.isoformat(), "end": (start + timedelta(hours=args.hours)).isoformat(),
     }  # fmt: skip
-    request = urllib.request.Request(
-        f"{args.hub.rstrip('/')}/part2/emergency", data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            stored = json.load(response)
-    except urllib.error.HTTPError as exc:
-        issues = json.load(exc).get("issue", [])
-        print(f"refused (HTTP {exc.code}): " + "; ".join(i["details"]["text"] for i in issues), file=sys.stderr)
-        return 1
+        status, stored = call(args, "/admin/part2/emergency", body, method="POST")
     except (urllib.error.URLError, OSError) as exc:
         print(f"cannot reach the hub at {args.hub}: {exc}", file=sys.stderr)
         return 2
+    if status != 201:
+        issues = stored.get("issue", [])
+        text = "; ".join(i["details"]["text"] for i in issues) if issues else refusal_text(stored)
+        print(f"refused (HTTP {status}): {text}", file=sys.stderr)
+        return 1
     print(f"emergency attestation {stored['id']} stored: {stored['recipient']} may receive Part 2 data of "
           f"{stored['patient']} from {stored['start']} to {stored['end']}")  # fmt: skip
     return 0

@@ -67,7 +67,7 @@ INVENTORY: tuple[Egress, ...] = (
            "adapters.taskapi"),
     Egress("GET /fhir/Consent, /fhir/Consent/{id}/_history", "api", True,
            "consents themselves (no clinical data); access control per docs/deploy.md", "adapters.consentapi"),
-    Egress("POST /part2/emergency", "api", True, "echoes the attestation only", "adapters.part2api"),
+    Egress("POST /admin/part2/emergency", "api", True, "echoes the attestation only", "adapters.part2api"),
     Egress("OperationOutcomes and MLLP ACK/ERR texts", "answer", True,
            "codes and positions, never payload content", "adapters.fhirhttp"),
     Egress("logs", "log", True, "ids, codes and counts; no PHI (docs/part2.md)", "logging"),
