@@ -14,6 +14,7 @@ import contextlib
 import logging
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from carehub.broker import EmbeddedBroker
 from carehub.consents import ConsentParts, ConsentService
 from carehub.delivery import DeliveryParts, journal_url
 from carehub.fhir_subscriptions import resthook_routes, subscription_deps
+from carehub.health import DependencyHealth
 from carehub.kafka import KafkaPublisher, ensure_topics
 from carehub.ops_http import HTTPServer, check_listener, ops_routes, server_ssl_context
 from connectors.webhook import WebhookDestination
@@ -60,6 +62,20 @@ def care_event_bytes(record: InboundMessage) -> int | None:
 ROLES = ("ingest", "streams")
 
 
+def journal_health(journal: Journal, url: str) -> DependencyHealth:
+    """Readiness of a PostgreSQL journal: ``SELECT 1`` on the journal's thread, reconnecting after a failure."""
+    where = urlparse(url)
+    name = f"{where.hostname}:{where.port or 5432}"  # never the URL: it may hold a password
+
+    async def probe() -> bool:
+        async with asyncio.timeout(5.0):
+            return await journal.db.run(journal.db.ping)
+
+    return DependencyHealth(
+        "PostgreSQL journal", name, probe, impact="/ready is false until it is back", errors=(TimeoutError, OSError)
+    )
+
+
 class Hub:
     def __init__(
         self,
@@ -86,6 +102,7 @@ class Hub:
         self._webhook: WebhookDestination | None = None
         self._delivery: DeliveryParts | None = None
         self._consent: ConsentParts | None = None
+        self._journal_health: DependencyHealth | None = None
         self._app: object | None = None
         self._watch: asyncio.Task[None] | None = None
         self.bootstrap = settings.kafka.bootstrap or ""
@@ -134,6 +151,9 @@ class Hub:
         app_id = self.app_id
         self._delivery = DeliveryParts(s, self.routing, self.topics, self.bootstrap, app_id)
         journal = await self._delivery.start()
+        if journal.dialect == "postgresql":
+            self._journal_health = journal_health(journal, s.database_url)
+            self._journal_health.start()
         deps = StreamDeps(
             topics=self.topics,
             routing=self.routing,
@@ -182,10 +202,11 @@ class Hub:
         await self._mllp.start()
 
     def ready(self) -> bool:
-        """/ready: started, and the broker reachable for a process that writes to it."""
+        """/ready: started, the broker reachable (ingest) and the PostgreSQL journal reachable (streams)."""
         if not self._ready:
             return False
-        return self._publisher is None or self._publisher.health.healthy
+        broker = self._publisher is None or self._publisher.health.healthy
+        return broker and (self._journal_health is None or self._journal_health.healthy)
 
     def _http_routes(self) -> list[web.RouteDef]:
         """Every HTTP route the hub serves; each feature adds its own here."""
@@ -243,6 +264,9 @@ class Hub:
 
     async def stop(self) -> None:
         self._ready = False
+        if self._journal_health is not None:
+            await self._journal_health.stop()
+            self._journal_health = None
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):

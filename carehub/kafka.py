@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
@@ -21,6 +20,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from carehub.health import DependencyHealth
 from core.errors import BrokerError, StorageUnavailableError
 from core.records import FhirNotification, InboundMessage
 
@@ -56,84 +56,6 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, compact
         admin.close()
 
 
-class BrokerHealth:
-    """Whether the broker is reachable: a periodic probe plus the outcome of every write.
-
-    Logs one line when the broker is lost and one when it is back, nothing in
-    between. Before it reports "back" it runs ``on_back`` (topic provisioning:
-    a broker that lost its storage comes back without topics) and stays down
-    if that fails. Probes back off from ``interval_s`` up to ``max_interval_s``
-    while the broker stays away.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        probe: Callable[[], Awaitable[bool]],
-        *,
-        on_back: Callable[[], Awaitable[None]] | None = None,
-        interval_s: float = 1.0,
-        max_interval_s: float = 2.0,
-    ) -> None:
-        self._name = name
-        self._probe = probe
-        self._on_back = on_back
-        self._interval = interval_s
-        self._max_interval = max_interval_s
-        self._healthy = True
-        self._lost_at = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def healthy(self) -> bool:
-        return self._healthy
-
-    def observe(self, ok: bool) -> None:
-        """A write failed (``ok`` False): the broker counts as lost until a probe says otherwise."""
-        if not ok and self._healthy:
-            self._mark_lost("a write was not confirmed")
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._watch(), name=f"broker-health:{self._name}")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _watch(self) -> None:
-        delay = self._interval
-        while True:
-            await asyncio.sleep(delay)
-            ok = await self._check()
-            if ok and not self._healthy:
-                self._healthy = True
-                log.warning("Kafka broker %s is back after %.1f s", self._name, time.monotonic() - self._lost_at)
-            elif not ok and self._healthy:
-                self._mark_lost("it does not answer metadata requests")
-            delay = self._interval if self._healthy else min(delay * 2, self._max_interval)
-
-    async def _check(self) -> bool:
-        try:
-            if not await self._probe():
-                return False
-            if not self._healthy and self._on_back is not None:
-                await self._on_back()
-        except (BrokerError, AIOKafkaError, KafkaError, OSError, TimeoutError):
-            return False
-        return True
-
-    def _mark_lost(self, why: str) -> None:
-        self._healthy = False
-        self._lost_at = time.monotonic()
-        log.warning(
-            "Kafka broker %s lost (%s): MLLP answers AR 207 and /ready is false until it is back", self._name, why
-        )
-
-
 class KafkaPublisher:
     """Writes inbound messages with acks=all; returns only once Kafka confirmed.
 
@@ -167,7 +89,14 @@ class KafkaPublisher:
             retry_backoff_ms=100,
             max_request_size=max_request_size,
         )
-        self.health = BrokerHealth(bootstrap, self._probe, on_back=on_back)
+        self.health = DependencyHealth(
+            "Kafka broker",
+            bootstrap,
+            self._probe,
+            impact="MLLP answers AR 207 and /ready is false until it is back",
+            on_back=on_back,
+            errors=(BrokerError, AIOKafkaError, KafkaError, OSError, TimeoutError),
+        )
 
     async def start(self) -> None:
         try:

@@ -99,6 +99,19 @@ class Database:
                 raise
             conn.execute("COMMIT")
 
+    def ping(self) -> bool:
+        """One round trip (readiness). On failure the connection is dropped, so the next statement reconnects."""
+        with self._lock:
+            try:
+                self._connect().execute("SELECT 1")
+                return True
+            except (sqlite3.Error, psycopg.Error, OSError):
+                with contextlib.suppress(sqlite3.Error, psycopg.Error, OSError):
+                    if self._conn is not None:
+                        self._conn.close()
+                self._conn = None
+                return False
+
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking journal call on the journal thread."""
         loop = asyncio.get_running_loop()
