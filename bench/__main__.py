@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,7 @@ RECIPIENTS = """recipients:
     kind: pcp
     channel: webhook
     endpoint: ${CAREHUB_BENCH_ENDPOINT}
+    secret: ${CAREHUB_BENCH_SECRET}
 """
 
 
@@ -215,6 +217,7 @@ async def main(args: argparse.Namespace) -> None:
         (config_dir / "routes.yaml").write_text(ROUTES)
         (config_dir / "recipients.yaml").write_text(RECIPIENTS)
         os.environ.setdefault("CAREHUB_BENCH_ENDPOINT", "http://127.0.0.1:9/unused")
+        os.environ.setdefault("CAREHUB_BENCH_SECRET", secrets.token_hex(32))  # webhooks are always signed
         print(
             f"carehub bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
             f"embedded broker {broker.bootstrap}"

@@ -10,10 +10,13 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from adapters.hl7.charset import decode
 from adapters.hl7.header import read_header
@@ -26,7 +29,7 @@ from core.metrics import Metrics
 from core.settings import HTTPSettings, Settings, load_settings
 from journal import open_journal
 from mappings.batch import read_messages
-from streams.routing.load import load_routing_map
+from streams.routing.load import RECIPIENTS_FILE, load_routing_map
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FEED = REPO_ROOT / "demo" / "feed"
@@ -68,6 +71,25 @@ class DemoReport:
 def endpoint_variable(recipient_id: str) -> str:
     """The environment variable the demo sets for a recipient's endpoint."""
     return "CAREHUB_ENDPOINT_" + re.sub(r"[^A-Z0-9]", "_", recipient_id.upper())
+
+
+def secret_variable(recipient_id: str) -> str:
+    """The environment variable holding a webhook recipient's signing secret (config/recipients.yaml)."""
+    return "CAREHUB_SECRET_" + re.sub(r"[^A-Z0-9]", "_", recipient_id.upper())
+
+
+def demo_secrets(config_dir: Path) -> list[str]:
+    """Give every webhook recipient of the directory a fresh random signing secret for this run
+    (unless the environment already sets one); the committed config holds none."""
+    data = yaml.safe_load((config_dir / RECIPIENTS_FILE).read_text(encoding="utf-8")) or {}
+    generated = []
+    for item in data.get("recipients", []):
+        if isinstance(item, dict) and item.get("channel") == "webhook":
+            name = secret_variable(str(item.get("id", "")))
+            if not os.environ.get(name):
+                os.environ[name] = secrets.token_hex(32)
+                generated.append(name)
+    return generated
 
 
 def feed_messages(path: Path) -> list[bytes]:
@@ -167,6 +189,7 @@ async def run_demo(
     timeout_s: float = 60.0,
     consents: Path = DEFAULT_CONSENTS,
 ) -> DemoReport:
+    demo_secrets(config_dir)
     recipients = [
         DemoRecipient(r.id, r.secret)
         for r in load_routing_map(config_dir).recipients.values()

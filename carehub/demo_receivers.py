@@ -8,7 +8,6 @@ what they received so the demo can show what reached whom.
 
 from __future__ import annotations
 
-import hmac
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from carehub.ops_http import HTTPServer
-from connectors.webhook import signature
+from connectors.webhook import SIGNATURE_HEADER, verify
 
 OK_OUTCOME = {
     "resourceType": "OperationOutcome",
@@ -65,9 +64,7 @@ class DemoRecipient:
     def _verify(self, request: web.Request, body: bytes) -> bool | None:
         if not self.secret:
             return None
-        stamp = request.headers.get("X-Carehub-Timestamp", "")
-        given = request.headers.get("X-Carehub-Signature", "")
-        return hmac.compare_digest(given, signature(self.secret, stamp, body))
+        return verify(self.secret, request.headers.get(SIGNATURE_HEADER, ""), body)
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()

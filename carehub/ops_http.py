@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import ssl
 from collections.abc import Callable, Sequence
 
@@ -13,6 +11,7 @@ from adapters.mllp.server import make_server_ssl_context
 from core.errors import ConfigError
 from core.metrics import Metrics
 from core.settings import HTTPSettings
+from core.transport import is_loopback
 
 
 def ops_routes(metrics: Metrics, ready: Callable[[], bool]) -> list[web.RouteDef]:
@@ -27,21 +26,6 @@ def ops_routes(metrics: Metrics, ready: Callable[[], bool]) -> list[web.RouteDef
         return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
 
     return [web.get("/health", health), web.get("/ready", readiness), web.get("/metrics", prometheus)]
-
-
-def is_loopback(host: str) -> bool:
-    """Whether every address ``host`` resolves to is a loopback address."""
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
 def check_listener(settings: HTTPSettings, *, insecure: bool = False) -> None:

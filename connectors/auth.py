@@ -19,6 +19,7 @@ import aiohttp
 import jwt
 
 from core.errors import DeliveryError
+from core.transport import insecure_url_reason
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -64,6 +65,9 @@ class TokenSource:
         key_file = options.get("private_key_file", "")
         if not token_url or not key_file:
             raise DeliveryError("SMART backend auth needs token_url and private_key_file", permanent=True)
+        refused = insecure_url_reason(token_url)
+        if refused is not None:
+            raise DeliveryError(f"token_url refused: {refused}", permanent=True)
         try:
             key = Path(key_file).read_bytes()
         except OSError as exc:
@@ -77,7 +81,7 @@ class TokenSource:
             "scope": options.get("scope", "system/*.write"),
         }
         try:
-            async with session.post(token_url, data=form, timeout=self._timeout) as response:
+            async with session.post(token_url, data=form, timeout=self._timeout, allow_redirects=False) as response:
                 body = await response.json(content_type=None) if response.status == 200 else {}
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:

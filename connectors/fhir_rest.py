@@ -9,7 +9,10 @@
 
 Authorization: a static bearer token or SMART Backend Services
 (connectors.auth); a 401 drops the cached token and tries once more with a
-fresh one before it is treated as permanent. Every request carries
+fresh one before it is treated as permanent. The endpoint must be https://
+(http:// to loopback only) and redirects are never followed (a 3xx is a
+permanent failure), so neither the payload nor the token goes anywhere
+else. Every request carries
 ``Idempotency-Key`` and ``X-Request-Id`` (the delivery id). fhirclient is a
 blocking (requests) client, so the hot path uses aiohttp instead.
 """
@@ -25,6 +28,7 @@ from connectors.base import payload_bytes
 from connectors.webhook import classify
 from core.errors import DeliveryError
 from core.records import Delivery
+from core.transport import insecure_url_reason
 
 FHIR_JSON = "application/fhir+json"
 Options = Callable[[str], Mapping[str, str]]
@@ -61,13 +65,18 @@ class FhirRestDestination:
         if authorization:
             headers["Authorization"] = authorization
         try:
-            async with self._client().post(target_url(delivery), data=body, headers=headers) as response:
+            async with self._client().post(
+                target_url(delivery), data=body, headers=headers, allow_redirects=False
+            ) as response:
                 await response.read()
                 return response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DeliveryError(f"cannot reach FHIR server: {type(exc).__name__}", permanent=False) from exc
 
     async def send(self, delivery: Delivery) -> int:
+        refused = insecure_url_reason(delivery.endpoint)
+        if refused is not None:
+            raise DeliveryError(f"FHIR endpoint refused: {refused}", permanent=True)
         options = self._options_for(delivery.recipient_id)
         body = payload_bytes(delivery)
         status = await self._post(delivery, body, options)

@@ -1,9 +1,17 @@
-"""Webhook channel: POST the payload as FHIR JSON to the recipient's endpoint.
+"""Webhook channel: POST the payload as FHIR JSON to the recipient's endpoint, signed.
 
 Headers: ``Idempotency-Key`` (stable across retries and restarts),
-``X-Carehub-Delivery`` and, when the recipient has a secret,
-``X-Carehub-Timestamp`` and ``X-Carehub-Signature: sha256=<hex>`` over
-``"<timestamp>." + body`` so the recipient can verify origin and freshness.
+``X-Carehub-Delivery`` and ``X-Carehub-Signature: t=<unix seconds>,v1=<hex>``
+where the hex is HMAC-SHA256(secret, ``"<t>." + body``) (the Stripe scheme:
+the timestamp is signed with the body, so a recipient that rejects stamps
+older than :data:`TOLERANCE_S` also rejects replays). docs/delivery.md has
+a recipient's verification snippet.
+
+Refused before anything is sent (permanent, so the delivery dead-letters):
+a recipient without a secret, and an endpoint that is not ``https://``
+(plain ``http://`` only to loopback, for the demo and tests). Redirects are
+never followed: a 3xx is a permanent failure, so a body meant for the
+recipient never reaches the address a redirect names.
 """
 
 from __future__ import annotations
@@ -18,19 +26,41 @@ import aiohttp
 from connectors.base import payload_bytes
 from core.errors import DeliveryError
 from core.records import Delivery
+from core.transport import insecure_url_reason
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+SIGNATURE_HEADER = "X-Carehub-Signature"
+#: How old a signature timestamp a recipient should accept (seconds, either way of its clock).
+TOLERANCE_S = 300
 
 
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Carehub-Signature`` value for ``body`` sent at ``timestamp``."""
+    digest = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(secret: str, header: str, body: bytes, *, tolerance_s: int = TOLERANCE_S, now: float | None = None) -> bool:
+    """Whether ``header`` signs ``body`` with ``secret`` within the tolerance (what a recipient checks)."""
+    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        stamp = int(fields.get("t", ""))
+    except ValueError:
+        return False
+    if abs((time.time() if now is None else now) - stamp) > tolerance_s:
+        return False
+    expected = hmac.new(secret.encode(), str(stamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, fields.get("v1", ""))
 
 
 def classify(status: int) -> DeliveryError | None:
-    """None for success; otherwise the error with its permanence."""
+    """None for success; otherwise the error with its permanence (a redirect is not followed: permanent)."""
     if 200 <= status < 300:
         return None
+    if 300 <= status < 400:
+        return DeliveryError(
+            f"recipient answered HTTP {status}; redirects are not followed", permanent=True, status=status
+        )
     permanent = 400 <= status < 500 and status not in RETRYABLE_STATUS
     return DeliveryError(f"recipient answered HTTP {status}", permanent=permanent, status=status)
 
@@ -47,23 +77,25 @@ class WebhookDestination:
         return self._session
 
     def _headers(self, delivery: Delivery, body: bytes) -> dict[str, str]:
-        headers = {
+        secret = self._secret_for(delivery.recipient_id)
+        if not secret:
+            raise DeliveryError("the webhook recipient has no signing secret; nothing is sent unsigned", permanent=True)
+        return {
             "Content-Type": delivery.content_type,
             "Idempotency-Key": delivery.idempotency_key,
             "X-Carehub-Delivery": delivery.delivery_id,
+            SIGNATURE_HEADER: signature(secret, int(time.time()), body),
         }
-        secret = self._secret_for(delivery.recipient_id)
-        if secret:
-            stamp = str(int(time.time()))
-            headers["X-Carehub-Timestamp"] = stamp
-            headers["X-Carehub-Signature"] = signature(secret, stamp, body)
-        return headers
 
     async def send(self, delivery: Delivery) -> int:
+        refused = insecure_url_reason(delivery.endpoint)
+        if refused is not None:
+            raise DeliveryError(f"webhook endpoint refused: {refused}", permanent=True)
         body = payload_bytes(delivery)
+        headers = self._headers(delivery, body)
         try:
             async with self._client().post(
-                delivery.endpoint, data=body, headers=self._headers(delivery, body)
+                delivery.endpoint, data=body, headers=headers, allow_redirects=False
             ) as response:
                 await response.read()
                 status = response.status

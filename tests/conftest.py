@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from carehub.broker import EmbeddedBroker
+from carehub.demo import demo_secrets
 from tests.authkit import TEST_ISSUER, Issuer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,6 +17,8 @@ SHARED = Path(os.environ.get("CAREHUB_SHARED", REPO.parent / "shared"))
 CORPUS = SHARED / "corpus"
 FEED = REPO / "demo" / "feed"
 CONFIG = REPO / "config"
+# The shipped directory's webhook recipients need signing secrets (it commits none): one per run, as the demo does.
+demo_secrets(CONFIG)
 
 
 @pytest.fixture(scope="session")

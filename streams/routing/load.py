@@ -15,6 +15,7 @@ from typing import Any
 
 from core.configfile import line_of, load_config_file
 from core.errors import ConfigError
+from core.transport import insecure_url_reason
 from streams.routing.model import Action, Condition, Due, Identifier, Recipient, RoutingMap, Rule, Threshold
 from streams.routing.rosters import load_rosters, roster_files
 
@@ -91,6 +92,34 @@ def load_recipients(path: Path) -> dict[str, Recipient]:
     return recipients
 
 
+#: Channels that POST over HTTP(S): their endpoints must be https:// (http:// to loopback only).
+HTTP_CHANNELS = ("webhook", "fhir-rest")
+MIN_SECRET = 16
+
+
+def _recipient_problems(recipients: dict[str, Recipient], path: Path) -> list[ConfigError]:
+    """Transport rules checked at load (and again at send): signing secrets and https endpoints."""
+    problems = []
+    for index, r in enumerate(recipients.values()):
+        where: list[str | int] = ["recipients", index]
+        if r.channel == "webhook" and len(r.secret or "") < MIN_SECRET:
+            message = (
+                f"recipient {r.id!r}: a webhook recipient needs a signing secret of at least {MIN_SECRET} characters"
+            )
+            problems.append(ConfigError(message, file=str(path), line=line_of(path, where)))
+        urls = [("endpoint", r.endpoint)] if r.channel in HTTP_CHANNELS else []
+        urls += [(k, v) for k, v in r.connection if k == "token_url"]
+        for key, url in urls:
+            reason = insecure_url_reason(url)
+            if reason is not None:
+                problems.append(
+                    ConfigError(
+                        f"recipient {r.id!r}: {key} {reason}", file=str(path), line=line_of(path, [*where, key])
+                    )
+                )
+    return problems
+
+
 def _action_problem(rule: Rule, action: Action, recipients: dict[str, Recipient]) -> str | None:
     if action.to.startswith("attributed:"):
         return None
@@ -159,6 +188,7 @@ def _build(config_dir: Path) -> tuple[RoutingMap | None, list[ConfigError]]:
     except ConfigError as exc:
         return None, [exc]
     rosters, problems = load_rosters(config_dir / ROSTERS_DIR, recipients)
+    problems = [*_recipient_problems(recipients, config_dir / RECIPIENTS_FILE), *problems]
     try:
         declared, rules, rule_problems = _load_rules(config_dir / ROUTES_FILE, recipients)
     except ConfigError as exc:

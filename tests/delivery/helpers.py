@@ -8,7 +8,12 @@ from core.records import Delivery
 
 
 def delivery(
-    n: int, *, recipient: str = "pcp", patient: str = "RGH|MRN1", endpoint: str = "http://x/", channel: str = "webhook"
+    n: int,
+    *,
+    recipient: str = "pcp-riverside",
+    patient: str = "RGH|MRN1",
+    endpoint: str = "http://x/",
+    channel: str = "webhook",
 ) -> Delivery:
     key = f"idem-{recipient}-{patient.replace('|', '-')}-{n:04d}"
     return Delivery(

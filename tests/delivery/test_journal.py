@@ -31,13 +31,13 @@ def test_a_held_pair_queues_in_order_and_releases_when_drained(journal: Journal)
     assert journal.enqueue_if_held(second), "a repeat is absorbed"
     assert not journal.enqueue_if_held(other_patient), "other patients are not held up"
     assert journal.queued_count() == 2
-    assert not journal.release_if_idle("pcp", "RGH|MRN1", first.delivery_id), "queue not empty"
-    nxt = journal.next_queued("pcp", "RGH|MRN1")
+    assert not journal.release_if_idle("pcp-riverside", "RGH|MRN1", first.delivery_id), "queue not empty"
+    nxt = journal.next_queued("pcp-riverside", "RGH|MRN1")
     assert nxt is not None and nxt.delivery_id == second.delivery_id
     journal.dequeue(second.delivery_id)
     journal.dequeue(third.delivery_id)
-    assert journal.release_if_idle("pcp", "RGH|MRN1", first.delivery_id)
-    assert journal.holder("pcp", "RGH|MRN1") is None
+    assert journal.release_if_idle("pcp-riverside", "RGH|MRN1", first.delivery_id)
+    assert journal.holder("pcp-riverside", "RGH|MRN1") is None
 
 
 def test_dead_letters_park_and_replay(journal: Journal) -> None:

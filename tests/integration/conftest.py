@@ -45,12 +45,15 @@ def config_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def recipients(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, DemoRecipient]]:
-    started = {"pcp-riverside": DemoRecipient("pcp-riverside", PCP_SECRET), "payer-acme": DemoRecipient("payer-acme")}
+    started = {
+        "pcp-riverside": DemoRecipient("pcp-riverside", PCP_SECRET),
+        "payer-acme": DemoRecipient("payer-acme", os.environ["CAREHUB_SECRET_PAYER_ACME"]),
+    }
     for recipient in started.values():
         await recipient.start()
     monkeypatch.setenv("CAREHUB_ENDPOINT_PCP_RIVERSIDE", started["pcp-riverside"].url)
     monkeypatch.setenv("CAREHUB_ENDPOINT_PAYER_ACME", started["payer-acme"].url)
-    monkeypatch.setenv("CAREHUB_PCP_SECRET", PCP_SECRET)
+    monkeypatch.setenv("CAREHUB_SECRET_PCP_RIVERSIDE", PCP_SECRET)
     yield started
     for recipient in started.values():
         await recipient.stop()
