@@ -41,7 +41,7 @@ test: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 
-# Bounded: --examples batches of 1-4 frames, at most --max-seconds (defaults 3000 and 240).
+# Bounded: --examples batches of 1-4 frames, at most --max-seconds (defaults 20000 and 240).
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.adapters.mllp_fuzz $(ARGS)
 

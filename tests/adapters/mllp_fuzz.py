@@ -253,7 +253,7 @@ def listener_thread(start: Callable[[], object], stop: Callable[[object], object
 def main(argv: list[str] | None = None) -> int:
     """``make fuzz``: a real hub (ingest role, embedded broker), bounded by examples and time."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--examples", type=int, default=3000, help="hypothesis examples (batches of 1-4 frames)")
+    parser.add_argument("--examples", type=int, default=20000, help="hypothesis examples (batches of 1-4 frames)")
     parser.add_argument("--max-seconds", type=float, default=240.0)
     args = parser.parse_args(argv)
     # The hub's own threads (Kafka client, timers) may use ``random`` while hypothesis draws.
