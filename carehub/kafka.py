@@ -128,9 +128,11 @@ class KafkaPublisher:
         """The rest-hook receiver's ``Publisher`` seam: one notification, keyed by source, acks=all."""
         if not self._notification_topic:
             raise StorageUnavailableError("no topic is configured for FHIR notifications")
+        if not self.health.healthy:
+            raise StorageUnavailableError("the broker is unreachable; resend the notification later")
         try:
             pending = await self._producer.send(self._notification_topic, record.to_json(), key=record.source.encode())
             await pending
         except (AIOKafkaError, TimeoutError, OSError) as exc:
-            log.warning("notification write not confirmed: source=%s error=%s", record.source, type(exc).__name__)
+            self.health.observe(False)
             raise StorageUnavailableError("the notification could not be stored durably; resend it") from exc

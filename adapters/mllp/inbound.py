@@ -394,7 +394,7 @@ def _log_unexpected(exc: Exception, receipt: Receipt, ctx: _Context | None = Non
     if held is None:
         return
     log.error(
-        "unexpected %s handling control id %r from %s; answering with ERR 207 (internal error); at %s%s",
+        "unexpected %s handling control id %r from %s, treated as an internal error (ERR 207); at %s%s",
         type(exc).__name__,
         loggable_id(ctx.header.control_id, ctx.trusted) if ctx is not None and ctx.header is not None else "",
         receipt.peer,

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 QUEUE_HIGH = 32
 QUEUE_LOW = 8
 _rejected_lines = LogThrottle(10.0)
+_dropped_lines = LogThrottle(10.0)
 
 
 class FrameHandler(Protocol):
@@ -336,7 +337,7 @@ class _Connection(asyncio.Protocol):
         self._last_activity = self._loop.time()
         self._stats.record(reply)
         if isinstance(item, RejectedFrame):
-            held = _rejected_lines.allow(self._receipt.peer)
+            held = _rejected_lines.allow(self._receipt.peer.rsplit(":", 1)[0])
             if held is not None:
                 log.warning(
                     "MLLP block from %s refused (%s), control id %r; answered %s%s",
@@ -344,7 +345,7 @@ class _Connection(asyncio.Protocol):
                     item.error.code,
                     reply.control_id,
                     reply.code,
-                    f" ({held} more refused blocks from this peer not logged)" if held else "",
+                    f" ({held} more refused blocks from this host not logged)" if held else "",
                 )
         log.debug(
             "ACK %s %s control_id=%r type=%s peer=%s in=%d out=%d",
@@ -370,8 +371,14 @@ class _Connection(asyncio.Protocol):
         self._done = True
         pending = self._decoder.finish()
         self._sync_decoder_counters()
-        if pending:
-            log.warning("MLLP block from %s without end block (%d bytes) dropped: %s", self._receipt.peer, pending, why)
+        if pending and (held := _dropped_lines.allow(self._receipt.peer.rsplit(":", 1)[0])) is not None:
+            log.warning(
+                "MLLP block from %s without end block (%d bytes) dropped: %s%s",
+                self._receipt.peer,
+                pending,
+                why,
+                f" ({held} more from this host not logged)" if held else "",
+            )
         self._wake()
 
     def _sync_decoder_counters(self) -> None:
