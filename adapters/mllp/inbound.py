@@ -239,7 +239,9 @@ class InboundHandler:
         limit = self._max_record
         if limit is None:
             return
-        if len(record.to_json()) + _RECORD_OVERHEAD > limit:
+        # The other fields are pieces of the payload, JSON-escaped at most 6x: serialize only near the limit.
+        bound = len(record.raw_b64) + 6 * payload_bytes + _RECORD_OVERHEAD
+        if bound > limit and len(record.to_json()) + _RECORD_OVERHEAD > limit:
             raise MessageTooLargeError(f"the message is too large to store (records are limited to {limit} bytes)")
         if self._preflight is None or payload_bytes <= self._preflight_from:
             return
