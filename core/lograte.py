@@ -26,8 +26,14 @@ class LogThrottle:
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
+    #: Keys remembered at most; past it the memory starts over (bounded whatever the input).
+    MAX_KEYS = 1024
+
     def allow(self, key: str) -> int | None:
         now = self._clock()
+        if len(self._last) >= self.MAX_KEYS and key not in self._last:
+            self._last.clear()
+            self._held.clear()
         last = self._last.get(key)
         if last is not None and now - last < self._interval:
             self._held[key] = self._held.get(key, 0) + 1

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from adapters.hl7.ack import build_ack, version_key
-from adapters.hl7.charset import DEFAULT_CODEC
+from adapters.hl7.charset import DEFAULT_CODEC, UNDECLARED_FALLBACK
 from adapters.hl7.charset import read as read_charset
 from adapters.hl7.header import Header, loggable_id, pid_identifiers, read_header
 from adapters.hl7.tokenizer import Delimiters, Message, parse_message, split_segments
@@ -56,6 +56,7 @@ _EVENT_HEADROOM = 16_384
 _RECORD_OVERHEAD = 1_024
 _INTERNAL = "internal error while handling the message"
 _unexpected_lines = LogThrottle(10.0)
+_undeclared_lines = LogThrottle(60.0)
 
 
 class Publisher(Protocol):
@@ -183,6 +184,8 @@ class InboundHandler:
         except Exception as exc:
             _log_unexpected(exc, receipt, ctx)
             return self._answers.reply(ctx, InternalHandlingError(_INTERNAL))
+        if decoding.codec == UNDECLARED_FALLBACK:
+            _warn_undeclared(record, receipt)
         return self._answers.reply(ctx, None)
 
     def _admit(
@@ -384,6 +387,19 @@ def _settings_version(text: str) -> tuple[int, ...]:
 
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _warn_undeclared(record: InboundMessage, receipt: Receipt) -> None:
+    """The charset policy's warning: no MSH-18 and not UTF-8, so stored labelled Windows-1252."""
+    held = _undeclared_lines.allow("undeclared")
+    if held is not None:
+        log.warning(
+            "message %r from %s has no MSH-18 and is not UTF-8: stored with charset %s%s",
+            loggable_id(record.control_id, True),
+            receipt.peer,
+            record.charset,
+            f" ({held} more like it not logged)" if held else "",
+        )
 
 
 def _log_unexpected(exc: Exception, receipt: Receipt, ctx: _Context | None = None) -> None:
