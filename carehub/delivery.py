@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -53,6 +54,7 @@ class DeliveryParts:
         }
         self.journal: Journal | None = None
         self._overdue: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
 
     def options_for(self, recipient_id: str) -> Mapping[str, str]:
         recipient = self.routing.current().recipients.get(recipient_id)
@@ -61,7 +63,26 @@ class DeliveryParts:
     async def start(self) -> Journal:
         self.journal = await asyncio.to_thread(open_journal, self.database_url)
         self._overdue = asyncio.create_task(watch_overdue(self.journal, self._overdue_alert))
+        self._retention = asyncio.create_task(self._purge_expired())
         return self.journal
+
+    async def purge_expired_once(self) -> int:
+        """Delete the dead letters older than ``delivery.dead_letter_retention_days``; how many."""
+        assert self.journal is not None
+        keep = timedelta(days=self.settings.delivery.dead_letter_retention_days)
+        cutoff = (datetime.now(UTC) - keep).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        purged = await self.journal.db.run(self.journal.purge_dead_letters, cutoff)
+        if purged:
+            log.info("retention: %d dead letter(s) older than %s deleted", purged, keep)
+        return purged
+
+    async def _purge_expired(self, every_s: float = 3600.0) -> None:
+        while True:
+            try:
+                await self.purge_expired_once()
+            except Exception as exc:  # a failed purge is retried next round, never fatal
+                log.error("retention purge failed: %s", type(exc).__name__)
+            await asyncio.sleep(every_s)
 
     async def publish(self, topic: str, key: str, record: Record) -> None:
         await self.kafka.publish(topic, key.encode(), record.to_json(), [])
@@ -105,10 +126,11 @@ class DeliveryParts:
         ]
 
     async def stop(self) -> None:
-        if self._overdue is not None:
-            self._overdue.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._overdue
+        for task in (self._overdue, self._retention):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for destination in self.destinations.values():
             await destination.close()
         if self.journal is not None:

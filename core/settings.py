@@ -116,6 +116,8 @@ class DeliverySettings:
     #: Circuit breaker per endpoint: opens after this many failures in a row, probes after reset_s.
     breaker_failures: int = 5
     breaker_reset_s: float = 10.0
+    #: Dead letters (which keep the whole payload) are deleted from the journal this long after they were parked.
+    dead_letter_retention_days: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +26,23 @@ from core.errors import ConfigError
 P = ParamSpec("P")
 T = TypeVar("T")
 Row = tuple[Any, ...]
+
+
+#: The journal holds PHI (dead letters keep whole payloads): owner read/write only.
+FILE_MODE = 0o600
+
+
+def private_file(path: str) -> None:
+    """Create ``path`` owner-only (0600) before SQLite opens it; tighten an existing looser file.
+
+    SQLite gives its -wal and -shm files the database file's permissions, so they follow.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, FILE_MODE)
 
 
 def sqlite_path(url: str) -> str:
@@ -57,7 +75,7 @@ class Database:
         if self.dialect == "sqlite":
             path = sqlite_path(self.url)
             if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                private_file(path)
             lite = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
             lite.execute("PRAGMA journal_mode=WAL")
             lite.execute("PRAGMA synchronous=NORMAL")

@@ -253,6 +253,10 @@ class Journal:
             DeadLetterRow(row[0], row[1], row[2], row[3], row[4], row[5], Delivery.from_json(row[6])) for row in rows
         ]
 
+    def purge_dead_letters(self, parked_before: str) -> int:
+        """Delete dead letters (and their payloads) parked before ``parked_before`` (ISO time); how many."""
+        return self.db.execute("DELETE FROM dead_letters WHERE parked_at < ?", (parked_before,))
+
     def mark_replayed(self, delivery_id: str) -> None:
         """Reopen a dead-lettered delivery so its replay is attempted, not skipped as finished."""
         with self.db.transaction():

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import urllib.error
@@ -56,6 +57,8 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
     ).stdout  # fmt: skip
     # the PCP's disclosure is decided when planned and again just before it left; the payer's suppressed
     assert "3 decision(s): 1 disclosed, 1 suppressed" in audit
+    journal_file = Path(report["journal"].removeprefix("sqlite:///"))
+    assert stat.S_IMODE(journal_file.stat().st_mode) == 0o600, "the journal holds PHI: owner-only"
 
 
 def test_demo_counts_unreadable_feed_files(tmp_path: Path) -> None:
