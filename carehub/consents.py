@@ -13,6 +13,7 @@ from aiohttp import web
 from adapters.consentapi import consent_routes
 from adapters.fhirhttp import IncompleteResourceError, InvalidResourceError, PreconditionFailedError
 from adapters.part2api import part2_routes
+from core.kafka_security import PLAINTEXT, KafkaSecurity
 from core.patient import PatientIdentifier, patient_key
 from mappings.validation import validate_resource
 from streams.consent.audit import attestation_audit
@@ -111,10 +112,18 @@ class ConsentService:
 class ConsentParts:
     """The consent table, writer, service and routes of one hub process."""
 
-    def __init__(self, config_dir: Path, bootstrap: str, topic: str, audit_topic: str = "") -> None:
+    def __init__(
+        self,
+        config_dir: Path,
+        bootstrap: str,
+        topic: str,
+        audit_topic: str = "",
+        *,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:
         self.policy = load_policy(config_dir)
-        self.table = ConsentTable(bootstrap, topic)
-        self.writer = ConsentWriter(bootstrap, topic)
+        self.table = ConsentTable(bootstrap, topic, security=security)
+        self.writer = ConsentWriter(bootstrap, topic, security=security)
         self.service = ConsentService(self.table, self.writer, audit_topic)
 
     async def start(self) -> None:

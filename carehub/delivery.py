@@ -17,10 +17,12 @@ from aiohttp import web
 
 from adapters.dlqapi import dlq_routes
 from adapters.taskapi import task_routes
+from carehub.kafka import Replication
 from connectors.base import Destination
 from connectors.fhir_rest import FhirRestDestination
 from connectors.kafka_topic import KafkaTopicDestination
 from connectors.mllp import MLLPDestination
+from core.kafka_security import PLAINTEXT, KafkaSecurity
 from core.records import Delivery, Record, TaskEvent
 from core.settings import Settings
 from core.topics import Topics
@@ -39,14 +41,31 @@ def journal_url(settings: Settings, app_id: str) -> str:
 
 class DeliveryParts:
     def __init__(
-        self, settings: Settings, routing: ReloadingRoutingMap, topics: Topics, bootstrap: str, app_id: str
+        self,
+        settings: Settings,
+        routing: ReloadingRoutingMap,
+        topics: Topics,
+        bootstrap: str,
+        app_id: str,
+        *,
+        security: KafkaSecurity = PLAINTEXT,
+        replication: Replication | None = None,
     ) -> None:
         self.settings = settings
         self.database_url = journal_url(settings, app_id)
         self.routing = routing
         self.topics = topics
         timeout = settings.delivery.timeout_s
-        self.kafka = KafkaTopicDestination(bootstrap, timeout, self.options_for, settings.kafka.partitions)
+        copies = replication or Replication(1, 1)
+        self.kafka = KafkaTopicDestination(
+            bootstrap,
+            timeout,
+            self.options_for,
+            settings.kafka.partitions,
+            security=security,
+            replication_factor=copies.factor,
+            min_insync_replicas=copies.min_insync,
+        )
         self.destinations: dict[str, Destination] = {
             "fhir-rest": FhirRestDestination(timeout, self.options_for),
             "mllp": MLLPDestination(timeout, self.options_for),

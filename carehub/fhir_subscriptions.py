@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from adapters.resthook.receiver import Publisher, RestHookReceiver
 from connectors.fhir_source import AsyncFhirSource, FhirSource
 from core.errors import BrokerError
+from core.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.subscriptions.config import SourceConfig, SubscriptionsConfig
 from streams.subscriptions.deps import SubscriptionDeps
 from streams.subscriptions.state import SubscriptionState
@@ -33,9 +34,13 @@ def resthook_routes(publisher: Publisher | None, config: SubscriptionsConfig) ->
     return RestHookReceiver(publisher, config).routes()
 
 
-async def read_states(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[str, SubscriptionState]:
+async def read_states(
+    bootstrap: str, topic: str, timeout_s: float = 10.0, *, security: KafkaSecurity = PLAINTEXT
+) -> dict[str, SubscriptionState]:
     """The latest state of every subscription, read from the compacted state topic (the table's changelog)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10000)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10000, **security.aiokafka()
+    )
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic) or set()

@@ -26,9 +26,10 @@ from carehub.consents import ConsentParts, ConsentService
 from carehub.delivery import DeliveryParts, journal_url
 from carehub.fhir_subscriptions import resthook_routes, subscription_deps
 from carehub.health import DependencyHealth
-from carehub.kafka import KafkaPublisher, ensure_topics
+from carehub.kafka import KafkaPublisher, Replication, ensure_topics
 from carehub.ops_http import HTTPServer, check_listener, ops_routes, server_ssl_context
 from connectors.webhook import WebhookDestination
+from core.kafka_security import KafkaSecurity
 from core.metrics import Metrics
 from core.records import InboundMessage
 from core.settings import Settings
@@ -110,6 +111,9 @@ class Hub:
         #: Plain HTTP on a non-loopback address only when asked for (``carehub run --insecure``).
         self._insecure_http = insecure_http
         self._security_journal: Journal | None = None
+        #: How every Kafka client of this process connects (SSL / SASL_SSL), and the topics' replication.
+        self.kafka_security = KafkaSecurity.from_settings(settings.kafka)
+        self.replication: Replication | None = None
 
     @property
     def app_id(self) -> str:
@@ -141,7 +145,11 @@ class Hub:
             self.settings = replace(self.settings, kafka=replace(self.settings.kafka, bootstrap=self.bootstrap))
         await self._ensure_topics()
         self._consent = ConsentParts(
-            self.settings.config_dir, self.bootstrap, self.topics.consents, self.topics.audit_events
+            self.settings.config_dir,
+            self.bootstrap,
+            self.topics.consents,
+            self.topics.audit_events,
+            security=self.kafka_security,
         )
         await self._consent.start()
 
@@ -149,7 +157,15 @@ class Hub:
         s = self.settings
         self._webhook = WebhookDestination(s.delivery.timeout_s, secret_for=self.routing.secret_for)
         app_id = self.app_id
-        self._delivery = DeliveryParts(s, self.routing, self.topics, self.bootstrap, app_id)
+        self._delivery = DeliveryParts(
+            s,
+            self.routing,
+            self.topics,
+            self.bootstrap,
+            app_id,
+            security=self.kafka_security,
+            replication=self.replication,
+        )
         journal = await self._delivery.start()
         if journal.dialect == "postgresql":
             self._journal_health = journal_health(journal, s.database_url)
@@ -175,14 +191,27 @@ class Hub:
         app = build_app(app_id, self.bootstrap, s.kafka, deps)
         app.finalize()
         tables = changelog_topics(app)
-        await asyncio.to_thread(ensure_topics, self.bootstrap, tables, s.kafka.partitions, tables)
+        await self._provision(tables, tables)
         await app.start()
         self._app = app
 
+    async def _provision(self, names: list[str], compacted: list[str]) -> None:
+        """Create missing topics with the configured replication; refuse topics with fewer copies."""
+        k = self.settings.kafka
+        self.replication = await asyncio.to_thread(
+            ensure_topics,
+            self.bootstrap,
+            names,
+            k.partitions,
+            compacted,
+            security=self.kafka_security,
+            replication_factor=k.replication_factor,
+            min_insync_replicas=k.min_insync_replicas,
+        )
+
     async def _ensure_topics(self) -> None:
         """Provision the hub's topics (idempotent); also run when a lost broker comes back."""
-        partitions, compacted = self.settings.kafka.partitions, self.topics.compacted()
-        await asyncio.to_thread(ensure_topics, self.bootstrap, self.topics.all(), partitions, compacted)
+        await self._provision(self.topics.all(), list(self.topics.compacted()))
 
     async def _start_ingest(self) -> None:
         s = self.settings
@@ -193,6 +222,7 @@ class Hub:
             notification_topic=self.topics.fhir_inbound,
             max_request_size=s.kafka.max_record_bytes,
             on_back=self._ensure_topics,
+            security=self.kafka_security,
         )
         await self._publisher.start()
         handler = InboundHandler(

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
@@ -22,26 +23,82 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from carehub.health import DependencyHealth
 from core.errors import BrokerError, StorageUnavailableError
+from core.kafka_security import PLAINTEXT, KafkaSecurity
 from core.records import FhirNotification, InboundMessage
 
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, compacted: Iterable[str] = ()) -> None:
-    """Create the topics that do not exist yet (idempotent, safe with several workers)."""
+@dataclass(frozen=True, slots=True)
+class Replication:
+    """Replicas per topic (also the fewest accepted on an existing topic) and min.insync.replicas."""
+
+    factor: int
+    min_insync: int
+
+
+def replication_for(brokers: int, factor: int | None = None, min_insync: int | None = None) -> Replication:
+    """The configured values, else 3 and 2 on a cluster of at least 3 brokers and 1 and 1 below that."""
+    chosen = Replication(factor or (3 if brokers >= 3 else 1), min_insync or (2 if brokers >= 3 else 1))
+    if chosen.min_insync > chosen.factor:
+        raise BrokerError(f"kafka.min_insync_replicas {chosen.min_insync} exceeds replication_factor {chosen.factor}")
+    return chosen
+
+
+def _replicas(description: dict[str, object]) -> int:
+    """The fewest distinct replicas of any partition of a described topic."""
+    partitions = description.get("partitions") or []
+    assert isinstance(partitions, list)
+    return min((len(set(p.get("replica_nodes") or [])) for p in partitions), default=0)
+
+
+def _check_replication(admin: KafkaAdminClient, names: list[str], wanted: Replication, brokers: int) -> None:
+    """Refuse to run on topics that hold fewer copies than configured, or a cluster that cannot hold them."""
+    if names:
+        thin = [f"{d['name']} ({_replicas(d)})" for d in admin.describe_topics(names) if _replicas(d) < wanted.factor]
+        if thin:
+            raise BrokerError(
+                f"refusing to start: topic(s) {', '.join(thin)} have fewer replicas than kafka.replication_factor "
+                f"{wanted.factor}; an acknowledged write would not survive a broker loss. Reassign their replicas "
+                "(kafka-reassign-partitions) or lower kafka.replication_factor deliberately"
+            )
+    if wanted.factor > brokers:
+        raise BrokerError(
+            f"refusing to start: kafka.replication_factor {wanted.factor} needs at least {wanted.factor} brokers, "
+            f"the cluster has {brokers}"
+        )
+
+
+def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    compacted: Iterable[str] = (),
+    *,
+    security: KafkaSecurity = PLAINTEXT,
+    replication_factor: int | None = None,
+    min_insync_replicas: int | None = None,
+) -> Replication:
+    """Create the topics that do not exist yet (idempotent, safe with several workers) with the
+    replication this cluster calls for, after checking the existing ones hold at least that many copies."""
     compact = set(compacted)
+    names = list(names)
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **security.kafka_python())
     except (KafkaError, OSError) as exc:
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     try:
+        brokers = len(admin.describe_cluster().get("brokers") or [])
+        replication = replication_for(brokers, replication_factor, min_insync_replicas)
         existing = set(admin.list_topics())
+        _check_replication(admin, [n for n in names if n in existing], replication, brokers)
+        durability = {"min.insync.replicas": str(replication.min_insync)} if replication.min_insync > 1 else {}
         wanted = [
             NewTopic(
                 name,
                 partitions,
-                1,
-                topic_configs={"cleanup.policy": "compact"} if name in compact else {},
+                replication.factor,
+                topic_configs={**durability, **({"cleanup.policy": "compact"} if name in compact else {})},
             )
             for name in names
             if name not in existing
@@ -54,6 +111,7 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, compact
         raise BrokerError(f"cannot create topics on {bootstrap}: {exc}") from exc
     finally:
         admin.close()
+    return replication
 
 
 class KafkaPublisher:
@@ -77,6 +135,7 @@ class KafkaPublisher:
         notification_topic: str = "",
         max_request_size: int = 1_000_000,
         on_back: Callable[[], Awaitable[None]] | None = None,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self._topic = topic
         self._timeout_s = timeout_s
@@ -88,6 +147,7 @@ class KafkaPublisher:
             request_timeout_ms=int(timeout_s * 1000),
             retry_backoff_ms=100,
             max_request_size=max_request_size,
+            **security.aiokafka(),
         )
         self.health = DependencyHealth(
             "Kafka broker",

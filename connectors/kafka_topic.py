@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError  # type: ignore[
 
 from connectors.base import payload_bytes
 from core.errors import DeliveryError
+from core.kafka_security import PLAINTEXT, KafkaSecurity
 from core.records import Delivery
 
 Options = Callable[[str], Mapping[str, str]]
@@ -37,9 +38,19 @@ def topic_for(delivery: Delivery, options: Mapping[str, str]) -> str:
 
 class KafkaTopicDestination:
     def __init__(
-        self, bootstrap: str, timeout_s: float, options_for: Options | None = None, partitions: int = 4
+        self,
+        bootstrap: str,
+        timeout_s: float,
+        options_for: Options | None = None,
+        partitions: int = 4,
+        *,
+        security: KafkaSecurity = PLAINTEXT,
+        replication_factor: int = 1,
+        min_insync_replicas: int = 1,
     ) -> None:
         self._bootstrap = bootstrap
+        self._security = security
+        self._replication = (replication_factor, min_insync_replicas)
         self._timeout_s = timeout_s
         self._options_for = options_for or (lambda _: {})
         self._partitions = partitions
@@ -51,7 +62,10 @@ class KafkaTopicDestination:
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self._bootstrap, acks="all", request_timeout_ms=int(self._timeout_s * 1000)
+                    bootstrap_servers=self._bootstrap,
+                    acks="all",
+                    request_timeout_ms=int(self._timeout_s * 1000),
+                    **self._security.aiokafka(),
                 )
                 await producer.start()
                 self._producer = producer
@@ -60,11 +74,13 @@ class KafkaTopicDestination:
     async def _ensure(self, topic: str) -> None:
         if topic in self._known:
             return
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, **self._security.aiokafka())
         await admin.start()
         try:
             if topic not in set(await admin.list_topics()):
-                await admin.create_topics([NewTopic(topic, self._partitions, 1)])
+                factor, min_insync = self._replication
+                configs = {"min.insync.replicas": str(min_insync)} if min_insync > 1 else {}
+                await admin.create_topics([NewTopic(topic, self._partitions, factor, topic_configs=configs)])
         except TopicAlreadyExistsError:
             pass
         finally:

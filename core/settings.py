@@ -32,6 +32,22 @@ class KafkaSettings:
     #: How long a stream consumer's fetch may wait for data (latency per pipeline hop on brokers
     #: that hold a fetch its full wait; Apache Kafka answers as soon as data arrives).
     fetch_max_wait_ms: int = 10
+    #: Client security, the same for every Kafka client (core.kafka_security): PLAINTEXT (the
+    #: embedded broker), SSL or SASL_SSL; SASL PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    #: Put ``${CAREHUB_KAFKA_PASSWORD}`` here, or name a file with sasl_password_file; never the value.
+    sasl_password: str | None = None
+    sasl_password_file: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    #: Replicas per topic carehub creates, and the fewest it accepts on an existing topic
+    #: (None: 3 when the cluster has at least 3 brokers, else 1).
+    replication_factor: int | None = None
+    #: min.insync.replicas for the topics it creates (None: 2 with at least 3 brokers, else 1).
+    min_insync_replicas: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import faust
 
+from core.kafka_security import KafkaSecurity
 from core.settings import KafkaSettings
 from streams.agents import AGENTS
 from streams.context import AgentContext, StreamDeps
@@ -34,6 +35,7 @@ def build_app(app_id: str, bootstrap: str, kafka: KafkaSettings, deps: StreamDep
         broker_heartbeat_interval=min(1.0, kafka.session_timeout_s / 3),
         broker_rebalance_timeout=kafka.session_timeout_s,
         broker_commit_interval=1.0,
+        broker_credentials=KafkaSecurity.from_settings(kafka).faust_credentials(),
     )
     tune_fetch_wait(app, kafka.fetch_max_wait_ms)
     ctx = AgentContext(app, deps)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from carehub.fhir_subscriptions import read_states
 from core.errors import CarehubError
+from core.kafka_security import KafkaSecurity
 from core.settings import load_settings
 from core.topics import Topics
 from streams.subscriptions.config import load_subscriptions
@@ -62,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        states = asyncio.run(read_states(bootstrap, Topics(settings.kafka.topic_prefix).subscription_state))
+        topic = Topics(settings.kafka.topic_prefix).subscription_state
+        security = KafkaSecurity.from_settings(settings.kafka)
+        states = asyncio.run(read_states(bootstrap, topic, security=security))
         table = rows(args.config_dir, states)
     except CarehubError as exc:
         print(f"carehub subscriptions status: {exc.message}", file=sys.stderr)

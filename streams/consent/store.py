@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from core.errors import StorageUnavailableError
+from core.kafka_security import PLAINTEXT, KafkaSecurity
 from streams.consent.emergency import KEY_PREFIX, Attestation, from_record
 from streams.consent.model import ConsentDirective, ConsentError, parse_consent
 
@@ -43,8 +44,9 @@ def fingerprint(raw: bytes) -> str:
 
 
 class ConsentTable:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, security: KafkaSecurity = PLAINTEXT) -> None:
         self._bootstrap = bootstrap
+        self._security = security
         self._topic = topic
         self._by_id: dict[str, tuple[ConsentDirective, dict[str, Any], str]] = {}
         self._by_patient: dict[str, dict[str, ConsentDirective]] = {}
@@ -58,7 +60,7 @@ class ConsentTable:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
-                                    fetch_max_wait_ms=50)  # fmt: skip
+                                    fetch_max_wait_ms=50, **self._security.aiokafka())  # fmt: skip
         await consumer.start()
         partitions = consumer.partitions_for_topic(self._topic) or set()
         assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
@@ -189,9 +191,11 @@ async def _stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
 class ConsentWriter:
     """Writes consents to the compacted topic with acks=all."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, security: KafkaSecurity = PLAINTEXT) -> None:
         self._topic = topic
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=10000)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", request_timeout_ms=10000, **security.aiokafka()
+        )
 
     async def start(self) -> None:
         await self._producer.start()
