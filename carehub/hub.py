@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from aiohttp import web
 
 from adapters.httpauth import Access
+from adapters.httpauth.tokens import TokenVerifier
 from adapters.mllp.inbound import InboundHandler
 from adapters.mllp.server import MLLPServer
 from carehub.broker import EmbeddedBroker
@@ -113,6 +114,7 @@ class Hub:
         self._security_journal: Journal | None = None
         #: How every Kafka client of this process connects (SSL / SASL_SSL), and the topics' replication.
         self.kafka_security = KafkaSecurity.from_settings(settings.kafka)
+        self._tokens = TokenVerifier(settings.auth)  # bad issuer settings stop the hub before anything starts
         self.replication: Replication | None = None
 
     @property
@@ -255,7 +257,15 @@ class Hub:
         async def audit(event: dict[str, object]) -> None:
             await journal.db.run(journal.security.record, event)
 
-        access = Access(s.auth, known_recipient=lambda rid: rid in self.routing.current().recipients, audit=audit)
+        access = Access(
+            s.auth,
+            known_recipient=lambda rid: rid in self.routing.current().recipients,
+            audit=audit,
+            tokens=self._tokens,
+        )
+        if not s.auth.issuers and not s.auth.client_certificates:
+            log.warning("no token issuer or client certificate configured (auth in carehub.yaml): "
+                        "every HTTP route but /health and /ready answers 401")  # fmt: skip
         self._http = HTTPServer(
             self._http_routes(),
             s.http.host,

@@ -107,9 +107,10 @@ class Access:
         rules: RuleTable | None = None,
         known_recipient: KnownRecipient | None = None,
         audit: SecurityAudit | None = None,
+        tokens: TokenVerifier | None = None,
     ) -> None:
         self.rules = rules or RuleTable()
-        self.tokens = TokenVerifier(settings)
+        self.tokens = tokens or TokenVerifier(settings)
         self._certificates = {c.subject: c for c in settings.client_certificates}
         self._known = known_recipient or (lambda _: False)
         self._audit = audit or _log_only

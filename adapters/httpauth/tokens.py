@@ -25,8 +25,10 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from adapters.fhirhttp import UnauthenticatedError
+from core.errors import ConfigError
 from core.principal import TOKEN, Principal
 from core.settings import AuthSettings, IssuerSettings
+from core.transport import insecure_url_reason
 
 log = logging.getLogger(__name__)
 #: An unknown ``kid`` fetches the JWKS again, at most this often (keys rotate; attackers spray kids).
@@ -98,10 +100,25 @@ class Issuer:
     def __init__(self, settings: IssuerSettings, cache_s: float) -> None:
         self.settings = settings
         self._sources: list[JwksKeys | StaticKeys] = []
+        if not settings.jwks_url and not settings.public_key_files:
+            raise ConfigError(f"auth issuer {settings.issuer}: give jwks_url or public_key_files", file="settings")
+        unsafe = [a for a in settings.algorithms if not a.startswith(("RS", "ES", "PS", "EdDSA"))]
+        if unsafe:
+            raise ConfigError(
+                f"auth issuer {settings.issuer}: only public-key algorithms, not {unsafe}", file="settings"
+            )
+        if settings.jwks_url and (reason := insecure_url_reason(settings.jwks_url)) is not None:
+            raise ConfigError(f"auth issuer {settings.issuer}: jwks_url {reason}", file="settings")
         if settings.jwks_url:
             self._sources.append(JwksKeys(settings.jwks_url, cache_s, settings.jwks_ca_file))
         if settings.public_key_files:
-            self._sources.append(StaticKeys(settings.public_key_files))
+            try:
+                self._sources.append(StaticKeys(settings.public_key_files))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(
+                    f"auth issuer {settings.issuer}: cannot load public_key_files: {type(exc).__name__}",
+                    file="settings",
+                ) from exc
 
     async def keys(self, kid: str | None) -> list[Any]:
         found: list[Any] = []

@@ -8,7 +8,9 @@ from typing import Any
 
 from adapters.resthook.receiver import Channel
 from connectors.fhir_source import Auth, BearerAuth, SmartBackendAuth
-from core.configfile import load_config_file
+from core.configfile import line_of, load_config_file
+from core.errors import ConfigError
+from core.transport import insecure_url_reason
 
 FILE = "subscriptions.yaml"
 DEFAULT_HEADER = "X-Carehub-Subscription-Secret"
@@ -106,12 +108,28 @@ def _source(data: dict[str, Any]) -> SourceConfig:
     )
 
 
+def _check_transport(data: dict[str, Any], path: Path) -> None:
+    """Credentials and secrets travel only over https:// (plain http:// to loopback only)."""
+    for s_index, source in enumerate(data.get("sources") or []):
+        urls: list[tuple[list[str | int], str]] = [(["sources", s_index, "base_url"], source["base_url"])]
+        if (source.get("auth") or {}).get("token_url"):
+            urls.append((["sources", s_index, "auth", "token_url"], source["auth"]["token_url"]))
+        for index, sub in enumerate(source.get("subscriptions") or []):
+            if sub.get("secret"):
+                urls.append((["sources", s_index, "subscriptions", index, "endpoint"], sub["endpoint"]))
+        for where, url in urls:
+            reason = insecure_url_reason(url)
+            if reason is not None:
+                raise ConfigError(f"{where[-1]}: {reason}", file=str(path), line=line_of(path, where))
+
+
 def load_subscriptions(config_dir: Path) -> SubscriptionsConfig:
     """The sources in ``config_dir/subscriptions.yaml`` (none when the file is absent)."""
     path = config_dir / FILE
     if not path.exists():
         return SubscriptionsConfig()
     data = load_config_file(path, "subscriptions.schema.json")
+    _check_transport(data, path)
     return SubscriptionsConfig(
         sources=tuple(_source(s) for s in data.get("sources") or []),
         heartbeat_grace=float(data.get("heartbeat_grace", 2.0)),

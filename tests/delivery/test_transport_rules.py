@@ -10,6 +10,7 @@ import pytest
 from core.errors import ConfigError
 from core.transport import insecure_url_reason
 from streams.routing.load import check_config_dir, load_routing_map
+from streams.subscriptions.config import load_subscriptions
 from tests.conftest import CONFIG
 
 
@@ -62,3 +63,21 @@ def test_https_or_loopback_only() -> None:
     assert insecure_url_reason("http://localhost:9101/x") is None
     for bad in ("http://recipient.example.org/", "http://10.0.0.5/", "http://127.0.0.1.evil.example/", "file:///x"):
         assert insecure_url_reason(bad) is not None, bad
+
+
+def test_fhir_sources_and_secret_bearing_endpoints_need_https(directory: Path) -> None:
+    path = directory / "subscriptions.yaml"
+    text = path.read_text()
+    path.write_text(
+        text.replace("${CAREHUB_EHR_EXAMPLE_URL:-https://ehr.example.org/fhir}", "http://ehr.example.org/fhir")
+    )
+    with pytest.raises(ConfigError, match="base_url: plain http:// is allowed to loopback addresses only") as refused:
+        load_subscriptions(directory)
+    assert refused.value.line is not None
+    path.write_text(
+        text.replace("${CAREHUB_EHR_EXAMPLE_SECRET:-}", "a-subscription-secret-01").replace(
+            "${CAREHUB_PUBLIC_URL:-http://127.0.0.1:8080}", "http://carehub.example.org"
+        )
+    )
+    with pytest.raises(ConfigError, match="endpoint: plain http://"):
+        load_subscriptions(directory)

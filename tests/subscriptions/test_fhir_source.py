@@ -98,7 +98,7 @@ async def test_subscribe_refuses_an_unknown_source_or_a_missing_secret(
 
 def test_r5_subscription_resource(tmp_path: Path) -> None:
     (tmp_path / "subscriptions.yaml").write_text(
-        subscriptions_yaml("http://ehr/fhir").replace(
+        subscriptions_yaml("https://ehr/fhir").replace(
             "    facility: RGH\n    supports_events: true",
             "    facility: RGH\n    fhir_version: r5\n    supports_events: true",
             1,
