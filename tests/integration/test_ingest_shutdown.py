@@ -62,10 +62,21 @@ async def test_sigterm_drains_and_exits_within_the_drain_time(tmp_path: Path, br
         if broker_state == "down":
             own.stop()
             assert ack_code(await client.send((FEED / "03-a02-transfer-rivera.hl7").read_bytes())) == "AR"
+        # Five pipelined frames: once the first is answered all five were received, so SIGTERM
+        # must still answer the other four before the process exits.
+        reader, writer = await asyncio.open_connection("127.0.0.1", mllp_port)
+        payload = (FEED / "04-a03-discharge-rivera.hl7").read_bytes()
+        writer.write(b"".join(b"\x0b" + payload + b"\x1c\r" for _ in range(5)))
+        await writer.drain()
+        answers = [await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 30)]
         began = time.monotonic()
         proc.send_signal(signal.SIGTERM)
+        answers += [await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 30) for _ in range(4)]
         code = await asyncio.wait_for(proc.wait(), DRAIN_S + 15)
         took = time.monotonic() - began
+        writer.close()
+        expected = b"MSA|AA|" if broker_state == "up" else b"MSA|AR|"
+        assert all(expected + b"RGH0004" in answer for answer in answers), answers
     finally:
         await client.close()
         if proc.returncode is None:
