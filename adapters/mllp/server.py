@@ -294,6 +294,12 @@ class _Connection(asyncio.Protocol):
                 if self._lost:
                     continue
                 await self._send(reply, item)
+        except Exception as exc:
+            # Even the handler's fallback answer failed: this connection cannot keep its
+            # ACKs in order, so it is closed and the sender resends. Type only, never text.
+            log.error(
+                "MLLP connection from %s closed after %s answering a block", self._receipt.peer, type(exc).__name__
+            )
         finally:
             self.close()
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import struct
 import sys
 from pathlib import Path
 
@@ -168,6 +171,33 @@ async def test_no_ack_leaves_before_the_publisher_returns(serve: StartServer) ->
     await client.close()
 
 
+async def test_no_log_line_claims_an_ack_the_sender_never_got(
+    serve: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sender resets the connection while its message is being stored: no ACK written, none logged."""
+    caplog.set_level(logging.DEBUG)
+    publisher = GatedPublisher()
+    server = await serve(publisher)
+    client = await MLLPClient.connect(server.port)
+    await client.write(frame(adt("GONE1")))
+    await asyncio.wait_for(publisher.entered.wait(), 2)
+    sock = client.writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.writer.transport.abort()  # RST, not a half-close the listener would still answer
+    for _ in range(100):
+        if server.stats.connections_open == 0:
+            break
+        await asyncio.sleep(0.02)
+    publisher.gate.set()
+    answered = await MLLPClient.connect(server.port)
+    assert (await answered.exchange(adt("NEXT1"))).code == "AA"
+    await answered.close()
+    acks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ACK ")]
+    assert any("NEXT1" in line for line in acks)
+    assert not any("GONE1" in line for line in acks), acks
+    assert server.stats.accepted == 1
+
+
 async def test_graceful_stop_answers_the_message_in_flight(serve: StartServer) -> None:
     publisher = GatedPublisher()
     server = await serve(publisher)
@@ -269,7 +299,10 @@ async def test_a_deep_pipeline_pauses_reading_and_still_answers_in_order(serve: 
 
 
 class BrokenHandler:
-    """A handler that breaks its promise never to raise."""
+    """A handler that breaks its promise never to raise; its fallback answer still works."""
+
+    def __init__(self) -> None:
+        self._fallback = InboundHandler(ListPublisher(), TEST_SETTINGS)
 
     async def handle(self, payload: bytes, receipt: Receipt) -> Reply:
         raise RuntimeError("bug")
@@ -277,9 +310,33 @@ class BrokenHandler:
     def reject(self, frame: RejectedFrame, receipt: Receipt) -> Reply:
         raise RuntimeError("bug")
 
+    def fail(self, receipt: Receipt) -> Reply:
+        return self._fallback.fail(receipt)
 
-async def test_a_failing_handler_closes_the_connection_instead_of_hanging() -> None:
+
+class HopelessHandler(BrokenHandler):
+    """Even the fallback answer raises."""
+
+    def fail(self, receipt: Receipt) -> Reply:
+        raise RuntimeError("bug")
+
+
+async def test_a_handler_that_raises_still_answers_every_frame_in_order() -> None:
     server = MLLPServer(BrokenHandler(), TEST_SETTINGS)
+    await server.start()
+    try:
+        client = await MLLPClient.connect(server.port)
+        await client.write(frame(adt("B1")) + frame(adt("B2")))
+        first, second = await client.read_ack(), await client.read_ack()
+        assert (first.code, second.code) == ("AR", "AR")
+        assert first.field("ERR", 3).startswith("207^")
+        await client.close()
+    finally:
+        await server.stop()
+
+
+async def test_a_handler_whose_fallback_raises_closes_the_connection_instead_of_hanging() -> None:
+    server = MLLPServer(HopelessHandler(), TEST_SETTINGS)
     await server.start()
     try:
         client = await MLLPClient.connect(server.port)
