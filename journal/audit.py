@@ -31,7 +31,7 @@ _COLUMNS = ("audit_id, patient_key, recorded, recipient_id, action, outcome, rul
 #: What became of the delivery a decision was about (SQL over the journal's delivery tables).
 _DELIVERY_STATE = """CASE
     WHEN a.phase = 'attest' THEN 'attested'
-    WHEN a.outcome = 'deny' THEN 'not sent'
+    WHEN a.outcome = 'deny' AND a.phase = 'plan' THEN 'not sent'
     WHEN (SELECT state FROM dead_letters d WHERE d.delivery_id = a.delivery_id) = 'parked' THEN 'dead-lettered'
     WHEN (SELECT status FROM delivery_outcomes o WHERE o.delivery_id = a.delivery_id) = 'delivered' THEN 'delivered'
     WHEN (SELECT status FROM delivery_outcomes o WHERE o.delivery_id = a.delivery_id) = 'suppressed'

@@ -99,6 +99,10 @@ def test_the_accounting_shows_what_became_of_each_delivery(journal: Journal) -> 
     for n, d in enumerate((sent, waiting, parked, stopped)):
         journal.audit.record(_event(PERMIT_C1, "pcp", f"2026-11-01T10:00:0{n}Z", delivery_id=d.delivery_id,
                                     phase=SEND, attempt=1))  # fmt: skip
+    refused = delivery(9, recipient="pcp")
+    journal.audit.record(_event(ConsentDecision(DENY, "send-time:x", "revoked"), "pcp", "2026-11-01T10:00:08Z",
+                                delivery_id=refused.delivery_id, phase=SEND, attempt=2))  # fmt: skip
+    journal.record_outcome(_outcome(refused.delivery_id, "suppressed"))
     journal.audit.record(_event(ConsentDecision(DENY, "x", "no consent"), "cbo", "2026-11-01T10:00:09Z"))
     journal.record_delivered(sent, 1, "ok", 200, "", _outcome(sent.delivery_id, "delivered"))
     journal.record_attempt(waiting, 1, "transient", 503, "busy")
@@ -111,6 +115,7 @@ def test_the_accounting_shows_what_became_of_each_delivery(journal: Journal) -> 
         ("send", "delivered"),
         ("send", "retrying"),
         ("send", "dead-lettered"),
+        ("send", "suppressed at send time"),
         ("send", "suppressed at send time"),
         ("plan", "not sent"),
     ]
