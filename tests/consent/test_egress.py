@@ -192,7 +192,8 @@ async def test_every_channel_sends_part2_only_under_a_current_consent_audited_fi
     topics = Topics(f"egress{random.randrange(10**9)}.")
     routing = ReloadingRoutingMap(CONFIG)
     destinations: dict[str, Destination] = {
-        "webhook": WebhookDestination(5.0), "fhir-rest": FhirRestDestination(5.0), "mllp": MLLPDestination(5.0),
+        "webhook": WebhookDestination(5.0, secret_for=lambda _: "egress-test-signing-secret"),
+        "fhir-rest": FhirRestDestination(5.0), "mllp": MLLPDestination(5.0),
         "kafka": KafkaTopicDestination(broker, 5.0),
     }  # fmt: skip
     lookup = Consents()
