@@ -238,3 +238,30 @@ async def test_msh18_is_read_from_msh_only_when_segments_end_with_lf() -> None:
     assert ack.code == "AA"
     assert publisher.messages[0].charset == "utf-8"
     assert "MÜLLER^JÖRG" in publisher.messages[0].text()
+
+
+async def test_records_that_would_not_fit_are_refused_before_they_are_stored() -> None:
+    """kafka.max_record_bytes: the inbound record itself, then (for big messages) the CareEvent it becomes."""
+    measured: list[str] = []
+
+    def preflight(record: InboundMessage) -> int:
+        measured.append(record.control_id)
+        return 990_000 if record.control_id == "EXPANDS" else 10_000
+
+    settings = replace(MLLPSettings(), preflight_bytes=16_384)
+    publisher = ListPublisher()
+    small = adt("SMALL")
+    big = adt("EXPANDS").replace("DOE^JANE", "DOE" + "X" * 20_000 + "^JANE")
+    fits = adt("FITS").replace("DOE^JANE", "DOE" + "X" * 20_000 + "^JANE")
+    huge = adt("HUGE").replace("DOE^JANE", "DOE" + "X" * 800_000 + "^JANE")
+    kwargs = {"max_record_bytes": 1_000_000, "preflight": preflight}
+    answers = [await handle(text, publisher, settings, **kwargs) for text in (small, big, fits, huge)]  # type: ignore[arg-type]
+    assert [(a.code, a.acked_id) for _, a in answers] == [
+        ("AA", "SMALL"),
+        ("AR", "EXPANDS"),
+        ("AA", "FITS"),
+        ("AR", "HUGE"),
+    ]
+    assert [r.error_code for r, _ in answers] == ["", "message-too-large", "", "message-too-large"]
+    assert publisher.control_ids() == ["SMALL", "FITS"]
+    assert measured == ["EXPANDS", "FITS"], "small messages are not converted; a record too big is refused first"
