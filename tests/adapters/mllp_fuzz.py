@@ -74,7 +74,7 @@ _VERSIONS = ["2.5"] * 6 + ["2.3.1", "2.8", "2.\u00b2", "2.\u0665", "", "v2.4", "
 _CHARSETS = [""] * 12 + ["UNICODE UTF-8", "8859/1", "ASCII", "undefined", "punycode", "idna", "\x00", "cp037"]
 _CHARSETS += ["base64", "rot13", "UNICODE UTF-16", "ISO IR87", "WINDOWS-1252", "8859/15"]
 _TEXT = st.text(
-    alphabet=st.characters(blacklist_characters="\x0b\x1c", blacklist_categories=("Cs",)),
+    alphabet=st.characters(exclude_characters="\x0b\x1c", exclude_categories=["Cs"]),
     max_size=24,
 )
 _VALUE = st.one_of(st.sampled_from(_INTERESTING), _TEXT)

@@ -8,6 +8,7 @@ with MSH-15 and MSH-16 both empty keeps original mode (AA/AE/AR).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from .conftest import StartServer
 from .mllp_testkit import GatedPublisher, ListPublisher, MLLPClient, UnavailablePublisher, adt, frame
 
 
-def msg(control_id: str, accept: str, application: str = "NE", **kwargs: str) -> str:
+def msg(control_id: str, accept: str, application: str = "NE", **kwargs: Any) -> str:
     return adt(control_id, **kwargs).replace("|||AL|NE", f"|||{accept}|{application}", 1)
 
 

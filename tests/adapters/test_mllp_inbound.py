@@ -6,6 +6,7 @@ import base64
 import logging
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ async def handle(
     payload: bytes | str,
     publisher: Publisher | None = None,
     settings: MLLPSettings | None = None,
-    **kwargs: float,
+    **kwargs: Any,
 ) -> tuple[Reply, Ack]:
     handler = InboundHandler(publisher or ListPublisher(), settings or MLLPSettings(), **kwargs)
     data = payload.encode() if isinstance(payload, str) else payload
@@ -195,7 +196,7 @@ async def test_latin1_message_is_decoded_by_msh18_and_answered_in_latin1() -> No
     assert record.charset == "iso8859-1"
     assert record.raw == payload
     assert "MÜLLER^JÖRG" in record.text()
-    assert b"KLINIKUM M\xdcNCHEN" in reply.ack  # the echoed facility, in the sender's charset
+    assert reply.ack is not None and b"KLINIKUM M\xdcNCHEN" in reply.ack  # the echoed facility, in the sender's charset
     assert ack.field("MSH", 6) == "KLINIKUM MÜNCHEN"
 
 
@@ -255,7 +256,7 @@ async def test_records_that_would_not_fit_are_refused_before_they_are_stored() -
     fits = adt("FITS").replace("DOE^JANE", "DOE" + "X" * 20_000 + "^JANE")
     huge = adt("HUGE").replace("DOE^JANE", "DOE" + "X" * 800_000 + "^JANE")
     kwargs = {"max_record_bytes": 1_000_000, "preflight": preflight}
-    answers = [await handle(text, publisher, settings, **kwargs) for text in (small, big, fits, huge)]  # type: ignore[arg-type]
+    answers = [await handle(text, publisher, settings, **kwargs) for text in (small, big, fits, huge)]
     assert [(a.code, a.acked_id) for _, a in answers] == [
         ("AA", "SMALL"),
         ("AR", "EXPANDS"),
