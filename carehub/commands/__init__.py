@@ -20,9 +20,10 @@ from carehub.commands import (  # noqa: E402
     run,
     subscribe,
     subscriptions,
+    token,
     validate,
 )
 
 COMMANDS: list[ModuleType] = [
-    run, demo, convert, validate, routes, dlq, subscribe, subscriptions, consent, audit, part2,
+    run, demo, convert, validate, routes, dlq, subscribe, subscriptions, consent, audit, part2, token,
 ]  # fmt: skip
