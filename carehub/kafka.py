@@ -17,16 +17,20 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from carehub.health import DependencyHealth
-from core.errors import BrokerError, StorageUnavailableError
+from core.errors import BrokerError, MessageTooLargeError, StorageUnavailableError
 from core.kafka_security import PLAINTEXT, KafkaSecurity
 from core.records import FhirNotification, InboundMessage
 
 log = logging.getLogger(__name__)
+
+#: Produce errors about one record's size: answered as content (AR), not as a broker outage.
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +184,8 @@ class KafkaPublisher:
         try:
             pending = await self._producer.send(self._topic, message.to_json(), key=message.patient_key.encode())
             await pending
+        except _TOO_LARGE as exc:  # this record, not the broker: a content answer, the broker stays "up"
+            raise MessageTooLargeError("the broker refused the message as too large to store") from exc
         except (AIOKafkaError, TimeoutError, OSError) as exc:
             self.health.observe(False)
             raise StorageUnavailableError("the message could not be stored durably; resend it") from exc

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -13,7 +15,9 @@ from aiokafka import AIOKafkaConsumer
 
 from carehub.broker import EmbeddedBroker
 from carehub.hub import Hub
+from carehub.kafka import KafkaPublisher, ensure_topics
 from connectors.mllp import MLLPClient, ack_code
+from core.errors import MessageTooLargeError
 from core.records import InboundMessage
 from tests.conftest import FEED
 from tests.integration.conftest import hub_settings
@@ -87,7 +91,7 @@ async def test_broker_outage_is_visible_answered_promptly_and_survived(
             took = loop.time() - began
             assert ack_code(ack) == "AR", ack
             assert "\rERR|" in ack.decode() and "|207^" in ack.decode()
-            assert took < 4.0, f"negative ACK after {took:.1f} s (produce timeout 2 s)"
+            assert took < 5.0, f"negative ACK after {took:.1f} s (produce timeout 2 s)"
         await _eventually_ready(hub.http_port, 503)
         assert "MSA|AR|RGH0003" in (await client.send((FEED / "03-a02-transfer-rivera.hl7").read_bytes())).decode()
 
@@ -110,3 +114,20 @@ async def test_broker_outage_is_visible_answered_promptly_and_survived(
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Kafka broker")]
     assert sum(" lost (" in line for line in lines) == 1, lines
     assert sum(" is back after " in line for line in lines) == 1, lines
+
+
+async def test_a_record_the_broker_will_not_take_is_refused_without_marking_the_broker_lost(broker: str) -> None:
+    topic = f"t{os.getpid()}-size.hl7v2.inbound"
+    ensure_topics(broker, [topic], 1)
+    publisher = KafkaPublisher(broker, topic, 2.0, max_request_size=65_536)
+    await publisher.start()
+    try:
+        big = InboundMessage(
+            InboundMessage.encode_raw(b"x" * 100_000), "utf-8", "", "l", "p", "BIG", "ADT", "A01", "2.5", "", "", "K|1"
+        )
+        with pytest.raises(MessageTooLargeError):
+            await publisher.publish(big)
+        assert publisher.health.healthy, "one oversize record is not a broker outage"
+        await publisher.publish(replace(big, raw_b64=InboundMessage.encode_raw(b"small"), control_id="SMALL"))
+    finally:
+        await publisher.stop()
