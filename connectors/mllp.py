@@ -8,20 +8,21 @@ demo and the benchmarks to play feeds into a listener.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ssl
 from collections.abc import Callable, Mapping
 from urllib.parse import urlparse
 
+from adapters.mllp.framing import MLLPDecoder, RejectedFrame
+from adapters.mllp.framing import encode_frame as frame
 from core.errors import DeliveryError
 from core.records import Delivery
 
-START_BLOCK = b"\x0b"
-END_BLOCK = b"\x1c\x0d"
+__all__ = ["MLLPClient", "MLLPDestination", "ack_code", "frame", "parse_endpoint"]
 
-
-def frame(payload: bytes) -> bytes:
-    return START_BLOCK + payload + END_BLOCK
+#: An ACK larger than this is not an ACK.
+MAX_ACK_BYTES = 1_048_576
 
 
 class MLLPClient:
@@ -34,6 +35,9 @@ class MLLPClient:
         self._ssl = ssl_context
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        # The listener's own decoder: the same tolerance (a lone end byte, junk between blocks).
+        self._decoder = MLLPDecoder(MAX_ACK_BYTES)
+        self._blocks: collections.deque[bytes] = collections.deque()
 
     async def connect(self) -> None:
         try:
@@ -51,16 +55,27 @@ class MLLPClient:
         try:
             self._writer.write(frame(payload))
             await self._writer.drain()
-            block = await asyncio.wait_for(self._reader.readuntil(END_BLOCK), self.timeout_s)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            return await asyncio.wait_for(self._next_block(self._reader), self.timeout_s)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             await self.close()
             raise DeliveryError(
                 f"no ACK from MLLP {self.host}:{self.port}: {type(exc).__name__}", permanent=False
             ) from exc
-        start = block.find(START_BLOCK)
-        return block[start + 1 : -len(END_BLOCK)] if start != -1 else block[: -len(END_BLOCK)]
+
+    async def _next_block(self, reader: asyncio.StreamReader) -> bytes:
+        while not self._blocks:
+            data = await reader.read(65536)
+            if not data:
+                raise asyncio.IncompleteReadError(b"", None)
+            for item in self._decoder.feed(data):
+                if isinstance(item, RejectedFrame):
+                    raise asyncio.IncompleteReadError(b"", MAX_ACK_BYTES)  # an oversize block is no ACK
+                self._blocks.append(item)
+        return self._blocks.popleft()
 
     async def close(self) -> None:
+        self._decoder.finish()
+        self._blocks.clear()
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
             writer.close()
