@@ -38,7 +38,7 @@ class KafkaSettings:
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     #: Put ``${CAREHUB_KAFKA_PASSWORD}`` here, or name a file with sasl_password_file; never the value.
-    sasl_password: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
     sasl_password_file: str | None = None
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None

@@ -77,6 +77,7 @@ async def test_every_client_gets_the_same_sasl_ssl_settings(tls_files: dict[str,
     kafka = _sasl(tls_files, mechanism)
     security = KafkaSecurity.from_settings(kafka)
     assert "s3cret" not in repr(security), "the password is never in a repr (or a log line)"
+    assert "hunter2" not in repr(replace(kafka, sasl_password="hunter2", sasl_password_file=None))
     expected = ("SASL_SSL", mechanism, "carehub-ingest", "s3cret-from-a-file", ssl.CERT_REQUIRED)
 
     publisher = KafkaPublisher("kafka1.example.org:9093", "t.in", 2.0, security=security)
