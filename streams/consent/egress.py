@@ -52,7 +52,7 @@ SEND_GATE = "send-time consent gate (streams.consent.egress.SendGate), AuditEven
 INVENTORY: tuple[Egress, ...] = (
     Egress("webhook", "channel", True, SEND_GATE, "connectors.webhook:WebhookDestination", (FHIR_JSON,)),
     Egress("fhir-rest", "channel", True, SEND_GATE, "connectors.fhir_rest:FhirRestDestination", (FHIR_JSON,)),
-    Egress("mllp", "channel", True, SEND_GATE + "; HL7v2 re-serialized from the disclosed event",
+    Egress("mllp", "channel", True, SEND_GATE + "; HL7v2 of the disclosed event, never raw bytes of a redacted one",
            "connectors.mllp:MLLPDestination", (HL7V2,)),  # fmt: skip
     Egress("kafka", "channel", True, SEND_GATE + "; FHIR JSON only, never source_hl7",
            "connectors.kafka_topic:KafkaTopicDestination", (FHIR_JSON,)),  # fmt: skip
@@ -63,10 +63,12 @@ INVENTORY: tuple[Egress, ...] = (
     Egress("GET /admin/dlq, GET /admin/deliveries/{id}", "api", True,
            "ids, codes and reasons only, never payloads", "adapters.dlqapi"),
     Egress("GET /fhir/Task (the hub's Task endpoint)", "api", True,
-           "only Tasks already delivered to their owner through the gate; labels travel on Task.meta",
+           "only Tasks already delivered to their owner through the gate, to that owner (docs/security.md); "
+           "labels travel on Task.meta",
            "adapters.taskapi"),
     Egress("GET /fhir/Consent, /fhir/Consent/{id}/_history", "api", True,
-           "consents themselves (no clinical data); access control per docs/deploy.md", "adapters.consentapi"),
+           "consents themselves (no clinical data); consent administrators only (docs/security.md)",
+           "adapters.consentapi"),
     Egress("POST /admin/part2/emergency", "api", True, "echoes the attestation only", "adapters.part2api"),
     Egress("OperationOutcomes and MLLP ACK/ERR texts", "answer", True,
            "codes and positions, never payload content", "adapters.fhirhttp"),

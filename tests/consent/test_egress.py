@@ -251,3 +251,9 @@ def test_a_delivery_labelled_only_in_its_payload_is_gated_too() -> None:
     assert needs_consent(bare)
     clean = replace(bare, payload={"resourceType": "Bundle", "entry": []})
     assert not needs_consent(clean)
+
+
+def test_docs_state_the_inventory() -> None:
+    doc = (REPO / "docs" / "part2.md").read_text()
+    missing = [e.name for e in INVENTORY if e.name not in doc]
+    assert not missing, f"docs/part2.md does not list: {missing}"
