@@ -63,6 +63,8 @@ class DemoReport:
     disclosed_with_consent: int = 0
     suppressed: list[dict[str, str]] = field(default_factory=list)
     journal: str = ""
+    #: Deliveries whose X-Carehub-Signature the demo recipients verified (secrets generated for this run).
+    signatures_verified: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,6 +218,7 @@ async def run_demo(
     report.delivered = m.total("delivered")
     report.failed = m.total("delivery_failed") + m.total("normalize_failed") + m.total("route_failed")
     report.per_recipient = {r.recipient_id: len(r.received) for r in recipients}
+    report.signatures_verified = sum(1 for r in recipients for got in r.received if got.signature_ok)
     report.disclosed_with_consent = sum(
         v for (name, labels), v in m.counts.items() if name == "consent" and ("rule", "named-recipient") in labels
     ) + sum(v for (name, labels), v in m.counts.items() if name == "consent" and ("rule", "tpo-class") in labels)
@@ -238,6 +241,8 @@ def render(report: DemoReport) -> str:
         "what reached whom:",
     ]
     lines += [f"  {rid:<24} {count} received" for rid, count in report.per_recipient.items()]
+    lines.append(f"  webhook signatures verified by the recipients: {report.signatures_verified} of {report.delivered} "
+                 "(signing secrets generated for this run)")  # fmt: skip
     lines += ["", f"42 CFR Part 2: consents on file {', '.join(report.consents) or '(none)'}; "
               f"{report.disclosed_with_consent} disclosure(s) under a consent, with the redisclosure notice; "
               f"{len(report.suppressed)} suppressed:"]  # fmt: skip

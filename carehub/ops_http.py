@@ -6,6 +6,7 @@ import ssl
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from adapters.mllp.server import make_server_ssl_context
 from core.errors import ConfigError
@@ -59,9 +60,9 @@ class HTTPServer:
         port: int,
         *,
         ssl_context: ssl.SSLContext | None = None,
-        middlewares: Sequence[object] = (),
+        middlewares: Sequence[Middleware] = (),
     ) -> None:
-        self._app = web.Application(middlewares=list(middlewares))  # type: ignore[arg-type]
+        self._app = web.Application(middlewares=list(middlewares))
         self._app.add_routes(routes)
         self._ssl = ssl_context
         self._runner = web.AppRunner(self._app, access_log=None)

@@ -49,6 +49,7 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
     # to it); CBO: 1 food-insecurity referral (Z59.41 on Okafor's discharge).
     assert report["per_recipient"] == {"pcp-riverside": 12, "payer-acme": 5, "pharmacy-mainst": 1, "cbo-foodbank": 1}
     assert sum(report["per_recipient"].values()) == report["delivered"]
+    assert report["signatures_verified"] == report["delivered"], "every webhook is signed and verifies"
     assert report["consents"] == ["harper-rrc-2026"] and report["disclosed_with_consent"] == 1
     assert [(s["recipient"], s["patient"]) for s in report["suppressed"]] == [("payer-acme", "RRC|RRC-20931")]
     audit = subprocess.run(
