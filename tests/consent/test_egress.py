@@ -257,3 +257,18 @@ def test_docs_state_the_inventory() -> None:
     doc = (REPO / "docs" / "part2.md").read_text()
     missing = [e.name for e in INVENTORY if e.name not in doc]
     assert not missing, f"docs/part2.md does not list: {missing}"
+
+
+def test_a_task_keeps_its_labels_so_its_overdue_alert_is_gated() -> None:
+    """The Task read API and the overdue alert to the requester carry the labels the Task was disclosed under."""
+    from streams.consent.gate import needs_consent
+    from streams.task_alerts import overdue_alert, task_from_delivery
+
+    task = {"resourceType": "Task", "id": "t1", "status": "requested", "requester": {"reference": "Organization/rgh"}}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "meta": {"security": LABELS},
+              "entry": [{"resource": task}]}  # fmt: skip
+    disclosed = replace(_delivery(1, "webhook", "http://x/"), action="task", payload=bundle)
+    stored = task_from_delivery(disclosed)
+    assert stored is not None and stored["meta"]["security"] == LABELS
+    alert = replace(disclosed, labels=[], payload=overdue_alert(stored, "http://hub/fhir", "2026-11-05T00:00:00Z"))
+    assert needs_consent(alert), "an overdue alert about a Part 2 Task needs a consent for its requester"
