@@ -20,7 +20,7 @@ from streams.consent.audit import attestation_audit
 from streams.consent.codes import AUTHORITY_PREFIX
 from streams.consent.deps import ConsentDeps
 from streams.consent.emergency import KEY_PREFIX, parse_attestation
-from streams.consent.model import ConsentError, IncompleteConsentError, parse_consent
+from streams.consent.model import WRITTEN_BY, ConsentError, IncompleteConsentError, parse_consent
 from streams.consent.policy import load_policy
 from streams.consent.store import ConsentTable, ConsentWriter, history_key
 
@@ -31,10 +31,6 @@ def search_key(patient: str) -> str:
     """``system|value`` (FHIR token search) or a patient key ``AUTHORITY|MRN`` -> patient key."""
     system, _, value = patient.rpartition("|")
     return patient_key(PatientIdentifier(value=value, authority=system.removeprefix(AUTHORITY_PREFIX)))
-
-
-#: meta.extension on each stored Consent version: who wrote it (the authenticated principal).
-WRITTEN_BY = "urn:carehub:fhir:StructureDefinition:written-by"
 
 
 def _now() -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from carehub.commands.hubclient import add_hub_options, call, refusal_text
+from streams.consent.model import WRITTEN_BY
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,9 +75,6 @@ def list_consents(args: argparse.Namespace) -> int:
         period = c.get("provision", {}).get("period", {})
         print(f"Consent/{c['id']}  {c['status']:<9} {period.get('start', '')} .. {period.get('end', '')}")
     return 0
-
-
-WRITTEN_BY = "urn:carehub:fhir:StructureDefinition:written-by"
 
 
 def consent_history(args: argparse.Namespace) -> int:

@@ -22,7 +22,8 @@ from mappings.fhir import EncounterSnapshot, FhirSource, map_encounter
 from mappings.fhir.event import local_ref
 from mappings.validation import validate_resource
 from streams.consent.labels import apply_labels
-from streams.consent.model import ConsentError, parse_consent
+from streams.consent.model import WRITTEN_BY, ConsentError, parse_consent
+from streams.consent.store import history_key
 from streams.context import AgentContext, now_iso
 from streams.subscriptions.config import SourceConfig, SubscriptionConfig
 from streams.subscriptions.deps import SourceReader
@@ -132,7 +133,16 @@ class FhirEventEmitter:
             issues.append(exc.message)
         if issues:
             raise MappingError("the Consent from the source is not usable: " + "; ".join(issues[:3]))
-        await self._ctx.send_json(self._ctx.deps.topics.consents, directive.id, consent)
+        # the source's version, recorded with who wrote it (the source), kept beside the current one
+        meta = dict(consent.get("meta", {}))
+        written = [e for e in meta.get("extension", []) if e.get("url") != WRITTEN_BY]
+        meta["extension"] = [*written, {"url": WRITTEN_BY, "valueString": f"source:{source.name}"}]
+        meta.setdefault("lastUpdated", now_iso())
+        stored = {**consent, "meta": meta}
+        version = str(meta.get("versionId") or meta["lastUpdated"])
+        key = history_key(directive.id, f"{source.name}:{version}")  # never collides with the API's versions
+        await self._ctx.send_json(self._ctx.deps.topics.consents, key, stored)
+        await self._ctx.send_json(self._ctx.deps.topics.consents, directive.id, stored)
         self._ctx.metrics.inc("consents_from_subscriptions", source=source.name)
         log.info("consent %s from source %s (status %s)", directive.id, source.name, directive.status)
 

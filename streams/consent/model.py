@@ -34,6 +34,8 @@ class IncompleteConsentError(ConsentError):
 
 #: Consent.extension naming an expiration event instead of a date (§2.31(a)(6), e.g. "end of treatment").
 EXPIRES_ON_EXTENSION = "urn:carehub:fhir:StructureDefinition:consent-expires-on"
+#: meta.extension on each stored Consent version: who wrote it (the authenticated principal, or ``source:<name>``).
+WRITTEN_BY = "urn:carehub:fhir:StructureDefinition:written-by"
 #: Statuses of a consent that permits nothing: a revocation is accepted however incomplete the original was.
 NOT_IN_FORCE = ("inactive", "entered-in-error", "rejected")
 

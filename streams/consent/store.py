@@ -35,8 +35,15 @@ log = logging.getLogger(__name__)
 HISTORY = "/_history/"
 
 
-def history_key(consent_id: str, version: int) -> str:
+def history_key(consent_id: str, version: int | str) -> str:
     return f"{consent_id}{HISTORY}{version}"
+
+
+def _written_at(resource: dict[str, Any]) -> tuple[str, int, str]:
+    """Order of versions: when written, then the version number (a source's own ids need not be numbers)."""
+    meta = resource.get("meta", {})
+    version = str(meta.get("versionId", ""))
+    return str(meta.get("lastUpdated", "")), int(version) if version.isdigit() else 0, version
 
 
 def fingerprint(raw: bytes) -> str:
@@ -50,7 +57,7 @@ class ConsentTable:
         self._topic = topic
         self._by_id: dict[str, tuple[ConsentDirective, dict[str, Any], str]] = {}
         self._by_patient: dict[str, dict[str, ConsentDirective]] = {}
-        self._history: dict[str, dict[int, dict[str, Any]]] = {}
+        self._history: dict[str, dict[str, dict[str, Any]]] = {}
         self._by_id_print: dict[str, str] = {}
         self._emergencies: dict[str, dict[str, Attestation]] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -134,7 +141,7 @@ class ConsentTable:
             else:
                 consent_id, _, version = key.partition(HISTORY)
                 if raw is not None:
-                    self._history.setdefault(consent_id, {})[int(version)] = raw
+                    self._history.setdefault(consent_id, {})[version] = raw
         except (ConsentError, ValueError, KeyError) as exc:
             log.error("consent table: unreadable record %s skipped (%s)", key, type(exc).__name__)
 
@@ -147,8 +154,8 @@ class ConsentTable:
 
     def history(self, consent_id: str) -> list[dict[str, Any]]:
         """Every version written, newest first."""
-        versions = self._history.get(consent_id, {})
-        return [versions[v] for v in sorted(versions, reverse=True)]
+        versions = self._history.get(consent_id, {}).values()
+        return sorted(versions, key=_written_at, reverse=True)
 
     def resource(self, consent_id: str) -> dict[str, Any] | None:
         found = self._by_id.get(consent_id)

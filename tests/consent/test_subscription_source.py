@@ -59,6 +59,12 @@ async def test_a_consent_from_a_subscription_source_takes_effect(
         await eventually(lambda: hub.consents.read("harper-rrc-2026") is not None)
         assert [c["id"] for c in hub.consents.search("RRC|RRC-20931")] == ["harper-rrc-2026"]
         assert "GET /fhir/Consent/harper-rrc-2026" in source.requests, "id-only: read from the source"
+        source.put({**CONSENT, "status": "inactive"})  # the source revokes it: a second version, not an overwrite
+        assert await source.event(sub_id, "Consent/harper-rrc-2026") == 200
+        await eventually(lambda: len(hub.consents.history("harper-rrc-2026")) == 2)
+        history = hub.consents.history("harper-rrc-2026")
+        assert [(c["status"], c["meta"]["versionId"]) for c in history] == [("inactive", "2"), ("active", "1")]
+        assert {e["valueString"] for c in history for e in c["meta"]["extension"]} == {"source:consents-ehr"}
 
         source.put({**CONSENT, "id": "broken", "status": "signed"})
         assert await source.event(sub_id, "Consent/broken") == 200
