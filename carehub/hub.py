@@ -35,6 +35,7 @@ from core.metrics import Metrics
 from core.records import InboundMessage
 from core.settings import Settings
 from core.topics import Topics
+from core.transport import is_loopback
 from journal import Journal, open_journal
 from streams.app import build_app, changelog_topics
 from streams.context import StreamDeps
@@ -264,8 +265,9 @@ class Hub:
             tokens=self._tokens,
         )
         if not s.auth.issuers and not s.auth.client_certificates:
-            log.warning("no token issuer or client certificate configured (auth in carehub.yaml): "
-                        "every HTTP route but /health and /ready answers 401")  # fmt: skip
+            level = logging.INFO if is_loopback(s.http.host) else logging.WARNING
+            log.log(level, "no token issuer or client certificate configured (auth in carehub.yaml): "
+                    "every HTTP route but /health and /ready answers 401")  # fmt: skip
         self._http = HTTPServer(
             self._http_routes(),
             s.http.host,
