@@ -14,8 +14,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from adapters.resthook.notification import Notification
 from core.errors import MappingError
 from mappings.fhir import EncounterSnapshot, FhirSource, map_encounter
@@ -27,6 +25,7 @@ from streams.consent.store import history_key
 from streams.context import AgentContext, now_iso
 from streams.subscriptions.config import SourceConfig, SubscriptionConfig
 from streams.subscriptions.deps import SourceReader
+from streams.tables import JsonTable
 
 log = logging.getLogger(__name__)
 Resource = dict[str, Any]
@@ -42,7 +41,7 @@ def _refs(value: Any) -> list[str]:
 
 
 class FhirEventEmitter:
-    def __init__(self, ctx: AgentContext, snapshots: Any, readers: Mapping[str, SourceReader]) -> None:
+    def __init__(self, ctx: AgentContext, snapshots: JsonTable, readers: Mapping[str, SourceReader]) -> None:
         self._ctx = ctx
         self._snapshots = snapshots
         self._readers = readers
@@ -87,9 +86,9 @@ class FhirEventEmitter:
         """Map one Encounter state; send the CareEvent if it is an admit/discharge/transfer. Returns the reason."""
         reader = self.reader(source)
         related = await self.related(encounter, carried, reader)
-        snap_key = f"{source.name}|Encounter/{encounter.get('id', '')}".encode()
-        raw = self._snapshots.get(snap_key)
-        previous = EncounterSnapshot.from_dict(orjson.loads(raw)) if raw else None
+        snap_key = f"{source.name}|Encounter/{encounter.get('id', '')}"
+        stored = self._snapshots.get(snap_key)
+        previous = EncounterSnapshot.from_dict(stored) if stored else None
         origin = FhirSource(source.name, source.facility, source.base_url, sub.name, number, timestamp, received_at)
         mapping = map_encounter(encounter, related, previous, origin)
         if mapping.event is not None:
@@ -100,7 +99,7 @@ class FhirEventEmitter:
             log.info(
                 "fhir event: source=%s subscription=%s number=%s kind=%s", source.name, sub.name, number, event.kind
             )
-        self._snapshots[snap_key] = orjson.dumps(mapping.snapshot.to_dict())
+        self._snapshots.put(snap_key, mapping.snapshot.to_dict())
         return mapping.transition.reason
 
     async def emit_focus(

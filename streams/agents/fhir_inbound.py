@@ -26,15 +26,10 @@ from streams.subscriptions.config import SourceConfig, SubscriptionConfig
 from streams.subscriptions.deps import SubscriptionDeps
 from streams.subscriptions.observe import Observed, after_recovery, check_heartbeat, observe, plan_recovery
 from streams.subscriptions.state import UNHEALTHY, SubscriptionState, parse_time, state_key
+from streams.tables import JsonTable
 
 log = logging.getLogger(__name__)
 CHECK = "carehub-check"
-
-
-def _table(app: faust.App, topic: str, name: str, partitions: int) -> Any:
-    schema: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    changelog = app.topic(topic, schema=schema, partitions=partitions)
-    return app.Table(name, default=None, changelog_topic=changelog, schema=schema, partitions=partitions)
 
 
 def subscription_id(ref: str) -> str:
@@ -43,15 +38,15 @@ def subscription_id(ref: str) -> str:
 
 
 class NotificationHandler:
-    def __init__(self, ctx: AgentContext, deps: SubscriptionDeps, states: Any, emitter: FhirEventEmitter) -> None:
+    def __init__(self, ctx: AgentContext, deps: SubscriptionDeps, states: JsonTable, emitter: FhirEventEmitter) -> None:
         self._ctx = ctx
         self._deps = deps
         self._states = states
         self._emitter = emitter
 
     def _load(self, source: str, subscription: str) -> SubscriptionState:
-        raw = self._states.get(state_key(source, subscription).encode())
-        return SubscriptionState.from_json(raw) if raw else SubscriptionState(source, subscription)
+        stored = self._states.get(state_key(source, subscription))
+        return SubscriptionState.from_dict(stored) if stored else SubscriptionState(source, subscription)
 
     async def handle(self, record: FhirNotification) -> None:
         source = self._deps.config.source(record.source)
@@ -64,7 +59,7 @@ class NotificationHandler:
             state = await self._check(state, source, sub)
         else:
             state = await self._notification(state, read_bundle(record.bundle), source, sub, record.received_at)
-        self._states[state.key.encode()] = state.to_json()
+        self._states.put(state.key, state.to_dict())
 
     async def _check(
         self, state: SubscriptionState, source: SourceConfig, sub: SubscriptionConfig
@@ -199,9 +194,8 @@ def register(app: faust.App, ctx: AgentContext) -> None:
     if deps is None or not deps.config.enabled():
         return
     topics = ctx.deps.topics
-    partitions = app.conf.topic_partitions
-    states = _table(app, topics.subscription_state, "subscription-state", partitions)
-    snapshots = _table(app, topics.fhir_encounters, "fhir-encounters", partitions)
+    states = JsonTable(app, "subscription-state", topics.subscription_state)
+    snapshots = JsonTable(app, "fhir-encounters", topics.fhir_encounters)
     handler = NotificationHandler(ctx, deps, states, FhirEventEmitter(ctx, snapshots, deps.readers))
 
     async def fhir_inbound_agent(stream: Any) -> None:

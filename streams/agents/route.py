@@ -19,6 +19,7 @@ from streams.consent.enforce import Gatekeeper
 from streams.context import AgentContext, now_iso
 from streams.routing.decide import RoutingDecision, decide
 from streams.signals import OpenTask, PatientState, observe, signals
+from streams.tables import JsonTable
 
 log = logging.getLogger(__name__)
 SIGNALS_TABLE = "patient-signals"
@@ -54,7 +55,7 @@ def report_unresolved(ctx: AgentContext, decision: RoutingDecision) -> None:
 
 def register(app: faust.App, ctx: AgentContext) -> None:
     topics = ctx.deps.topics
-    table = app.Table(SIGNALS_TABLE, default=dict, partitions=app.conf.topic_partitions)
+    table = JsonTable(app, SIGNALS_TABLE)
     gatekeeper = Gatekeeper(ctx.deps.consent)
     once = VisitOnce(app, ctx)  # the same visit by ADT and by FHIR is routed once (streams.dedup)
 
@@ -64,13 +65,13 @@ def register(app: faust.App, ctx: AgentContext) -> None:
                 care_event = CareEvent.from_json(event.value)
                 if not once.first(care_event):
                     continue
-                key = care_event.patient_key.encode()
+                key = care_event.patient_key
                 state = PatientState.from_dict(table.get(key))
                 found = signals(state, care_event)
                 decision = decide(care_event, ctx.deps.routing.current(), found.flags)
                 verdicts = gatekeeper.verdicts(care_event, decision, ctx.deps.hub, now_iso())
                 planned = [v.delivery for v in verdicts if v.delivery is not None]
-                table[key] = observe(state, care_event, opened_tasks(planned)).to_dict()
+                table.put(key, observe(state, care_event, opened_tasks(planned)).to_dict())
             except Exception as exc:
                 await ctx.dead_letter("route", exc, event)
                 continue

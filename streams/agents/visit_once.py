@@ -8,36 +8,29 @@ the partition the route agent is consuming; its changelog is the compacted
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import faust
-import orjson
 
 from core.records import CareEvent
 from streams.context import AgentContext
 from streams.dedup import decide
+from streams.tables import JsonTable
 
 log = logging.getLogger(__name__)
 
 
 class VisitOnce:
     def __init__(self, app: faust.App, ctx: AgentContext) -> None:
-        schema: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-        partitions = app.conf.topic_partitions
-        changelog = app.topic(ctx.deps.topics.visits_seen, schema=schema, partitions=partitions)
-        self._table = app.Table(
-            "visits-seen", default=None, changelog_topic=changelog, schema=schema, partitions=partitions
-        )
+        self._table = JsonTable(app, "visits-seen", ctx.deps.topics.visits_seen)
         self._ctx = ctx
 
     def first(self, event: CareEvent) -> bool:
         """True when the event should be routed; records it as routed."""
-        key = event.patient_key.encode()
-        raw = self._table.get(key)
-        seen = tuple(orjson.loads(raw)) if raw else ()
+        key = event.patient_key
+        seen = tuple(self._table.get(key) or ())
         decision = decide(event, seen)
         if decision.seen != seen:
-            self._table[key] = orjson.dumps(list(decision.seen))
+            self._table.put(key, list(decision.seen))
         if not decision.route:
             self._ctx.metrics.inc("duplicates_suppressed", kind=event.kind)
             log.info("duplicate not routed: event=%s kind=%s reason=%s", event.event_id, event.kind, decision.reason)

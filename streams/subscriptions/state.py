@@ -33,16 +33,22 @@ class SubscriptionState:
     def key(self) -> str:
         return state_key(self.source, self.subscription)
 
-    def to_json(self) -> bytes:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["missing"] = list(self.missing)
-        return orjson.dumps(data)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SubscriptionState:
+        return cls(**{**data, "missing": tuple(data.get("missing", ()))})
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> SubscriptionState:
         data: dict[str, Any] = orjson.loads(raw)
-        data["missing"] = tuple(data.get("missing", ()))
-        return cls(**data)
+        return cls.from_dict(data)
 
 
 def state_key(source: str, subscription: str) -> str:
