@@ -143,6 +143,8 @@ class Settings:
     hub_base_url: str = "http://127.0.0.1:8080/fhir"
     #: Journal store: sqlite:///path or postgresql://…; empty = SQLite in the worker's data dir.
     database_url: str = ""
+    #: On SIGTERM/SIGINT: how long to finish in-flight work before exiting anyway (Kafka keeps the rest).
+    drain_s: float = 15.0
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     mllp: MLLPSettings = field(default_factory=MLLPSettings)
     http: HTTPSettings = field(default_factory=HTTPSettings)

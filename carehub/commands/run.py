@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
+import os
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +15,10 @@ from carehub import logs, loop
 from carehub.hub import ROLES, Hub
 from carehub.ops_http import check_listener
 from core.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+#: Exit status when the drain time ran out before every part stopped.
+EXIT_NOT_DRAINED = 3
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,6 +71,18 @@ def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
     return replace(settings, mllp=mllp, http=http)
 
 
+async def drain(hub: Hub, drain_s: float) -> bool:
+    """Stop the hub within ``drain_s``; False when it did not finish in time (nothing acknowledged is lost:
+    unfinished records stay on Kafka, uncommitted, and the next worker takes them)."""
+    stopping = asyncio.ensure_future(hub.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=drain_s)
+    if stopping in done:
+        stopping.result()
+        return True
+    log.warning("shutdown: not drained within %g s; exiting with work in flight (it stays on Kafka)", drain_s)
+    return False
+
+
 async def serve(settings: Settings, roles: tuple[str, ...] = ROLES, *, insecure_http: bool = False) -> None:
     hub = Hub(settings, roles=roles, insecure_http=insecure_http)
     stop = asyncio.Event()
@@ -82,7 +100,9 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES, *, insecure_
     try:
         await stop.wait()
     finally:
-        await hub.stop()
+        if not await drain(hub, settings.drain_s):
+            logging.shutdown()
+            os._exit(EXIT_NOT_DRAINED)  # the loop's own clean-up would wait for what did not stop
 
 
 def run(args: argparse.Namespace) -> int:
