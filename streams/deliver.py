@@ -95,13 +95,26 @@ class _Circuit:
     probing: bool = False
 
 
+#: Called with (endpoint, new state) on every change: "open", "half-open", "closed".
+OnChange = Callable[[str, str], None]
+
+
+def _ignore(endpoint: str, state: str) -> None:
+    return None
+
+
 @dataclass
 class CircuitBreaker:
-    """Per endpoint: open after ``failures`` transient failures in a row, probe after ``reset_s``."""
+    """Per endpoint: open after ``failures`` transient failures in a row, probe after ``reset_s``.
+
+    Each change of state is reported once to ``on_change`` (the delivery flow logs it); the
+    deliveries held while the circuit is open are not reported one by one.
+    """
 
     failures: int = 5
     reset_s: float = 10.0
     clock: Callable[[], float] = time.monotonic
+    on_change: OnChange = _ignore
     _state: dict[str, _Circuit] = field(default_factory=dict)
 
     def allow(self, endpoint: str) -> bool:
@@ -111,17 +124,21 @@ class CircuitBreaker:
         if circuit.probing or self.clock() - circuit.opened_at < self.reset_s:
             return False
         circuit.probing = True  # half-open: one try decides
+        self.on_change(endpoint, "half-open")
         return True
 
     def record(self, endpoint: str, ok: bool) -> None:
         circuit = self._state.setdefault(endpoint, _Circuit())
         if ok:
             self._state.pop(endpoint, None)
+            if circuit.opened_at is not None:
+                self.on_change(endpoint, "closed")
             return
         circuit.failures += 1
-        circuit.probing = False
-        if circuit.failures >= self.failures:
+        was_probing, circuit.probing = circuit.probing, False
+        if circuit.failures >= self.failures and (circuit.opened_at is None or was_probing):
             circuit.opened_at = self.clock()
+            self.on_change(endpoint, "open")
 
     def is_open(self, endpoint: str) -> bool:
         circuit = self._state.get(endpoint)

@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from connectors.base import Destination
 from core.metrics import Metrics
@@ -69,7 +70,9 @@ class DeliveryFlow:
         self.metrics = metrics
         self.gate = gate
         self.timeout_s = timeout_s
-        self.breaker = breaker or CircuitBreaker(policy.breaker_failures, policy.breaker_reset_s)
+        self.breaker = breaker or CircuitBreaker(
+            policy.breaker_failures, policy.breaker_reset_s, on_change=self._circuit_changed
+        )
         self.rng = rng or random.Random()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -144,7 +147,8 @@ class DeliveryFlow:
             await j.db.run(j.record_delivered, d, number, attempt.result, attempt.status, attempt.detail, result)
         else:
             await j.db.run(j.record_attempt, d, number, attempt.result, attempt.status, attempt.detail)
-        log.info(
+        log.log(
+            logging.DEBUG if attempt.skipped else logging.INFO,  # held by an open circuit: logged once, by it
             "delivery %s recipient=%s attempt=%d result=%s next=%s",
             d.delivery_id,
             d.recipient_id,
@@ -170,6 +174,11 @@ class DeliveryFlow:
         log.warning("delivery %s recipient=%s suppressed at send time: %s", d.delivery_id, d.recipient_id,
                     decision.rule)  # fmt: skip
         await self._finish(d, "suppressed", d.attempt, decision.reason, None)
+
+    def _circuit_changed(self, endpoint: str, state: str) -> None:
+        level = logging.WARNING if state == "open" else logging.INFO
+        log.log(level, "circuit %s: endpoint=%s", state, _where(endpoint))
+        self.metrics.inc("circuit_changes", state=state)
 
     async def _finish(self, d: Delivery, status: str, attempts: int, reason: str, code: int | None) -> None:
         result = outcome(d, status, attempts, reason, code)
@@ -216,6 +225,12 @@ class DeliveryFlow:
                 requester=str(task.get("requester", {}).get("reference", "")),
             )
             await self.sender.send(self.topics.task_events, event.task_id, event)  # keyed by task: in order
+
+
+def _where(endpoint: str) -> str:
+    """An endpoint for the log: scheme, host and port only (no path, query or credentials)."""
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def _audit_sink(ctx: AgentContext) -> Callable[[str, JSONObject], Awaitable[None]]:

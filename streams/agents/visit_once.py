@@ -13,7 +13,7 @@ import faust
 
 from core.records import CareEvent
 from streams.context import AgentContext
-from streams.dedup import decide
+from streams.dedup import decide, read_seen
 from streams.tables import JsonTable
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,10 @@ class VisitOnce:
     def first(self, event: CareEvent) -> bool:
         """True when the event should be routed; records it as routed."""
         key = event.patient_key
-        seen = tuple(self._table.get(key) or ())
+        seen = read_seen(self._table.get(key))
         decision = decide(event, seen)
         if decision.seen != seen:
-            self._table.put(key, list(decision.seen))
+            self._table.put(key, [list(pair) for pair in decision.seen])
         if not decision.route:
             self._ctx.metrics.inc("duplicates_suppressed", kind=event.kind)
             log.info("duplicate not routed: event=%s kind=%s reason=%s", event.event_id, event.kind, decision.reason)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -90,6 +91,29 @@ async def test_a_recipient_down_for_a_while_gets_everything_in_order(
         assert len(first) > 1 and first[0]["result"] in ("transient", "circuit-open") and first[-1]["result"] == "ok"
         assert hub.metrics.total("delivery_queued") > 0, "later deliveries waited behind the retried one"
         assert journal.queued_count() == 0 and journal.holder(records[0].recipient_id, "RGH|P1") is None
+    finally:
+        await hub.stop()
+
+
+async def test_an_open_circuit_logs_its_state_changes_not_every_held_delivery(
+    broker: str, tmp_path: Path, recipient: HttpRecipient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """30 deliveries to a recipient that is down: the circuit opens once; the held retries are not logged."""
+    caplog.set_level(logging.INFO, logger="streams")
+    hub = await start_hub(settings(tmp_path, broker, breaker_reset_s=2.0))
+    try:
+        records = [delivery(n, patient=f"RGH|C{n}", endpoint=recipient.url) for n in range(30)]
+        await produce(broker, hub.topics.deliveries, records)
+        await eventually(lambda: hub.metrics.total("delivery_retried") >= 200, timeout_s=30)
+        opened = [r for r in caplog.records if r.getMessage().startswith("circuit open")]
+        held = [r for r in caplog.records if "result=circuit-open" in r.getMessage()]
+        assert 1 <= len(opened) <= 3, [r.getMessage() for r in opened]  # one per reset period at most
+        assert held == [], "a delivery held by the open circuit is not logged one by one"
+        assert opened[0].getMessage() == f"circuit open: endpoint=http://127.0.0.1:{recipient.port}"
+        await recipient.start()
+        await eventually(lambda: len(recipient.counts()) == len(records), timeout_s=30)
+        assert any(r.getMessage().startswith("circuit closed") for r in caplog.records)
+        print(f"{hub.metrics.total('delivery_retried')} retries held; {len(caplog.records)} log lines from streams")
     finally:
         await hub.stop()
 
