@@ -21,6 +21,7 @@ from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
 from connectors.mllp import MLLPClient, ack_code
 from core.settings import Settings
+from tests.authkit import CONSENT_ADMIN, TEST_ISSUER, Issuer
 from tests.conftest import FEED, REPO
 from tests.integration.conftest import eventually, hub_settings
 
@@ -65,14 +66,14 @@ def _post_consent(hub: Hub, consent: dict[str, Any]) -> int:
         f"http://127.0.0.1:{hub.http_port}/fhir/Consent",
         data=json.dumps(consent).encode(),
         method="POST",
-        headers={"Content-Type": "application/fhir+json"},
+        headers={"Content-Type": "application/fhir+json", **TEST_ISSUER.headers(*CONSENT_ADMIN)},
     )
     with urllib.request.urlopen(request, timeout=20) as response:
         return int(response.status)
 
 
 async def test_signals_visits_seen_and_consents_survive_a_restart(
-    broker: str, config_dir: Path, recipients: dict[str, DemoRecipient]
+    broker: str, config_dir: Path, recipients: dict[str, DemoRecipient], issuer: Issuer
 ) -> None:
     settings = hub_settings(config_dir, broker)
     pcp = recipients["pcp-riverside"]
