@@ -114,6 +114,8 @@ async def test_part2_admit_is_suppressed_until_consent_then_stops_on_revocation(
     ]
     assert {r["consent_id"] for r in rows if r["outcome"] == "permit"} == {"harper-rrc-2026"}
     assert any(r["action"] == "task" and r["outcome"] == "deny" for r in rows), "follow-up tasks are gated too"
+    tcm = {r["delivery_id"] for r in rows if r["action"] == "task" and r["recipient_id"] == "pcp-riverside"}
+    assert len(tcm) == 2, "the two TCM tasks of the discharge are two deliveries, two audit rows"
     assert all(r["reason"] for r in rows)
 
 
