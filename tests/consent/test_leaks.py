@@ -366,3 +366,34 @@ async def test_revocation_stops_retries_queued_deliveries_and_dead_letter_replay
     assert all("suppressed at send time" in r["reason"] and "revoke-me" in r["reason"] for r in stopped), stopped
     permits = [r for r in rows if r["phase"] == "send" and r["outcome"] == "permit"]
     assert permits and {r["delivery"] for r in permits} <= {"suppressed at send time", "delivered"}, permits
+
+
+async def test_an_hie_consented_by_its_class_reads_the_record_on_its_own_topic_only(
+    broker: str, config_dir: Path, sinks: tuple[HttpSink, MllpSink], issuer: Issuer
+) -> None:
+    http, mllp = sinks
+    hub = Hub(_settings(config_dir, broker, http, mllp))
+    await hub.start()
+    try:
+        patient = ("urn:carehub:authority:RGH", "P2-HIE")
+        to_hies = consent("hie-class", classes=("health-information-exchanges",), patient=patient, end="2099-12-31")
+        status, _ = await asyncio.to_thread(_http, hub, "POST", "/fhir/Consent", to_hies, *CONSENT_ADMIN)
+        assert status == 201
+        await _send(hub, adt("A01", "P2-HIE", unit="4W-SUD", body=(DG1_CODE, PV2_3)))
+        topic = f"{hub.topics.prefix}out.hie.hie-state"
+        for _ in range(100):
+            found = await external_topics(hub.bootstrap, hub.topics)
+            if found.get(topic):
+                break
+            await asyncio.sleep(0.2)
+        await _settled(hub)
+        found = await external_topics(hub.bootstrap, hub.topics)
+    finally:
+        await hub.stop()
+    (record,) = found[topic]
+    bundle = json.loads(record)
+    assert markers(record), "the HIE, consented by class, gets the record"
+    notices = {e["url"]: e["valueString"] for e in bundle["entry"][0]["resource"].get("extension", [])}
+    assert notices[NOTICE_EXTENSION] == NOTICE and b"MSH|" not in record
+    others = [r for r in http.received if b"P2-HIE" in r.body]
+    assert not _leaks(HttpSink(received=others), mllp, {}), "the class covers HIEs, nobody else"
