@@ -102,6 +102,13 @@ def test_no_road_to_a_connector_bypasses_the_send_time_gate() -> None:
     assert senders == {"streams/deliver.py"}, senders
     inline = {p for p, t in sources.items() if p != "streams/deliver.py" and _calls(t, "deliver")}
     assert not inline, f"the in-line deliver() (no gate) is used outside tests: {inline}"
+    # the Kafka channel's raw publish writes internal topics only (task events, the deliveries topic)
+    raw = {p for p, t in sources.items() for c in _calls(t, "publish")
+           if isinstance(c.func, ast.Attribute) and getattr(c.func.value, "attr", "") == "kafka"}  # fmt: skip
+    assert raw == {"carehub/delivery.py"}, raw
+    parts = sources["carehub/delivery.py"]
+    topics = [ast.unparse(c.args[0]) for c in _calls(parts, "publish") if ast.unparse(c.func) == "self.publish"]
+    assert topics and all(t.startswith("self.topics.") for t in topics), topics
     # 3. in the flow, _attempt is reached only from _try, after SendGate.check, whose refusal returns
     flow = sources["streams/delivery_flow.py"]
     functions = {n.name: n for n in ast.walk(flow) if isinstance(n, ast.AsyncFunctionDef)}
