@@ -152,6 +152,12 @@ class RoutingError(CarehubError):
     code = "routing-error"
 
 
+class RecordTooLargeError(CarehubError):
+    """A stage's output is over the producer's record limit: the input is dead-lettered instead."""
+
+    code = "record-too-large"
+
+
 class DeliveryError(CarehubError):
     """A delivery attempt failed. ``permanent`` failures are not retried."""
 

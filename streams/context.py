@@ -18,7 +18,7 @@ import faust
 import orjson
 
 from connectors.base import Destination
-from core.errors import CarehubError
+from core.errors import CarehubError, RecordTooLargeError
 from core.metrics import Metrics
 from core.records import DeadLetter, Record
 from core.topics import Topics
@@ -30,6 +30,10 @@ from streams.routing.model import RoutingMap
 from streams.subscriptions.deps import SubscriptionDeps
 
 log = logging.getLogger(__name__)
+#: Room for the key, headers and batch framing within the producer's request limit.
+RECORD_OVERHEAD = 16_384
+#: Room for a dead letter's own fields beside the copied input.
+DEAD_LETTER_ROOM = 4_096
 
 
 class RoutingSource(Protocol):
@@ -65,18 +69,34 @@ class AgentContext:
         self.deps = deps
         self.metrics = deps.metrics
         self._topics: dict[str, Any] = {}
+        #: The largest value a stage may produce: the producer's request limit less room for key and batch.
+        self.max_record_bytes = int(app.conf.producer_max_request_size) - RECORD_OVERHEAD
 
     def topic(self, name: str) -> Any:
         if name not in self._topics:
             self._topics[name] = self.app.topic(name, key_serializer="raw", value_serializer="raw")
         return self._topics[name]
 
+    def fit(self, value: bytes, what: str) -> bytes:
+        """``value`` if the producer can carry it; else RecordTooLargeError (the stage dead-letters its input).
+
+        Checked before anything is sent: a record over the limit fails only when the batch is flushed,
+        after the input's offset is queued for commit, and takes the whole worker down with it.
+        """
+        if len(value) > self.max_record_bytes:
+            raise RecordTooLargeError(f"{what} of {len(value)} bytes is over the {self.max_record_bytes}-byte limit")
+        return value
+
+    async def send_bytes(self, topic_name: str, key: str, value: bytes) -> None:
+        """A value already encoded and checked with ``fit``."""
+        await self.topic(topic_name).send(key=key.encode(), value=value)
+
     async def send_json(self, topic_name: str, key: str, document: dict[str, Any]) -> None:
         """A plain JSON document (e.g. a FHIR resource) rather than a carehub record."""
-        await self.topic(topic_name).send(key=key.encode(), value=orjson.dumps(document))
+        await self.send_bytes(topic_name, key, self.fit(orjson.dumps(document), "a JSON document"))
 
     async def send(self, topic_name: str, key: str, record: Record) -> None:
-        await self.topic(topic_name).send(key=key.encode(), value=record.to_json())
+        await self.send_bytes(topic_name, key, self.fit(record.to_json(), type(record).__name__))
 
     async def dead_letter(self, stage: str, error: Exception, event: Any) -> None:
         """Park a record that could not be processed, with its stage and reason (no content in logs)."""
@@ -93,6 +113,9 @@ class AgentContext:
         )
         self.metrics.inc(f"{stage}_failed")
         value = event.value if isinstance(event.value, bytes) else str(event.value).encode()
+        kept = {"value_b64": base64.b64encode(value).decode("ascii")}
+        if len(kept["value_b64"]) > self.max_record_bytes - DEAD_LETTER_ROOM:
+            kept = {"omitted": f"the {len(value)}-byte input is too large to copy; it stays at its offset"}
         record = DeadLetter(
             stage=stage,
             error_code=code,
@@ -101,7 +124,7 @@ class AgentContext:
             source_partition=message.partition,
             source_offset=message.offset,
             failed_at=now_iso(),
-            record={"value_b64": base64.b64encode(value).decode("ascii")},
+            record=kept,
         )
         await self.send(self.deps.topics.dead_letters, event_key(event), record)
 

@@ -31,21 +31,25 @@ def register(app: faust.App, ctx: AgentContext) -> None:
     m = ctx.metrics
     flow = flow_for(ctx)
 
-    async def deliver_sequence(sequence: list[Delivery]) -> None:
-        for item in sequence:
-            await flow.fresh(item)
+    async def deliver_sequence(sequence: list[tuple[Delivery, Any]]) -> None:
+        for item, event in sequence:
+            try:
+                await flow.fresh(item)
+            except Exception as exc:  # one record must never stop the agent: parked with its reason
+                m.inc("delivery_failed", recipient=item.recipient_id)
+                await ctx.dead_letter("deliver", exc, event)
 
     async def deliver_agent(stream: Any) -> None:
-        async for batch in stream.take(BATCH, within=BATCH_WINDOW_S):
-            sequences: dict[tuple[str, str], list[Delivery]] = defaultdict(list)
-            for value in batch:
+        async for batch in stream.take_events(BATCH, within=BATCH_WINDOW_S):
+            sequences: dict[tuple[str, str], list[tuple[Delivery, Any]]] = defaultdict(list)
+            for event in batch:
                 try:
-                    item = Delivery.from_json(value)
+                    item = Delivery.from_json(event.value)
                 except Exception as exc:
                     m.inc("delivery_failed", recipient="unknown")
-                    log.error("unreadable delivery record: %s", type(exc).__name__)
+                    await ctx.dead_letter("deliver", exc, event)
                     continue
-                sequences[(item.recipient_id, item.patient_key)].append(item)
+                sequences[(item.recipient_id, item.patient_key)].append((item, event))
             await asyncio.gather(*(deliver_sequence(s) for s in sequences.values()))
 
     app.agent(ctx.topic(topics.deliveries), name="deliver")(deliver_agent)

@@ -20,10 +20,10 @@ def register(app: faust.App, ctx: AgentContext) -> None:
             try:
                 inbound = InboundMessage.from_json(event.value)
                 care_event = normalize(inbound, registry)
+                await ctx.send(topics.care_events, inbound.patient_key, care_event)  # checks the size first
             except Exception as exc:  # one bad record must never stop the stream
                 await ctx.dead_letter("normalize", exc, event)
                 continue
             ctx.metrics.inc("normalized", kind=care_event.kind)
-            await ctx.send(topics.care_events, inbound.patient_key, care_event)
 
     app.agent(ctx.topic(topics.hl7v2_inbound), name="normalize")(normalize_agent)

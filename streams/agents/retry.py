@@ -29,16 +29,15 @@ def register(app: faust.App, ctx: AgentContext) -> None:
     longest = ctx.deps.retry.max_s
 
     async def retry_agent(stream: Any) -> None:
-        async for value in stream:
+        async for event in stream.events():
             try:
-                item = Delivery.from_json(value)
-            except Exception as exc:
-                log.error("unreadable retry record: %s", type(exc).__name__)
-                continue
-            wait = min(item.due_at - time.time(), longest)
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await flow.retry(item)
+                item = Delivery.from_json(event.value)
+                wait = min(item.due_at - time.time(), longest)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await flow.retry(item)
+            except Exception as exc:  # one record must never stop the agent: parked with its reason
+                await ctx.dead_letter("retry", exc, event)
 
     for tier in range(1, RETRY_TIERS + 1):
         topic = ctx.topic(ctx.deps.topics.delivery_retry(tier))

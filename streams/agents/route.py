@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import faust
+import orjson
 
 from core.records import CareEvent, Delivery
 from streams.agents.visit_once import VisitOnce
@@ -71,6 +72,8 @@ def register(app: faust.App, ctx: AgentContext) -> None:
                 decision = decide(care_event, ctx.deps.routing.current(), found.flags)
                 verdicts = gatekeeper.verdicts(care_event, decision, ctx.deps.hub, now_iso())
                 planned = [v.delivery for v in verdicts if v.delivery is not None]
+                audits = [ctx.fit(orjson.dumps(v.audit), "an AuditEvent") for v in verdicts]
+                outputs = [ctx.fit(item.to_json(), "a Delivery") for item in planned]  # all fit, or none is sent
                 table.put(key, observe(state, care_event, opened_tasks(planned)).to_dict())
             except Exception as exc:
                 await ctx.dead_letter("route", exc, event)
@@ -79,11 +82,11 @@ def register(app: faust.App, ctx: AgentContext) -> None:
             for flag in found.flags:
                 ctx.metrics.inc("signal", flag=flag)
             report_unresolved(ctx, decision)
-            for verdict in verdicts:
+            for verdict, audit in zip(verdicts, audits, strict=True):
                 ctx.metrics.inc("consent", outcome=verdict.decision.outcome, rule=verdict.decision.rule)
-                await ctx.send_json(topics.audit_events, care_event.patient_key, verdict.audit)
-            for item in planned:
+                await ctx.send_bytes(topics.audit_events, care_event.patient_key, audit)
+            for item, value in zip(planned, outputs, strict=True):
                 ctx.metrics.inc("routed", recipient=item.recipient_id)
-                await ctx.send(topics.deliveries, item.patient_key, item)
+                await ctx.send_bytes(topics.deliveries, item.patient_key, value)
 
     app.agent(ctx.topic(topics.care_events), name="route")(route_agent)
