@@ -28,6 +28,7 @@ def build_app(app_id: str, bootstrap: str, kafka: KafkaSettings, deps: StreamDep
         web_enabled=False,
         autodiscover=False,
         producer_acks=-1,
+        producer_max_request_size=kafka.max_record_bytes,
         consumer_auto_offset_reset="earliest",
         topic_allow_declare=False,
         topic_partitions=kafka.partitions,

@@ -30,8 +30,8 @@ from streams.routing.model import RoutingMap
 from streams.subscriptions.deps import SubscriptionDeps
 
 log = logging.getLogger(__name__)
-#: Room for the key, headers and batch framing within the producer's request limit.
-RECORD_OVERHEAD = 16_384
+#: Room for the key, headers and batch framing within the producer's request limit (as at ingest).
+RECORD_OVERHEAD = 1_024
 #: Room for a dead letter's own fields beside the copied input.
 DEAD_LETTER_ROOM = 4_096
 
