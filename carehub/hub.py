@@ -63,6 +63,8 @@ def care_event_bytes(record: InboundMessage) -> int | None:
 #: ``ingest`` = MLLP listener + Kafka publisher; ``streams`` = the Faust agents.
 #: A process runs either or both; ingest and stream workers scale separately.
 ROLES = ("ingest", "streams")
+#: Share of ``drain_s`` the MLLP listener may use on stop to answer blocks it already received.
+MLLP_DRAIN_SHARE = 2 / 3
 
 
 def journal_health(journal: Journal, url: str) -> DependencyHealth:
@@ -314,7 +316,8 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
         if self._mllp is not None:
-            await self._mllp.stop(grace_s=self.settings.mllp.drain_s)
+            # Two thirds of the process's drain time to answer what was received; the rest stops the other parts.
+            await self._mllp.stop(grace_s=self.settings.drain_s * MLLP_DRAIN_SHARE)
         if self._http is not None:
             await self._http.stop()
         if self._publisher is not None:

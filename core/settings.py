@@ -70,8 +70,6 @@ class MLLPSettings:
     ack_mode: str = "original"
     #: Messages larger than this are converted at ingest to check the CareEvent fits max_record_bytes.
     preflight_bytes: int = 16_384
-    #: On SIGTERM: how long connections may take to answer what they already received.
-    drain_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

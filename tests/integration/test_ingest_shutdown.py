@@ -50,8 +50,7 @@ async def _start_ingest(bootstrap: str, config: Path, mllp_port: int) -> asyncio
 async def test_sigterm_drains_and_exits_within_the_drain_time(tmp_path: Path, broker_state: str) -> None:
     config = tmp_path / "config"
     shutil.copytree(CONFIG, config, ignore=shutil.ignore_patterns("schemas"))
-    settings = (config / "carehub.yaml").read_text().replace("  # drain_s: 10", f"  drain_s: {DRAIN_S}")
-    (config / "carehub.yaml").write_text(settings)
+    (config / "carehub.yaml").write_text((config / "carehub.yaml").read_text() + f"drain_s: {DRAIN_S}\n")
     own = EmbeddedBroker()
     own.start()
     mllp_port = free_port()
