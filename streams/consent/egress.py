@@ -22,7 +22,7 @@ from typing import Protocol
 from core.records import Delivery, JSONObject
 from journal import Journal
 from streams.consent.audit import SEND, audit_event
-from streams.consent.decide import DENY, ConsentDecision, Disclosure
+from streams.consent.decide import DENY, PERMIT, ConsentDecision, Disclosure
 from streams.consent.deps import ConsentDeps
 from streams.consent.gate import gate_send, needs_consent
 from streams.consent.policy import NO_PROGRAMS
@@ -137,7 +137,7 @@ class SendGate:
         if refusal:
             return ConsentDecision(DENY, "egress-inventory", refusal)
         if not needs_consent(d):
-            return ConsentDecision("permit", "not-part2", "no 42 CFR Part 2 data in the payload")
+            return ConsentDecision(PERMIT, "not-part2", "no 42 CFR Part 2 data in the payload")
         now = self._clock()
         lookup = self._consents
         consents = lookup.for_patient(d.patient_key) if lookup is not None else []
