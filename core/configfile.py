@@ -83,17 +83,23 @@ def parse_yaml(text: str, file: str) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
+def schema_problems(data: Any, node: yaml.Node | None, schema: dict[str, Any], file: str) -> list[ConfigError]:
+    """Every JSON Schema violation, in document order, each at its node's line."""
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        location = list(error.absolute_path)
+        line = _node_at(node, location).start_mark.line + 1 if node is not None else None
+        where = "/".join(str(p) for p in location) or "(top level)"
+        problems.append(ConfigError(f"{where}: {error.message}", file=file, line=line))
+    return sorted(problems, key=lambda p: p.line or 0)
+
+
 def validate(data: Any, node: yaml.Node | None, schema: dict[str, Any], file: str) -> None:
     """Validate against a JSON Schema; raise ConfigError at the first error's line."""
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return
-    error = errors[0]
-    location = list(error.absolute_path)
-    line = _node_at(node, location).start_mark.line + 1 if node is not None else None
-    where = "/".join(str(p) for p in location) or "(top level)"
-    raise ConfigError(f"{where}: {error.message}", file=file, line=line)
+    problems = schema_problems(data, node, schema, file)
+    if problems:
+        raise problems[0]
 
 
 def load_config_file(path: Path, schema_name: str, env: Mapping[str, str] | None = None) -> Any:
@@ -108,6 +114,18 @@ def load_config_file(path: Path, schema_name: str, env: Mapping[str, str] | None
         data = {}
     validate(data, node, load_schema(schema_name), file)
     return _expand(data, os.environ if env is None else env, file, node, [])
+
+
+def file_problems(path: Path, schema_name: str) -> list[ConfigError]:
+    """Every problem reading, parsing and schema-checking one file (for ``routes validate``)."""
+    file = str(path)
+    try:
+        data, node = parse_yaml(path.read_text(encoding="utf-8"), file)
+    except OSError as exc:
+        return [ConfigError(f"cannot read: {exc.strerror}", file=file)]
+    except ConfigError as exc:
+        return [exc]
+    return schema_problems({} if data is None else data, node, load_schema(schema_name), file)
 
 
 def line_of(path: Path, location: list[str | int]) -> int | None:

@@ -1,7 +1,9 @@
 """``carehub routes validate DIR`` and ``carehub routes explain FILE``: routing config as code.
 
-``validate`` checks routes.yaml, recipients.yaml and rosters/ (schemas,
-unknown recipients and rosters, bad CSV rows) and prints every problem as
+``validate`` checks every file ``carehub run`` loads (carehub.yaml,
+routes.yaml, recipients.yaml, rosters/, part2.yaml, subscriptions.yaml:
+schemas, unknown recipients and rosters, bad CSV rows, inverted code ranges,
+endpoints that are not URLs of an allowed scheme) and prints every problem as
 ``file:line: message``; exit 1 when there is any. ``explain`` converts an
 HL7v2 file (or reads a CareEvent JSON as printed by ``carehub convert
 --event``) and prints, offline, which rules matched and which did not, which
@@ -19,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from adapters.hl7.charset import decode
+from carehub.config_check import check_all
 from core.errors import CarehubError
 from core.records import CareEvent
 from mappings import convert_text
 from mappings.batch import split_messages
 from streams.plan import action_key
 from streams.routing.decide import RoutingDecision, decide
-from streams.routing.load import check_config_dir, load_routing_map
+from streams.routing.load import load_routing_map
 from streams.routing.model import FLAGS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -34,7 +37,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config"
 def register(sub: Any) -> None:
     parser = sub.add_parser("routes", help="validate routing config, or explain where an event would go")
     commands = parser.add_subparsers(dest="routes_command", required=True, metavar="{validate,explain}")
-    check = commands.add_parser("validate", help="check routes.yaml, recipients.yaml and rosters/ in DIR")
+    check = commands.add_parser("validate", help="check every config file carehub run loads from DIR")
     check.add_argument("config_dir", type=Path, metavar="DIR")
     check.set_defaults(func=run_validate)
     explain = commands.add_parser("explain", help="which rules, recipients and actions apply to an event, and why")
@@ -48,7 +51,7 @@ def register(sub: Any) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    problems = check_config_dir(args.config_dir)
+    problems = check_all(args.config_dir)
     for problem in problems:
         print(problem.message, file=sys.stderr)
     if problems:

@@ -13,8 +13,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from core.configfile import line_of, load_config_file
-from core.errors import ConfigError
+from connectors.mllp import parse_endpoint
+from core.configfile import file_problems, line_of, load_config_file
+from core.errors import ConfigError, DeliveryError
 from core.transport import insecure_url_reason
 from streams.routing.model import Action, Condition, Due, Identifier, Recipient, RoutingMap, Rule, Threshold
 from streams.routing.rosters import load_rosters, roster_files
@@ -107,6 +108,17 @@ def _recipient_problems(recipients: dict[str, Recipient], path: Path) -> list[Co
                 f"recipient {r.id!r}: a webhook recipient needs a signing secret of at least {MIN_SECRET} characters"
             )
             problems.append(ConfigError(message, file=str(path), line=line_of(path, where)))
+        if r.channel == "mllp":
+            try:
+                parse_endpoint(r.endpoint)
+            except (DeliveryError, ValueError) as exc:
+                problems.append(
+                    ConfigError(
+                        f"recipient {r.id!r}: endpoint {exc}",
+                        file=str(path),
+                        line=line_of(path, [*where, "endpoint"]),
+                    )
+                )
         urls = [("endpoint", r.endpoint)] if r.channel in HTTP_CHANNELS else []
         urls += [(k, v) for k, v in r.connection if k == "token_url"]
         for key, url in urls:
@@ -140,8 +152,20 @@ def _action_problem(rule: Rule, action: Action, recipients: dict[str, Recipient]
     return None
 
 
-def _rule_problems(rule: Rule, index: int, path: Path, recipients: dict[str, Recipient]) -> list[ConfigError]:
+def _range_problems(rule: Rule, index: int, path: Path) -> list[ConfigError]:
+    """A code range must run from low to high (``Z55-Z65``; ``Z65-Z55`` would match nothing)."""
     problems = []
+    for d_index, pattern in enumerate(rule.when.diagnoses):
+        low, _, high = pattern.upper().replace(".", "").partition("-")
+        if high and low[: len(high)] > high:
+            where: list[str | int] = ["rules", index, "when", "diagnosis", d_index]
+            message = f"rule {rule.id!r}: diagnosis range {pattern!r} is inverted (low-high, e.g. {high}-{low})"
+            problems.append(ConfigError(message, file=str(path), line=line_of(path, where)))
+    return problems
+
+
+def _rule_problems(rule: Rule, index: int, path: Path, recipients: dict[str, Recipient]) -> list[ConfigError]:
+    problems = _range_problems(rule, index, path)
     codes = {a.task for a in rule.actions if a.type == "task"}
     for a_index, action in enumerate(rule.actions):
         message = _action_problem(rule, action, recipients)
@@ -200,7 +224,12 @@ def _build(config_dir: Path) -> tuple[RoutingMap | None, list[ConfigError]]:
 
 def check_config_dir(config_dir: Path) -> list[ConfigError]:
     """Every problem in the directory's routing config, each with file and line."""
-    return _build(config_dir)[1]
+    schema = [
+        *file_problems(config_dir / RECIPIENTS_FILE, "recipients.schema.json"),
+        *file_problems(config_dir / ROUTES_FILE, "routes.schema.json"),
+    ]
+    found = [*schema, *_build(config_dir)[1]]
+    return list({str(p): p for p in found}.values())
 
 
 def load_routing_map(config_dir: Path) -> RoutingMap:

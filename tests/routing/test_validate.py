@@ -96,3 +96,49 @@ def test_explain_refuses_a_broken_config(broken: Path) -> None:
     (broken / "routes.yaml").write_text("version: 1\nrules: [\n")
     proc = _routes("explain", str(FEED / "07-a03-discharge-okafor.hl7"), "--config-dir", str(broken))
     assert proc.returncode == 1 and "routes.yaml:" in proc.stderr
+
+
+def test_every_file_run_loads_is_checked_and_every_problem_reported_at_once(broken: Path) -> None:
+    """An inverted ICD range, endpoints that are not URLs, carehub.yaml, part2.yaml and subscriptions.yaml
+    errors: all in one run, each with file and line; ``run`` refuses the same directory."""
+    routes = broken / "routes.yaml"
+    routes.write_text(routes.read_text().replace("diagnosis: [Z55-Z65]", "diagnosis: [Z65-Z55]"))
+    recipients = broken / "recipients.yaml"
+    text = recipients.read_text()
+    text = text.replace("${CAREHUB_ENDPOINT_PCP_RIVERSIDE:-http://127.0.0.1:9101/fhir/$process-message}", "not a url")
+    text = text.replace(
+        "${CAREHUB_ENDPOINT_PAYER_ACME:-http://127.0.0.1:9102/fhir/$process-message}", "htp//127.0.0.1:9105"
+    )
+    recipients.write_text(text)
+    settings = broken / "carehub.yaml"
+    settings.write_text(
+        settings.read_text().replace("partitions: 4", "partitions: 0").replace("port: 2575", "port: 99999")
+    )
+    part2 = broken / "part2.yaml"
+    part2.write_text(part2.read_text().replace("programs:", "programmes:", 1))
+    subscriptions = broken / "subscriptions.yaml"
+    subscriptions.write_text(subscriptions.read_text().replace("heartbeat_period_s: 300", "heartbeat_period_s: soon"))
+
+    proc = _routes("validate", str(broken))
+    assert proc.returncode == 1
+    err = proc.stderr
+
+    def line(path: Path, needle: str) -> int:
+        return next(n for n, text in enumerate(path.read_text().splitlines(), 1) if needle in text)
+
+    assert f"{routes}:{line(routes, 'Z65-Z55')}: rule 'sdoh-referral': diagnosis range 'Z65-Z55' is inverted" in err
+    assert (
+        f"{recipients}:{line(recipients, 'not a url')}: recipient 'pcp-riverside': endpoint not an http(s) URL" in err
+    )
+    assert f"{recipients}:{line(recipients, 'htp//')}: recipient 'payer-acme': endpoint not an http(s) URL" in err
+    assert f"{settings}:{line(settings, 'partitions: 0')}: kafka/partitions: 0 is less than the minimum" in err
+    assert f"{settings}:{line(settings, 'port: 99999')}: mllp/port: 99999 is greater than the maximum" in err
+    assert f"{part2}:{line(part2, 'programmes:')}: (top level): 'programs' is a required property" in err
+    assert f"{subscriptions}:{line(subscriptions, 'soon')}: sources/0/subscriptions/0/heartbeat_period_s" in err
+    assert err.splitlines()[-1] == f"9 problem(s) in {broken}", err
+
+    run = subprocess.run(
+        [CAREHUB, "run", "--config-dir", str(broken), "--http-port", "0", "--mllp-port", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode != 0 and "carehub.yaml" in run.stderr, "run refuses what validate reports"
