@@ -36,6 +36,8 @@ def build_app(app_id: str, bootstrap: str, kafka: KafkaSettings, deps: StreamDep
         broker_heartbeat_interval=min(1.0, kafka.session_timeout_s / 3),
         broker_rebalance_timeout=kafka.session_timeout_s,
         broker_commit_interval=1.0,
+        stream_processing_timeout=kafka.stall_report_s,
+        broker_commit_livelock_soft_timeout=kafka.stall_report_s,
         broker_credentials=KafkaSecurity.from_settings(kafka).faust_credentials(),
     )
     tune_fetch_wait(app, kafka.fetch_max_wait_ms)

@@ -26,7 +26,10 @@ class JsonTable:
     def __init__(self, app: faust.App, name: str, changelog: str | None = None) -> None:
         schema: Any = faust.Schema(**_RAW)
         partitions = app.conf.topic_partitions
-        topic = app.topic(changelog, schema=schema, partitions=partitions) if changelog else None
+        # acks=False as on the changelogs Faust names itself: a changelog is read back on recovery, never
+        # streamed, so it must not count as a stream topic (Faust's stalled-stream check then logs an
+        # ERROR block for each of its partitions every few seconds on an idle hub).
+        topic = app.topic(changelog, schema=schema, partitions=partitions, acks=False) if changelog else None
         self.table: Any = app.Table(
             name,
             default=None,
