@@ -17,8 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import secrets
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -250,6 +253,24 @@ def listener_thread(start: Callable[[], object], stop: Callable[[object], object
         thread.join(10)
 
 
+# The ingest role needs a routing map to start; nothing is delivered in a fuzz run.
+_ROUTES = """version: fuzz
+rules:
+  - id: all-admits
+    when: {kind: [admit]}
+    actions:
+      - notify: fuzz-recipient
+"""
+_RECIPIENTS = """recipients:
+  - id: fuzz-recipient
+    name: Fuzz recipient
+    kind: pcp
+    channel: webhook
+    endpoint: http://127.0.0.1:9/unused
+    secret: SECRET
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     """``make fuzz``: a real hub (ingest role, embedded broker), bounded by examples and time."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -262,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     from carehub.hub import Hub
     from core.settings import HTTPSettings, Settings
 
-    config = Path(__file__).resolve().parents[2] / "config"
+    config = Path(tempfile.mkdtemp(prefix="carehub-fuzz-"))
+    (config / "routes.yaml").write_text(_ROUTES)
+    (config / "recipients.yaml").write_text(_RECIPIENTS.replace("SECRET", secrets.token_hex(32)))
     base = Settings(config_dir=config, database_url="")
     hub_settings = replace(base, mllp=replace(base.mllp, port=0), http=HTTPSettings("127.0.0.1", 0))
 
@@ -277,15 +300,18 @@ def main(argv: list[str] | None = None) -> int:
 
     tally = Tally()
     began = time.monotonic()
-    with listener_thread(start, stop) as hub:
-        assert isinstance(hub, Hub)
-        run = property_test(hub.mllp_port, tally, args.examples, args.max_seconds)
-        failed = ""
-        try:
-            run()
-        except AssertionError as exc:
-            failed = str(exc).splitlines()[0]
-        stats = hub.mllp_stats
+    try:
+        with listener_thread(start, stop) as hub:
+            assert isinstance(hub, Hub)
+            run = property_test(hub.mllp_port, tally, args.examples, args.max_seconds)
+            failed = ""
+            try:
+                run()
+            except AssertionError as exc:
+                failed = str(exc).splitlines()[0]
+            stats = hub.mllp_stats
+    finally:
+        shutil.rmtree(config, ignore_errors=True)
     elapsed = time.monotonic() - began
     codes = ", ".join(f"{code} {tally.by_code.get(code, 0)}" for code in ("AA", "AE", "AR"))
     print(f"fuzz: {tally.inputs} inputs in {elapsed:.0f} s; answers: {codes}; unanswered={tally.unanswered}")
