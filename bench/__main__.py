@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from bench.reference import ReferenceServer
+from bench.rss import rss_line, rss_mb
 from carehub import loop
 from carehub.broker import EmbeddedBroker
 from carehub.hub import Hub
@@ -160,7 +161,22 @@ async def stream_worker(config_dir: Path, bootstrap: str, prefix: str, n: int) -
     return proc
 
 
-async def bench_e2e(bootstrap: str, config_dir: Path, quick: bool, rate: float = 200.0, workers: int = 2) -> list[str]:
+def process_pids(pool: list[asyncio.subprocess.Process], broker_pid: int | None) -> dict[str, int]:
+    pids = {"ingest (this process)": os.getpid()}
+    pids.update({f"streams worker {n + 1}": worker.pid for n, worker in enumerate(pool)})
+    if broker_pid is not None:
+        pids["broker"] = broker_pid
+    return pids
+
+
+async def bench_e2e(
+    bootstrap: str,
+    config_dir: Path,
+    quick: bool,
+    rate: float = 200.0,
+    workers: int = 2,
+    broker_pid: int | None = None,
+) -> list[str]:
     receiver = Receiver()
     await receiver.server.start()
     os.environ["CAREHUB_BENCH_ENDPOINT"] = f"http://127.0.0.1:{receiver.server.port}/notify"
@@ -200,6 +216,7 @@ async def bench_e2e(bootstrap: str, config_dir: Path, quick: bool, rate: float =
             f"(ingest alone {len(sent) / result['elapsed']:,.0f} msgs/s while streams ran), "
             f"received {len(arrived)}/{flood}"
         )
+        lines.append(rss_line("RSS after the sustained run", process_pids(pool, broker_pid)))
     finally:
         for worker in pool:
             worker.terminate()
@@ -207,6 +224,76 @@ async def bench_e2e(bootstrap: str, config_dir: Path, quick: bool, rate: float =
             await worker.wait()
         await hub.stop()
         await receiver.server.stop()
+    return lines
+
+
+SOAK_ROUTES = (
+    ROUTES
+    + """      - notify: bench-down
+"""
+)
+SOAK_RECIPIENTS = (
+    RECIPIENTS
+    + """  - id: bench-down
+    name: A recipient that is down (its deliveries back up on the retry topics)
+    kind: payer
+    channel: webhook
+    endpoint: http://127.0.0.1:9/down
+    secret: ${CAREHUB_BENCH_SECRET}
+"""
+)
+
+
+async def bench_soak(
+    bootstrap: str, config_dir: Path, seconds: float, rate: float, broker_pid: int | None
+) -> list[str]:
+    """A mixed load for ``seconds``: paced admits delivered to one recipient while a second is down.
+
+    RSS of every process at the start, the middle and the end: it should stay flat while the down
+    recipient's deliveries back up (retry topics, journal queue), not grow with the backlog.
+    """
+    soak_dir = config_dir / "soak"
+    soak_dir.mkdir(exist_ok=True)
+    (soak_dir / "routes.yaml").write_text(SOAK_ROUTES)
+    (soak_dir / "recipients.yaml").write_text(SOAK_RECIPIENTS)
+    receiver = Receiver()
+    await receiver.server.start()
+    os.environ["CAREHUB_BENCH_ENDPOINT"] = f"http://127.0.0.1:{receiver.server.port}/notify"
+    hub = Hub(bench_settings(soak_dir, bootstrap, "bench.soak."), roles=("ingest",))
+    await hub.start()
+    pool = [await stream_worker(soak_dir, bootstrap, "bench.soak.", 0)]
+    count = int(rate * seconds)
+    lines = [
+        f"soak: {seconds:.0f} s of paced admits at {rate:.0f} msgs/s ({count}), each to a live recipient and to one "
+        "that is down",
+    ]
+    samples: list[tuple[float, dict[str, float]]] = []
+    pids = process_pids(pool, broker_pid)
+
+    async def sample() -> None:
+        started = time.monotonic()
+        while True:
+            samples.append((time.monotonic() - started, {name: rss_mb(pid) for name, pid in pids.items()}))
+            await asyncio.sleep(max(1.0, seconds / 20))
+
+    sampler = asyncio.create_task(sample())
+    try:
+        result = await load(hub.mllp_port, 4, count, rate, "S", 200_000_000)
+        await _until_received(receiver, count, 60)
+    finally:
+        sampler.cancel()
+        for worker in pool:
+            worker.terminate()
+        for worker in pool:
+            await worker.wait()
+        await hub.stop()
+        await receiver.server.stop()
+    ok = int(sum(result["codes"]))
+    lines.append(f"  {ok}/{count} AA, {len(receiver.arrivals)} delivered to the live recipient")
+    for label, (at, rss) in (("start", samples[0]), ("middle", samples[len(samples) // 2]), ("end", samples[-1])):
+        lines.append(f"  RSS at {label:<6} ({at:5.0f} s): " + ", ".join(f"{n} {v:,.0f} MB" for n, v in rss.items()))
+    peak = {name: max(s[1][name] for s in samples) for name in pids}
+    lines.append("  RSS peak:              " + ", ".join(f"{n} {v:,.0f} MB" for n, v in peak.items()))
     return lines
 
 
@@ -222,7 +309,7 @@ async def main(args: argparse.Namespace) -> None:
             f"carehub bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
             f"embedded broker {broker.bootstrap}"
         )
-        sections = [s for s in args.only.split(",") if s] if args.only else ["convert", "ingest", "e2e"]
+        sections = [s for s in args.only.split(",") if s] if args.only else ["convert", "ingest", "e2e", "soak"]
         if "convert" in sections:
             from bench.convert import bench_convert
 
@@ -230,14 +317,19 @@ async def main(args: argparse.Namespace) -> None:
         if "ingest" in sections:
             print("\n".join(await bench_ingest(broker.bootstrap, config_dir, args.quick)), flush=True)
         if "e2e" in sections:
-            lines = await bench_e2e(broker.bootstrap, config_dir, args.quick, args.rate, args.workers)
+            lines = await bench_e2e(broker.bootstrap, config_dir, args.quick, args.rate, args.workers, broker.pid)
+            print("\n".join(lines), flush=True)
+        if "soak" in sections:
+            lines = await bench_soak(broker.bootstrap, config_dir, args.soak, args.soak_rate, broker.pid)
             print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer messages (for a smoke run)")
-    parser.add_argument("--only", default="", help="comma-separated sections: convert,ingest,e2e")
+    parser.add_argument("--only", default="", help="comma-separated sections: convert,ingest,e2e,soak")
+    parser.add_argument("--soak", type=float, default=60.0, help="seconds of mixed load with RSS figures (600: 10 min)")
+    parser.add_argument("--soak-rate", type=float, default=50.0, help="offered rate during the soak")
     parser.add_argument("--rate", type=float, default=200.0, help="offered rate for the paced end-to-end run")
     parser.add_argument("--workers", type=int, default=2, help="stream worker processes for the end-to-end run")
     loop.run(main(parser.parse_args()))

@@ -114,6 +114,11 @@ class EmbeddedBroker:
         log.info("embedded broker on %s stopped", self.bootstrap)
 
     @property
+    def pid(self) -> int | None:
+        """The broker process (for resource figures), None when it is not running."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

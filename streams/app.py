@@ -19,6 +19,9 @@ from streams.agents import AGENTS
 from streams.context import AgentContext, StreamDeps
 from streams.faust_tuning import tune_fetch_wait
 
+#: Records buffered ahead of each agent (the consumer pauses its partitions when the buffer is full).
+STREAM_BUFFER = 512
+
 
 def build_app(app_id: str, bootstrap: str, kafka: KafkaSettings, deps: StreamDeps) -> faust.App:
     app = faust.App(
@@ -29,6 +32,8 @@ def build_app(app_id: str, bootstrap: str, kafka: KafkaSettings, deps: StreamDep
         autodiscover=False,
         producer_acks=-1,
         producer_max_request_size=kafka.max_record_bytes,
+        # Records fetched ahead per stream: Faust's 4096 is up to 4 GB per stream with 1 MB records.
+        stream_buffer_maxsize=STREAM_BUFFER,
         consumer_auto_offset_reset="earliest",
         topic_allow_declare=False,
         topic_partitions=kafka.partitions,
