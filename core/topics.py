@@ -52,6 +52,11 @@ class Topics:
         return f"{self.prefix}visits.seen"
 
     @property
+    def part2_status(self) -> str:
+        """Compacted: each patient's Part 2 history (program, program visits), read whole by every worker."""
+        return f"{self.prefix}part2.status"
+
+    @property
     def consents(self) -> str:
         """FHIR Consent resources keyed by Consent id (compacted; read whole by every worker)."""
         return f"{self.prefix}consents"
@@ -62,7 +67,7 @@ class Topics:
         return f"{self.prefix}audit.events"
 
     def compacted(self) -> list[str]:
-        return [self.subscription_state, self.fhir_encounters, self.visits_seen, self.consents]
+        return [self.subscription_state, self.fhir_encounters, self.visits_seen, self.part2_status, self.consents]
 
     def delivery_retry(self, tier: int) -> str:
         return f"{self.prefix}deliveries.retry.{tier}"

@@ -15,6 +15,7 @@ import faust
 import orjson
 
 from core.records import CareEvent, Delivery
+from streams.agents.part2_status import Part2Statuses
 from streams.agents.visit_once import VisitOnce
 from streams.consent.enforce import Gatekeeper
 from streams.context import AgentContext, now_iso
@@ -59,11 +60,15 @@ def register(app: faust.App, ctx: AgentContext) -> None:
     table = JsonTable(app, SIGNALS_TABLE)
     gatekeeper = Gatekeeper(ctx.deps.consent)
     once = VisitOnce(app, ctx)  # the same visit by ADT and by FHIR is routed once (streams.dedup)
+    consent = ctx.deps.consent
+    part2 = Part2Statuses(app, ctx, consent.policy.registry) if consent is not None else None  # sticky labels
 
     async def route_agent(stream: Any) -> None:
         async for event in stream.events():
             try:
                 care_event = CareEvent.from_json(event.value)
+                if part2 is not None:
+                    care_event = part2.label(care_event)
                 if not once.first(care_event):
                     continue
                 key = care_event.patient_key

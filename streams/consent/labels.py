@@ -23,6 +23,7 @@ from typing import Any
 from core.records import CareEvent, JSONObject
 from streams.consent.codes import (
     ACT_CODE,
+    AUTHORITY_PREFIX,
     CONFIDENTIALITY,
     COUNSELING_NOTES,
     PART2,
@@ -97,6 +98,18 @@ def _program_for(event: CareEvent, registry: Registry) -> tuple[Program | None, 
     return None, "", ""
 
 
+def _program_identifier(event: CareEvent, registry: Registry) -> tuple[Program | None, str]:
+    """A merge of (MRG-1), or an identifier assigned by, a program facility: the identifier itself discloses."""
+    merged = [str(k).split("|", 1)[0] for k in event.attributes.get("merged_from", [])]
+    own = [str(i.get("system", "")).removeprefix(AUTHORITY_PREFIX) for i in event.identifiers]
+    for program in registry.programs:
+        if any(_matches(a, program.facilities) for a in merged):
+            return program, f"merges a patient record of Part 2 program {program.id} (MRG-1)"
+        if any(_matches(a, program.facilities) for a in own):
+            return program, f"carries a patient identifier assigned by Part 2 program {program.id}"
+    return None, ""
+
+
 def _prior_location(event: CareEvent, registry: Registry) -> tuple[Program | None, str]:
     prior = event.attributes.get("prior_location") or {}
     unit = str(prior.get("point_of_care", "")) if isinstance(prior, dict) else ""
@@ -125,6 +138,9 @@ def _restriction(position: str, code: str) -> bool:
 
 def detect(event: CareEvent, registry: Registry, prior: Prior | None = None) -> Detection:
     program, basis, why = _program_for(event, registry)
+    if program is None:
+        program, why = _program_identifier(event, registry)
+        basis = "facility" if program else ""
     if program is None:
         program, why = _prior_location(event, registry)
         basis = "location" if program else ""
