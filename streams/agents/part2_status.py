@@ -3,9 +3,8 @@
 A Faust table keyed by patient key like care.events, so the row of a patient
 lives with the partition whose events the worker routes, and a worker that
 takes over a partition (or restarts) recovers it from the compacted
-``part2.status`` changelog. Keys are the patient key's UTF-8 bytes and values
-orjson documents (raw serializers both ways), so what a restarted worker
-reads back is what was written. A merge reads the retired record's row too:
+``part2.status`` changelog. Keys and values are encoded one way
+(``streams.tables.JsonTable``), so a restarted worker reads back what it wrote. A merge reads the retired record's row too:
 with one stream worker (the default) every row is local; with several, a
 retired record on another worker's partition is not seen here, so merges
 also match program identifiers directly (``labels``: MRG-1 assigning
@@ -15,33 +14,25 @@ consent gate: ``event = statuses.label(event)``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
-import orjson
 
 from core.records import CareEvent
 from streams.consent.codes import PART2
 from streams.consent.labels import Registry, apply_labels, has_label
 from streams.consent.sticky import Part2Status, observe, prior
 from streams.context import AgentContext
+from streams.tables import JsonTable
 
 TABLE = "part2-status"
 
 
 class Part2Statuses:
     def __init__(self, app: faust.App, ctx: AgentContext, registry: Registry) -> None:
-        schema: Any = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-        partitions = app.conf.topic_partitions
-        changelog = app.topic(ctx.deps.topics.part2_status, schema=schema, partitions=partitions)
-        self._table = app.Table(
-            TABLE, default=None, changelog_topic=changelog, schema=schema, partitions=partitions
-        )
+        self._table = JsonTable(app, TABLE, ctx.deps.topics.part2_status)
         self._registry = registry
 
     def get(self, patient_key: str) -> Part2Status:
-        raw = self._table.get(patient_key.encode())
-        return Part2Status.from_dict(orjson.loads(raw)) if raw else Part2Status()
+        return Part2Status.from_dict(self._table.get(patient_key))
 
     def label(self, event: CareEvent) -> CareEvent:
         """The event labelled with what it inherits from earlier events; the history updated."""
@@ -54,5 +45,5 @@ class Part2Statuses:
         basis = str(labelled.attributes.get("part2_basis", "")) if part2 else ""
         after = observe(own, labelled, program, basis, merged)
         if after != own:
-            self._table[event.patient_key.encode()] = orjson.dumps(after.to_dict())
+            self._table.put(event.patient_key, after.to_dict())
         return labelled

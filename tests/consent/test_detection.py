@@ -19,6 +19,7 @@ from mappings.fhir import EncounterSnapshot, FhirSource, map_encounter
 from streams.consent.codes import PART2, SUD
 from streams.consent.labels import Detection, apply_labels, detect, has_label
 from streams.consent.policy import load_policy
+from streams.consent.sticky import Part2Status, observe, prior
 from streams.consent.valueset import builtin_sud, load_value_sets
 from tests.conftest import CONFIG, FEED
 from tests.subscriptions.fixtures import encounter, patient, supporting
@@ -198,3 +199,26 @@ def test_value_sets_from_the_config_directory(tmp_path: Path) -> None:
         load_value_sets(["bad.json"], tmp_path)
     with pytest.raises(ConfigError, match="no built-in"):
         load_value_sets(["builtin:nope"], tmp_path)
+
+
+def test_an_episode_closes_with_the_discharge_and_reopens_with_a_cancel() -> None:
+    admit = _hl7(pv1="PV1|1|I|4W-SUD^401^A^RGH||||")
+    status = observe(Part2Status(), admit, "rgh-addiction-unit", "location", [])
+    assert status.open_episode is not None and status.program_id == "rgh-addiction-unit"
+    ed = replace(_hl7(), encounter_id="ed-visit", encounter_class="EMER")
+    assert prior(ed, status, [], ed_of_open_episode=True) is not None
+    assert prior(ed, status, [], ed_of_open_episode=False) is None, "policy can switch the ED rule off"
+    discharged = observe(status, replace(admit, kind="discharge"), "rgh-addiction-unit", "location", [])
+    assert discharged.open_episode is None and prior(ed, discharged, [], ed_of_open_episode=True) is None
+    later = prior(replace(admit, kind="update"), discharged, [], ed_of_open_episode=True)
+    assert later is not None and later.basis == "location", "the visit itself stays Part 2 after it ends"
+    reopened = observe(discharged, replace(admit, kind="cancel-discharge"), "rgh-addiction-unit", "location", [])
+    assert reopened.open_episode is not None
+    assert Part2Status.from_dict(reopened.to_dict()) == reopened
+
+
+def test_a_merge_of_a_program_facility_record_is_part2_without_any_state() -> None:
+    event = _hl7()
+    merged = replace(event, kind="merge", attributes={**event.attributes, "merged_from": ["RRC|RRC-20931"]})
+    found = _detect(merged)
+    assert (found.part2, found.program_id, found.basis) == (True, "riverside-recovery", "facility")
