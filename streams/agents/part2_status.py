@@ -4,12 +4,12 @@ A Faust table keyed by patient key like care.events, so the row of a patient
 lives with the partition whose events the worker routes, and a worker that
 takes over a partition (or restarts) recovers it from the compacted
 ``part2.status`` changelog. Keys and values are encoded one way
-(``streams.tables.JsonTable``), so a restarted worker reads back what it wrote. A merge reads the retired record's row too:
-with one stream worker (the default) every row is local; with several, a
-retired record on another worker's partition is not seen here, so merges
-also match program identifiers directly (``labels``: MRG-1 assigning
-authority of a program facility). Used by the route agent before the
-consent gate: ``event = statuses.label(event)``.
+(``streams.tables.JsonTable``), so a restarted worker reads back what it
+wrote. A merge reads the retired record's row too: with one stream worker
+(the default) every row is local; with several, a retired record on another
+worker's partition is not seen here, so merges also match program
+identifiers directly (``labels``: MRG-1 assigning authority of a program
+facility). Used by the route agent before the consent gate.
 """
 
 from __future__ import annotations
