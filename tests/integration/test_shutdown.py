@@ -18,13 +18,18 @@ pytestmark = pytest.mark.integration
 CAREHUB = str(Path(sys.executable).parent / "carehub")
 
 
-async def _streams_worker(config_dir: Path, bootstrap: str, prefix: str) -> asyncio.subprocess.Process:
+async def _streams_worker(
+    config_dir: Path, bootstrap: str, prefix: str, log: Path | None = None
+) -> asyncio.subprocess.Process:
     env = {**os.environ, "CAREHUB_KAFKA_BOOTSTRAP": bootstrap, "CAREHUB_TOPIC_PREFIX": prefix}
+    stderr = log.open("wb") if log is not None else subprocess.DEVNULL
     proc = await asyncio.create_subprocess_exec(
         CAREHUB, "run", "--role", "streams", "--config-dir", str(config_dir),
         "--mllp-port", "0", "--http-port", str(free_port()), "--log-level", "WARNING",
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        stdout=subprocess.PIPE, stderr=stderr, env=env,
     )  # fmt: skip
+    if log is not None:
+        stderr.close()  # type: ignore[union-attr]
     assert proc.stdout is not None
     assert b"carehub running" in await asyncio.wait_for(proc.stdout.readline(), 60)
     return proc
