@@ -19,6 +19,7 @@ import orjson
 
 from connectors.base import Destination
 from core.errors import CarehubError, RecordTooLargeError
+from core.lograte import LogThrottle
 from core.metrics import Metrics
 from core.records import DeadLetter, Record
 from core.topics import Topics
@@ -30,6 +31,7 @@ from streams.routing.model import RoutingMap
 from streams.subscriptions.deps import SubscriptionDeps
 
 log = logging.getLogger(__name__)
+_dead_letter_lines = LogThrottle(10.0)
 #: Room for the key, headers and batch framing within the producer's request limit (as at ingest).
 RECORD_OVERHEAD = 1_024
 #: Room for a dead letter's own fields beside the copied input.
@@ -103,14 +105,17 @@ class AgentContext:
         code = error.code if isinstance(error, CarehubError) else "internal-error"
         reason = error.message if isinstance(error, CarehubError) else type(error).__name__
         message = event.message
-        log.warning(
-            "%s failed: topic=%s partition=%s offset=%s error=%s",
-            stage,
-            message.topic,
-            message.partition,
-            message.offset,
-            code,
-        )
+        held = _dead_letter_lines.allow(f"{stage}:{code}")  # a poisoned backlog: one line per cause per interval
+        if held is not None:
+            log.warning(
+                "%s failed: topic=%s partition=%s offset=%s error=%s%s",
+                stage,
+                message.topic,
+                message.partition,
+                message.offset,
+                code,
+                f" ({held} more dead letters of this kind not logged)" if held else "",
+            )
         self.metrics.inc(f"{stage}_failed")
         value = event.value if isinstance(event.value, bytes) else str(event.value).encode()
         kept = {"value_b64": base64.b64encode(value).decode("ascii")}

@@ -9,6 +9,7 @@ on the dead-letter topic with stage and reason, instead of crashing the worker a
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,9 @@ async def _dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
 
 
 async def test_an_event_over_the_record_limit_is_dead_lettered_and_the_next_one_delivered(
-    broker: str, config_dir: Path, recipients: dict[str, DemoRecipient]
+    broker: str, config_dir: Path, recipients: dict[str, DemoRecipient], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="streams")
     hub = Hub(hub_settings(config_dir, broker), roles=("streams",))
     await hub.start()
     try:
@@ -66,20 +68,23 @@ async def test_an_event_over_the_record_limit_is_dead_lettered_and_the_next_one_
         producer = AIOKafkaProducer(bootstrap_servers=hub.bootstrap, acks="all", max_request_size=2 << 20)
         await producer.start()
         try:
-            for record in (big, inbound("AFTER-BIG", 0)):
+            bigs = [inbound(f"BIG-600K-{n}", 600_000) for n in range(4)]
+            for record in (*bigs, inbound("AFTER-BIG", 0)):
                 await producer.send_and_wait(hub.topics.hl7v2_inbound, record.to_json(), key=b"RGH|MRN100871")
         finally:
             await producer.stop()
         pcp = recipients["pcp-riverside"]
         await eventually(lambda: len(pcp.received) >= 1, timeout_s=30)
-        assert hub.metrics.get("normalize_failed") == 1
+        assert hub.metrics.get("normalize_failed") == 4
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("normalize failed")]
+        assert len(lines) == 1 and "error=record-too-large" in lines[0], "one line per cause per 10 s"
         letters: list[DeadLetter] = []
         for _ in range(10):
             letters = await _dead_letters(hub.bootstrap, hub.topics.dead_letters)
-            if letters:
+            if len(letters) >= 4:
                 break
             await asyncio.sleep(0.5)
-        assert len(letters) == 1, letters
+        assert len(letters) == 4, letters
         letter = letters[0]
         assert (letter.stage, letter.error_code) == ("normalize", "record-too-large")
         assert "CareEvent of" in letter.reason and "-byte limit" in letter.reason, letter.reason
