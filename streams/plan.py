@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from core.records import CareEvent, Delivery, JSONObject
+from streams.forward import forward_message
 from streams.notify import Hub, notification_bundle
 from streams.referrals import TaskRequest, task_bundle
 from streams.routing.decide import PlannedAction, RoutingDecision
@@ -46,7 +47,7 @@ def _task_request(event: CareEvent, planned: PlannedAction, key: str) -> TaskReq
 def _payload(event: CareEvent, planned: PlannedAction, hub: Hub, key: str, now: str) -> tuple[str, JSONObject]:
     recipient = planned.recipient
     if planned.action == "forward":
-        return HL7V2, {"hl7": event.source_hl7}
+        return HL7V2, {"hl7": forward_message(event, key[:20], now)}
     if planned.action == "task":
         return FHIR_JSON, task_bundle(event, _task_request(event, planned, key), hub=hub, timestamp=now)
     bundle = notification_bundle(
