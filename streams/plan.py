@@ -61,6 +61,8 @@ def plan_action(event: CareEvent, planned: PlannedAction, map_version: str, hub:
     recipient = planned.recipient
     key = idempotency_key(event.event_id, recipient.id, action_key(planned))
     content_type, payload = _payload(event, planned, hub, key, now)
+    if event.attributes.get("redacted") and content_type == FHIR_JSON:  # R + NORDSCLCD travel with the bundle
+        payload = {**payload, "meta": {**payload.get("meta", {}), "security": list(event.labels)}}
     return Delivery(
         delivery_id=key,
         idempotency_key=key,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from connectors.base import payload_bytes
 from core.records import CareEvent, Delivery
 from streams.consent.codes import PART2, TPO_CLASSES
-from streams.consent.decide import Disclosure
+from streams.consent.decide import PERMIT_REDACTED, Disclosure
 from streams.consent.enforce import enforce
 from streams.consent.gate import gate, gate_send
 from streams.consent.labels import Program, Registry, apply_labels, has_label
@@ -131,6 +131,25 @@ def _wire(d: Delivery) -> bytes:
     return str(d.payload.get("hl7", "")).encode() if d.channel == "mllp" else payload_bytes(d)
 
 
+#: A redacted payload holds only the allow-list (config/part2.yaml ``redaction``): as HL7, these segments;
+#: as FHIR, no clinical or location resource, and labels R + NORDSCLCD, never relabelled N.
+REDACTED_SEGMENTS = {"MSH", "EVN", "PID", "PV1"}
+NOT_ALLOWED = {"Condition", "Observation", "Location", "Practitioner", "Procedure", "AllergyIntolerance"}
+
+
+def _only_the_allow_list(wire: bytes, channel: str) -> None:
+    assert markers(wire) == [] and b"4W-SUD" not in wire and b"RECOVERY" not in wire, wire
+    if channel == "mllp":
+        assert {segment[:3] for segment in wire.decode().split("\r") if segment} <= REDACTED_SEGMENTS, wire
+        return
+    bundle = json.loads(wire)
+    resources = [e["resource"] for e in bundle.get("entry", [])]
+    assert not {r["resourceType"] for r in resources} & NOT_ALLOWED, wire
+    assert {"R", "NORDSCLCD"} <= {s["code"] for s in bundle["meta"]["security"]}, bundle["meta"]
+    for r in [bundle, *resources]:
+        assert "N" not in {s["code"] for s in r.get("meta", {}).get("security", [])}, r
+
+
 def _planned(recipient: str, action: str, channel: str) -> PlannedAction:
     r = Recipient(recipient, recipient, RECIPIENTS[recipient], channel, f"{channel}://{recipient}")
     spec = Action("task", recipient, task="tcm-contact", due=Due(business_days=2)) if action == "task" else None
@@ -185,6 +204,8 @@ def test_no_part2_byte_leaves_without_a_permitting_consent_at_send_time(
     if verdict.delivery is None:
         return
     d = verdict.delivery
+    if verdict.decision.outcome == PERMIT_REDACTED:
+        _only_the_allow_list(_wire(d), channel)
     # sent now (first attempt) and again later under other consents (a retry, a replay)
     for at, on_file in ((NOW, plan_consents), (LATER, send_consents)):
         disclosure = Disclosure(recipient, RECIPIENTS[recipient], action, POLICY.purposes.get(RECIPIENTS[recipient],
