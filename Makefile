@@ -2,7 +2,8 @@
 #   make demo   - set up .venv, run the hub on its embedded defaults, play the sample feed
 #   make test   - set up .venv, lint, type-check and run the whole test suite
 # Also: make bench (figures printed), make run (the hub as a service),
-#   make fuzz (MLLP fuzz run against a real hub: inputs, answers by code, unanswered).
+#   make fuzz (MLLP fuzz run against a real hub: inputs, answers by code, unanswered),
+#   make wheel (the release wheel in dist/), make lock (regenerate the hashed lock files).
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
@@ -10,12 +11,20 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: setup demo run test lint typecheck unit bench fuzz clean
+.PHONY: setup demo run test lint typecheck unit bench fuzz wheel lock clean
 
-$(STAMP): pyproject.toml
+# Locked installs: every dependency from requirements-dev.lock with its hash checked, then carehub itself
+# without resolving again (pip check proves the lock satisfies pyproject.toml). `make lock` regenerates
+# both lock files after a change to the dependencies in pyproject.toml.
+PIP := $(BIN)/pip --disable-pip-version-check
+LOCK_FLAGS := --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
+
+$(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "carehub needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP) install --quiet --require-hashes -r requirements-dev.lock
+	$(PIP) install --quiet --no-deps -e .
+	$(PIP) check
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -45,5 +54,15 @@ bench: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.adapters.mllp_fuzz $(ARGS)
 
+# The release wheel (config/ and demo/ ride along as package data); install it with deploy/install-wheel.sh.
+wheel: $(STAMP)
+	$(PIP) wheel --no-deps --wheel-dir dist .
+
+lock:
+	$(PYTHON) -m venv .venv-tools
+	.venv-tools/bin/pip install --quiet --disable-pip-version-check pip-tools
+	.venv-tools/bin/pip-compile $(LOCK_FLAGS) -o requirements.lock pyproject.toml
+	.venv-tools/bin/pip-compile $(LOCK_FLAGS) --extra dev -o requirements-dev.lock pyproject.toml
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-tools .mypy_cache .pytest_cache .ruff_cache *.egg-info build dist

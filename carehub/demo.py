@@ -24,6 +24,7 @@ from adapters.hl7.tokenizer import parse_message
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
 from connectors.mllp import MLLPClient, ack_code
+from core.defaults import shipped
 from core.errors import DeliveryError, UnreadableMessageError
 from core.metrics import Metrics
 from core.settings import HTTPSettings, Settings, load_settings
@@ -31,11 +32,11 @@ from journal import open_journal
 from mappings.batch import read_messages
 from streams.routing.load import RECIPIENTS_FILE, load_routing_map
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_FEED = REPO_ROOT / "demo" / "feed"
-DEFAULT_CONFIG = REPO_ROOT / "config"
-DEFAULT_CONSENTS = REPO_ROOT / "demo" / "consents"
-DEMO_JOURNAL = REPO_ROOT / "var" / "demo" / "journal.db"
+DEFAULT_FEED = shipped("demo") / "feed"
+DEFAULT_CONFIG = shipped("config")
+DEFAULT_CONSENTS = shipped("demo") / "consents"
+#: Relative to the working directory (``make demo``: the checkout), so an installed carehub writes where it runs.
+DEMO_JOURNAL = Path("var") / "demo" / "journal.db"
 
 
 @dataclass
@@ -222,7 +223,7 @@ async def run_demo(
     report.disclosed_with_consent = sum(
         v for (name, labels), v in m.counts.items() if name == "consent" and ("rule", "named-recipient") in labels
     ) + sum(v for (name, labels), v in m.counts.items() if name == "consent" and ("rule", "tpo-class") in labels)
-    report.journal = f"sqlite:///{DEMO_JOURNAL}"
+    report.journal = f"sqlite:///{DEMO_JOURNAL.resolve()}"
     _audit_summary(report, DEMO_JOURNAL)
     return report
 

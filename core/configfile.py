@@ -18,9 +18,10 @@ from typing import Any
 import jsonschema
 import yaml
 
+from core.defaults import shipped
 from core.errors import ConfigError
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "config" / "schemas"
+SCHEMA_DIR = shipped("config") / "schemas"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 

@@ -1,7 +1,10 @@
 """Check a bundle: every resource against the FHIR R4 JSON Schema, references, ids.
 
-The schema (``../shared/corpus/fhir/schema/fhir.schema.json``, draft-06, one
-definition per resource) is loaded once; a validator per resource type is
+The schema is the FHIR R4 (4.0.1) JSON Schema, draft-06, one definition per
+resource, shipped as package data (``mappings/definitions/fhir-r4.schema.json.gz``:
+the specification's schema, CC0, with its description annotations removed;
+``tests/mappings/fhir_definitions.py`` derives it and a test checks it). It is
+loaded once (``CAREHUB_FHIR_SCHEMA`` names another file, plain or gzipped); a validator per resource type is
 compiled on first use and kept. Validating a whole Bundle against the schema
 would check each entry against the union of ~150 resource definitions, so the
 Bundle shell and each resource are checked separately instead, which finds the
@@ -13,6 +16,7 @@ never values, so they are safe to log.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Iterator
@@ -23,17 +27,20 @@ from typing import Any
 import jsonschema
 
 SCHEMA_ENV = "CAREHUB_FHIR_SCHEMA"
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "fhir" / "schema" / "fhir.schema.json"
+SHIPPED_SCHEMA = Path(__file__).resolve().parent / "definitions" / "fhir-r4.schema.json.gz"
 
 
 def schema_path() -> Path:
-    return Path(os.environ.get(SCHEMA_ENV, str(DEFAULT_SCHEMA)))
+    return Path(os.environ.get(SCHEMA_ENV, str(SHIPPED_SCHEMA)))
 
 
 @cache
 def _definitions() -> dict[str, Any]:
-    with schema_path().open(encoding="utf-8") as handle:
-        loaded: dict[str, Any] = json.load(handle)["definitions"]
+    path = schema_path()
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    loaded: dict[str, Any] = json.loads(raw)["definitions"]
     return loaded
 
 

@@ -11,6 +11,7 @@ from types import ModuleType
 
 from carehub.commands import (  # noqa: E402
     audit,
+    config,
     consent,
     convert,
     demo,
@@ -25,5 +26,5 @@ from carehub.commands import (  # noqa: E402
 )
 
 COMMANDS: list[ModuleType] = [
-    run, demo, convert, validate, routes, dlq, subscribe, subscriptions, consent, audit, part2, token,
+    run, demo, convert, validate, routes, dlq, subscribe, subscriptions, consent, audit, part2, token, config,
 ]  # fmt: skip

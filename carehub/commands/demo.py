@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--feed", type=Path, default=DEFAULT_FEED, help=f"directory of .hl7 files (default: {DEFAULT_FEED})"
     )
     parser.add_argument(
-        "--config-dir", type=Path, default=DEFAULT_CONFIG, help="config directory (default: the repo's config/)"
+        "--config-dir", type=Path, default=DEFAULT_CONFIG, help="config directory (default: the shipped sample config)"
     )
     parser.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the pipeline to go idle")

@@ -22,6 +22,7 @@ from typing import Any
 
 from adapters.hl7.charset import decode
 from carehub.config_check import check_all
+from core.defaults import shipped
 from core.errors import CarehubError
 from core.records import CareEvent
 from mappings import convert_text
@@ -31,14 +32,16 @@ from streams.routing.decide import RoutingDecision, decide
 from streams.routing.load import load_routing_map
 from streams.routing.model import FLAGS
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config"
+DEFAULT_CONFIG = shipped("config")
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("routes", help="validate routing config, or explain where an event would go")
     commands = parser.add_subparsers(dest="routes_command", required=True, metavar="{validate,explain}")
     check = commands.add_parser("validate", help="check every config file carehub run loads from DIR")
-    check.add_argument("config_dir", type=Path, metavar="DIR")
+    check.add_argument(
+        "config_dir", type=Path, metavar="DIR", nargs="?", default=DEFAULT_CONFIG, help="default: the shipped sample"
+    )
     check.set_defaults(func=run_validate)
     explain = commands.add_parser("explain", help="which rules, recipients and actions apply to an event, and why")
     explain.add_argument("file", type=Path, metavar="FILE.hl7|EVENT.json")
