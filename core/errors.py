@@ -169,6 +169,18 @@ class DeliveryError(CarehubError):
         self.status = status
 
 
+class RecordError(CarehubError):
+    """A topic record this worker cannot read: not JSON, another record type, or required fields missing."""
+
+    code = "bad-record"
+
+
+class RecordVersionError(RecordError):
+    """A topic record of another major version (docs/records.md): dead-lettered with the versions named."""
+
+    code = "record-version"
+
+
 class ConfigError(CarehubError):
     """Configuration is invalid; names the file and, where known, the line."""
 

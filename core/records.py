@@ -1,31 +1,58 @@
 """Typed, versioned records that travel on carehub's topics.
 
 Every record serializes to JSON (``to_json``) and back (``from_json``); the
-``schema`` field names the record type and version so consumers can reject
-what they do not understand. Keys on every topic are patient keys.
+``schema`` field names the record type and its version, ``NAME/MAJOR`` or
+``NAME/MAJOR.MINOR`` (``carehub.care-event/1`` is 1.0: minor 0 is written
+without ``.0``, the form readers before record versioning required exactly).
+Readers take any minor of their major and ignore fields they do not know; a
+record of another major raises ``RecordVersionError`` (the agents dead-letter
+it with that reason). Each record's JSON Schema is
+``config/schemas/<name>.schema.json``; docs/records.md has the rules. Keys on
+every topic are patient keys.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field, fields
+import re
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 import orjson
+
+from core.errors import RecordError, RecordVersionError
 
 JSONObject = dict[str, Any]
 R = TypeVar("R", bound="Record")
 
 
-class Record:
-    """Mixin: JSON round trip for the frozen dataclasses below."""
+_SCHEMA_ID = re.compile(r"^(?P<name>[a-z0-9.-]+)/(?P<major>[0-9]+)(?:\.(?P<minor>[0-9]+))?$")
 
+
+def parse_schema_id(value: object) -> tuple[str, int, int]:
+    """``carehub.delivery/1.2`` -> ("carehub.delivery", 1, 2); ``/1`` is 1.0."""
+    match = _SCHEMA_ID.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise RecordError(f"record schema {value!r} is not NAME/MAJOR[.MINOR]")
+    return match["name"], int(match["major"]), int(match["minor"] or 0)
+
+
+class Record:
+    """Mixin: JSON round trip for the frozen dataclasses below, tolerant of newer minors."""
+
+    #: ``NAME/MAJOR``: the record type and the major version this release reads and writes.
     SCHEMA: ClassVar[str]
+    #: The minor version this release writes (0: written as plain ``NAME/MAJOR``).
+    MINOR: ClassVar[int] = 0
+
+    @classmethod
+    def schema_id(cls) -> str:
+        return cls.SCHEMA if cls.MINOR == 0 else f"{cls.SCHEMA}.{cls.MINOR}"
 
     def to_dict(self) -> JSONObject:
         """Shallow: field values are already JSON-shaped (no deep copy of bundles)."""
         data: JSONObject = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-        data["schema"] = self.SCHEMA
+        data["schema"] = self.schema_id()
         return data
 
     def to_json(self) -> bytes:
@@ -33,15 +60,34 @@ class Record:
 
     @classmethod
     def from_dict(cls: type[R], data: JSONObject) -> R:
-        schema = data.get("schema")
-        if schema != cls.SCHEMA:
-            raise ValueError(f"expected record {cls.SCHEMA}, got {schema!r}")
-        fields = {k: v for k, v in data.items() if k != "schema"}
-        return cls(**fields)
+        """Any minor of this major; unknown fields are ignored, missing required ones refused."""
+        if not isinstance(data, dict):
+            raise RecordError(f"expected a {cls.SCHEMA} record (a JSON object), got {type(data).__name__}")
+        name, own_major = cls.SCHEMA.rsplit("/", 1)
+        got, major, minor = parse_schema_id(data.get("schema"))
+        if got != name:
+            raise RecordError(f"expected a {name} record, got {got}/{major}.{minor}")
+        if major != int(own_major):
+            newer = "a newer" if major > int(own_major) else "an older"
+            raise RecordVersionError(
+                f"record {got}/{major}.{minor} is {newer} major version than this worker reads ({cls.SCHEMA}.x); "
+                "it was not processed"
+            )
+        known = fields(cls)  # type: ignore[arg-type]
+        missing = [
+            f.name for f in known if f.name not in data and f.default is MISSING and f.default_factory is MISSING
+        ]
+        if missing:
+            raise RecordError(f"record {got}/{major}.{minor} lacks required field(s) {', '.join(missing)}")
+        return cls(**{f.name: data[f.name] for f in known if f.name in data})
 
     @classmethod
     def from_json(cls: type[R], raw: bytes | str) -> R:
-        return cls.from_dict(orjson.loads(raw))
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise RecordError(f"a {cls.SCHEMA} record that is not JSON ({exc.msg})") from None
+        return cls.from_dict(data)
 
 
 @dataclass(frozen=True, slots=True)

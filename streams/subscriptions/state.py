@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +40,9 @@ class SubscriptionState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SubscriptionState:
-        return cls(**{**data, "missing": tuple(data.get("missing", ()))})
+        """Fields a newer release added are ignored (docs/records.md: table values evolve like records)."""
+        known = {f.name for f in fields(cls)} - {"missing"}
+        return cls(**{k: v for k, v in data.items() if k in known}, missing=tuple(data.get("missing", ())))
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())
