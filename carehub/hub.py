@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
@@ -48,14 +50,14 @@ from streams.subscriptions.config import load_subscriptions
 log = logging.getLogger(__name__)
 
 
-def care_event_bytes(record: InboundMessage) -> int | None:
+def care_event_bytes(record: InboundMessage, default_authorities: Mapping[str, str] | None = None) -> int | None:
     """The size of the CareEvent ``record`` normalizes to (the MLLP listener's size preflight).
 
     None when it does not convert: normalize dead-letters such a message with
     its reason, so refusing it here would only make the sender resend it.
     """
     try:
-        return len(normalize(record).to_json())
+        return len(normalize(record, default_authorities=default_authorities).to_json())
     except Exception:  # any conversion failure is the stream's to dead-letter, not a reason to refuse
         return None
 
@@ -192,6 +194,7 @@ class Hub:
             delivery_timeout_s=s.delivery.timeout_s,
             subscriptions=subscription_deps(self.subscriptions),
             consent=self._consent.deps() if self._consent is not None else None,
+            default_authorities=s.default_authorities,
         )
         app = build_app(app_id, self.bootstrap, s.kafka, deps)
         app.finalize()
@@ -231,7 +234,11 @@ class Hub:
         )
         await self._publisher.start()
         handler = InboundHandler(
-            self._publisher, s.mllp, max_record_bytes=s.kafka.max_record_bytes, preflight=care_event_bytes
+            self._publisher,
+            s.mllp,
+            max_record_bytes=s.kafka.max_record_bytes,
+            preflight=functools.partial(care_event_bytes, default_authorities=s.default_authorities),
+            default_authorities=s.default_authorities,
         )
         self._mllp = MLLPServer(handler, s.mllp, listener=f"mllp:{s.mllp.host}:{s.mllp.port}")
         await self._mllp.start()

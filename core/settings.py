@@ -151,6 +151,9 @@ class Settings:
     http: HTTPSettings = field(default_factory=HTTPSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    #: PID-3 without an assigning authority (CX.4): sending facility (MSH-4, else MSH-3) -> the authority
+    #: its identifiers belong to. A sender not listed is its own authority (core.patient).
+    default_authorities: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def embedded_broker(self) -> bool:

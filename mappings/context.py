@@ -17,11 +17,22 @@ Resource = dict[str, Any]
 
 class BuildContext:
     __slots__ = (
-        "comp", "sub", "rep", "esc", "delimiters", "resources", "latest", "patient_key",
-        "ids", "segment", "issues", "message_key",
+        "comp",
+        "sub",
+        "rep",
+        "esc",
+        "delimiters",
+        "resources",
+        "latest",
+        "patient_key",
+        "ids",
+        "segment",
+        "issues",
+        "message_key",
+        "default_authority",
     )
 
-    def __init__(self, delimiters: Delimiters, patient_key: str, message_key: str) -> None:
+    def __init__(self, delimiters: Delimiters, patient_key: str, message_key: str, default_authority: str = "") -> None:
         self.delimiters = delimiters
         self.comp = delimiters.component
         self.sub = delimiters.subcomponent
@@ -32,6 +43,8 @@ class BuildContext:
         self.ids: dict[str, str] = {}
         self.patient_key = patient_key
         self.message_key = message_key
+        #: The authority of identifiers without CX.4 (core.patient.sender_authority).
+        self.default_authority = default_authority
         self.segment: Segment | None = None
         self.issues: list[str] = []
 

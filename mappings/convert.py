@@ -10,6 +10,7 @@ same patient and visit.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from mappings.care_event import build_event, occurred_at
 from mappings.context import BuildContext, Resource
 from mappings.errors import MissingIdentifierError, MissingSegmentError, NotAdtError, UnreadableError
 from mappings.events import Trigger, trigger
-from mappings.identity import encounter_id, patient_id, patient_key_of
+from mappings.identity import default_authority, encounter_id, patient_id, patient_key_of
 from mappings.merge import apply_merge, group_survivor
 from mappings.plan import MessagePlan, Plans, default_plans
 from mappings.postprocess import carry_segments, finish_encounter, set_focus
@@ -42,24 +43,39 @@ class Conversion:
 
 
 def convert_text(
-    text: str, *, received_at: str | None = None, validate: bool = False, plans: Plans | None = None
+    text: str,
+    *,
+    received_at: str | None = None,
+    validate: bool = False,
+    plans: Plans | None = None,
+    default_authorities: Mapping[str, str] | None = None,
 ) -> Conversion:
-    """Tokenize and convert one message; unreadable text raises a MappingError."""
+    """Tokenize and convert one message; unreadable text raises a MappingError.
+
+    ``default_authorities``: the ``default_authorities`` setting (sender -> authority for PID-3 without CX.4).
+    """
     try:
         message = parse_message(text)
     except MessageError as exc:
         raise UnreadableError(f"not a readable HL7v2 message: {exc.message}") from exc
-    return convert(message, received_at=received_at, validate=validate, plans=plans)
+    return convert(
+        message, received_at=received_at, validate=validate, plans=plans, default_authorities=default_authorities
+    )
 
 
 def convert(
-    message: Message, *, received_at: str | None = None, validate: bool = False, plans: Plans | None = None
+    message: Message,
+    *,
+    received_at: str | None = None,
+    validate: bool = False,
+    plans: Plans | None = None,
+    default_authorities: Mapping[str, str] | None = None,
 ) -> Conversion:
     """Convert a tokenized ADT message. ``validate`` adds schema/reference findings to ``issues``."""
     header = read_header(message)
     event_trigger = _trigger(message, header)
     plan = _plan(plans or default_plans(), header, event_trigger)
-    ctx = _context(message, header, event_trigger, plan)
+    ctx = _context(message, header, event_trigger, plan, default_authorities or {})
     unmapped, carried, merges = _apply(message, ctx, plan, event_trigger, plans or default_plans())
     event_time = occurred_at(message, header)
     finish_encounter(ctx, event_trigger, event_time or None)
@@ -95,15 +111,17 @@ def _plan(plans: Plans, header: Header, event_trigger: Trigger) -> MessagePlan:
     return plans.get("ADT_A01")
 
 
-def _context(message: Message, header: Header, event_trigger: Trigger, plan: MessagePlan) -> BuildContext:
+def _context(
+    message: Message, header: Header, event_trigger: Trigger, plan: MessagePlan, authorities: Mapping[str, str]
+) -> BuildContext:
     pid = message.segment("PID")
     if pid is None:
         raise MissingSegmentError(f"{header.type_label} has no PID segment")
-    key = patient_key_of(pid)
+    key = patient_key_of(pid, header, authorities)
     if key is None:
         raise MissingIdentifierError("PID-3 (and PID-2/PID-4) carry no patient identifier")
     message_key = f"{header.sending_facility}|{header.control_id}|{event_trigger.code}"
-    ctx = BuildContext(message.delimiters, key, message_key)
+    ctx = BuildContext(message.delimiters, key, message_key, default_authority(header, authorities))
     ctx.ids["Patient"] = patient_id(key)
     pv1 = message.segment("PV1")
     if pv1 is not None and event_trigger.encounter and "PV1" in plan.segments:
@@ -169,7 +187,9 @@ def _bundle(ctx: BuildContext, header: Header, received_at: str | None) -> dict[
     if stamp:
         bundle["timestamp"] = stamp
     if header.control_id:
-        bundle["identifier"] = {"system": "urn:carehub:control-id:" + ids.quote(header.sending_facility),
-                                "value": header.control_id}
+        bundle["identifier"] = {
+            "system": "urn:carehub:control-id:" + ids.quote(header.sending_facility),
+            "value": header.control_id,
+        }
     bundle["entry"] = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources]
     return bundle

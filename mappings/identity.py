@@ -10,20 +10,25 @@ linked to its visit; that is reported as an issue.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from adapters.hl7.header import Header, pid_identifiers
 from adapters.hl7.tokenizer import Segment
-from core.patient import PatientIdentifier, choose_key_identifier, patient_key
+from core.patient import sender_authority, sender_patient_key
 from mappings import ids
 from mappings.transforms.datetimes import to_datetime
 
 
-def key_identifier(pid: Segment) -> PatientIdentifier | None:
-    return choose_key_identifier(pid_identifiers(pid))
+def patient_key_of(pid: Segment, header: Header, default_authorities: Mapping[str, str]) -> str | None:
+    """The key ingest gave the message (``core.patient.sender_patient_key``), from PID-3."""
+    return sender_patient_key(
+        pid_identifiers(pid), header.sending_facility, header.sending_application, default_authorities
+    )
 
 
-def patient_key_of(pid: Segment) -> str | None:
-    chosen = key_identifier(pid)
-    return patient_key(chosen) if chosen is not None else None
+def default_authority(header: Header, default_authorities: Mapping[str, str]) -> str:
+    """What an identifier without CX.4 is qualified with in this message (MRG-1 of a merge too)."""
+    return sender_authority(header.sending_facility, header.sending_application, default_authorities)
 
 
 def patient_id(key: str) -> str:

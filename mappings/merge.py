@@ -49,7 +49,7 @@ def group_survivor(pid: Segment, ctx: BuildContext, cx: DatatypeMap) -> tuple[st
     chosen = choose_key_identifier(pid_identifiers(pid))
     if chosen is None:
         return None
-    key = patient_key(chosen)
+    key = patient_key(chosen, ctx.default_authority)
     survivor: Resource = {"resourceType": "Patient", "id": patient_id(key)}
     identifiers = _identifiers(pid, 3, ctx, cx)
     if identifiers:
@@ -62,7 +62,7 @@ def apply_merge(mrg: Segment, ctx: BuildContext, cx: DatatypeMap, survivor: Reso
     chosen = choose_key_identifier(prior_identifiers(mrg))
     if chosen is None:
         return None
-    prior_key = patient_key(chosen)
+    prior_key = patient_key(chosen, ctx.default_authority)
     if prior_key == survivor_key:
         return None  # an account or visit merge (A41, A45): the patient stays the same
     identifiers = _identifiers(mrg, 1, ctx, cx)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -57,6 +57,8 @@ class StreamDeps:
     subscriptions: SubscriptionDeps | None = None
     #: 42 CFR Part 2 policy and the consents on file (None: no Part 2 programs, nothing on file).
     consent: ConsentDeps | None = None
+    #: The ``default_authorities`` setting: sender -> authority for PID-3 without CX.4 (core.patient).
+    default_authorities: Mapping[str, str] = field(default_factory=dict)
 
 
 def now_iso() -> str:

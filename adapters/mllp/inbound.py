@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -40,7 +40,7 @@ from core.errors import (
     UnsupportedVersionError,
 )
 from core.lograte import LogThrottle
-from core.patient import choose_key_identifier, patient_key
+from core.patient import sender_patient_key
 from core.records import InboundMessage
 from core.settings import MLLPSettings
 
@@ -122,6 +122,7 @@ class InboundHandler:
         publish_timeout_s: float | None = None,
         max_record_bytes: int | None = None,
         preflight: Preflight | None = None,
+        default_authorities: Mapping[str, str] | None = None,
     ) -> None:
         """``publish_timeout_s`` caps the wait for the broker; past it the answer is AR 207.
 
@@ -129,6 +130,7 @@ class InboundHandler:
         message whose inbound record, or (for messages over
         ``settings.preflight_bytes``) whose CareEvent as measured by
         ``preflight``, would not fit is refused before it is stored.
+        ``default_authorities`` (sender -> authority) qualifies PID-3 identifiers without CX.4.
         """
         self._publisher = publisher
         self._types = frozenset(t.strip().upper() for t in settings.accept_message_types)
@@ -141,6 +143,7 @@ class InboundHandler:
         self._preflight = preflight
         self._preflight_from = settings.preflight_bytes
         self._answers = AckPolicy(settings)
+        self._authorities: Mapping[str, str] = dict(default_authorities or {})
 
     async def handle(self, payload: bytes, receipt: Receipt) -> Reply:
         """Check, store and answer one payload. Never raises (except cancellation)."""
@@ -208,7 +211,7 @@ class InboundHandler:
             version=header.version,
             sending_application=header.sending_application,
             sending_facility=header.sending_facility,
-            patient_key=_patient_key(message, header),
+            patient_key=_patient_key(message, header, self._authorities),
         )
 
     def _check_type(self, header: Header) -> None:
@@ -298,12 +301,13 @@ def _trigger_event(message: Message, header: Header) -> str:
     return trigger
 
 
-def _patient_key(message: Message, header: Header) -> str:
-    """Patient key from PID-3; required for ADT, empty for other types without one."""
+def _patient_key(message: Message, header: Header, default_authorities: Mapping[str, str]) -> str:
+    """Patient key from PID-3 (core.patient, as normalize builds it); required for ADT, else may be empty."""
     pid = message.segment("PID")
-    identifier = choose_key_identifier(pid_identifiers(pid)) if pid else None
-    if identifier is not None:
-        return patient_key(identifier)
+    identifiers = pid_identifiers(pid) if pid else []
+    key = sender_patient_key(identifiers, header.sending_facility, header.sending_application, default_authorities)
+    if key is not None:
+        return key
     if header.message_type in _PATIENT_TYPES:
         raise RequiredFieldMissingError("PID-3 patient identifier is missing", ErrorLocation("PID", 1, 3))
     return ""

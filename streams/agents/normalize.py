@@ -19,7 +19,7 @@ def register(app: faust.App, ctx: AgentContext) -> None:
         async for event in stream.events():
             try:
                 inbound = InboundMessage.from_json(event.value)
-                care_event = normalize(inbound, registry)
+                care_event = normalize(inbound, registry, ctx.deps.default_authorities)
                 await ctx.send(topics.care_events, inbound.patient_key, care_event)  # checks the size first
             except Exception as exc:  # one bad record must never stop the stream
                 await ctx.dead_letter("normalize", exc, event)

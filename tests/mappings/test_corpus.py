@@ -8,10 +8,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from adapters.hl7.header import pid_identifiers
+from adapters.hl7.header import pid_identifiers, read_header
 from adapters.hl7.tokenizer import parse_message
 from core.errors import MappingError
-from core.patient import choose_key_identifier, patient_key
+from core.patient import sender_patient_key
 from core.records import CareEvent
 from mappings import convert_text
 from mappings.batch import split_messages
@@ -50,10 +50,12 @@ def test_adt_converts_validates_and_keys_like_ingest(
         errors = sorted(event_validator.iter_errors(event), key=str)
         assert not errors, [e.message for e in errors]
         assert CareEvent.from_json(result.event.to_json()) == result.event
-        pid = parse_message(text).segment("PID")
+        message = parse_message(text)
+        pid, header = message.segment("PID"), read_header(message)
         assert pid is not None
-        chosen = choose_key_identifier(pid_identifiers(pid))
-        assert chosen is not None and result.event.patient_key == patient_key(chosen)
+        key = sender_patient_key(pid_identifiers(pid), header.sending_facility, header.sending_application, {})
+        assert key is not None and result.event.patient_key == key
+        assert not key.startswith("|"), "a patient key always has an authority"
 
 
 def test_malformed_non_adt_and_batch_inputs_fail_cleanly() -> None:
