@@ -193,6 +193,7 @@ class DeliveryFlow:
 
     async def _dead_letter(self, d: Delivery, step: NextStep, attempt: Attempt) -> None:
         code = "delivery-rejected" if attempt.permanent else "delivery-exhausted"
+        parked = replace(d, attempt=0, due_at=0.0)  # a replay is a fresh start: attempt 1, the same idempotency key
         letter = DeadLetter(
             stage="deliver",
             error_code=code,
@@ -201,10 +202,10 @@ class DeliveryFlow:
             source_partition=-1,
             source_offset=-1,
             failed_at=now_iso(),
-            record=replace(d, attempt=0, due_at=0.0).to_dict(),
+            record=parked.to_dict(),
         )
         await self.sender.send(self.topics.delivery_dead_letters, d.patient_key, letter)
-        await self.journal.db.run(self.journal.park, d, code, step.reason)
+        await self.journal.db.run(self.journal.park, parked, code, step.reason)
         self.metrics.inc("delivery_dead_lettered", recipient=d.recipient_id)
         log.warning("delivery %s recipient=%s dead-lettered: %s", d.delivery_id, d.recipient_id, code)
         await self._finish(d, "failed", step.attempts, step.reason, attempt.status)

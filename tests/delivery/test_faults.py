@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
@@ -155,6 +156,41 @@ async def test_a_4xx_recipient_fills_the_dead_letters_and_replay_delivers_once_f
         assert again.returncode == 1 and "not a parked dead letter" in again.stderr
     finally:
         await hub.stop()
+
+
+async def test_a_replay_after_exhausted_retries_starts_at_attempt_1_with_the_same_key(
+    broker: str, tmp_path: Path, recipient: HttpRecipient, issuer: Issuer
+) -> None:
+    recipient.status = 503
+    await recipient.start()
+    hub = await start_hub(settings(tmp_path, broker, max_attempts=3))
+    try:
+        record = delivery(1, patient="RGH|X1", endpoint=recipient.url)
+        await produce(broker, hub.topics.deliveries, [record])
+        await eventually(lambda: hub.metrics.total("delivery_dead_lettered") == 1)
+        assert len(recipient.seen) == 3, "a transient answer is retried up to max_attempts"
+        recipient.status = 200  # fixed
+        url, ops = f"http://127.0.0.1:{hub.http_port}", issuer.token(*OPS)
+        replayed = await asyncio.to_thread(run_cli, "dlq", "replay", "--all", "--hub", url, token=ops)
+        assert replayed.returncode == 0 and "replayed 1" in replayed.stdout, replayed.stderr
+        await eventually(lambda: hub.metrics.total("delivered") == 1)
+        assert recipient.seen[-1][0] == record.idempotency_key, "the replay keeps the idempotency key"
+        rows = await attempts_over_http(url, ops, record.delivery_id)
+        assert [r["attempt"] for r in rows] == [1, 2, 3, 1], "the replay is a fresh start, not attempt 4"
+        assert rows[-1]["result"] == "ok"
+    finally:
+        await hub.stop()
+
+
+async def attempts_over_http(url: str, token: str, delivery_id: str) -> list[dict[str, object]]:
+    """GET /admin/deliveries/{id}: the journaled attempts, as an operator sees them."""
+    async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with session.get(f"{url}/admin/deliveries/{delivery_id}", headers=headers) as response:
+            assert response.status == 200, await response.text()
+            body = await response.json()
+    rows: list[dict[str, object]] = body["attempts"]
+    return rows
 
 
 async def test_the_delivery_worker_killed_mid_stream_loses_nothing(
