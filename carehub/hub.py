@@ -69,6 +69,11 @@ ROLES = ("ingest", "streams")
 MLLP_DRAIN_SHARE = 2 / 3
 
 
+def worker_app_id(settings: Settings) -> str:
+    """The stream workers' Faust app id (their consumer group; the default journal file sits in its data dir)."""
+    return f"{settings.app_id}-{settings.kafka.topic_prefix.strip('.') or 'default'}"
+
+
 def journal_health(journal: Journal, url: str) -> DependencyHealth:
     """Readiness of a PostgreSQL journal: ``SELECT 1`` on the journal's thread, reconnecting after a failure."""
     where = urlparse(url)
@@ -124,7 +129,7 @@ class Hub:
 
     @property
     def app_id(self) -> str:
-        return f"{self.settings.app_id}-{self.settings.kafka.topic_prefix.strip('.') or 'default'}"
+        return worker_app_id(self.settings)
 
     @property
     def consents(self) -> ConsentService:

@@ -181,6 +181,18 @@ class RecordVersionError(RecordError):
     code = "record-version"
 
 
+class JournalError(CarehubError):
+    """The journal (SQLite or PostgreSQL) failed a statement. ``unavailable``: the database is unreachable or
+    busy (try again later) rather than refusing the statement. The message names the error class and
+    SQLSTATE, never the statement's values."""
+
+    code = "journal-error"
+
+    def __init__(self, message: str, *, unavailable: bool) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
+
+
 class ConfigError(CarehubError):
     """Configuration is invalid; names the file and, where known, the line."""
 

@@ -16,6 +16,7 @@ import orjson
 
 from journal.db import Database
 
+#: The table as carehub 0.1.0 created it; columns added since are journal/migrations.py steps.
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS audit_events (
         audit_id TEXT PRIMARY KEY, patient_key TEXT NOT NULL, recorded TEXT NOT NULL, recipient_id TEXT NOT NULL,
@@ -23,9 +24,6 @@ SCHEMA = [
         consent_id TEXT NOT NULL, event_id TEXT NOT NULL, map_version TEXT NOT NULL, resource TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS audit_events_by_patient ON audit_events (patient_key, recorded)",
 ]
-#: Columns added after the first release (added to an older journal by ``migrate``).
-ADDED = (("delivery_id", "TEXT NOT NULL DEFAULT ''"), ("phase", "TEXT NOT NULL DEFAULT 'plan'"),
-         ("attempt", "INTEGER NOT NULL DEFAULT 0"))  # fmt: skip
 _COLUMNS = ("audit_id, patient_key, recorded, recipient_id, action, outcome, rule, reason, consent_id, event_id, "
             "map_version, resource, delivery_id, phase, attempt")  # fmt: skip
 #: What became of the delivery a decision was about (SQL over the journal's delivery tables).
@@ -86,18 +84,6 @@ def _identifier(resource: dict[str, Any], system: str) -> str:
 class AuditStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    def migrate(self) -> None:
-        for statement in SCHEMA:
-            self.db.execute(statement)
-        if self.db.dialect == "postgresql":
-            for name, kind in ADDED:
-                self.db.execute(f"ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS {name} {kind}")
-            return
-        present = {str(row[1]) for row in self.db.query("PRAGMA table_info(audit_events)")}
-        for name, kind in ADDED:
-            if name not in present:
-                self.db.execute(f"ALTER TABLE audit_events ADD COLUMN {name} {kind}")
 
     def record(self, resource: dict[str, Any]) -> None:
         """Store one AuditEvent (as built by streams.consent.audit); a repeat is ignored."""

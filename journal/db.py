@@ -4,6 +4,14 @@ Statements are written once with ``?`` placeholders and ``{serial}`` for an
 auto-increment key; the dialect translates both. Every call runs on one
 dedicated thread (``Database.run``) so the event loop never blocks on I/O
 and a SQLite connection is only ever used by the thread that made it.
+
+Errors of either driver leave this module as ``JournalError`` (core/errors.py).
+A PostgreSQL connection that failed is dropped and made again by the next
+statement, at most once per backoff interval (doubling from
+``RECONNECT_MIN_S`` to ``RECONNECT_MAX_S``, reset by a success); in between a
+statement fails at once as unavailable instead of waiting for a connect
+timeout. The hub's readiness watcher (carehub/health.py) probes through
+``ping``, so it reconnects on the same schedule.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,12 +30,17 @@ from urllib.parse import urlparse
 
 import psycopg
 
-from core.errors import ConfigError
+from core.errors import ConfigError, JournalError
 
 P = ParamSpec("P")
 T = TypeVar("T")
 Row = tuple[Any, ...]
 
+
+#: Reconnect attempts after a lost PostgreSQL connection: the first after this many seconds, doubling to the max.
+RECONNECT_MIN_S = 0.25
+RECONNECT_MAX_S = 5.0
+DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 
 #: The journal holds PHI (dead letters keep whole payloads): owner read/write only.
 FILE_MODE = 0o600
@@ -68,10 +82,23 @@ class Database:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._lock = threading.RLock()
         self._conn: Any = None
+        self._backoff_s = 0.0
+        self._retry_at = 0.0
 
     def _connect(self) -> Any:
         if self._conn is not None:
             return self._conn
+        wait = self._retry_at - time.monotonic()
+        if wait > 0:
+            raise JournalError(f"{self.dialect} journal unreachable; reconnecting in {wait:.1f} s", unavailable=True)
+        try:
+            return self._open()
+        except DRIVER_ERRORS:
+            self._backoff_s = min(max(self._backoff_s * 2, RECONNECT_MIN_S), RECONNECT_MAX_S)
+            self._retry_at = time.monotonic() + self._backoff_s
+            raise
+
+    def _open(self) -> Any:
         if self.dialect == "sqlite":
             path = sqlite_path(self.url)
             if path != ":memory:":
@@ -83,7 +110,27 @@ class Database:
             self._conn = lite
         else:
             self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        self._backoff_s = 0.0
         return self._conn
+
+    def _translate(self, exc: Exception) -> JournalError:
+        """The driver's error as a JournalError; a failed PostgreSQL connection is dropped (reconnect later)."""
+        lost = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        if lost and self.dialect == "postgresql":
+            self._drop()
+            if self._retry_at <= time.monotonic():
+                self._backoff_s = min(max(self._backoff_s * 2, RECONNECT_MIN_S), RECONNECT_MAX_S)
+                self._retry_at = time.monotonic() + self._backoff_s
+        busy = isinstance(exc, sqlite3.OperationalError)  # locked, busy, disk I/O: transient
+        state = getattr(exc, "sqlstate", None)
+        detail = f" (SQLSTATE {state})" if state else ""
+        return JournalError(f"{self.dialect} journal: {type(exc).__name__}{detail}", unavailable=lost or busy)
+
+    def _drop(self) -> None:
+        with contextlib.suppress(*DRIVER_ERRORS, OSError):
+            if self._conn is not None:
+                self._conn.close()
+        self._conn = None
 
     def sql(self, statement: str) -> str:
         serial = "INTEGER PRIMARY KEY AUTOINCREMENT" if self.dialect == "sqlite" else "BIGSERIAL PRIMARY KEY"
@@ -92,42 +139,48 @@ class Database:
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
         with self._lock:
-            cursor = self._connect().execute(self.sql(statement), tuple(params))
-            return int(cursor.rowcount or 0)
+            try:
+                cursor = self._connect().execute(self.sql(statement), tuple(params))
+                return int(cursor.rowcount or 0)
+            except DRIVER_ERRORS as exc:
+                raise self._translate(exc) from exc
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._lock:
-            cursor = self._connect().execute(self.sql(statement), tuple(params))
-            return [tuple(row) for row in cursor.fetchall()]
+            try:
+                cursor = self._connect().execute(self.sql(statement), tuple(params))
+                return [tuple(row) for row in cursor.fetchall()]
+            except DRIVER_ERRORS as exc:
+                raise self._translate(exc) from exc
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """All statements inside commit together (SQLite: BEGIN IMMEDIATE, a write lock)."""
         with self._lock:
-            conn = self._connect()
-            if self.dialect == "postgresql":
-                with conn.transaction():
-                    yield
-                return
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn = self._connect()
+                if self.dialect == "postgresql":
+                    with conn.transaction():
+                        yield
+                    return
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except DRIVER_ERRORS as exc:
+                raise self._translate(exc) from exc
 
     def ping(self) -> bool:
-        """One round trip (readiness). On failure the connection is dropped, so the next statement reconnects."""
+        """One round trip (readiness). On failure the connection is dropped, so a later statement reconnects."""
         with self._lock:
             try:
                 self._connect().execute("SELECT 1")
                 return True
-            except (sqlite3.Error, psycopg.Error, OSError):
-                with contextlib.suppress(sqlite3.Error, psycopg.Error, OSError):
-                    if self._conn is not None:
-                        self._conn.close()
-                self._conn = None
+            except (sqlite3.Error, psycopg.Error, JournalError, OSError):
+                self._drop()
                 return False
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -137,7 +190,5 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._drop()
         self._pool.shutdown(wait=True)

@@ -33,10 +33,6 @@ class SecurityEventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def migrate(self) -> None:
-        for statement in SCHEMA:
-            self.db.execute(statement)
-
     def record(self, resource: dict[str, Any]) -> None:
         agent = resource["agent"][0]
         identifier = agent.get("who", {}).get("identifier", {})

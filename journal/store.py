@@ -89,11 +89,10 @@ class Journal:
         return self.db.dialect
 
     def migrate(self) -> None:
-        for statement in SCHEMA:
-            self.db.execute(statement)
-        self.tasks.migrate()
-        self.audit.migrate()
-        self.security.migrate()
+        """Apply the journal migrations it has not had (journal/migrations.py)."""
+        from journal.migrations import upgrade  # migrations imports this module's SCHEMA
+
+        upgrade(self.db)
 
     def close(self) -> None:
         self.db.close()

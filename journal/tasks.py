@@ -84,10 +84,6 @@ class TaskStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def migrate(self) -> None:
-        for statement in SCHEMA:
-            self.db.execute(statement)
-
     def put(self, task: dict[str, Any], recipient_id: str, source: str = "hub") -> bool:
         """Store a new Task as sent to ``recipient_id``; False when it is already known."""
         due = task.get("restriction", {}).get("period", {}).get("end")

@@ -14,6 +14,7 @@ from carehub.commands import (  # noqa: E402
     config,
     consent,
     convert,
+    db,
     demo,
     dlq,
     part2,
@@ -26,5 +27,5 @@ from carehub.commands import (  # noqa: E402
 )
 
 COMMANDS: list[ModuleType] = [
-    run, demo, convert, validate, routes, dlq, subscribe, subscriptions, consent, audit, part2, token, config,
+    run, demo, convert, validate, routes, dlq, subscribe, subscriptions, consent, audit, part2, token, config, db,
 ]  # fmt: skip
