@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from aiohttp import web
 from adapters.consentapi import consent_routes
 from adapters.fhirhttp import IncompleteResourceError, InvalidResourceError, PreconditionFailedError
 from adapters.part2api import part2_routes
+from core.clock import now_iso
 from core.kafka_security import PLAINTEXT, KafkaSecurity
 from core.patient import PatientIdentifier, patient_key
 from mappings.validation import validate_resource
@@ -31,10 +31,6 @@ def search_key(patient: str) -> str:
     """``system|value`` (FHIR token search) or a patient key ``AUTHORITY|MRN`` -> patient key."""
     system, _, value = patient.rpartition("|")
     return patient_key(PatientIdentifier(value=value, authority=system.removeprefix(AUTHORITY_PREFIX)))
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _version(resource: dict[str, Any] | None) -> int:
@@ -68,7 +64,7 @@ class ConsentService:
                 raise PreconditionFailedError(f"Consent/{directive.id} is at version {current}, not {if_match}")
             meta = {k: v for k, v in consent.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
             written = [e for e in meta.get("extension", []) if e.get("url") != WRITTEN_BY]
-            meta.update(versionId=str(current + 1), lastUpdated=_now(),
+            meta.update(versionId=str(current + 1), lastUpdated=now_iso(),
                         extension=[*written, {"url": WRITTEN_BY, "valueString": author or "unknown"}])  # fmt: skip
             stored = {**consent, "meta": meta}
             await self._writer.write(stored, key=history_key(directive.id, current + 1))
@@ -88,7 +84,7 @@ class ConsentService:
         if isinstance(body, dict) and body.get("patient"):
             body = {**body, "patient": search_key(str(body["patient"]))}
         try:
-            attestation = parse_attestation(body, recorded=_now(), recorded_by=author)
+            attestation = parse_attestation(body, recorded=now_iso(), recorded_by=author)
         except ConsentError as exc:
             raise InvalidResourceError(exc.message) from exc
         if self._audit_topic:

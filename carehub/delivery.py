@@ -22,6 +22,7 @@ from connectors.base import Destination
 from connectors.fhir_rest import FhirRestDestination
 from connectors.kafka_topic import KafkaTopicDestination
 from connectors.mllp import MLLPDestination
+from core.clock import iso
 from core.kafka_security import PLAINTEXT, KafkaSecurity
 from core.records import Delivery, Record, TaskEvent
 from core.settings import Settings
@@ -89,7 +90,7 @@ class DeliveryParts:
         """Delete the dead letters older than ``delivery.dead_letter_retention_days``; how many."""
         assert self.journal is not None
         keep = timedelta(days=self.settings.delivery.dead_letter_retention_days)
-        cutoff = (datetime.now(UTC) - keep).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        cutoff = iso(datetime.now(UTC) - keep)
         purged = await self.journal.db.run(self.journal.purge_dead_letters, cutoff)
         if purged:
             log.info("retention: %d dead letter(s) older than %s deleted", purged, keep)

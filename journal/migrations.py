@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from core.clock import now_iso
 from journal import audit, security, store, tasks
 from journal.db import Database
 
@@ -110,7 +110,7 @@ def upgrade(db: Database) -> list[Migration]:
             step.apply(db)
             db.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (step.version, step.name, datetime.now(UTC).isoformat(timespec="seconds")),
+                (step.version, step.name, now_iso()),
             )
             done.append(step)
     return done

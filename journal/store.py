@@ -10,9 +10,9 @@ process memory) so any worker that takes over the partition continues it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from core.clock import now_iso
 from core.records import Delivery, DeliveryOutcome
 from journal.audit import AuditStore
 from journal.db import Database
@@ -45,10 +45,6 @@ SCHEMA = [
 #: Outcome states after which a delivery is finished (a replay reopens it). ``suppressed``: the
 #: send-time consent gate stopped it (a revocation or expiry after it was planned).
 FINAL = ("delivered", "failed", "suppressed")
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from core.clock import iso, now_iso
 from journal.db import Database
 
 TERMINAL = frozenset({"completed", "rejected", "failed", "cancelled", "entered-in-error"})
@@ -40,11 +41,7 @@ def utc_iso(value: str) -> str:
     else:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(moment)
 
 
 def seconds_between(start: str, end: str) -> float:

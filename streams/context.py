@@ -11,13 +11,13 @@ import base64
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import faust
 import orjson
 
 from connectors.base import Destination
+from core.clock import now_iso
 from core.errors import CarehubError, RecordTooLargeError
 from core.lograte import LogThrottle
 from core.metrics import Metrics
@@ -59,10 +59,6 @@ class StreamDeps:
     consent: ConsentDeps | None = None
     #: The ``default_authorities`` setting: sender -> authority for PID-3 without CX.4 (core.patient).
     default_authorities: Mapping[str, str] = field(default_factory=dict)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class AgentContext:

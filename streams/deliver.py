@@ -16,9 +16,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from connectors.base import Destination
+from core.clock import now_iso
 from core.errors import DeliveryError
 from core.records import Delivery, DeliveryOutcome
 from core.topics import RETRY_TIERS
@@ -162,10 +162,6 @@ async def attempt_once(
         return Attempt(ok=False, detail=f"no answer within {timeout_s:g} s")
     breaker.record(delivery.endpoint, ok=True)
     return Attempt(ok=True, status=status)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def outcome(delivery: Delivery, status: str, attempts: int, reason: str, http_status: int | None) -> DeliveryOutcome:

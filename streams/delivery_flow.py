@@ -28,6 +28,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from connectors.base import Destination
+from core.clock import now_iso
 from core.metrics import Metrics
 from core.records import DeadLetter, Delivery, DeliveryOutcome, JSONObject, Record, TaskEvent
 from core.topics import Topics
@@ -35,7 +36,7 @@ from journal import Journal, open_journal
 from streams.consent.decide import ConsentDecision
 from streams.consent.egress import SendGate
 from streams.context import AgentContext
-from streams.deliver import Attempt, CircuitBreaker, NextStep, RetryPolicy, attempt_once, next_step, now_iso, outcome
+from streams.deliver import Attempt, CircuitBreaker, NextStep, RetryPolicy, attempt_once, next_step, outcome
 from streams.task_alerts import task_from_delivery
 
 log = logging.getLogger(__name__)

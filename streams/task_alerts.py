@@ -16,9 +16,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from core.clock import now_iso
 from core.records import Delivery, TaskEvent
 from journal import Journal
-from streams.deliver import now_iso
 
 log = logging.getLogger(__name__)
 TASK_EVENT_SYSTEM = "http://carehub.dev/fhir/CodeSystem/task-event"

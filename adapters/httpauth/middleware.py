@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +23,7 @@ from aiohttp import web
 from adapters.fhirhttp import ForbiddenError, HTTPInputError, UnauthenticatedError, error_response
 from adapters.httpauth.rules import Rule, RuleTable
 from adapters.httpauth.tokens import TokenVerifier
+from core.clock import now_iso
 from core.principal import CERTIFICATE, Principal
 from core.settings import AuthSettings
 
@@ -80,7 +80,7 @@ def security_event(request: web.Request, status: int, code: str, reason: str, wh
             "display": "Security Alert",
         },
         "action": "E",
-        "recorded": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "recorded": now_iso(),
         "outcome": "4",
         "outcomeDesc": reason,
         "agent": [agent],

@@ -18,7 +18,6 @@ import logging
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 from adapters.hl7.ack import build_ack, version_key
@@ -27,6 +26,7 @@ from adapters.hl7.charset import read as read_charset
 from adapters.hl7.header import Header, loggable_id, pid_identifiers, read_header
 from adapters.hl7.tokenizer import Delimiters, Message, parse_message, split_segments
 from adapters.mllp.framing import RejectedFrame
+from core.clock import now_iso
 from core.errors import (
     ErrorLocation,
     InternalHandlingError,
@@ -168,7 +168,7 @@ class InboundHandler:
         return self._answers.reply(_Context(DEFAULT_CODEC), InternalHandlingError(_INTERNAL))
 
     async def _handle(self, payload: bytes, receipt: Receipt) -> Reply:
-        received_at = _utc_now()
+        received_at = now_iso()
         decoding = read_charset(payload)
         ctx = _Context(decoding.codec)
         try:
@@ -387,10 +387,6 @@ def _settings_version(text: str) -> tuple[int, ...]:
     if key is None:
         raise ValueError(f"MLLP settings: {text!r} is not a dotted version number")
     return key
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _warn_undeclared(record: InboundMessage, receipt: Receipt) -> None:

@@ -19,7 +19,6 @@ import asyncio
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 from aiohttp import web
@@ -33,6 +32,7 @@ from adapters.resthook.errors import (
     answer_for,
 )
 from adapters.resthook.notification import Notification, parse_notification
+from core.clock import now_iso
 from core.errors import StorageUnavailableError
 from core.records import FhirNotification
 
@@ -130,7 +130,7 @@ class RestHookReceiver:
         except web.HTTPRequestEntityTooLarge:
             raise NotificationError("the body is too large") from None
         notification = parse_notification(body)
-        return to_record(source, subscription, notification, _utc_now())
+        return to_record(source, subscription, notification, now_iso())
 
     @staticmethod
     def _log_refusal(source: str, subscription: str, error: BaseException) -> None:
@@ -147,5 +147,3 @@ class RestHookReceiver:
             )
 
 
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from adapters.resthook.notification import Notification
+from core.clock import now_iso
 from core.errors import MappingError
 from mappings.fhir import EncounterSnapshot, FhirSource, map_encounter
 from mappings.fhir.event import local_ref
@@ -22,7 +23,7 @@ from mappings.validation import validate_resource
 from streams.consent.labels import apply_labels
 from streams.consent.model import WRITTEN_BY, ConsentError, parse_consent
 from streams.consent.store import history_key
-from streams.context import AgentContext, now_iso
+from streams.context import AgentContext
 from streams.subscriptions.config import SourceConfig, SubscriptionConfig
 from streams.subscriptions.deps import SourceReader
 from streams.tables import JsonTable

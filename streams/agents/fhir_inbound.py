@@ -18,10 +18,11 @@ from typing import Any
 import faust
 
 from adapters.resthook.notification import Notification, read_bundle, read_status
+from core.clock import now_iso
 from core.errors import CarehubError, MappingError
 from core.records import FhirNotification
 from streams.agents.fhir_events import FhirEventEmitter
-from streams.context import AgentContext, now_iso
+from streams.context import AgentContext
 from streams.subscriptions.config import SourceConfig, SubscriptionConfig
 from streams.subscriptions.deps import SubscriptionDeps
 from streams.subscriptions.observe import Observed, after_recovery, check_heartbeat, observe, plan_recovery

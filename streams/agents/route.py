@@ -14,11 +14,12 @@ from typing import Any
 import faust
 import orjson
 
+from core.clock import now_iso
 from core.records import CareEvent, Delivery
 from streams.agents.part2_status import Part2Statuses
 from streams.agents.visit_once import VisitOnce
 from streams.consent.enforce import Gatekeeper
-from streams.context import AgentContext, now_iso
+from streams.context import AgentContext
 from streams.routing.decide import RoutingDecision, decide
 from streams.signals import OpenTask, PatientState, observe, signals
 from streams.tables import JsonTable

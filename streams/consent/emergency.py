@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.clock import iso
 from streams.consent.model import ConsentError
 
 #: Record kind on the consents topic; keys are ``emergency/<id>``.
@@ -73,10 +74,6 @@ def _instant(value: Any, name: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def parse_attestation(body: Any, *, recorded: str, recorded_by: str = "") -> Attestation:
     """An attestation from the API body; every missing element is named at once."""
     if not isinstance(body, dict):
@@ -95,8 +92,8 @@ def parse_attestation(body: Any, *, recorded: str, recorded_by: str = "") -> Att
         recipient_id=str(body["recipient"]),
         attested_by=str(body["attested_by"]),
         reason=str(body["reason"]),
-        start=_iso(start),
-        end=_iso(end),
+        start=iso(start),
+        end=iso(end),
         recorded=recorded,
         recorded_by=recorded_by,
     )
