@@ -5,6 +5,10 @@ assertion): the hub signs ``{iss, sub = client_id, aud = token_url, exp, jti}``
 with its private key (RS384 or ES384), posts it to the token URL with
 ``grant_type=client_credentials`` and caches the access token until shortly
 before it expires. Options come from the recipient's ``connection`` block.
+
+The assertion, the token request and the reading of the answer are the one
+SMART client of carehub: the FHIR source reader (connectors/fhir_source.py)
+posts the same form over its synchronous session.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from core.transport import insecure_url_reason
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-def client_assertion(client_id: str, token_url: str, key_pem: bytes, algorithm: str, key_id: str = "") -> str:
+def client_assertion(client_id: str, token_url: str, key_pem: bytes | str, algorithm: str, key_id: str = "") -> str:
     """The signed JWT a SMART backend client presents (valid for 5 minutes)."""
     now = int(time.time())
     claims = {"iss": client_id, "sub": client_id, "aud": token_url, "exp": now + 300, "jti": uuid.uuid4().hex}
@@ -32,10 +36,30 @@ def client_assertion(client_id: str, token_url: str, key_pem: bytes, algorithm: 
     return jwt.encode(claims, key_pem, algorithm=algorithm, headers=headers)
 
 
+def token_request(
+    client_id: str, token_url: str, key_pem: bytes | str, algorithm: str, key_id: str, scope: str
+) -> dict[str, str]:
+    """The client-credentials form a SMART backend client posts to the token URL."""
+    return {
+        "grant_type": "client_credentials",
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": client_assertion(client_id, token_url, key_pem, algorithm, key_id),
+        "scope": scope,
+    }
+
+
 @dataclass
 class _Token:
     value: str
     expires_at: float
+
+
+def access_token(body: object, now: float) -> _Token | None:
+    """The token of a token-endpoint answer, to be used until 30 s before it expires; None without one."""
+    if not isinstance(body, dict) or "access_token" not in body:
+        return None
+    lifetime = float(body.get("expires_in", 300))
+    return _Token(str(body["access_token"]), now + max(lifetime - 30.0, 1.0))
 
 
 class TokenSource:
@@ -72,22 +96,22 @@ class TokenSource:
             key = Path(key_file).read_bytes()
         except OSError as exc:
             raise DeliveryError(f"cannot read the signing key: {exc.strerror}", permanent=True) from exc
-        form = {
-            "grant_type": "client_credentials",
-            "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": client_assertion(
-                options["client_id"], token_url, key, options.get("algorithm", "RS384"), options.get("key_id", "")
-            ),
-            "scope": options.get("scope", "system/*.write"),
-        }
+        form = token_request(
+            options["client_id"],
+            token_url,
+            key,
+            options.get("algorithm", "RS384"),
+            options.get("key_id", ""),
+            options.get("scope", "system/*.write"),
+        )
         try:
             async with session.post(token_url, data=form, timeout=self._timeout, allow_redirects=False) as response:
                 body = await response.json(content_type=None) if response.status == 200 else {}
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise DeliveryError(f"token endpoint unreachable: {type(exc).__name__}", permanent=False) from exc
-        if status != 200 or not isinstance(body, dict) or "access_token" not in body:
+        token = access_token(body, time.time()) if status == 200 else None
+        if token is None:
             permanent = 400 <= status < 500 and status not in (408, 429)
             raise DeliveryError(f"token endpoint answered HTTP {status}", permanent=permanent, status=status)
-        lifetime = float(body.get("expires_in", 300))
-        return _Token(str(body["access_token"]), time.time() + max(lifetime - 30.0, 1.0))
+        return token

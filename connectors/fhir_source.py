@@ -1,8 +1,9 @@
 """Read from, and manage Subscriptions on, a source FHIR server (fhirclient).
 
 Authentication is a bearer token from config or SMART Backend Services: a
-client-credentials grant with a signed JWT assertion (RS384/ES384, PyJWT),
-the access token cached until shortly before it expires. fhirclient's
+client-credentials grant with a signed JWT assertion (connectors/auth.py,
+the hub's one SMART client), the access token cached until shortly before it
+expires. fhirclient's
 ``FHIRServer`` does the HTTP (requests, synchronous); :class:`AsyncFhirSource`
 runs it in a thread for the stream workers. Errors become ``SourceError``.
 """
@@ -12,19 +13,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import jwt
 import requests
 from fhirclient.server import FHIRServer
 
+from connectors.auth import access_token, token_request
 from core.errors import CarehubError
 
-CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _MAX_PAGES = 20
 
 
@@ -63,47 +62,34 @@ class _TimeoutSession(requests.Session):
 
 
 class _SmartToken:
-    """SMART Backend Services client-credentials grant with a signed JWT."""
+    """SMART Backend Services over the source's synchronous session (the protocol: connectors/auth.py)."""
 
     def __init__(self, auth: SmartBackendAuth, session: requests.Session) -> None:
         self._auth = auth
         self._session = session
         self._token = ""
-        self._expires = 0.0
+        self._refresh_at = 0.0
         self._lock = threading.Lock()
-
-    def assertion(self, now: float) -> str:
-        key = Path(self._auth.private_key_file).read_text(encoding="utf-8")
-        claims = {
-            "iss": self._auth.client_id,
-            "sub": self._auth.client_id,
-            "aud": self._auth.token_url,
-            "exp": int(now) + 300,
-            "jti": str(uuid.uuid4()),
-        }
-        headers = {"kid": self._auth.key_id} if self._auth.key_id else None
-        return jwt.encode(claims, key, algorithm=self._auth.algorithm, headers=headers)
 
     def token(self) -> str:
         with self._lock:
             now = time.time()
-            if self._token and now < self._expires - 30:
+            if self._token and now < self._refresh_at:
                 return self._token
-            form = {
-                "grant_type": "client_credentials",
-                "scope": self._auth.scope,
-                "client_assertion_type": CLIENT_ASSERTION_TYPE,
-                "client_assertion": self.assertion(now),
-            }
+            a = self._auth
+            key = Path(a.private_key_file).read_bytes()
+            form = token_request(a.client_id, a.token_url, key, a.algorithm, a.key_id, a.scope)
             try:
-                res = self._session.post(self._auth.token_url, data=form, headers={"Accept": "application/json"})
+                res = self._session.post(a.token_url, data=form, headers={"Accept": "application/json"})
             except (requests.RequestException, OSError) as exc:
                 raise SourceError(f"token endpoint unreachable: {type(exc).__name__}") from exc
-            if res.status_code != 200:
+            try:
+                got = access_token(res.json(), now) if res.status_code == 200 else None
+            except ValueError:
+                got = None
+            if got is None:
                 raise SourceError(f"token endpoint answered {res.status_code}")
-            body = res.json()
-            self._token = str(body["access_token"])
-            self._expires = now + float(body.get("expires_in", 300))
+            self._token, self._refresh_at = got.value, got.expires_at
             return self._token
 
 
