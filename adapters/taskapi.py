@@ -1,7 +1,8 @@
 """The hub's FHIR Task endpoint, for recipients without a FHIR server of their own.
 
 * ``GET  /fhir/Task/{id}``                      read
-* ``GET  /fhir/Task?owner=…&status=…``          search (a searchset Bundle)
+* ``GET  /fhir/Task?owner=…&status=…``          search (a searchset Bundle); also by patient:
+  ``patient=<patient key>`` or ``subject:identifier=urn:carehub:patient|<patient key>``
 * ``PUT  /fhir/Task/{id}`` (a Task) or
   ``PATCH /fhir/Task/{id}`` (a JSON object)     update status, statusReason, businessStatus, output
 
@@ -29,7 +30,7 @@ from adapters.httpauth import principal_of, refusal
 from core.principal import Principal
 from core.records import TaskEvent
 from journal import Journal
-from journal.tasks import TaskChange
+from journal.tasks import PATIENT_SYSTEM, TaskChange
 
 log = logging.getLogger(__name__)
 #: What a performer may change on a Task through this endpoint.
@@ -88,6 +89,20 @@ def task_event(change: TaskChange, source: str) -> TaskEvent:
     )
 
 
+def patient_searched(patient: str | None, subject_identifier: str | None) -> str | None:
+    """The patient key asked for (None: any patient); ``!`` + why when the parameters are not usable."""
+    if subject_identifier is not None:
+        system, bar, value = subject_identifier.partition("|")
+        if not bar or system != PATIENT_SYSTEM or not value:
+            return f"!subject:identifier must be {PATIENT_SYSTEM}|<patient key>, e.g. {PATIENT_SYSTEM}|RGH|MRN100871"
+        if patient is not None and patient != value:
+            return "!patient and subject:identifier name different patients"
+        return value
+    if patient is not None and not patient.strip():
+        return "!patient must be a patient key, e.g. RGH|MRN100871"
+    return patient
+
+
 def _caller(request: web.Request) -> Principal:
     """The recipient principal the access check established (the rules make every Task route recipient-bound)."""
     who = principal_of(request)
@@ -116,12 +131,15 @@ def task_routes(journal: Journal, publish: PublishTaskEvent, base_url: str) -> l
         return fhir(task) if task is not None else outcome(404, "not-found", "no such Task")
 
     async def search(request: web.Request) -> web.Response:
-        unknown = set(request.query) - {"owner", "status", "_format"}
+        unknown = set(request.query) - {"owner", "status", "_format", "patient", "subject:identifier"}
         if unknown:
             return outcome(400, "not-supported", f"unsupported search parameter(s): {', '.join(sorted(unknown))}")
+        patient = patient_searched(request.query.get("patient"), request.query.get("subject:identifier"))
+        if patient is not None and patient.startswith("!"):
+            return outcome(400, "invalid", patient[1:])
         who = _caller(request)
         found = await journal.db.run(
-            tasks.search, request.query.get("owner"), request.query.get("status"), who.recipient
+            tasks.search, request.query.get("owner"), request.query.get("status"), who.recipient, patient
         )
         return fhir(searchset(found, base_url))
 

@@ -115,9 +115,11 @@ class DeliveryParts:
 
     async def _overdue_alert(self, task: dict[str, Any], event: TaskEvent) -> None:
         await self._task_event(event)
-        recipient = self.routing.current().recipients.get(requester_recipient(task))
+        directory = self.routing.current().recipients
+        recipient = directory.get(requester_recipient(task)) or directory.get(self.settings.delivery.overdue_owner)
         if recipient is None:
-            log.warning("task %s overdue; its requester is not in the directory, event only", task["id"])
+            log.warning("task %s overdue; neither its requester nor delivery.overdue_owner is in the directory,"
+                        " event only", task["id"])  # fmt: skip
             return
         key = hashlib.sha256(f"{task['id']}|{recipient.id}|task-overdue".encode()).hexdigest()[:32]
         patient = str(task.get("for", {}).get("identifier", {}).get("value", "")) or task["id"]

@@ -35,11 +35,15 @@ class Received:
 def _summary(bundle: dict[str, Any]) -> tuple[str, str]:
     """(event code, focus) of a notification (message Bundle) or a task (transaction Bundle with a Task).
 
-    A task's code is ``task:`` plus its ServiceRequest code (tcm-contact, sdoh-referral, ...).
+    A task's code is ``task:`` plus its ServiceRequest code (tcm-contact, sdoh-referral, ...); a Task
+    update (a correction) is ``task-<status>`` (``task-cancelled``) with the Task identifier as focus.
     """
     assert bundle["resourceType"] == "Bundle"
     if bundle["type"] == "transaction":
         found = {e["resource"]["resourceType"]: e["resource"] for e in bundle["entry"]}
+        if "ServiceRequest" not in found:
+            task = found["Task"]
+            return f"task-{task['status']}", str(task["identifier"][0]["value"])
         task, request = found["Task"], found["ServiceRequest"]
         return "task:" + request["code"]["coding"][0]["code"], task["focus"]["reference"]
     header = bundle["entry"][0]["resource"]

@@ -188,6 +188,9 @@ class Delivery(Record):
     due_at: float = 0.0
     #: Security labels of what the payload discloses; the send-time consent gate decides on them.
     labels: list[JSONObject] = field(default_factory=list)
+    #: A correction (cancel, key-field correction, merge): the delivery id of the original it corrects.
+    #: Sent only when the journal shows the recipient received that original (streams.corrections).
+    corrects: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,8 @@ class DeliverySettings:
     breaker_reset_s: float = 10.0
     #: Dead letters (which keep the whole payload) are deleted from the journal this long after they were parked.
     dead_letter_retention_days: float = 30.0
+    #: Directory id of the care manager told of an overdue Task whose requester is not in the directory.
+    overdue_owner: str = ""
 
 
 @dataclass(frozen=True, slots=True)

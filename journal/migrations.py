@@ -58,6 +58,14 @@ def columns(db: Database, table: str) -> dict[str, str]:
     return {str(r[0]): str(r[1]).upper() for r in rows}
 
 
+def _steps(*steps: Callable[[Database], None]) -> Callable[[Database], None]:
+    def apply(db: Database) -> None:
+        for step in steps:
+            step(db)
+
+    return apply
+
+
 def _add_columns(table: str, added: tuple[tuple[str, str], ...]) -> Callable[[Database], None]:
     def apply(db: Database) -> None:
         present = columns(db, table)
@@ -87,6 +95,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(3, "security_events: refused HTTP requests", _statements(security.SCHEMA)),
+    Migration(
+        4,
+        "tasks: patient_key (GET /fhir/Task?patient=); patient_links (merges)",
+        _steps(_add_columns("tasks", tasks.PATIENT_COLUMN), _statements(tasks.PATIENT_INDEX, store.PATIENT_LINKS)),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

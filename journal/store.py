@@ -41,10 +41,18 @@ SCHEMA = [
         record TEXT NOT NULL, queued_at TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS delivery_queue_by_pair ON delivery_queue (recipient_id, patient_key, seq)",
 ]
+#: Migration 4: a merge (A40 ...) links the retired patient key to the one that survives it
+#: (its Tasks and consents follow the survivor).
+PATIENT_LINKS = [
+    """CREATE TABLE IF NOT EXISTS patient_links (
+        retired_key TEXT PRIMARY KEY, survivor_key TEXT NOT NULL, linked_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS patient_links_by_survivor ON patient_links (survivor_key)",
+]
 
 #: Outcome states after which a delivery is finished (a replay reopens it). ``suppressed``: the
 #: send-time consent gate stopped it (a revocation or expiry after it was planned).
-FINAL = ("delivered", "failed", "suppressed")
+#: ``not-needed``: a correction whose recipient never received the original (or whose Task was already finished).
+FINAL = ("delivered", "failed", "suppressed", "not-needed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +167,25 @@ class Journal:
     def outcome_counts(self) -> dict[str, int]:
         rows = self.db.query("SELECT status, COUNT(*) FROM delivery_outcomes GROUP BY status")
         return {str(status): int(count) for status, count in rows}
+
+    # merged patients ---------------------------------------------------------
+    def link_patients(self, retired: list[str], survivor: str) -> None:
+        """Record a merge; the retired patients' Tasks follow the survivor."""
+        with self.db.transaction():
+            for old in retired:
+                self.db.execute(
+                    "INSERT INTO patient_links (retired_key, survivor_key, linked_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (retired_key) DO UPDATE SET survivor_key = excluded.survivor_key,"
+                    " linked_at = excluded.linked_at",
+                    (old, survivor, now_iso()),
+                )
+                self.db.execute("UPDATE patient_links SET survivor_key = ? WHERE survivor_key = ?", (survivor, old))
+        self.tasks.reassign(retired, survivor)
+
+    def retired_into(self, survivor: str) -> list[str]:
+        """The patient keys merged into ``survivor`` (their consents apply to it)."""
+        rows = self.db.query("SELECT retired_key FROM patient_links WHERE survivor_key = ?", (survivor,))
+        return [str(row[0]) for row in rows]
 
     # per-(recipient, patient) order ----------------------------------------
     def holder(self, recipient_id: str, patient_key: str) -> str | None:

@@ -33,6 +33,20 @@ SCHEMA = [
 ]
 
 
+#: Migration 4 (journal/migrations.py): Tasks indexed by the hub's patient key.
+PATIENT_COLUMN = (("patient_key", "TEXT NOT NULL DEFAULT ''"),)
+PATIENT_INDEX = ["CREATE INDEX IF NOT EXISTS tasks_by_patient ON tasks (patient_key, status)"]
+#: The local businessStatus code system (streams.referrals); ``overdue`` is set when a Task passes its due time.
+BUSINESS_STATUS = "urn:carehub:task-business-status"
+#: The identifier system of the hub's patient identity: a Task's ``for`` is {system, value: patient key}.
+PATIENT_SYSTEM = "urn:carehub:patient"
+
+
+def patient_reference(patient_key: str) -> dict[str, Any]:
+    """An identifier-based Reference to the hub's Patient identity."""
+    return {"identifier": {"system": PATIENT_SYSTEM, "value": patient_key}}
+
+
 def utc_iso(value: str) -> str:
     """A FHIR date or dateTime as a sortable UTC string (dates read as midnight UTC)."""
     text = value.strip()
@@ -81,8 +95,8 @@ class TaskStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def put(self, task: dict[str, Any], recipient_id: str, source: str = "hub") -> bool:
-        """Store a new Task as sent to ``recipient_id``; False when it is already known."""
+    def put(self, task: dict[str, Any], recipient_id: str, source: str = "hub", patient_key: str = "") -> bool:
+        """Store a new Task as sent to ``recipient_id`` for ``patient_key``; False when it is already known."""
         due = task.get("restriction", {}).get("period", {}).get("end")
         authored = task.get("authoredOn") or now_iso()
         stamp = now_iso()
@@ -90,7 +104,7 @@ class TaskStore:
         with self.db.transaction():
             added = self.db.execute(
                 "INSERT INTO tasks (id, recipient_id, owner, requester, status, authored_on, due, last_modified,"
-                " version, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (id) DO NOTHING",
+                " version, resource, patient_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (id) DO NOTHING",
                 (
                     task["id"],
                     recipient_id,
@@ -101,6 +115,7 @@ class TaskStore:
                     utc_iso(due) if due else None,
                     stamp,
                     json.dumps(resource),
+                    patient_key,
                 ),
             )
             if added:
@@ -117,9 +132,16 @@ class TaskStore:
         return str(rows[0][0]) if rows else None
 
     def search(
-        self, owner: str | None = None, status: str | None = None, recipient_id: str | None = None
+        self,
+        owner: str | None = None,
+        status: str | None = None,
+        recipient_id: str | None = None,
+        patient_key: str | None = None,
     ) -> list[dict[str, Any]]:
         clauses, params = [], []
+        if patient_key is not None:
+            clauses.append("patient_key = ?")
+            params.append(patient_key)
         if recipient_id is not None:
             clauses.append("recipient_id = ?")
             params.append(recipient_id)
@@ -170,6 +192,46 @@ class TaskStore:
                 self._change(task_id, current, wanted, stamp, source)
         return TaskChange(task_id, current, wanted, stamp, turnaround, resource)
 
+    def cancel(self, task_id: str, reason: str, source: str) -> TaskChange | None:
+        """Cancel an open Task on the requester's side (a correction); idempotent for one ``source``.
+
+        The change when this call (or an earlier one with the same ``source``) cancelled it; None when
+        the Task is unknown or was finished otherwise (completed, rejected, ... before the correction).
+        """
+        with self.db.transaction():
+            rows = self.db.query("SELECT resource, status, version FROM tasks WHERE id = ?", (task_id,))
+            if not rows:
+                return None
+            resource, current, version = json.loads(rows[0][0]), str(rows[0][1]), int(rows[0][2])
+            if current == "cancelled" and (None if not (h := self.history(task_id)) else h[-1][2]) == source:
+                return TaskChange(task_id, current, current, str(resource["meta"]["lastUpdated"]), None, resource)
+            if current in TERMINAL:
+                return None
+            stamp = now_iso()
+            resource.update({"status": "cancelled", "statusReason": {"text": reason}, "lastModified": stamp})
+            resource["meta"] = {**resource.get("meta", {}), "versionId": str(version + 1), "lastUpdated": stamp}
+            self.db.execute(
+                "UPDATE tasks SET status = 'cancelled', last_modified = ?, version = ?, resource = ? WHERE id = ?",
+                (stamp, version + 1, json.dumps(resource), task_id),
+            )
+            self._change(task_id, current, "cancelled", stamp, source)
+        return TaskChange(task_id, current, "cancelled", stamp, None, resource)
+
+    def reassign(self, retired: list[str], survivor: str) -> int:
+        """A merge: the retired patients' Tasks follow the survivor (column and ``Task.for``); how many."""
+        moved = 0
+        with self.db.transaction():
+            for old in retired:
+                rows = self.db.query("SELECT id, resource FROM tasks WHERE patient_key = ?", (old,))
+                for task_id, text in rows:
+                    resource = {**json.loads(text), "for": patient_reference(survivor)}
+                    self.db.execute(
+                        "UPDATE tasks SET patient_key = ?, resource = ? WHERE id = ?",
+                        (survivor, json.dumps(resource), task_id),
+                    )
+                    moved += 1
+        return moved
+
     def _change(self, task_id: str, old: str | None, new: str, at: str, source: str) -> None:
         self.db.execute(
             "INSERT INTO task_changes (task_id, from_status, to_status, at, source) VALUES (?, ?, ?, ?, ?)",
@@ -196,8 +258,20 @@ class TaskStore:
         )
         return [{**json.loads(row[0]), "_recipient_id": row[1]} for row in rows]
 
-    def mark_overdue(self, task_id: str) -> bool:
-        """True for the one caller that flags the Task (so an alert is raised once)."""
-        return bool(
-            self.db.execute("UPDATE tasks SET overdue_at = ? WHERE id = ? AND overdue_at IS NULL", (now_iso(), task_id))
-        )
+    def mark_overdue(self, task_id: str) -> dict[str, Any] | None:
+        """The Task, now with ``businessStatus`` overdue, for the one caller that flags it (so an alert is
+        raised once); None for every other caller."""
+        with self.db.transaction():
+            stamp = now_iso()
+            flag = "UPDATE tasks SET overdue_at = ? WHERE id = ? AND overdue_at IS NULL"
+            if not self.db.execute(flag, (stamp, task_id)):
+                return None
+            rows = self.db.query("SELECT resource, version FROM tasks WHERE id = ?", (task_id,))
+            resource, version = json.loads(rows[0][0]), int(rows[0][1])
+            resource["businessStatus"] = {"coding": [{"system": BUSINESS_STATUS, "code": "overdue"}], "text": "overdue"}
+            resource["meta"] = {**resource.get("meta", {}), "versionId": str(version + 1), "lastUpdated": stamp}
+            self.db.execute(
+                "UPDATE tasks SET version = ?, resource = ?, last_modified = ? WHERE id = ?",
+                (version + 1, json.dumps(resource), stamp, task_id),
+            )
+        return dict(resource)

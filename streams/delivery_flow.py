@@ -13,6 +13,12 @@ Every attempt first passes the send-time consent gate
 (streams.consent.egress.SendGate): a delivery whose Part 2 consent was revoked
 or expired since it was planned is suppressed (journaled, announced, audited),
 never sent.
+
+A correction (``Delivery.corrects``: a cancel, key-field correction or merge)
+is sent only when the journal shows the recipient received the original; a
+Task cancellation first cancels the Task in the journal's task table and
+carries the Task as the journal holds it. Otherwise it is finished as
+``not-needed`` and nothing leaves. Either way the same gate decides first.
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ from core.records import DeadLetter, Delivery, DeliveryOutcome, JSONObject, Reco
 from core.topics import Topics
 from journal import Journal, open_journal
 from streams.consent.decide import ConsentDecision
+from streams.consent.deps import following_merges
 from streams.consent.egress import SendGate
 from streams.context import AgentContext
 from streams.deliver import Attempt, CircuitBreaker, NextStep, RetryPolicy, attempt_once, next_step, outcome
-from streams.task_alerts import task_from_delivery
+from streams.task_alerts import task_from_delivery, with_task
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +140,42 @@ class DeliveryFlow:
             return Attempt(ok=False, permanent=True, detail=f"no connector for channel {d.channel}")
         return await attempt_once(d, destination, self.breaker, self.timeout_s)
 
+    async def _correction(self, d: Delivery) -> Delivery | str:
+        """The correction to send (a Task cancellation carries the journal's Task), or why none is needed."""
+        j = self.journal
+        if await j.db.run(j.outcome_status, d.corrects) != "delivered":
+            return "the recipient never received what this corrects"
+        if d.action != "task":
+            return d
+        entries: list[JSONObject] = d.payload.get("entry", [])
+        entry = next((e for e in entries if e.get("resource", {}).get("resourceType") == "Task"), {})
+        reason = str(entry.get("resource", {}).get("statusReason", {}).get("text", "corrected"))
+        change = await j.db.run(j.tasks.cancel, d.corrects, reason, f"hub:correction:{d.event_id}")
+        if change is None:
+            return "the Task was already finished"
+        if change.from_status != change.to_status:
+            self.metrics.inc("task_cancelled", recipient=d.recipient_id)
+            event = TaskEvent(
+                task_id=change.task_id,
+                kind="status-changed",
+                from_status=change.from_status,
+                to_status=change.to_status,
+                at=change.at,
+                source="hub",
+                owner=str(change.resource.get("owner", {}).get("reference", "")),
+                requester=str(change.resource.get("requester", {}).get("reference", "")),
+            )
+            await self.sender.send(self.topics.task_events, d.patient_key, event)
+        return replace(d, payload=with_task(d.payload, change.resource))
+
     async def _try(self, d: Delivery) -> bool:
         """One attempt and what follows; True when ``d`` is resolved (delivered, dead-lettered or suppressed)."""
+        if d.corrects:
+            corrected = await self._correction(d)
+            if isinstance(corrected, str):
+                await self._finish(d, "not-needed", d.attempt, corrected, None)
+                return True
+            d = corrected
         permit = await self.gate.check(d, d.attempt + 1)
         if not permit.discloses:
             await self._suppress(d, permit)
@@ -188,7 +229,8 @@ class DeliveryFlow:
 
     async def _announce(self, d: Delivery, result: DeliveryOutcome) -> None:
         """Count the outcome and put it on delivery.outcomes (already journaled)."""
-        counter = {"delivered": "delivered", "suppressed": "delivery_suppressed"}.get(result.status, "delivery_failed")
+        counters = {"delivered": "delivered", "suppressed": "delivery_suppressed", "not-needed": "delivery_not_needed"}
+        counter = counters.get(result.status, "delivery_failed")
         self.metrics.inc(counter, recipient=d.recipient_id)
         await self.sender.send(self.topics.delivery_outcomes, d.patient_key, result)
 
@@ -215,7 +257,7 @@ class DeliveryFlow:
         task = task_from_delivery(d)
         if task is None:
             return
-        if await self.journal.db.run(self.journal.tasks.put, task, d.recipient_id, "hub"):
+        if await self.journal.db.run(self.journal.tasks.put, task, d.recipient_id, "hub", d.patient_key):
             event = TaskEvent(
                 task_id=task["id"],
                 kind="created",
@@ -251,7 +293,8 @@ def flow_for(ctx: AgentContext) -> DeliveryFlow:
     if flow is None:
         deps = ctx.deps
         journal = deps.journal or open_journal("sqlite:///:memory:")
-        gate = SendGate(deps.consent, deps.routing, journal, _audit_sink(ctx), clock=now_iso)
+        consent = following_merges(deps.consent, journal.retired_into)  # merged records' consents apply
+        gate = SendGate(consent, deps.routing, journal, _audit_sink(ctx), clock=now_iso)
         flow = DeliveryFlow(ctx, deps.topics, journal, deps.destinations, deps.retry, deps.metrics, gate=gate,
                             timeout_s=deps.delivery_timeout_s)  # fmt: skip
         _FLOWS[ctx] = flow

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 
 from core.records import CareEvent, Delivery, JSONObject
+from streams.corrections import cancel_task_bundle
 from streams.forward import forward_message
 from streams.notify import Hub, notification_bundle
-from streams.referrals import TaskRequest, task_bundle
+from streams.referrals import TASK_IDENTIFIER, TaskRequest, task_bundle
 from streams.routing.decide import PlannedAction, RoutingDecision
 from streams.routing.match import diagnosis_codes
 from streams.routing.sdoh import UNSPECIFIED, categories
@@ -29,6 +30,8 @@ def idempotency_key(event_id: str, recipient_id: str, action: str) -> str:
 def action_key(planned: PlannedAction) -> str:
     """``notify``, ``forward``, or ``task:<code>[:<category>]`` (two tasks for one owner differ)."""
     spec = planned.spec
+    if planned.corrects:
+        return f"correct:{planned.corrects}"
     if spec is None or planned.action != "task":
         return planned.action
     return f"task:{spec.task}" + (f":{planned.category}" if planned.category else "")
@@ -41,13 +44,15 @@ def _task_request(event: CareEvent, planned: PlannedAction, key: str) -> TaskReq
     if spec.task == "sdoh-referral" and not category:
         category = next(iter(categories(diagnosis_codes(event))), UNSPECIFIED)
     part_of = idempotency_key(event.event_id, planned.recipient.id, f"task:{spec.part_of}") if spec.part_of else ""
-    return TaskRequest(spec.task, planned.recipient, key, spec.due, category, part_of)
+    return TaskRequest(spec.task, planned.recipient, key, spec.due, category, part_of, event.patient_key)
 
 
 def _payload(event: CareEvent, planned: PlannedAction, hub: Hub, key: str, now: str) -> tuple[str, JSONObject]:
     recipient = planned.recipient
     if planned.action == "forward":
         return HL7V2, {"hl7": forward_message(event, key[:20], now)}
+    if planned.corrects and planned.action == "task":
+        return FHIR_JSON, cancel_task_bundle(planned.corrects, event, system=TASK_IDENTIFIER, timestamp=now)
     if planned.action == "task":
         return FHIR_JSON, task_bundle(event, _task_request(event, planned, key), hub=hub, timestamp=now)
     bundle = notification_bundle(
@@ -77,6 +82,7 @@ def plan_action(event: CareEvent, planned: PlannedAction, map_version: str, hub:
         rule_id=planned.rule_id,
         map_version=map_version,
         reason=planned.reason,
+        corrects=planned.corrects,
     )
 
 

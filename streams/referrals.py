@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.records import CareEvent, JSONObject
+from journal.tasks import BUSINESS_STATUS, PATIENT_SYSTEM, patient_reference
 from streams.notify import Hub
 from streams.routing.match import diagnosis_codes
 from streams.routing.model import Due, Recipient
@@ -27,7 +28,6 @@ from streams.routing.sdoh import SDT, categories, display_of
 SDOHCC = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition"
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
 LOCAL_TASK = "urn:carehub:task-code"
-BUSINESS_STATUS = "urn:carehub:task-business-status"
 TASK_IDENTIFIER = "urn:carehub:task"
 RECIPIENT_SYSTEM = "urn:carehub:recipient"
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -77,6 +77,8 @@ class TaskRequest:
     due: Due | None = None
     category: str = ""
     part_of_key: str = ""
+    #: The hub's patient key: ``Task.for`` also names it as an identifier (urn:carehub:patient).
+    patient_key: str = ""
 
 
 def _uuid(key: str, what: str) -> str:
@@ -114,7 +116,10 @@ def _post(full_url: str, resource: JSONObject, conditional: bool = False) -> JSO
 def _patient(event: CareEvent) -> JSONObject:
     source = _resource(event, f"Patient/{event.patient_id}")
     keep = ("identifier", "name", "birthDate", "gender", "telecom", "address")
-    return {"resourceType": "Patient", **{k: source[k] for k in keep if k in source}}
+    patient: JSONObject = {"resourceType": "Patient", **{k: source[k] for k in keep if k in source}}
+    hub_identity = {"system": PATIENT_SYSTEM, "value": event.patient_key}
+    patient["identifier"] = [*patient.get("identifier", []), hub_identity]  # the Task's ``for`` names it
+    return patient
 
 
 def _encounter(event: CareEvent, patient_url: str) -> JSONObject | None:
@@ -183,7 +188,7 @@ def _task(request: TaskRequest, urls: dict[str, str], authored: str) -> JSONObje
         "code": {"coding": [{"system": TASK_CODE, "code": "fulfill"}]},
         "description": kind.display,
         "focus": _ref(urls["service_request"]),
-        "for": _ref(urls["patient"]),
+        "for": {**_ref(urls["patient"]), **patient_reference(request.patient_key)},
         "authoredOn": authored,
         "requester": _ref(urls["hub"]),
         "owner": _ref(urls["owner"]),

@@ -17,29 +17,47 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.clock import now_iso
-from core.records import Delivery, TaskEvent
+from core.records import Delivery, JSONObject, TaskEvent
 from journal import Journal
+from journal.tasks import patient_reference
 
 log = logging.getLogger(__name__)
 TASK_EVENT_SYSTEM = "http://carehub.dev/fhir/CodeSystem/task-event"
 
 
 def task_from_delivery(d: Delivery) -> dict[str, Any] | None:
-    """The Task of a ``task`` delivery (transaction Bundle), with an id; None otherwise."""
-    if d.action != "task" or d.payload.get("resourceType") != "Bundle":
+    """The new Task of a ``task`` delivery (transaction Bundle), with an id; None otherwise.
+
+    Its ``for`` is the hub's Patient identity (``urn:carehub:patient`` + the patient key): the
+    Bundle's ``urn:uuid`` means nothing outside it. A correction (a Task update) is no new Task.
+    """
+    if d.action != "task" or d.payload.get("resourceType") != "Bundle" or d.corrects:
         return None
     for entry in d.payload.get("entry", []):
         resource = entry.get("resource", {})
-        if resource.get("resourceType") == "Task":
+        if resource.get("resourceType") == "Task" and entry.get("request", {}).get("method", "POST") == "POST":
             identifiers = [i.get("value") for i in resource.get("identifier", []) if i.get("value")]
             task_id = resource.get("id") or (identifiers[0] if identifiers else d.idempotency_key)
             owner = {"reference": f"Organization/{d.recipient_id}"}
-            task = {**resource, "id": str(task_id), "owner": owner}
+            task = {**resource, "id": str(task_id), "owner": owner, "for": patient_reference(d.patient_key)}
             labels = d.payload.get("meta", {}).get("security", [])
             if labels:  # the Task keeps the labels it was disclosed under (read API, overdue alerts)
                 task["meta"] = {**resource.get("meta", {}), "security": labels}
             return task
     return None
+
+
+def with_task(bundle: JSONObject, task: JSONObject) -> JSONObject:
+    """``bundle`` with its Task entry's resource replaced by ``task`` as the recipient knows it (no hub id)."""
+    sent = {k: v for k, v in task.items() if k not in ("id", "meta")}
+    labels = task.get("meta", {}).get("security", [])
+    if labels:
+        sent["meta"] = {"security": labels}
+    entries = [
+        {**e, "resource": sent} if e.get("resource", {}).get("resourceType") == "Task" else e
+        for e in bundle.get("entry", [])
+    ]
+    return {**bundle, "entry": entries}
 
 
 def requester_recipient(task: dict[str, Any]) -> str:
@@ -81,8 +99,9 @@ async def check_overdue(journal: Journal, sink: OverdueSink, now: str | None = N
     """Raise one alert per open Task past its due time; returns how many were raised."""
     at = now or now_iso()
     raised = 0
-    for task in await journal.db.run(journal.tasks.due_overdue, at):
-        if not await journal.db.run(journal.tasks.mark_overdue, task["id"]):
+    for due in await journal.db.run(journal.tasks.due_overdue, at):
+        task = await journal.db.run(journal.tasks.mark_overdue, due["id"])
+        if task is None:
             continue
         event = TaskEvent(
             task_id=task["id"],

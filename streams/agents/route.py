@@ -18,10 +18,12 @@ from core.clock import now_iso
 from core.records import CareEvent, Delivery
 from streams.agents.part2_status import Part2Statuses
 from streams.agents.visit_once import VisitOnce
+from streams.consent.deps import following_merges
 from streams.consent.enforce import Gatekeeper
 from streams.context import AgentContext
+from streams.corrections import IDENTITY_CORRECTIONS, originals
 from streams.routing.decide import RoutingDecision, decide
-from streams.signals import OpenTask, PatientState, observe, signals
+from streams.signals import OpenTask, PatientState, Sent, merged, observe, signals
 from streams.tables import JsonTable
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,11 @@ def opened_tasks(deliveries: list[Delivery]) -> list[OpenTask]:
     return out
 
 
+def sent_for_visit(deliveries: list[Delivery]) -> list[Sent]:
+    """What routing sent (not corrections): a later correction of the visit follows these."""
+    return [Sent(d.delivery_id, d.recipient_id, d.action) for d in deliveries if not d.corrects]
+
+
 def report_unresolved(ctx: AgentContext, decision: RoutingDecision) -> None:
     for item in decision.unresolved:
         ctx.metrics.inc("route_unresolved", rule=item.rule_id)
@@ -56,10 +63,19 @@ def report_unresolved(ctx: AgentContext, decision: RoutingDecision) -> None:
         )
 
 
+def retired_of(event: CareEvent) -> list[str]:
+    """The patient keys a merge or identifier change retires in favour of ``event.patient_key``."""
+    if event.kind not in IDENTITY_CORRECTIONS:
+        return []
+    return [str(k) for k in event.attributes.get("merged_from", []) if str(k) != event.patient_key]
+
+
 def register(app: faust.App, ctx: AgentContext) -> None:
     topics = ctx.deps.topics
     table = JsonTable(app, SIGNALS_TABLE)
-    gatekeeper = Gatekeeper(ctx.deps.consent)
+    journal = ctx.deps.journal
+    merged_consent = following_merges(ctx.deps.consent, journal.retired_into) if journal else ctx.deps.consent
+    gatekeeper = Gatekeeper(merged_consent)  # a merged record's consents follow the survivor
     once = VisitOnce(app, ctx)  # the same visit by ADT and by FHIR is routed once (streams.dedup)
     consent = ctx.deps.consent
     part2 = Part2Statuses(app, ctx, consent.policy.registry) if consent is not None else None  # sticky labels
@@ -74,13 +90,22 @@ def register(app: faust.App, ctx: AgentContext) -> None:
                     continue
                 key = care_event.patient_key
                 state = PatientState.from_dict(table.get(key))
+                retired_keys = retired_of(care_event)
+                retired = [PatientState.from_dict(table.get(k)) for k in retired_keys]
+                if retired:  # a merge: the retired records' history, tasks and visits follow the survivor
+                    state = merged(state, retired)
                 found = signals(state, care_event)
-                decision = decide(care_event, ctx.deps.routing.current(), found.flags)
+                received = originals(state, care_event, retired)
+                decision = decide(care_event, ctx.deps.routing.current(), found.flags, received)
                 verdicts = gatekeeper.verdicts(care_event, decision, ctx.deps.hub, now_iso())
                 planned = [v.delivery for v in verdicts if v.delivery is not None]
                 audits = [ctx.fit(orjson.dumps(v.audit), "an AuditEvent") for v in verdicts]
                 outputs = [ctx.fit(item.to_json(), "a Delivery") for item in planned]  # all fit, or none is sent
-                table.put(key, observe(state, care_event, opened_tasks(planned)).to_dict())
+                table.put(key, observe(state, care_event, opened_tasks(planned), sent_for_visit(planned)).to_dict())
+                for old in retired_keys:
+                    table.put(old, PatientState().to_dict())
+                if retired_keys and journal is not None:
+                    await journal.db.run(journal.link_patients, retired_keys, key)
             except Exception as exc:
                 await ctx.dead_letter("route", exc, event)
                 continue

@@ -9,6 +9,7 @@ that could not be resolved, recipients that were resolved but do not apply.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.records import CareEvent
@@ -16,6 +17,7 @@ from streams.routing.load import ACTION_FORMATS
 from streams.routing.match import evaluate
 from streams.routing.model import Action, Recipient, RoutingMap, Rule
 from streams.routing.resolve import Resolution, Unresolved, is_rostered_with, resolve
+from streams.signals import Sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +29,12 @@ class PlannedAction:
     via: str = "fixed"
     spec: Action | None = None
     category: str = ""
+    #: A correction: the delivery id of the original it corrects (``correct: received``).
+    corrects: str = ""
 
     @property
     def key(self) -> tuple[str, str, str]:
-        return self.recipient.id, self.spec.key if self.spec else self.action, self.category
+        return self.recipient.id, self.spec.key if self.spec else self.action, self.category or self.corrects
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,19 @@ class _Collector:
         self.unresolved: list[UnresolvedTarget] = []
         self.not_applied: list[NotApplied] = []
 
+    def correct(self, routing_map: RoutingMap, rule: Rule, action: Action, why: str, received: Sequence[Sent]) -> None:
+        """One planned correction per original the recipient was sent (``correct: received``)."""
+        for original in received:
+            recipient = routing_map.recipients.get(original.recipient_id)
+            if recipient is None:
+                why_not = f"{original.recipient_id} received the original but is no longer in the directory"
+                self.unresolved.append(UnresolvedTarget(rule.id, action.key, action.to, why_not))
+                continue
+            reason = f"rule {rule.id} matched ({why}); {recipient.id} was sent the original ({original.action})"
+            item = PlannedAction(rule.id, original.action, recipient, reason, "received", action, "",
+                                 original.delivery_id)  # fmt: skip
+            self.planned.setdefault(item.key, item)
+
     def add(self, event: CareEvent, routing_map: RoutingMap, rule: Rule, action: Action, why: str) -> None:
         for found in resolve(event, routing_map, action.to):
             if isinstance(found, Unresolved):
@@ -114,8 +131,16 @@ class _Collector:
             self.planned[item.key] = item
 
 
-def decide(event: CareEvent, routing_map: RoutingMap, flags: frozenset[str] = frozenset()) -> RoutingDecision:
-    """Evaluate every rule for ``event`` given the patient's care-coordination ``flags``."""
+def decide(
+    event: CareEvent,
+    routing_map: RoutingMap,
+    flags: frozenset[str] = frozenset(),
+    received: Sequence[Sent] = (),
+) -> RoutingDecision:
+    """Evaluate every rule for ``event`` given the patient's care-coordination ``flags``.
+
+    ``received``: for a correction, the deliveries it corrects (streams.corrections.originals).
+    """
     collector = _Collector()
     skipped: list[SkippedRule] = []
     matched: list[MatchedRule] = []
@@ -126,7 +151,10 @@ def decide(event: CareEvent, routing_map: RoutingMap, flags: frozenset[str] = fr
             continue
         matched.append(MatchedRule(rule.id, why))
         for action in rule.actions:
-            collector.add(event, routing_map, rule, action, why)
+            if action.type == "correct":
+                collector.correct(routing_map, rule, action, why, received)
+            else:
+                collector.add(event, routing_map, rule, action, why)
     return RoutingDecision(
         event.event_id,
         routing_map.version,

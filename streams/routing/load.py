@@ -17,14 +17,19 @@ from connectors.mllp import parse_endpoint
 from core.configfile import file_problems, line_of, load_config_file
 from core.errors import ConfigError, DeliveryError
 from core.transport import insecure_url_reason
-from streams.routing.model import Action, Condition, Due, Identifier, Recipient, RoutingMap, Rule, Threshold
+from streams.routing.model import RECEIVED, Action, Condition, Due, Identifier, Recipient, RoutingMap, Rule, Threshold
 from streams.routing.rosters import load_rosters, roster_files
 
 ROUTES_FILE = "routes.yaml"
 RECIPIENTS_FILE = "recipients.yaml"
 ROSTERS_DIR = "rosters"
 #: What a recipient must list in ``formats`` to take each action.
-ACTION_FORMATS = {"notify": "davinci-notification", "task": "fhir-task", "forward": "hl7v2"}
+ACTION_FORMATS = {
+    "notify": "davinci-notification",
+    "task": "fhir-task",
+    "forward": "hl7v2",
+    "correct": "davinci-notification",
+}
 
 
 def _recipient(data: dict[str, Any]) -> Recipient:
@@ -133,7 +138,9 @@ def _recipient_problems(recipients: dict[str, Recipient], path: Path) -> list[Co
 
 
 def _action_problem(rule: Rule, action: Action, recipients: dict[str, Recipient]) -> str | None:
-    if action.to.startswith("attributed:"):
+    if (action.type == "correct") != (action.to == RECEIVED):
+        return f"rule {rule.id!r}: correct goes to {RECEIVED!r} (whoever received the original), and only correct does"
+    if action.to.startswith("attributed:") or action.type == "correct":
         return None
     if action.to.startswith("service:"):
         category = action.to.removeprefix("service:")

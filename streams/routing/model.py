@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 
 RECIPIENT_KINDS = ("pcp", "payer", "pharmacy", "cbo", "hie", "care-manager")
 CHANNELS = ("webhook", "fhir-rest", "mllp", "kafka")
-ACTION_TYPES = ("notify", "task", "forward")
+ACTION_TYPES = ("notify", "task", "forward", "correct")
+#: The one target of ``correct``: every recipient the journal shows received the original.
+RECEIVED = "received"
 #: Attribution roles a roster can assign, and the selector that resolves each.
 ROLES = ("pcp", "payer", "care-manager", "pharmacy")
-FLAGS = ("readmission", "ed-high-utilizer", "open-follow-up")
+FLAGS = ("readmission", "ed-high-utilizer", "open-follow-up", "key-field-corrected")
 
 
 @dataclass(frozen=True, slots=True)
