@@ -66,6 +66,11 @@ class DemoReport:
     journal: str = ""
     #: Deliveries whose X-Carehub-Signature the demo recipients verified (secrets generated for this run).
     signatures_verified: int = 0
+    #: Cancels in the feed (A11, A12, A13), as files.
+    cancels: list[str] = field(default_factory=list)
+    #: Notifications of a cancel the recipients received, and Task updates ``status=cancelled`` they received.
+    cancel_notices: int = 0
+    tasks_cancelled: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,6 +225,11 @@ async def run_demo(
     report.failed = m.total("delivery_failed") + m.total("normalize_failed") + m.total("route_failed")
     report.per_recipient = {r.recipient_id: len(r.received) for r in recipients}
     report.signatures_verified = sum(1 for r in recipients for got in r.received if got.signature_ok)
+    report.cancels = [
+        msg.file for msg in report.messages if msg.message_type.split("^")[1:2] in (["A11"], ["A12"], ["A13"])
+    ]
+    report.cancel_notices = sum(1 for r in recipients for got in r.received if got.event_code in ("A11", "A12", "A13"))
+    report.tasks_cancelled = sum(1 for r in recipients for got in r.received if got.event_code == "task-cancelled")
     report.disclosed_with_consent = sum(
         v for (name, labels), v in m.counts.items() if name == "consent" and ("rule", "named-recipient") in labels
     ) + sum(v for (name, labels), v in m.counts.items() if name == "consent" and ("rule", "tpo-class") in labels)
@@ -244,6 +254,10 @@ def render(report: DemoReport) -> str:
     lines += [f"  {rid:<24} {count} received" for rid, count in report.per_recipient.items()]
     lines.append(f"  webhook signatures verified by the recipients: {report.signatures_verified} of {report.delivered} "
                  "(signing secrets generated for this run)")  # fmt: skip
+    if report.cancels:
+        lines += ["", f"corrections: {', '.join(report.cancels)} cancelled what recipients were told; "
+                  f"{report.cancel_notices} cancel notification(s) and {report.tasks_cancelled} Task(s) "
+                  "status=cancelled reached the recipients (also cancelled in the journal)"]  # fmt: skip
     lines += ["", f"42 CFR Part 2: consents on file {', '.join(report.consents) or '(none)'}; "
               f"{report.disclosed_with_consent} disclosure(s) under a consent, with the redisclosure notice; "
               f"{len(report.suppressed)} suppressed:"]  # fmt: skip

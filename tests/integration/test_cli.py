@@ -42,12 +42,16 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
     assert report["sent"] == len(feed)
     assert report["acked"] == {"AA": len(feed), "AE": 0, "AR": 0}
     assert report["normalized"] == len(feed)
-    assert report["delivered"] == report["routed"] == 19 and report["failed"] == 0
+    assert report["delivered"] == report["routed"] == 25 and report["failed"] == 0
     # PCP: 8 ADT notifications (the A08 goes nowhere; the Part 2 admit under the patient's consent)
     # + TCM contact and visit tasks for 2 discharges; payer: 5 inpatient admits/discharges (the Part 2
     # admit is suppressed: its consent names the PCP only); pharmacy: 1 med-rec (Okafor is rostered
-    # to it); CBO: 1 food-insecurity referral (Z59.41 on Okafor's discharge).
-    assert report["per_recipient"] == {"pcp-riverside": 12, "payer-acme": 5, "pharmacy-mainst": 1, "cbo-foodbank": 1}
+    # to it); CBO: 1 food-insecurity referral (Z59.41 on Okafor's discharge). Then the A13 cancels
+    # Okafor's discharge: the PCP and the payer get the cancel notification, and the PCP (2), the
+    # pharmacy and the CBO get their Tasks back as status=cancelled.
+    assert report["per_recipient"] == {"pcp-riverside": 15, "payer-acme": 6, "pharmacy-mainst": 2, "cbo-foodbank": 2}
+    assert report["cancels"] == ["10-a13-cancel-discharge-okafor.hl7"]
+    assert report["cancel_notices"] == 2 and report["tasks_cancelled"] == 4
     assert sum(report["per_recipient"].values()) == report["delivered"]
     assert report["signatures_verified"] == report["delivered"], "every webhook is signed and verifies"
     assert report["consents"] == ["harper-rrc-2026"] and report["disclosed_with_consent"] == 1

@@ -29,7 +29,7 @@ def broken(tmp_path: Path) -> Path:
 def test_shipped_config_validates() -> None:
     proc = _routes("validate", str(CONFIG))
     assert proc.returncode == 0, proc.stderr
-    assert "7 rules, 4 recipients, 2 rosters (5 members)" in proc.stdout
+    assert "10 rules, 4 recipients, 2 rosters (5 members)" in proc.stdout
 
 
 def test_every_problem_is_reported_with_file_and_line(broken: Path) -> None:
