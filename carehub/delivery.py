@@ -17,7 +17,7 @@ from aiohttp import web
 
 from adapters.dlqapi import dlq_routes
 from adapters.taskapi import task_routes
-from carehub.kafka import Replication
+from carehub.kafka import Replication, ensure_topics
 from connectors.base import Destination
 from connectors.fhir_rest import FhirRestDestination
 from connectors.kafka_topic import KafkaTopicDestination
@@ -58,15 +58,19 @@ class DeliveryParts:
         self.topics = topics
         timeout = settings.delivery.timeout_s
         copies = replication or Replication(1, 1)
-        self.kafka = KafkaTopicDestination(
-            bootstrap,
-            timeout,
-            self.options_for,
-            settings.kafka.partitions,
-            security=security,
-            replication_factor=copies.factor,
-            min_insync_replicas=copies.min_insync,
-        )
+
+        async def provision(topic: str) -> object:  # the hub's one topic provisioner, for a recipient's topic
+            return await asyncio.to_thread(
+                ensure_topics,
+                bootstrap,
+                [topic],
+                settings.kafka.partitions,
+                security=security,
+                replication_factor=copies.factor,
+                min_insync_replicas=copies.min_insync,
+            )
+
+        self.kafka = KafkaTopicDestination(bootstrap, timeout, self.options_for, security=security, provision=provision)
         self.destinations: dict[str, Destination] = {
             "fhir-rest": FhirRestDestination(timeout, self.options_for),
             "mllp": MLLPDestination(timeout, self.options_for),

@@ -7,24 +7,29 @@ entry can serve a class of recipients (``carehub.out.hie``) or one each
 (``carehub.out.{recipient}``). The record key is the patient key (per-patient
 order), the value the payload as JSON, and the headers carry
 ``idempotency-key``, ``delivery-id`` and ``content-type``. A send succeeds
-only when Kafka acknowledges it with acks=all. Missing topics are created.
+only when Kafka acknowledges it with acks=all. A topic is provisioned before
+its first record by the ``provision`` callable the hub passes in: the one
+topic provisioner, ``carehub.kafka.ensure_topics`` (partitions, replication
+checked against the cluster, min.insync.replicas); without one the topic must
+exist or the cluster creates it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from connectors.base import payload_bytes
-from core.errors import DeliveryError
+from core.errors import BrokerError, DeliveryError
 from core.kafka_security import PLAINTEXT, KafkaSecurity
 from core.records import Delivery
 
 Options = Callable[[str], Mapping[str, str]]
+#: Make sure a topic exists (``carehub.kafka.ensure_topics`` for one topic, run off the event loop).
+Provision = Callable[[str], Awaitable[object]]
 
 
 def topic_for(delivery: Delivery, options: Mapping[str, str]) -> str:
@@ -42,18 +47,15 @@ class KafkaTopicDestination:
         bootstrap: str,
         timeout_s: float,
         options_for: Options | None = None,
-        partitions: int = 4,
         *,
         security: KafkaSecurity = PLAINTEXT,
-        replication_factor: int = 1,
-        min_insync_replicas: int = 1,
+        provision: Provision | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._security = security
-        self._replication = (replication_factor, min_insync_replicas)
+        self._provision = provision
         self._timeout_s = timeout_s
         self._options_for = options_for or (lambda _: {})
-        self._partitions = partitions
         self._producer: AIOKafkaProducer | None = None
         self._known: set[str] = set()
         self._lock = asyncio.Lock()
@@ -74,17 +76,8 @@ class KafkaTopicDestination:
     async def _ensure(self, topic: str) -> None:
         if topic in self._known:
             return
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, **self._security.aiokafka())
-        await admin.start()
-        try:
-            if topic not in set(await admin.list_topics()):
-                factor, min_insync = self._replication
-                configs = {"min.insync.replicas": str(min_insync)} if min_insync > 1 else {}
-                await admin.create_topics([NewTopic(topic, self._partitions, factor, topic_configs=configs)])
-        except TopicAlreadyExistsError:
-            pass
-        finally:
-            await admin.close()
+        if self._provision is not None:
+            await self._provision(topic)
         self._known.add(topic)
 
     async def publish(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
@@ -95,6 +88,8 @@ class KafkaTopicDestination:
             await asyncio.wait_for(producer.send_and_wait(topic, value, key=key, headers=headers), self._timeout_s)
         except (KafkaError, TimeoutError, OSError) as exc:
             raise DeliveryError(f"Kafka did not take the record: {type(exc).__name__}", permanent=False) from exc
+        except BrokerError as exc:  # from the provisioner: the cluster is away or refuses the topic
+            raise DeliveryError(f"topic {topic} not provisioned: {exc.message}", permanent=False) from exc
 
     async def send(self, delivery: Delivery) -> int:
         topic = topic_for(delivery, self._options_for(delivery.recipient_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,9 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from kafka import KafkaAdminClient
 
+from carehub.kafka import ensure_topics
 from carehub.ops_http import HTTPServer
 from connectors.fhir_rest import FhirRestDestination
 from connectors.kafka_topic import KafkaTopicDestination
@@ -174,3 +177,21 @@ async def test_kafka_topic_publishes_per_recipient_with_the_idempotency_key(brok
         await consumer.stop()
     assert message.key == item.patient_key.encode() and json.loads(message.value) == item.payload
     assert dict(message.headers)["idempotency-key"] == item.idempotency_key.encode()
+
+
+async def test_kafka_topic_is_provisioned_by_the_hubs_topic_provisioner(broker: str) -> None:
+    """The channel creates a recipient's topic with carehub.kafka.ensure_topics (here: 3 partitions)."""
+    topic = f"t-out.prov-{uuid.uuid4().hex[:8]}"
+
+    async def provision(name: str) -> object:
+        return await asyncio.to_thread(ensure_topics, broker, [name], 3)
+
+    destination = KafkaTopicDestination(broker, 10.0, options_for=lambda _: {"topic": topic}, provision=provision)
+    assert await destination.send(delivery(4, recipient="hie-state", channel="kafka", endpoint="kafka:x")) == 200
+    await destination.close()
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    try:
+        (described,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    assert len(described["partitions"]) == 3
