@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from typing import Any
+
+import orjson
 
 NAMESPACE = uuid.UUID("6f1c7d0e-2b8a-5c43-9e1f-0a7c3b5d9e21")
 
 
 _NS_BYTES = NAMESPACE.bytes
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-# One encoder, reused: json.dumps(..., sort_keys=True) builds a new one per call.
+# The canonical form ids are made of: json.dumps(sort_keys=True, separators=(",", ":")), ASCII-escaped.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+# orjson writes the same bytes ~15x faster when nothing needs escaping and no float or NaN is in
+# the value (json and orjson spell those differently); anything else takes the json encoder.
+_NOT_PLAIN = re.compile(rb"[^\x20-\x5b\x5d-\x7e]")  # control, backslash, DEL, non-ASCII
+_NOT_PLAIN_OUTSIDE_STRINGS = re.compile(rb"[.eEIN]|null")  # floats, NaN, Infinity, None (NaN -> null)
 
 
 def resource_id(resource_type: str, *key: str) -> str:
@@ -37,7 +44,21 @@ def content_id(resource_type: str, body: dict[str, Any]) -> str:
     whatever name spelling accompanies it.
     """
     basis = body.get("identifier") or body
-    return resource_id(resource_type, _CANONICAL.encode(basis))
+    return resource_id(resource_type, canonical_json(basis))
+
+
+def canonical_json(value: Any) -> str:
+    """``json.dumps(value, sort_keys=True, separators=(",", ":"))``, byte for byte, usually via orjson."""
+    try:
+        out = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # non-str keys, ints beyond 64 bits
+        return _CANONICAL.encode(value)
+    if _NOT_PLAIN.search(out) is None:
+        # No backslash, so no escaped quote: every other quote opens a string; check what lies between.
+        outside = b"".join(out.split(b'"')[0::2]).replace(b"true", b"").replace(b"false", b"")
+        if _NOT_PLAIN_OUTSIDE_STRINGS.search(outside) is None:
+            return out.decode("ascii")
+    return _CANONICAL.encode(value)
 
 
 def event_id(sending_facility: str, control_id: str, kind: str) -> str:

@@ -10,6 +10,7 @@ ConceptMap can still pick them up.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -21,8 +22,9 @@ _HL7_TABLE = re.compile(r"^HL7?(\d{4})$", re.IGNORECASE)
 LOCAL_SYSTEM_PREFIX = "urn:carehub:codesystem:"
 
 
+@lru_cache(maxsize=4096)
 def system_uri(name: str) -> str | None:
-    """URI for a 0396 coding-system mnemonic, an OID or a URI."""
+    """URI for a 0396 coding-system mnemonic, an OID or a URI (cached: the code tables load once)."""
     key = name.strip()
     if not key:
         return None

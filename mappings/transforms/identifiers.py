@@ -11,6 +11,7 @@ A bare namespace is looked up in the ``assigning-authorities`` code table
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import quote
 
 from mappings.codes import table
@@ -25,8 +26,9 @@ def _part(parts: list[str], index: int) -> str:
     return parts[index].strip() if index < len(parts) else ""
 
 
+@lru_cache(maxsize=4096)
 def universal_uri(universal_id: str, id_type: str = "") -> str | None:
-    """A URI for an HD universal id, judged by its form first, then its type."""
+    """A URI for an HD universal id, judged by its form first, then its type (cached: a pure function)."""
     value = universal_id.strip()
     if not value:
         return None
@@ -42,6 +44,7 @@ def universal_uri(universal_id: str, id_type: str = "") -> str | None:
 
 
 @value_transform("authority_system")
+@lru_cache(maxsize=4096)
 def namespace_system(namespace: str) -> str | None:
     """System URI for a bare namespace (configurable, else a stable local URN)."""
     key = namespace.strip()

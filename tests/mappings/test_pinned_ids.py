@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from pathlib import Path
 
@@ -54,14 +55,22 @@ def test_bench_admit_ids_are_pinned() -> None:
     [
         (
             "msfc__ADT_A01__ADT-A01-01.hl7",
-            ("9da296e2-f00b-5849-a731-fc8f7f4a5ece", "55c2cb99-50ae-58cc-b09f-bd7ca21b6b49",
-             "f6e632b2-7f59-5778-9cb9-cafa0f9fca9b", "61e6d51a-d371-50c9-b233-dd9a6b44992a"),
+            (
+                "9da296e2-f00b-5849-a731-fc8f7f4a5ece",
+                "55c2cb99-50ae-58cc-b09f-bd7ca21b6b49",
+                "f6e632b2-7f59-5778-9cb9-cafa0f9fca9b",
+                "61e6d51a-d371-50c9-b233-dd9a6b44992a",
+            ),
             "a527833cc7fd4269b871441fe88424b8e1163808",
         ),
         (
             "lfh__ADT_A40__HL7MergeFHIRConversionTest_L277.hl7",
-            ("ee063584-21bf-571e-864a-40714abd77c0", "4ad6085a-8d0a-5f80-b6f3-8ba7719e7297", None,
-             "097c6f79-f5a1-5c17-8391-fdeb54136017"),
+            (
+                "ee063584-21bf-571e-864a-40714abd77c0",
+                "4ad6085a-8d0a-5f80-b6f3-8ba7719e7297",
+                None,
+                "097c6f79-f5a1-5c17-8391-fdeb54136017",
+            ),
             "bfe6f2cd69569d05ca008d412b200cd8e27a8a2c",
         ),
     ],
@@ -75,3 +84,22 @@ def test_corpus_ids_are_pinned(corpus_dir: Path, name: str, pinned: tuple[str, .
 def test_resource_id_is_rfc4122_uuid5() -> None:
     for key in [("Patient", "MRN1|RGH"), ("Encounter", "visit", "RGH", "V1"), ("Practitioner", "é|ü", "")]:
         assert ids.resource_id(*key) == str(uuid.uuid5(ids.NAMESPACE, "|".join(key)))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"value": "1234", "system": "urn:oid:2.16.840.1.113883.4.6", "type": {"coding": [{"code": "NPI"}]}},
+        [{"value": '12"34'}, {"value": "back\\slash"}],
+        {"family": "Müller", "given": ["José", "𝔘"]},
+        {"text": "tab\there\x7fdel\x01ctl"},
+        {"b": 1.5, "a": 1e16, "c": 1e-05, "d": float("nan"), "e": float("inf")},
+        {"n": None, "t": True, "f": False, "i": -12, "big": 2**70},
+        {"z": {"y": [1, 2, {"x": "ANULL.e"}]}, "a": "E"},
+        {1: "non-str key"},
+    ],
+)
+def test_canonical_json_is_json_dumps_byte_for_byte(value: object) -> None:
+    """content_id hashes this text: the orjson fast path must never spell anything differently."""
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    assert ids.canonical_json(value) == expected
