@@ -18,16 +18,13 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.fhirhttp import refused
 from core.errors import CarehubError
 from core.records import Delivery
 from journal import Journal
 
 log = logging.getLogger(__name__)
 Republish = Callable[[Delivery], Awaitable[None]]
-
-
-def _error(status: int, text: str) -> web.Response:
-    return web.json_response({"error": text}, status=status)
 
 
 def replay_request(body: Any) -> list[str] | None | str:
@@ -46,7 +43,7 @@ def dlq_routes(journal: Journal, republish: Republish) -> list[web.RouteDef]:
     async def listing(request: web.Request) -> web.Response:
         state = request.query.get("state")
         if state not in (None, "parked", "replayed"):
-            return _error(400, "state must be parked or replayed")
+            return refused(400, "invalid", "state must be parked or replayed")
         rows = await journal.db.run(journal.dead_letters, state)
         return web.json_response({"dead_letters": [row.summary() for row in rows]})
 
@@ -54,9 +51,9 @@ def dlq_routes(journal: Journal, republish: Republish) -> list[web.RouteDef]:
         try:
             wanted = replay_request(json.loads(await request.read() or b"{}"))
         except ValueError:
-            return _error(400, "the body is not JSON")
+            return refused(400, "invalid", "the body is not JSON")
         if isinstance(wanted, str):
-            return _error(400, wanted)
+            return refused(400, "invalid", wanted)
         parked = {row.delivery_id: row for row in await journal.db.run(journal.dead_letters, "parked")}
         ids = list(parked) if wanted is None else wanted
         replayed, unknown, failed = [], [i for i in ids if i not in parked], []
@@ -79,7 +76,7 @@ def dlq_routes(journal: Journal, republish: Republish) -> list[web.RouteDef]:
         rows = await journal.db.run(journal.attempts, delivery_id)
         status = await journal.db.run(journal.outcome_status, delivery_id)
         if not rows and status is None:
-            return _error(404, "no such delivery")
+            return refused(404, "not-found", "no such delivery")
         return web.json_response({"delivery_id": delivery_id, "outcome": status, "attempts": rows})
 
     return [

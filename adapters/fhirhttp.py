@@ -123,6 +123,11 @@ def error_response(error: BaseException) -> web.Response:
     return fhir_response(body, status)
 
 
+def refused(status: int, issue_code: str, text: str) -> web.Response:
+    """An endpoint's own refusal (4xx), rendered as every other HTTP error of the hub: an OperationOutcome."""
+    return fhir_response(operation_outcome("error", issue_code, text, issue_code), status)
+
+
 async def read_resource(request: web.Request, resource_type: str) -> dict[str, Any]:
     """The request body as a FHIR resource of ``resource_type``, or an HTTPInputError."""
     try:

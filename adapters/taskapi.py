@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.fhirhttp import ForbiddenError, fhir_response, operation_outcome
+from adapters.fhirhttp import ForbiddenError, fhir_response, refused
 from adapters.httpauth import principal_of, refusal
 from core.principal import Principal
 from core.records import TaskEvent
@@ -36,10 +36,6 @@ log = logging.getLogger(__name__)
 #: What a performer may change on a Task through this endpoint.
 PERFORMER_FIELDS = ("status", "statusReason", "businessStatus", "output", "note")
 PublishTaskEvent = Callable[[TaskEvent], Awaitable[None]]
-
-
-def outcome(status: int, code: str, text: str) -> web.Response:
-    return fhir_response(operation_outcome("error", code, text, code), status)
 
 
 def fhir(resource: dict[str, Any], status: int = 200) -> web.Response:
@@ -118,25 +114,25 @@ def task_routes(journal: Journal, publish: PublishTaskEvent, base_url: str) -> l
         """None when the Task is the caller's; else the 404 or 403 to answer."""
         holder = await journal.db.run(tasks.recipient_of, task_id)
         if holder is None:
-            return outcome(404, "not-found", "no such Task")
+            return refused(404, "not-found", "no such Task")
         if holder != who.recipient:
             return refusal(ForbiddenError("the Task belongs to another recipient"))
         return None
 
     async def read(request: web.Request) -> web.Response:
-        refused = await owned(request.match_info["id"], _caller(request))
-        if refused is not None:
-            return refused
+        denied = await owned(request.match_info["id"], _caller(request))
+        if denied is not None:
+            return denied
         task = await journal.db.run(tasks.get, request.match_info["id"])
-        return fhir(task) if task is not None else outcome(404, "not-found", "no such Task")
+        return fhir(task) if task is not None else refused(404, "not-found", "no such Task")
 
     async def search(request: web.Request) -> web.Response:
         unknown = set(request.query) - {"owner", "status", "_format", "patient", "subject:identifier"}
         if unknown:
-            return outcome(400, "not-supported", f"unsupported search parameter(s): {', '.join(sorted(unknown))}")
+            return refused(400, "not-supported", f"unsupported search parameter(s): {', '.join(sorted(unknown))}")
         patient = patient_searched(request.query.get("patient"), request.query.get("subject:identifier"))
         if patient is not None and patient.startswith("!"):
-            return outcome(400, "invalid", patient[1:])
+            return refused(400, "invalid", patient[1:])
         who = _caller(request)
         found = await journal.db.run(
             tasks.search, request.query.get("owner"), request.query.get("status"), who.recipient, patient
@@ -146,23 +142,23 @@ def task_routes(journal: Journal, publish: PublishTaskEvent, base_url: str) -> l
     async def update(request: web.Request) -> web.Response:
         task_id = request.match_info["id"]
         who = _caller(request)
-        refused = await owned(task_id, who)
-        if refused is not None:
-            return refused
+        denied = await owned(task_id, who)
+        if denied is not None:
+            return denied
         try:
             body = json.loads(await request.read())
         except ValueError:
-            return outcome(400, "invalid", "the body is not JSON")
+            return refused(400, "invalid", "the body is not JSON")
         fields = performer_fields(body, task_id, whole=request.method == "PUT")
         if isinstance(fields, str):
-            return outcome(400, "invalid", fields)
+            return refused(400, "invalid", fields)
         source = who.actor
         try:
             change = await journal.db.run(tasks.update, task_id, fields, source)
         except KeyError:
-            return outcome(404, "not-found", "no such Task")
+            return refused(404, "not-found", "no such Task")
         except ValueError as exc:
-            return outcome(422, "business-rule", str(exc))
+            return refused(422, "business-rule", str(exc))
         await publish(task_event(change, source))
         log.info("task %s %s -> %s via endpoint", task_id, change.from_status, change.to_status)
         return fhir(change.resource)

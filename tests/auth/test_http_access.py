@@ -199,3 +199,13 @@ async def test_health_and_ready_stay_open(hub: Hub) -> None:
     for path in ("/health", "/ready"):
         status, _, _ = await _call(hub, "GET", path)
         assert status == 200
+
+
+async def test_admin_refusals_are_rendered_like_every_other_http_error(hub: Hub, issuer: Issuer) -> None:
+    """The DLQ API's own 400/404 answers are OperationOutcomes, as the FHIR endpoints' and the auth layer's."""
+    for path, want, code in [("/admin/dlq?state=bogus", 400, "invalid"), ("/admin/deliveries/nope", 404, "not-found")]:
+        status, body, headers = await _call(hub, "GET", path, issuer.headers(OPS_READ))
+        assert status == want and headers["Content-Type"].startswith("application/fhir+json")
+        (issue,) = body["issue"]
+        assert body["resourceType"] == "OperationOutcome" and issue["code"] == code
+        assert issue["details"]["coding"] == [{"system": "urn:carehub:error", "code": code}]
