@@ -9,6 +9,7 @@ Task reaches the configured care manager and shows businessStatus overdue.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from connectors.mllp import MLLPClient, ack_code
 from core.records import TaskEvent
 from streams.task_alerts import check_overdue
 from tests.authkit import RECIPIENT, Issuer
-from tests.conftest import FEED
+from tests.conftest import FEED, REPO
 from tests.integration.conftest import eventually, hub_settings
 
 pytestmark = pytest.mark.integration
@@ -227,3 +228,27 @@ async def test_a_cancelled_admission_and_a_merge_reach_who_was_told(
     update = _feed("06-a08-update-okafor.hl7", MRN100871="MRN300002", V77002="V99001", RGH0006="RGH3006")
     await _send(hub.mllp_port, update)
     await eventually(lambda: _signal(hub, "open-follow-up") == before + 1)
+
+
+async def test_a_part2_visits_cancel_is_part2_and_passes_the_send_gate(
+    hub: Hub, recipients: dict[str, DemoRecipient], others: dict[str, DemoRecipient]
+) -> None:
+    pcp, payer = recipients["pcp-riverside"], recipients["payer-acme"]
+    consent = json.loads((REPO / "demo" / "consents" / "harper-part2-consent.json").read_text(encoding="utf-8"))
+    await hub.consents.accept(consent, author="test")
+    admit = _feed("09-a01-admit-recovery-center-part2.hl7")
+    await _send(hub.mllp_port, admit)
+    await eventually(lambda: len(pcp.received) == 1)
+    await _send(hub.mllp_port, _as(admit, "A11", "ADT_A09", "RRC-4413"))
+    await eventually(lambda: len(pcp.received) == 2)
+    notice = pcp.received[1]
+    assert notice.event_code == "A11"
+    labels = [s.get("code") for e in notice.bundle["entry"] for s in e["resource"].get("meta", {}).get("security", [])]
+    labels += [s.get("code") for s in notice.bundle.get("meta", {}).get("security", [])]
+    assert "42CFRPart2" in labels, "the cancel of a Part 2 visit is Part 2 too (sticky label)"
+    assert payer.received == [], "the payer never received the admission, so it gets no cancel either"
+    journal = hub._delivery.journal if hub._delivery else None
+    assert journal is not None
+    rows = journal.audit.disclosures("RRC|RRC-20931")
+    sent = [r for r in rows if r.phase == "send" and r.recipient_id == "pcp-riverside" and r.outcome == "permit"]
+    assert len(sent) == 2, "admit and cancel were each re-decided at send time, with an AuditEvent first"
