@@ -14,9 +14,10 @@ import ssl
 from collections.abc import Callable, Mapping
 from urllib.parse import urlparse
 
+from adapters.hl7.tokenizer import Message, parse_message
 from adapters.mllp.framing import MLLPDecoder, RejectedFrame
 from adapters.mllp.framing import encode_frame as frame
-from core.errors import DeliveryError
+from core.errors import DeliveryError, UnreadableMessageError
 from core.records import Delivery
 
 __all__ = ["MLLPClient", "MLLPDestination", "ack_code", "frame", "parse_endpoint"]
@@ -83,13 +84,23 @@ class MLLPClient:
                 await writer.wait_closed()
 
 
+def _parsed(payload: bytes) -> Message | None:
+    """A payload tokenized as the listener does (delimiters from MSH-2, latin-1 keeps each byte); None if unreadable."""
+    try:
+        return parse_message(payload.decode("latin-1"))
+    except UnreadableMessageError:
+        return None
+
+
+def _msa(ack: bytes, n: int) -> str:
+    message = _parsed(ack)
+    msa = message.segment("MSA") if message is not None else None
+    return msa.raw(n) if msa is not None else ""
+
+
 def ack_code(ack: bytes) -> str:
     """MSA-1 of an ACK payload ("" when there is no MSA segment)."""
-    for segment in ack.replace(b"\n", b"\r").split(b"\r"):
-        if segment.startswith(b"MSA"):
-            parts = segment.split(segment[3:4] or b"|")
-            return parts[1].decode("ascii", "replace") if len(parts) > 1 else ""
-    return ""
+    return _msa(ack, 1)
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int, bool]:
@@ -102,11 +113,8 @@ def parse_endpoint(endpoint: str) -> tuple[str, int, bool]:
 
 def control_id(message: bytes) -> bytes:
     """MSH-10 of a message (b"" when it cannot be read)."""
-    msh = message.replace(b"\n", b"\r").split(b"\r", 1)[0]
-    if not msh.startswith(b"MSH") or len(msh) < 4:
-        return b""
-    fields = msh.split(msh[3:4])
-    return fields[9] if len(fields) > 9 else b""
+    parsed = _parsed(message)
+    return parsed.msh.raw(10).encode("latin-1") if parsed is not None else b""
 
 
 def judge_ack(ack: bytes, sent_control_id: bytes) -> DeliveryError | None:
@@ -125,11 +133,7 @@ def judge_ack(ack: bytes, sent_control_id: bytes) -> DeliveryError | None:
 
 
 def _msa_control_id(ack: bytes) -> bytes:
-    for segment in ack.replace(b"\n", b"\r").split(b"\r"):
-        if segment.startswith(b"MSA"):
-            parts = segment.split(segment[3:4] or b"|")
-            return parts[2] if len(parts) > 2 else b""
-    return b""
+    return _msa(ack, 2).encode("latin-1")
 
 
 class MLLPDestination:
@@ -153,8 +157,9 @@ class MLLPDestination:
             context = None
             if tls:
                 context = ssl.create_default_context(cafile=self._options_for(delivery.recipient_id).get("tls_ca"))
-            client = self._clients[delivery.endpoint] = MLLPClient(host, port, timeout_s=self.timeout_s,
-                                                                    ssl_context=context)
+            client = self._clients[delivery.endpoint] = MLLPClient(
+                host, port, timeout_s=self.timeout_s, ssl_context=context
+            )
         return client
 
     async def send(self, delivery: Delivery) -> int:
