@@ -11,9 +11,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
+from core.records import DeadLetter
 from core.settings import AuthSettings, HTTPSettings, KafkaSettings, Settings
 from tests.authkit import TEST_ISSUER, Issuer
 from tests.conftest import CONFIG
@@ -77,3 +79,16 @@ async def eventually(check: object, timeout_s: float = 20.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+async def dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
+    """Every dead letter on ``topic`` so far (the stage's record of what it parked and why)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None, fetch_max_bytes=16 << 20
+    )
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=3000)
+        return [DeadLetter.from_json(r.value) for records in batch.values() for r in records]
+    finally:
+        await consumer.stop()

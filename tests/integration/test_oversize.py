@@ -13,13 +13,13 @@ import logging
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
 from core.records import DeadLetter, InboundMessage
 from tests.conftest import FEED
-from tests.integration.conftest import eventually, hub_settings
+from tests.integration.conftest import dead_letters, eventually, hub_settings
 
 pytestmark = pytest.mark.integration
 ADMIT = (FEED / "05-a01-admit-okafor.hl7").read_text().replace("\n", "\r")
@@ -42,18 +42,6 @@ def inbound(control_id: str, name_bytes: int) -> InboundMessage:
         sending_facility="RGH",
         patient_key="RGH|MRN100871",
     )
-
-
-async def _dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None, fetch_max_bytes=16 << 20
-    )
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=3000)
-        return [DeadLetter.from_json(r.value) for records in batch.values() for r in records]
-    finally:
-        await consumer.stop()
 
 
 async def test_an_event_over_the_record_limit_is_dead_lettered_and_the_next_one_delivered(
@@ -80,7 +68,7 @@ async def test_an_event_over_the_record_limit_is_dead_lettered_and_the_next_one_
         assert len(lines) == 1 and "error=record-too-large" in lines[0], "one line per cause per 10 s"
         letters: list[DeadLetter] = []
         for _ in range(10):
-            letters = await _dead_letters(hub.bootstrap, hub.topics.dead_letters)
+            letters = await dead_letters(hub.bootstrap, hub.topics.dead_letters)
             if len(letters) >= 4:
                 break
             await asyncio.sleep(0.5)

@@ -10,16 +10,16 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from adapters.hl7.header import read_header
 from adapters.hl7.tokenizer import parse_message
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from core.records import DeadLetter, InboundMessage
+from core.records import InboundMessage
 from mappings import convert_text
 from tests.conftest import FEED
-from tests.integration.conftest import eventually, hub_settings
+from tests.integration.conftest import dead_letters, eventually, hub_settings
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +43,6 @@ def inbound_as_written_by_0_1(feed_file: str) -> dict[str, Any]:
         "patient_key": convert_text(text, validate=False).event.patient_key,
         "schema": "carehub.inbound-hl7v2/1",
     }
-
-
-async def _dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=3000)
-        return [DeadLetter.from_json(r.value) for records in batch.values() for r in records]
-    finally:
-        await consumer.stop()
 
 
 async def test_old_and_new_minor_records_are_read_and_a_newer_major_is_dead_lettered(
@@ -80,7 +70,7 @@ async def test_old_and_new_minor_records_are_read_and_a_newer_major_is_dead_lett
         pcp = recipients["pcp-riverside"]
         await eventually(lambda: hub.metrics.total("normalized") == 2 and hub.metrics.get("normalize_failed") == 1, 40)
         await eventually(lambda: len({r.focus for r in pcp.received}) >= 2, 40)  # both visits notified
-        letters = [d for d in await _dead_letters(hub.bootstrap, hub.topics.dead_letters) if d.stage == "normalize"]
+        letters = [d for d in await dead_letters(hub.bootstrap, hub.topics.dead_letters) if d.stage == "normalize"]
     finally:
         await hub.stop()
     (letter,) = letters
