@@ -39,6 +39,30 @@ def replay_request(body: Any) -> list[str] | None | str:
     return 'give {"ids": ["..."]} or {"all": true}'
 
 
+async def replay_dead_letters(journal: Journal, republish: Republish, wanted: list[str] | None) -> dict[str, list[str]]:
+    """Replay the parked dead letters ``wanted`` (None: all of them); the one replay path (API and console).
+
+    Each is reopened and republished unchanged to the deliveries topic, where the send-time consent gate
+    decides again; a failed publish parks it again.
+    """
+    parked = {row.delivery_id: row for row in await journal.db.run(journal.dead_letters, "parked")}
+    ids = list(parked) if wanted is None else wanted
+    replayed, unknown, failed = [], [i for i in ids if i not in parked], []
+    for delivery_id in (i for i in ids if i in parked):
+        row = parked[delivery_id]
+        await journal.db.run(journal.mark_replayed, delivery_id)
+        try:
+            await republish(row.delivery)
+        except CarehubError as exc:
+            await journal.db.run(journal.park, row.delivery, row.error_code, row.reason)
+            log.error("replay of delivery %s failed: %s", delivery_id, exc.code)
+            failed.append(delivery_id)
+            continue
+        replayed.append(delivery_id)
+        log.info("delivery %s replayed from the dead letters", delivery_id)
+    return {"replayed": replayed, "unknown": unknown, "failed": failed}
+
+
 def dlq_routes(journal: Journal, republish: Republish) -> list[web.RouteDef]:
     async def listing(request: web.Request) -> web.Response:
         state = request.query.get("state")
@@ -54,22 +78,7 @@ def dlq_routes(journal: Journal, republish: Republish) -> list[web.RouteDef]:
             return refused(400, "invalid", "the body is not JSON")
         if isinstance(wanted, str):
             return refused(400, "invalid", wanted)
-        parked = {row.delivery_id: row for row in await journal.db.run(journal.dead_letters, "parked")}
-        ids = list(parked) if wanted is None else wanted
-        replayed, unknown, failed = [], [i for i in ids if i not in parked], []
-        for delivery_id in (i for i in ids if i in parked):
-            row = parked[delivery_id]
-            await journal.db.run(journal.mark_replayed, delivery_id)
-            try:
-                await republish(row.delivery)
-            except CarehubError as exc:
-                await journal.db.run(journal.park, row.delivery, row.error_code, row.reason)
-                log.error("replay of delivery %s failed: %s", delivery_id, exc.code)
-                failed.append(delivery_id)
-                continue
-            replayed.append(delivery_id)
-            log.info("delivery %s replayed from the dead letters", delivery_id)
-        return web.json_response({"replayed": replayed, "unknown": unknown, "failed": failed})
+        return web.json_response(await replay_dead_letters(journal, republish, wanted))
 
     async def attempts(request: web.Request) -> web.Response:
         delivery_id = request.match_info["id"]

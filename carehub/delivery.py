@@ -114,7 +114,7 @@ class DeliveryParts:
     async def _task_event(self, event: TaskEvent) -> None:
         await self.publish(self.topics.task_events, event.task_id, event)
 
-    async def _republish(self, delivery: Delivery) -> None:
+    async def republish(self, delivery: Delivery) -> None:
         await self.publish(self.topics.deliveries, delivery.patient_key, delivery)
 
     async def _overdue_alert(self, task: dict[str, Any], event: TaskEvent) -> None:
@@ -141,14 +141,14 @@ class DeliveryParts:
             rule_id="task-overdue",
             map_version=self.routing.current().version,
         )
-        await self._republish(delivery)
+        await self.republish(delivery)
 
     def routes(self) -> list[web.RouteDef]:
         if self.journal is None:
             return []
         return [
             *task_routes(self.journal, self._task_event, self.settings.hub_base_url),
-            *dlq_routes(self.journal, self._republish),
+            *dlq_routes(self.journal, self.republish),
         ]
 
     async def stop(self) -> None:

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from aiohttp import web
 
+from adapters.console import ConsoleDeps, SessionStore, console_routes, signin_redirect
 from adapters.httpauth import Access
 from adapters.httpauth.tokens import TokenVerifier
 from adapters.mllp.inbound import InboundHandler
@@ -30,6 +31,7 @@ from carehub.delivery import DeliveryParts, journal_url
 from carehub.fhir_subscriptions import resthook_routes, subscription_deps
 from carehub.health import DependencyHealth
 from carehub.kafka import KafkaPublisher, Replication, ensure_topics
+from carehub.message_journal import MessageJournalFeed
 from carehub.ops_http import HTTPServer, check_listener, ops_routes, server_ssl_context
 from connectors.webhook import WebhookDestination
 from core.kafka_security import KafkaSecurity
@@ -126,6 +128,9 @@ class Hub:
         self.kafka_security = KafkaSecurity.from_settings(settings.kafka)
         self._tokens = TokenVerifier(settings.auth)  # bad issuer settings stop the hub before anything starts
         self.replication: Replication | None = None
+        #: Console browser sessions (adapters.console): a verified token exchanged for a cookie.
+        self.console_sessions = SessionStore()
+        self._message_feed: MessageJournalFeed | None = None
 
     @property
     def app_id(self) -> str:
@@ -201,6 +206,15 @@ class Hub:
             consent=self._consent.deps() if self._consent is not None else None,
             default_authorities=s.default_authorities,
         )
+        self._message_feed = MessageJournalFeed(
+            journal,
+            self.bootstrap,
+            self.topics,
+            f"{app_id}-message-journal",
+            default_authorities=dict(s.default_authorities),
+            security=self.kafka_security,
+        )
+        await self._message_feed.start()
         app = build_app(app_id, self.bootstrap, s.kafka, deps)
         app.finalize()
         tables = changelog_topics(app)
@@ -260,7 +274,22 @@ class Hub:
         delivery = self._delivery.routes() if self._delivery is not None else []
         fhir = resthook_routes(self._publisher, self.subscriptions)
         consent = self._consent.routes() if self._consent is not None else []
-        return [*ops_routes(self.metrics, self.ready), *delivery, *fhir, *consent]
+        return [*ops_routes(self.metrics, self.ready), *delivery, *fhir, *consent, *self._console_routes()]
+
+    def _console_routes(self) -> list[web.RouteDef]:
+        """The console's pages, where this process has the delivery journal (the streams role)."""
+        if self._delivery is None or self._delivery.journal is None:
+            return []
+        journal = self._delivery.journal
+
+        async def audit(event: dict[str, object]) -> None:
+            await journal.db.run(journal.security.record, event)
+
+        deps = ConsoleDeps(
+            journal, self.routing, self._delivery.republish, self._tokens, self.console_sessions, audit,
+            secure_cookies=self.settings.http.tls,
+        )  # fmt: skip
+        return console_routes(deps)
 
     async def _start_http(self) -> None:
         """The HTTP listener, every route behind the access check (adapters.httpauth), TLS when configured."""
@@ -277,6 +306,7 @@ class Hub:
             known_recipient=lambda rid: rid in self.routing.current().recipients,
             audit=audit,
             tokens=self._tokens,
+            sessions=self.console_sessions.principal,
         )
         if not s.auth.issuers and not s.auth.client_certificates:
             level = logging.INFO if is_loopback(s.http.host) else logging.WARNING
@@ -287,7 +317,7 @@ class Hub:
             s.http.host,
             s.http.port,
             ssl_context=server_ssl_context(s.http),
-            middlewares=[access.middleware],
+            middlewares=[signin_redirect, access.middleware],
         )
         await self._http.start()
 
@@ -336,6 +366,9 @@ class Hub:
             await self._publisher.stop()
         if self._app is not None:
             await self._app.stop()  # type: ignore[attr-defined]
+        if self._message_feed is not None:
+            await self._message_feed.stop()
+            self._message_feed = None
         if self._webhook is not None:
             await self._webhook.close()
         if self._delivery is not None:

@@ -20,6 +20,8 @@ OPS_READ = "carehub/ops.read"
 OPS_WRITE = "carehub/ops.write"
 NOTIFY_WRITE = "carehub/notify.write"
 PART2_ATTEST = "carehub/part2.attest"
+#: May see message payloads (raw HL7, CareEvents) in the console; every view is audited.
+PHI_READ = "carehub/phi.read"
 
 #: How a principal proved who it is.
 TOKEN = "token"

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.clock import now_iso
-from journal import audit, security, store, tasks
+from journal import audit, messages, security, store, tasks
 from journal.db import Database
 
 #: Any constant: the PostgreSQL advisory lock id migrations hold.
@@ -100,6 +100,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "tasks: patient_key (GET /fhir/Task?patient=); patient_links (merges)",
         _steps(_add_columns("tasks", tasks.PATIENT_COLUMN), _statements(tasks.PATIENT_INDEX, store.PATIENT_LINKS)),
     ),
+    Migration(5, "messages: the message journal (console search), indexed", _statements(messages.SCHEMA)),
 )
 LATEST = MIGRATIONS[-1].version
 

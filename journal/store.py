@@ -16,6 +16,7 @@ from core.clock import now_iso
 from core.records import Delivery, DeliveryOutcome
 from journal.audit import AuditStore
 from journal.db import Database
+from journal.messages import MessageStore
 from journal.security import SecurityEventStore
 from journal.tasks import TaskStore
 
@@ -87,6 +88,7 @@ class Journal:
         self.tasks = TaskStore(self.db)
         self.audit = AuditStore(self.db)
         self.security = SecurityEventStore(self.db)
+        self.messages = MessageStore(self.db)
 
     @property
     def dialect(self) -> str:

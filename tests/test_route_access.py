@@ -23,7 +23,9 @@ from tests.conftest import CONFIG, REPO
 from tests.integration.conftest import hub_settings
 
 pytestmark = pytest.mark.integration
-OPEN = {"/health", "/ready"}
+OPEN = {(m, p) for m in ("GET", "HEAD") for p in ("/health", "/ready", "/console/signin")}
+#: Console pages send a browser without a session to the sign-in page instead of a 401 body.
+CONSOLE_PAGE = re.compile(r"^/console(/|$)")
 
 
 @pytest.fixture
@@ -51,11 +53,14 @@ async def test_every_route_has_a_rule_and_refuses_anonymous_callers(hub: Hub) ->
     async with aiohttp.ClientSession() as http:
         for method, path in served:
             url = f"http://127.0.0.1:{hub.http_port}" + re.sub(r"\{[^}]+\}", "x", path)
-            async with http.request(method, url, data=b"{}", headers={"Content-Type": "application/json"}) as r:
-                answers[(method, path)] = (r.status, r.headers.get("WWW-Authenticate", ""))
+            headers = {"Content-Type": "application/json"}
+            async with http.request(method, url, data=b"{}", headers=headers, allow_redirects=False) as r:
+                answers[(method, path)] = (r.status, r.headers.get("WWW-Authenticate", r.headers.get("Location", "")))
     for (method, path), (status, challenge) in answers.items():
-        if path in OPEN:
+        if (method, path) in OPEN:
             assert status == 200, (method, path, status)
+        elif method in ("GET", "HEAD") and CONSOLE_PAGE.match(path):
+            assert (status, challenge) == (303, "/console/signin"), f"{method} {path} answered {status} {challenge}"
         else:
             assert status == 401, f"{method} {path} answered {status} to an anonymous caller"
             assert challenge.startswith("Bearer"), (method, path)

@@ -36,6 +36,8 @@ _REFUSAL = web.ResponseKey("carehub.refusal", HTTPInputError)
 SecurityAudit = Callable[[dict[str, Any]], Awaitable[None]]
 #: Whether a recipient id is in the directory.
 KnownRecipient = Callable[[str], bool]
+#: A browser session's principal (the console's cookie; adapters.console.sessions), if any.
+SessionPrincipal = Callable[[web.Request], Principal | None]
 
 
 async def _log_only(_: dict[str, Any]) -> None:
@@ -108,12 +110,14 @@ class Access:
         known_recipient: KnownRecipient | None = None,
         audit: SecurityAudit | None = None,
         tokens: TokenVerifier | None = None,
+        sessions: SessionPrincipal | None = None,
     ) -> None:
         self.rules = rules or RuleTable()
         self.tokens = tokens or TokenVerifier(settings)
         self._certificates = {c.subject: c for c in settings.client_certificates}
         self._known = known_recipient or (lambda _: False)
         self._audit = audit or _log_only
+        self._sessions = sessions or (lambda _: None)
 
     async def _authenticate(self, request: web.Request) -> Principal | None:
         """The caller's principal; None without credentials; UnauthenticatedError for bad ones."""
@@ -123,7 +127,7 @@ class Access:
             if scheme.lower() != "bearer" or not token.strip():
                 raise UnauthenticatedError("use Authorization: Bearer <token>")
             return await self.tokens.verify(token.strip())
-        return self._certificate_principal(request)
+        return self._certificate_principal(request) or self._sessions(request)
 
     def _certificate_principal(self, request: web.Request) -> Principal | None:
         transport = request.transport

@@ -22,6 +22,7 @@ from core.principal import (
     OPS_READ,
     OPS_WRITE,
     PART2_ATTEST,
+    PHI_READ,
     TASK_READ,
     TASK_WRITE,
 )
@@ -44,6 +45,7 @@ class Rule:
 
 
 OPS = "ops (operator, console)"
+CONSOLE = "console user (session cookie from /console/signin, or a token)"
 CONSENT_ADMIN = "consent administrator (EHR consent module, registrar)"
 RECIPIENT = "recipient principal bound to a directory recipient"
 
@@ -54,6 +56,14 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/admin/dlq", (OPS_READ,), OPS),
     Rule("POST", "/admin/dlq/replay", (OPS_WRITE,), OPS),
     Rule("GET", "/admin/deliveries/{id}", (OPS_READ,), OPS),
+    Rule("GET", "/console/signin", public=True, who="anyone (the console's sign-in page)"),
+    Rule("POST", "/console/signin", public=True, who="anyone (exchanges a verified token for a session)"),
+    Rule("POST", "/console/signout", (OPS_READ,), CONSOLE),
+    Rule("GET", "/console", (OPS_READ,), CONSOLE),
+    Rule("GET", "/console/messages", (OPS_READ,), CONSOLE),
+    Rule("GET", "/console/messages/{ref}", (OPS_READ,), CONSOLE),
+    Rule("GET", "/console/messages/{ref}/raw", (OPS_READ, PHI_READ), "console user allowed to see PHI (audited)"),
+    Rule("POST", "/console/dlq/replay", (OPS_WRITE,), CONSOLE),
     Rule("POST", "/fhir/Consent", (CONSENT_WRITE,), CONSENT_ADMIN),
     Rule("PUT", "/fhir/Consent/{id}", (CONSENT_WRITE,), CONSENT_ADMIN),
     Rule("GET", "/fhir/Consent/{id}", (CONSENT_READ,), CONSENT_ADMIN),

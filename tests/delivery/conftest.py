@@ -44,6 +44,7 @@ def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]
             "delivery_queue",
             "tasks",
             "task_changes",
+            "messages",
         ):
             opened.db.execute(f"DELETE FROM {table}")
     opened.close()

@@ -1,0 +1,139 @@
+"""The operations console over a real hub: sign-in cookie, search, detail, PHI view audited, replay re-sent.
+
+Real parts only: the hub's HTTP listener, MLLP into the embedded broker, the
+message journal fed from the inbound topic, webhook recipients that answer
+HTTP (the PCP refuses the signature at first, so its delivery dead-letters).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from adapters.console import SESSION_COOKIE
+from carehub.demo_receivers import DemoRecipient
+from carehub.hub import Hub
+from connectors.mllp import MLLPClient, ack_code
+from core.principal import OPS_READ, OPS_WRITE, PHI_READ
+from journal.messages import MessageQuery
+from tests.authkit import Issuer
+from tests.conftest import FEED
+from tests.integration.conftest import PCP_SECRET, eventually
+
+pytestmark = pytest.mark.integration
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+async def signed_in(hub: Hub, token: str) -> aiohttp.ClientSession:
+    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with http.post(f"http://127.0.0.1:{hub.http_port}/console/signin", data={"token": token},
+                         allow_redirects=False) as r:  # fmt: skip
+        assert r.status == 303, await r.text()
+    return http
+
+
+async def page(http: aiohttp.ClientSession, hub: Hub, path: str) -> tuple[int, str]:
+    async with http.get(f"http://127.0.0.1:{hub.http_port}{path}", allow_redirects=False) as r:
+        return r.status, await r.text()
+
+
+async def dead_lettered_admit(hub: Hub, recipients: dict[str, DemoRecipient]) -> str:
+    """RGH0002 sent over MLLP while the PCP refuses the signature: its delivery is dead-lettered."""
+    recipients["pcp-riverside"].secret = "not-the-hub-secret"
+    client = MLLPClient("127.0.0.1", hub.mllp_port)
+    ack = await client.send((FEED / "02-a01-admit-rivera.hl7").read_bytes())
+    await client.close()
+    assert ack_code(ack) == "AA"
+    journal = hub._delivery.journal  # type: ignore[union-attr]
+    assert journal is not None
+    await eventually(lambda: journal.dead_letters("parked") and recipients["payer-acme"].received, timeout_s=60)
+    await eventually(lambda: journal.messages.search(MessageQuery(text="RGH0002"))[0], timeout_s=30)
+    recipients["pcp-riverside"].secret = PCP_SECRET
+    return journal.messages.search(MessageQuery(text="RGH0002"))[0][0].ref
+
+
+@pytest.fixture
+async def anonymous() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as http:
+        yield http
+
+
+async def test_sign_in_gives_a_strict_httponly_session_that_only_the_console_accepts(
+    hub: Hub, issuer: Issuer, anonymous: aiohttp.ClientSession
+) -> None:
+    base = f"http://127.0.0.1:{hub.http_port}"
+    async with anonymous.get(f"{base}/console", allow_redirects=False) as r:
+        assert (r.status, r.headers["Location"]) == (303, "/console/signin")
+    async with anonymous.post(f"{base}/console/signin", data={"token": "not-a-jwt"}, allow_redirects=False) as r:
+        assert r.status == 401 and "not accepted" in await r.text()
+    async with anonymous.post(f"{base}/console/signin", data={"token": issuer.token("system/Task.read")}) as r:
+        assert r.status == 403 and OPS_READ in await r.text()
+    async with anonymous.post(f"{base}/console/signin", data={"token": issuer.token(OPS_READ)},
+                              allow_redirects=False) as r:  # fmt: skip
+        assert r.status == 303
+        cookie = r.headers["Set-Cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie, cookie
+    sid = cookie.split(";")[0].split("=", 1)[1]
+    async with anonymous.get(f"{base}/console", headers={"Cookie": f"{SESSION_COOKIE}={sid}"}) as r:
+        assert r.status == 200 and "Dashboard" in await r.text()
+    async with anonymous.get(f"{base}/admin/dlq", headers={"Cookie": f"{SESSION_COOKIE}={sid}"}) as r:
+        assert r.status == 401, "the API takes tokens, never the console's cookie"
+
+
+async def test_trace_a_message_see_why_not_delivered_view_raw_audited_and_replay(
+    hub: Hub, issuer: Issuer, recipients: dict[str, DemoRecipient]
+) -> None:
+    ref = await dead_lettered_admit(hub, recipients)
+    journal = hub._delivery.journal  # type: ignore[union-attr]
+    assert journal is not None
+    ops = await signed_in(hub, issuer.token(OPS_READ, OPS_WRITE, sub="analyst-1"))
+    try:
+        status, html = await page(ops, hub, "/console/messages?q=RGH0002")
+        assert status == 200 and "RGH0002" in html and "ADT^A01" in html and "dead-lettered" in html
+        row = journal.messages.search(MessageQuery(text="RGH0002"))[0][0]
+        assert (row.ack_code, row.sending_facility, row.topic) == ("AA", "RGH", hub.topics.hl7v2_inbound)
+
+        status, html = await page(ops, hub, f"/console/messages/{ref}")
+        assert status == 200
+        assert "pcp-riverside" in html and "payer-acme" in html and "delivered" in html
+        assert "dead-lettered delivery-rejected" in html, "why not delivered names the dead letter and its code"
+        assert "HTTP 401" in html, "the recipient's answer is shown"
+        assert 'id="raw-link"' not in html and "RIVERA" not in html, "no payload without the PHI role"
+        status, _ = await page(ops, hub, f"/console/messages/{ref}/raw")
+        assert status == 403
+
+        status, html = await page(ops, hub, "/console")
+        assert re.search(r'id="dlq-size">1<', html), "one dead letter before the replay"
+        async with ops.post(f"http://127.0.0.1:{hub.http_port}/console/dlq/replay", data={"all": "1"},
+                            allow_redirects=False) as r:  # fmt: skip
+            assert r.status == 403, "a POST without the session's CSRF token is refused"
+        csrf = CSRF.search(html)
+        assert csrf is not None
+        pcp_before = len(recipients["pcp-riverside"].received)
+        async with ops.post(f"http://127.0.0.1:{hub.http_port}/console/dlq/replay",
+                            data={"all": "1", "csrf": csrf.group(1)}, allow_redirects=False) as r:  # fmt: skip
+            assert r.status == 303 and "replayed=1" in r.headers["Location"]
+        await eventually(lambda: len(recipients["pcp-riverside"].received) > pcp_before, timeout_s=60)
+        status, html = await page(ops, hub, "/console")
+        assert re.search(r'id="dlq-size">0<', html), "the dead letter left the queue"
+    finally:
+        await ops.close()
+
+    phi = await signed_in(hub, issuer.token(OPS_READ, PHI_READ, sub="analyst-phi"))
+    try:
+        status, html = await page(phi, hub, f"/console/messages/{ref}")
+        assert 'id="raw-link"' in html
+        status, html = await page(phi, hub, f"/console/messages/{ref}/raw")
+        assert status == 200 and "MSH|" in html and "RGH0002" in html
+    finally:
+        await phi.close()
+    events = journal.security.events()
+    views = [e for e in events if e["type"]["code"] == "110110"]
+    assert views and views[-1]["agent"][0]["who"]["identifier"]["value"] == "analyst-phi"
+    assert any(e["entity"][-1]["what"].get("identifier", {}).get("value") == row.patient_key for e in views)
+    replays = [e for e in events if e["type"]["code"] == "110100"]
+    assert replays and replays[-1]["agent"][0]["who"]["identifier"]["value"] == "analyst-1"
