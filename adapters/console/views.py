@@ -25,6 +25,7 @@ from adapters.console.sessions import SessionStore, set_cookie
 from adapters.dlqapi import Republish, replay_dead_letters
 from adapters.fhirhttp import UnauthenticatedError
 from adapters.httpauth.tokens import TokenVerifier
+from core.clock import iso
 from core.errors import CarehubError
 from core.principal import OPS_READ, PHI_READ, Principal
 from journal import Journal
@@ -61,10 +62,6 @@ class ConsoleDeps:
     sessions: SessionStore
     audit: Audit
     secure_cookies: bool
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def access_event(request: web.Request, who: Principal, code: str, what: str, patient_key: str = "") -> dict[str, Any]:
