@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def ingest_line(label: str, result: dict[str, Any]) -> str:
     ms = [x * 1000 for x in result["latency"]]
     ok = int(sum(result["codes"]))
     return (
-        f"  {label:<34} {n / result['elapsed']:>8,.0f} msgs/s   ACK p50 {percentile(ms, 0.5):6.2f} ms"
+        f"  {label:<50} {n / result['elapsed']:>8,.0f} msgs/s   ACK p50 {percentile(ms, 0.5):6.2f} ms"
         f"   p99 {percentile(ms, 0.99):6.2f} ms   ({ok}/{n} AA)"
     )
 
@@ -107,21 +108,59 @@ def bench_settings(config_dir: Path, bootstrap: str, prefix: str) -> Settings:
 
 
 async def bench_ingest(bootstrap: str, config_dir: Path, quick: bool) -> list[str]:
+    """The naive reference, carehub's ingest in this process, and ``carehub run --role ingest`` (deployed).
+
+    The three take turns on the same broker, and the reference runs again at the end, so a drift in
+    the machine's load shows up as two different reference figures rather than as a ratio.
+    """
     n1, n8 = (1000, 4000) if quick else (3000, 12000)
     lines = ["ingest-to-ACK (MLLP in, acks=all write, ACK out; stop-and-wait clients in another process)"]
     ensure_topics(bootstrap, ["bench.ref"], 4)
-    reference = ReferenceServer(bootstrap, "bench.ref")
-    await reference.start()
-    await load(reference.port, 1, 200, 0, "W")
-    lines.append(ingest_line("naive reference, 1 connection", await load(reference.port, 1, n1, 0, "R")))
-    lines.append(ingest_line("naive reference, 8 connections", await load(reference.port, 8, n8, 0, "R", n1)))
-    await reference.stop()
+    results: dict[str, dict[int, dict[str, Any]]] = {}
+
+    async def measure(label: str, port: int, tag: str) -> None:
+        await load(port, 1, 200, 0, "W")
+        results.setdefault(label, {})
+        for connections, count, first in ((1, n1, 0), (8, n8, n1)):
+            result = await load(port, connections, count, 0, tag, first)
+            results[label][connections] = result
+            lines.append(ingest_line(f"{label}, {connections} connection{'s' if connections > 1 else ''}", result))
+
+    async def reference_run(label: str) -> None:
+        reference = ReferenceServer(bootstrap, "bench.ref")
+        await reference.start()
+        try:
+            await measure(label, reference.port, "R")
+        finally:
+            await reference.stop()
+
+    await reference_run("naive reference")
+    deployed, port = await carehub_process("ingest", config_dir, bootstrap, "bench.ingest.", 0)
+    try:
+        await measure("carehub run --role ingest", port, "D")
+        lines.append(rss_line("RSS after the 8-connection run", {"ingest process": deployed.pid}))
+    finally:
+        deployed.terminate()
+        await deployed.wait()
     hub = Hub(bench_settings(config_dir, bootstrap, "bench.ingest."), roles=("ingest",))
     await hub.start()
-    await load(hub.mllp_port, 1, 200, 0, "W")
-    lines.append(ingest_line("carehub ingest, 1 connection", await load(hub.mllp_port, 1, n1, 0, "I")))
-    lines.append(ingest_line("carehub ingest, 8 connections", await load(hub.mllp_port, 8, n8, 0, "I", n1)))
-    await hub.stop()
+    try:
+        await measure("carehub ingest in the bench process", hub.mllp_port, "I")
+    finally:
+        await hub.stop()
+    await reference_run("naive reference, again")
+
+    def rate(label: str, connections: int) -> float:
+        result = results[label][connections]
+        return len(result["latency"]) / float(result["elapsed"])
+
+    for connections in (1, 8):
+        ref = (rate("naive reference", connections) + rate("naive reference, again", connections)) / 2
+        lines.append(
+            f"  {connections} connection(s) vs the mean reference: deployed "
+            f"{rate('carehub run --role ingest', connections) / ref:.2f}x, in-process "
+            f"{rate('carehub ingest in the bench process', connections) / ref:.2f}x (target >= 0.9x)"
+        )
     return lines
 
 
@@ -141,23 +180,32 @@ def e2e_latencies(result: dict[str, Any], receiver: Receiver) -> list[float]:
     ]
 
 
-async def stream_worker(config_dir: Path, bootstrap: str, prefix: str, n: int) -> asyncio.subprocess.Process:
-    """``carehub run --role streams`` as its own process, as deployed."""
+async def carehub_process(
+    role: str, config_dir: Path, bootstrap: str, prefix: str, n: int
+) -> tuple[asyncio.subprocess.Process, int]:
+    """``carehub run --role ROLE`` as its own process, as deployed; answers it and its MLLP port."""
     env = {
         **os.environ,
         "CAREHUB_KAFKA_BOOTSTRAP": bootstrap,
         "CAREHUB_TOPIC_PREFIX": prefix,
-        "CAREHUB_DATABASE_URL": f"sqlite:///{config_dir}/streams-journal-{n}.db",
+        "CAREHUB_DATABASE_URL": f"sqlite:///{config_dir}/{role}-journal-{n}.db",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "carehub.cli", "run", "--role", "streams", "--config-dir", str(config_dir),
+        sys.executable, "-m", "carehub.cli", "run", "--role", role, "--config-dir", str(config_dir),
         "--mllp-port", "0", "--http-port", "0", "--log-level", "ERROR",
         stdout=subprocess.PIPE, env=env,
     )  # fmt: skip
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 60)
-    if b"carehub running" not in line:
-        raise RuntimeError(f"stream worker did not start: {line!r}")
+    found = re.search(rb"carehub running: MLLP on [^:]+:(\d+)", line)
+    if found is None:
+        raise RuntimeError(f"carehub --role {role} did not start: {line!r}")
+    return proc, int(found.group(1))
+
+
+async def stream_worker(config_dir: Path, bootstrap: str, prefix: str, n: int) -> asyncio.subprocess.Process:
+    """``carehub run --role streams`` as its own process, as deployed."""
+    proc, _port = await carehub_process("streams", config_dir, bootstrap, prefix, n)
     return proc
 
 
