@@ -22,6 +22,7 @@ from adapters.hl7.charset import decode
 from adapters.hl7.header import read_header
 from adapters.hl7.tokenizer import parse_message
 from carehub.demo_receivers import DemoRecipient
+from carehub.demo_signin import demo_signin
 from carehub.hub import Hub
 from connectors.mllp import MLLPClient, ack_code
 from core.defaults import shipped
@@ -71,6 +72,9 @@ class DemoReport:
     #: Notifications of a cancel the recipients received, and Task updates ``status=cancelled`` they received.
     cancel_notices: int = 0
     tasks_cancelled: int = 0
+    #: The operations console of this run and a token to sign in with (docs/console.md).
+    console_url: str = ""
+    console_token: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,6 +177,14 @@ def demo_settings(config_dir: Path, journal: Path = DEMO_JOURNAL) -> Settings:
     return replace(settings, mllp=mllp, http=HTTPSettings("127.0.0.1", 0), database_url=f"sqlite:///{journal}")
 
 
+def console_lines(report: DemoReport, serving: bool) -> list[str]:
+    until = "until Ctrl-C" if serving else "while the demo runs; `carehub demo --serve` keeps it up"
+    return [
+        f"operations console: {report.console_url} ({until})",
+        f"  sign in with this token (1 h; ops and PHI scopes; trusted by this demo only): {report.console_token}",
+    ]
+
+
 async def load_consents(hub: Hub, folder: Path, report: DemoReport) -> None:
     """Post every Consent of the demo folder through the hub's consent service."""
     for path in sorted(folder.glob("*.json")):
@@ -196,6 +208,7 @@ async def run_demo(
     config_dir: Path = DEFAULT_CONFIG,
     timeout_s: float = 60.0,
     consents: Path = DEFAULT_CONSENTS,
+    serve: bool = False,
 ) -> DemoReport:
     demo_secrets(config_dir)
     recipients = [
@@ -206,14 +219,21 @@ async def run_demo(
     for recipient in recipients:
         await recipient.start()
         os.environ[endpoint_variable(recipient.recipient_id)] = recipient.url
-    hub = Hub(demo_settings(config_dir))
-    report = DemoReport()
+    settings = demo_settings(config_dir)
+    signin = demo_signin(DEMO_JOURNAL.parent)
+    settings = replace(settings, auth=replace(settings.auth, issuers=(*settings.auth.issuers, signin.issuer)))
+    hub = Hub(settings)
+    report = DemoReport(console_token=signin.token)
     try:
         await hub.start()
+        report.console_url = f"http://127.0.0.1:{hub.http_port}/console"
         report.map_version = hub.routing.current().version
         await load_consents(hub, consents, report)
         await play_feed(feed, hub.mllp_port, report)
         report.idle = await wait_idle(hub.metrics, report.acked.get("AA", 0), timeout_s)
+        if serve:
+            print("\n".join(console_lines(report, serving=True)), flush=True)
+            await asyncio.Event().wait()  # until Ctrl-C
     finally:
         await hub.stop()
         for recipient in recipients:
@@ -270,4 +290,5 @@ def render(report: DemoReport) -> str:
         lines.append(f"unreadable feed files (skipped): {', '.join(report.unreadable)}")
     if not report.idle:
         lines.append("warning: the pipeline did not go idle before the timeout; counts may be partial")
+    lines += ["", *console_lines(report, serving=False)]
     return "\n".join(lines)

@@ -28,12 +28,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the pipeline to go idle")
+    parser.add_argument(
+        "--serve", action="store_true", help="keep the hub and its console up after the feed, until Ctrl-C"
+    )
     parser.set_defaults(func=demo)
 
 
 def demo(args: argparse.Namespace) -> int:
     logs.configure("ERROR" if args.json else "WARNING")
-    report = loop.run(run_demo(args.feed, args.config_dir, args.timeout))
+    report = loop.run(run_demo(args.feed, args.config_dir, args.timeout, serve=args.serve))
     if args.json:
         data = report.to_dict()
         print(json.dumps(data, indent=2))

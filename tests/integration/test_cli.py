@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -125,3 +126,35 @@ async def test_run_serves_mllp_and_http_and_logs_no_phi(broker: str, tmp_path: P
     assert "RGH0002" in logs, "control ids are logged"
     for phi in ("RIVERA", "MARIA", "MRN100234", "19580412", "ELM ST", "555-0101"):
         assert phi not in logs, f"PHI {phi!r} leaked into the logs"
+
+
+def test_demo_serve_prints_a_console_url_and_a_token_that_signs_in() -> None:
+    """``carehub demo --serve``: the printed token opens the printed console, which shows the feed."""
+    proc = subprocess.Popen([CAREHUB, "demo", "--serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = token = ""
+        for line in proc.stdout:
+            if line.startswith("operations console: "):
+                url = line.split()[2]
+            elif "sign in with this token" in line:
+                token = line.rsplit(" ", 1)[1].strip()
+                break
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/console") and token, (url, token)
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: object, **kwargs: object) -> None:
+                return None
+
+        opener = urllib.request.build_opener(NoRedirect)
+        form = urllib.parse.urlencode({"token": token}).encode()
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            opener.open(urllib.request.Request(f"{url}/signin", data=form), timeout=10)
+        assert answer.value.code == 303
+        cookie = answer.value.headers["Set-Cookie"].split(";")[0]
+        page = urllib.request.urlopen(urllib.request.Request(f"{url}/messages", headers={"Cookie": cookie}), timeout=10)
+        html = page.read().decode()
+        assert page.status == 200 and "RGH0002" in html and "demo-analyst (PHI)" in html
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)  # Ctrl-C stops the hub and the demo recipients
