@@ -8,7 +8,10 @@ from journal import open_journal
 from streams.consent.deps import MergedLookup
 from streams.consent.model import ConsentDirective, Provision
 from streams.corrections import originals
+from streams.routing.decide import decide
+from streams.routing.load import load_routing_map
 from streams.signals import OpenTask, PatientState, Sent, merged, observe, signals
+from tests.conftest import REPO
 from tests.streams.events import care_event
 
 DISCHARGE = care_event("discharge", occurred_at="2026-11-06T16:00:00Z")
@@ -69,3 +72,18 @@ def test_consents_of_a_merged_record_apply_to_the_survivor() -> None:
     assert lookup.for_patient("RGH|MRN2") == [replace(consent, patient_key="RGH|MRN2")]
     journal.link_patients(["RGH|MRN2"], "RGH|MRN3")  # merged again: both earlier records follow
     assert sorted(journal.retired_into("RGH|MRN3")) == ["RGH|MRN1", "RGH|MRN2"]
+
+
+def test_the_shipped_map_sends_every_kind_of_correction_to_who_received_the_original() -> None:
+    routing_map = load_routing_map(REPO / "config")
+    told = [Sent("n1", "pcp-riverside", "notify"), Sent("t1", "pharmacy-mainst", "task")]
+    for kind, trigger in [("cancel-admit", "A11"), ("cancel-transfer", "A12"), ("cancel-discharge", "A13"),
+                          ("merge", "A40"), ("merge", "A18"), ("change-identifier", "A47")]:  # fmt: skip
+        event = care_event(kind, trigger=trigger)
+        received = told if kind.startswith("cancel-") else told[:1]  # streams.corrections.originals decides
+        decision = decide(event, routing_map, frozenset(), received)
+        got = [(p.recipient.id, p.action, p.corrects) for p in decision.planned]
+        assert got == [(s.recipient_id, s.action, s.delivery_id) for s in received], kind
+    update = care_event("update")
+    assert decide(update, routing_map, frozenset(), told).planned == ()
+    assert len(decide(update, routing_map, frozenset({"key-field-corrected"}), told).planned) == 2
