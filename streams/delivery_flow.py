@@ -9,6 +9,13 @@ a holder is resolved its queue drains in order. All state that must survive
 a worker is in Kafka (retry topics, offsets) or the journal; the in-process
 locks only keep this worker's own coroutines from interleaving on a pair.
 
+The endpoint (and channel) of every attempt is the recipient's entry in the
+directory in force at send time, not the one the delivery was planned with:
+a corrected URL (hot-reloaded recipients.yaml) applies to queued, retrying and
+replayed deliveries. A recipient no longer in the directory (or a delivery
+that is not for one, like a subscription's) keeps the planned endpoint.
+Credentials are looked up by recipient id at send time by the connectors.
+
 Every attempt first passes the send-time consent gate
 (streams.consent.egress.SendGate): a delivery whose Part 2 consent was revoked
 or expired since it was planned is suppressed (journaled, announced, audited),
@@ -44,6 +51,7 @@ from streams.consent.deps import following_merges
 from streams.consent.egress import SendGate
 from streams.context import AgentContext
 from streams.deliver import Attempt, CircuitBreaker, NextStep, RetryPolicy, attempt_once, next_step, outcome
+from streams.routing.model import Recipient
 from streams.task_alerts import task_from_delivery, with_task
 
 log = logging.getLogger(__name__)
@@ -69,7 +77,9 @@ class DeliveryFlow:
         timeout_s: float = 10.0,
         breaker: CircuitBreaker | None = None,
         rng: random.Random | None = None,
+        directory: Callable[[str], Recipient | None] | None = None,
     ) -> None:
+        """``directory``: the recipient of an id in the directory in force now (send-time endpoint)."""
         self.sender = sender
         self.topics = topics
         self.journal = journal
@@ -82,6 +92,7 @@ class DeliveryFlow:
             policy.breaker_failures, policy.breaker_reset_s, on_change=self._circuit_changed
         )
         self.rng = rng or random.Random()
+        self.directory = directory or (lambda _: None)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def _lock(self, d: Delivery) -> asyncio.Lock:
@@ -170,6 +181,7 @@ class DeliveryFlow:
 
     async def _try(self, d: Delivery) -> bool:
         """One attempt and what follows; True when ``d`` is resolved (delivered, dead-lettered or suppressed)."""
+        d = self._addressed(d)
         if d.corrects:
             corrected = await self._correction(d)
             if isinstance(corrected, str):
@@ -210,6 +222,14 @@ class DeliveryFlow:
             return False
         await self._dead_letter(d, step, attempt)
         return True
+
+    def _addressed(self, d: Delivery) -> Delivery:
+        """``d`` sent where the directory says now (a fixed URL applies to deliveries already planned)."""
+        recipient = self.directory(d.recipient_id)
+        if recipient is None or (recipient.endpoint, recipient.channel) == (d.endpoint, d.channel):
+            return d
+        log.info("delivery %s recipient=%s: endpoint from the current directory", d.delivery_id, d.recipient_id)
+        return replace(d, endpoint=recipient.endpoint, channel=recipient.channel)
 
     async def _suppress(self, d: Delivery, decision: ConsentDecision) -> None:
         """The send-time gate refused ``d``: it is finished, and nothing left."""
@@ -295,7 +315,9 @@ def flow_for(ctx: AgentContext) -> DeliveryFlow:
         journal = deps.journal or open_journal("sqlite:///:memory:")
         consent = following_merges(deps.consent, journal.retired_into)  # merged records' consents apply
         gate = SendGate(consent, deps.routing, journal, _audit_sink(ctx), clock=now_iso)
+        routing = deps.routing
         flow = DeliveryFlow(ctx, deps.topics, journal, deps.destinations, deps.retry, deps.metrics, gate=gate,
-                            timeout_s=deps.delivery_timeout_s)  # fmt: skip
+                            timeout_s=deps.delivery_timeout_s,
+                            directory=lambda rid: routing.current().recipients.get(rid))  # fmt: skip
         _FLOWS[ctx] = flow
     return flow

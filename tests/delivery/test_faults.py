@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
+from carehub.broker import free_port
 from carehub.hub import Hub
 from core.records import DeadLetter
 from core.settings import DeliverySettings, Settings
@@ -47,8 +48,10 @@ def settings(tmp_path: Path, broker: str, **delivery: object) -> Settings:
 
 
 @pytest.fixture
-async def recipient() -> AsyncIterator[HttpRecipient]:
+async def recipient(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HttpRecipient]:
+    """The far side of pcp-riverside: the directory names its URL (endpoints are resolved at send time)."""
     far = HttpRecipient()
+    monkeypatch.setenv("CAREHUB_ENDPOINT_PCP_RIVERSIDE", far.url)
     yield far
     await far.stop()
 
@@ -180,6 +183,47 @@ async def test_a_replay_after_exhausted_retries_starts_at_attempt_1_with_the_sam
         assert rows[-1]["result"] == "ok"
     finally:
         await hub.stop()
+
+
+def point_directory_at(config: Path, url: str) -> None:
+    """Edit recipients.yaml as an admin would: pcp-riverside's endpoint becomes ``url`` (hot-reloaded)."""
+    path = config / "recipients.yaml"
+    text = path.read_text()
+    old = "${CAREHUB_ENDPOINT_PCP_RIVERSIDE:-http://127.0.0.1:9101/fhir/$process-message}"
+    assert old in text
+    path.write_text(text.replace(old, url))
+
+
+async def test_a_fixed_url_reaches_queued_retrying_and_replayed_deliveries(
+    broker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, issuer: Issuer
+) -> None:
+    wrong = f"http://127.0.0.1:{free_port()}/fhir"  # nobody listens: connection refused (transient)
+    monkeypatch.setenv("CAREHUB_ENDPOINT_PCP_RIVERSIDE", wrong)
+    s = settings(tmp_path, broker, max_attempts=2)
+    hub = await start_hub(s)
+    fixed = HttpRecipient()
+    await fixed.start()
+    try:
+        parked = delivery(1, patient="RGH|F1", endpoint=wrong)
+        await produce(broker, hub.topics.deliveries, [parked])
+        await eventually(lambda: hub.metrics.total("delivery_dead_lettered") == 1)
+        point_directory_at(s.config_dir, fixed.url)
+        await eventually(lambda: hub.routing.current().recipients["pcp-riverside"].endpoint == fixed.url)
+        # planned with the old URL after the fix (a delivery already on the topic): sent to the new one
+        late = delivery(2, patient="RGH|F2", endpoint=wrong)
+        await produce(broker, hub.topics.deliveries, [late])
+        await eventually(lambda: hub.metrics.total("delivered") == 1)
+        url, ops = f"http://127.0.0.1:{hub.http_port}", issuer.token(*OPS)
+        replayed = await asyncio.to_thread(run_cli, "dlq", "replay", "--all", "--hub", url, token=ops)
+        assert replayed.returncode == 0 and "replayed 1" in replayed.stdout, replayed.stderr
+        await eventually(lambda: hub.metrics.total("delivered") == 2)
+        assert {key for key, _, _ in fixed.seen} == {parked.idempotency_key, late.idempotency_key}
+        rows = await attempts_over_http(url, ops, parked.delivery_id)
+        assert [(r["attempt"], r["result"]) for r in rows][-1] == (1, "ok"), rows
+        assert all(r["idempotency_key"] == parked.idempotency_key for r in rows)
+    finally:
+        await hub.stop()
+        await fixed.stop()
 
 
 async def attempts_over_http(url: str, token: str, delivery_id: str) -> list[dict[str, object]]:

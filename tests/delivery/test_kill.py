@@ -56,6 +56,7 @@ async def test_a_killed_worker_loses_nothing_and_repeats_keep_their_key(broker: 
         "CAREHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'journal.db'}",
     }
     recipient = SlowRecipient()
+    env["CAREHUB_ENDPOINT_PCP_RIVERSIDE"] = recipient.url + "/$process-message"  # read at send time
     await recipient.start()
     first = await _worker(config, env)
     second = None

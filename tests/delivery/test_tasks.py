@@ -45,8 +45,11 @@ def task_delivery(endpoint: str, task_id: str, due: str) -> Any:
     )
 
 
-async def test_a_referral_task_is_closed_through_the_endpoint(broker: str, tmp_path: Path, issuer: Issuer) -> None:
+async def test_a_referral_task_is_closed_through_the_endpoint(
+    broker: str, tmp_path: Path, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     recipient = HttpRecipient()
+    monkeypatch.setenv("CAREHUB_ENDPOINT_CBO_FOODBANK", recipient.url)  # the directory is read at send time
     await recipient.start()
     hub = await start_hub(settings(tmp_path, broker))
     base = f"http://127.0.0.1:{hub.http_port}/fhir"
