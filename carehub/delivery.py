@@ -112,7 +112,10 @@ class DeliveryParts:
         await self.kafka.publish(topic, key.encode(), record.to_json(), [])
 
     async def _task_event(self, event: TaskEvent) -> None:
-        await self.publish(self.topics.task_events, event.task_id, event)
+        """task.events is keyed by patient key like every patient topic (the task id for legacy Tasks)."""
+        assert self.journal is not None
+        patient = await self.journal.db.run(self.journal.tasks.patient_of, event.task_id)
+        await self.publish(self.topics.task_events, patient or event.task_id, event)
 
     async def republish(self, delivery: Delivery) -> None:
         await self.publish(self.topics.deliveries, delivery.patient_key, delivery)

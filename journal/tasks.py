@@ -131,6 +131,11 @@ class TaskStore:
         rows = self.db.query("SELECT recipient_id FROM tasks WHERE id = ?", (task_id,))
         return str(rows[0][0]) if rows else None
 
+    def patient_of(self, task_id: str) -> str:
+        """The hub's patient key of a Task ('' for one stored before tasks were indexed by patient)."""
+        rows = self.db.query("SELECT patient_key FROM tasks WHERE id = ?", (task_id,))
+        return str(rows[0][0]) if rows else ""
+
     def search(
         self,
         owner: str | None = None,

@@ -288,7 +288,7 @@ class DeliveryFlow:
                 owner=str(task.get("owner", {}).get("reference", "")),
                 requester=str(task.get("requester", {}).get("reference", "")),
             )
-            await self.sender.send(self.topics.task_events, event.task_id, event)  # keyed by task: in order
+            await self.sender.send(self.topics.task_events, d.patient_key, event)  # keyed by patient, as all
 
 
 def _where(endpoint: str) -> str:

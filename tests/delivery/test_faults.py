@@ -261,17 +261,21 @@ async def test_the_delivery_worker_killed_mid_stream_loses_nothing(
 
 
 async def read_all(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    return [value for _, value in await read_keyed(bootstrap, topic, count)]
+
+
+async def read_keyed(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, bytes]]:
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
-    values: list[bytes] = []
+    values: list[tuple[bytes, bytes]] = []
     try:
         while len(values) < count:
             batch = await consumer.getmany(timeout_ms=2000)
             if not batch:
                 break
-            values += [m.value for msgs in batch.values() for m in msgs]
+            values += [(m.key, m.value) for msgs in batch.values() for m in msgs]
     finally:
         await consumer.stop()
     return values

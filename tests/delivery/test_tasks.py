@@ -14,7 +14,7 @@ from streams.task_alerts import check_overdue
 from tests.authkit import RECIPIENT, Issuer
 from tests.delivery.helpers import delivery, produce
 from tests.delivery.recipients import HttpRecipient
-from tests.delivery.test_faults import read_all, settings, start_hub
+from tests.delivery.test_faults import read_keyed, settings, start_hub
 from tests.integration.conftest import eventually
 
 pytestmark = pytest.mark.integration
@@ -110,7 +110,9 @@ async def test_a_referral_task_is_closed_through_the_endpoint(
             raised.append(event)
 
         assert await check_overdue(journal, sink) == 1 and raised[0].task_id == "task-late"
-        events = [TaskEvent.from_json(v) for v in await read_all(broker, hub.topics.task_events, 4)]
+        keyed = await read_keyed(broker, hub.topics.task_events, 4)
+        assert {key for key, _ in keyed} == {b"RGH|T1"}, "task.events is keyed by patient key, as documented"
+        events = [TaskEvent.from_json(v) for _, v in keyed]
         assert [(e.task_id, e.kind, e.to_status) for e in events if e.task_id == "task-1"] == [
             ("task-1", "created", "requested"),
             ("task-1", "status-changed", "accepted"),
