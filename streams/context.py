@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -76,6 +77,24 @@ class AgentContext:
         if name not in self._topics:
             self._topics[name] = self.app.topic(name, key_serializer="raw", value_serializer="raw")
         return self._topics[name]
+
+    def stage_done(self, stage: str, event: Any) -> None:
+        """Metrics for an input a stage has finished: seconds since it was written to its topic
+        (``stage_latency_seconds``) and how many records of its partition are still behind it
+        (``consumer_lag``)."""
+        message = event.message
+        written = getattr(message, "timestamp", None)  # seconds (Faust divides the record's ms)
+        if written:
+            self.metrics.observe("stage_latency_seconds", max(0.0, time.time() - float(written)), stage=stage)
+        try:
+            highwater = self.app.consumer.highwater(message.tp)
+        except (AttributeError, KeyError, RuntimeError, AssertionError):  # no consumer (yet): no lag figure
+            return
+        if highwater is not None:
+            behind = max(0, int(highwater) - int(message.offset) - 1)
+            self.metrics.set_gauge(
+                "consumer_lag", behind, stage=stage, topic=str(message.topic), partition=str(message.partition)
+            )
 
     def fit(self, value: bytes, what: str) -> bytes:
         """``value`` if the producer can carry it; else RecordTooLargeError (the stage dead-letters its input).

@@ -38,6 +38,8 @@ def register(app: faust.App, ctx: AgentContext) -> None:
             except Exception as exc:  # one record must never stop the agent: parked with its reason
                 m.inc("delivery_failed", recipient=item.recipient_id)
                 await ctx.dead_letter("deliver", exc, event)
+                continue
+            ctx.stage_done("deliver", event)
 
     async def deliver_agent(stream: Any) -> None:
         async for batch in stream.take_events(BATCH, within=BATCH_WINDOW_S):

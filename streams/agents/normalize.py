@@ -25,5 +25,6 @@ def register(app: faust.App, ctx: AgentContext) -> None:
                 await ctx.dead_letter("normalize", exc, event)
                 continue
             ctx.metrics.inc("normalized", kind=care_event.kind)
+            ctx.stage_done("normalize", event)
 
     app.agent(ctx.topic(topics.hl7v2_inbound), name="normalize")(normalize_agent)

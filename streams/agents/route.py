@@ -119,5 +119,6 @@ def register(app: faust.App, ctx: AgentContext) -> None:
             for item, value in zip(planned, outputs, strict=True):
                 ctx.metrics.inc("routed", recipient=item.recipient_id)
                 await ctx.send_bytes(topics.deliveries, item.patient_key, value)
+            ctx.stage_done("route", event)
 
     app.agent(ctx.topic(topics.care_events), name="route")(route_agent)
