@@ -259,6 +259,27 @@ def why_not_delivered(routing: dict[str, Any] | None, detail: dict[str, Any]) ->
     return lines
 
 
+def percentile(values: list[float], share: float) -> str:
+    """The nearest-rank percentile, in seconds as text ("-" without values)."""
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    return f"{ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]:.3f}"
+
+
+def delivery_latencies(journal: Journal, since: str) -> dict[str, list[float]]:
+    """Seconds from receipt (the message journal) to delivery (the outcome), per recipient."""
+    rows = journal.db.query(
+        "SELECT o.recipient_id, m.received_at, o.finished_at FROM delivery_outcomes o"
+        " JOIN messages m ON m.event_id = o.event_id WHERE o.status = 'delivered' AND o.finished_at >= ?",
+        (since,),
+    )
+    found: dict[str, list[float]] = {}
+    for recipient, received, finished in rows:
+        found.setdefault(str(recipient), []).append(_seconds(str(received), str(finished)))
+    return found
+
+
 def dashboard_data(journal: Journal, since: str) -> dict[str, Any]:
     db = journal.db
     per_recipient: dict[str, dict[str, Any]] = {}
@@ -271,6 +292,9 @@ def dashboard_data(journal: Journal, since: str) -> dict[str, Any]:
         entry["counts"][str(status)] = int(count)
         entry["total"] += int(count)
         entry["max_attempts"] = max(entry["max_attempts"], int(worst or 0))
+    for recipient, latencies in delivery_latencies(journal, since).items():
+        entry = per_recipient.setdefault(recipient, {"counts": {}, "total": 0, "max_attempts": 0})
+        entry["p50_s"], entry["p99_s"] = percentile(latencies, 0.50), percentile(latencies, 0.99)
     for entry in per_recipient.values():
         bad = entry["counts"].get("failed", 0)
         entry["error_rate"] = f"{bad / entry['total']:.1%}" if entry["total"] else "-"
@@ -334,8 +358,10 @@ def console_routes(deps: ConsoleDeps) -> list[web.RouteDef]:
         data = await journal.db.run(dashboard_data, journal, iso(since))
         times = await journal.db.run(journal.messages.received_times, iso(since))
         chart = throughput_svg(times, since, until)
+        error = deps.routing.last_error
         return _render(request, deps, "dashboard.html", window=window, windows=list(WINDOWS), chart=chart,
-                       received=len(times), **data)  # fmt: skip
+                       received=len(times), map_version=deps.routing.current().version,
+                       map_error=error.message if error is not None else "", **data)  # fmt: skip
 
     async def messages(request: web.Request) -> web.Response:
         q = message_query(request.query)
@@ -381,7 +407,21 @@ def console_routes(deps: ConsoleDeps) -> list[web.RouteDef]:
                  len(result["replayed"]), len(result["failed"]))  # fmt: skip
         return see_other(f"/console?replayed={len(result['replayed'])}&failed={len(result['failed'])}")
 
+    async def reload_routing(request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        if not deps.sessions.csrf_ok(request, str(form.get("csrf", ""))):
+            raise web.HTTPForbidden(text="the form's CSRF token is missing or stale; reload the page")
+        who = _principal(request)
+        before = deps.routing.current().version
+        changed = deps.routing.reload_if_changed()
+        after = deps.routing.current().version
+        await deps.audit(access_event(request, who, "routing-reload", f"{before} -> {after}"))
+        log.info("console routing reload by %s/%s: %s -> %s", who.issuer, who.subject, before, after)
+        state = "rejected" if deps.routing.last_error is not None else ("reloaded" if changed else "unchanged")
+        return see_other(f"/console?routing={state}")
+
     return [
+        web.post("/console/routing/reload", reload_routing),
         web.get("/console/signin", signin_page),
         web.post("/console/signin", signin),
         web.post("/console/signout", signout),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -137,3 +138,46 @@ async def test_trace_a_message_see_why_not_delivered_view_raw_audited_and_replay
     assert any(e["entity"][-1]["what"].get("identifier", {}).get("value") == row.patient_key for e in views)
     replays = [e for e in events if e["type"]["code"] == "110100"]
     assert replays and replays[-1]["agent"][0]["who"]["identifier"]["value"] == "analyst-1"
+
+
+async def test_dashboard_latency_and_a_routing_reload_from_the_page_keeps_a_good_map_over_a_bad_edit(
+    hub: Hub, issuer: Issuer, recipients: dict[str, DemoRecipient], config_dir: Path
+) -> None:
+    client = MLLPClient("127.0.0.1", hub.mllp_port)
+    assert ack_code(await client.send((FEED / "02-a01-admit-rivera.hl7").read_bytes())) == "AA"
+    await client.close()
+    await eventually(lambda: recipients["payer-acme"].received, timeout_s=60)
+    ops = await signed_in(hub, issuer.token(OPS_READ, OPS_WRITE, sub="analyst-2"))
+    try:
+        version = hub.routing.current().version
+
+        def latency_shown() -> bool:
+            return bool(re.search(r"<td>payer-acme</td>(<td>[^<]*</td>){5}<td>\d+\.\d{3}</td>", html))
+
+        status, html = await page(ops, hub, "/console")
+        assert status == 200 and f'id="map-version">{version}<' in html
+        if not latency_shown():  # the outcome is written just after the recipient answers
+            await eventually(lambda: journal_outcomes(hub) > 0, timeout_s=30)
+            status, html = await page(ops, hub, "/console")
+        assert latency_shown(), "p50 seconds from receipt to delivery, per recipient"
+
+        (config_dir / "routes.yaml").write_text("rules: [this is not a rule\n", encoding="utf-8")
+        csrf = CSRF.search(html)
+        assert csrf is not None
+        async with ops.post(f"http://127.0.0.1:{hub.http_port}/console/routing/reload",
+                            data={"csrf": csrf.group(1)}, allow_redirects=False) as r:  # fmt: skip
+            assert (r.status, r.headers["Location"]) == (303, "/console?routing=rejected")
+        status, html = await page(ops, hub, "/console")
+        assert f'id="map-version">{version}<' in html and 'id="map-error"' in html
+    finally:
+        await ops.close()
+    journal = hub._delivery.journal  # type: ignore[union-attr]
+    assert journal is not None
+    reloads = [e for e in journal.security.events() if e["type"]["code"] == "110100"]
+    assert reloads and reloads[-1]["agent"][0]["who"]["identifier"]["value"] == "analyst-2"
+
+
+def journal_outcomes(hub: Hub) -> int:
+    journal = hub._delivery.journal  # type: ignore[union-attr]
+    assert journal is not None
+    return sum(journal.outcome_counts().values())
