@@ -168,6 +168,8 @@ class Delivery(Record):
     """
 
     SCHEMA: ClassVar[str] = "carehub.delivery/1"
+    #: 1.1 added ``corrects`` (docs/records.md).
+    MINOR: ClassVar[int] = 1
 
     delivery_id: str
     idempotency_key: str

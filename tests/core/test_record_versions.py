@@ -57,7 +57,10 @@ def test_every_record_has_a_versioned_schema_listing_its_fields(cls: type[Record
 def test_a_written_record_validates_against_its_schema() -> None:
     written = orjson.loads(delivery(1).to_json())
     jsonschema.Draft202012Validator(schema_of(Delivery)).validate(written)
-    assert written["schema"] == "carehub.delivery/1", "1.0 is written as the pre-versioning readers expect it"
+    assert written["schema"] == "carehub.delivery/1.1"
+    assert orjson.loads(TaskEvent("t", "created", None, "requested", "now", "hub").to_json())["schema"] == (
+        "carehub.task-event/1"
+    ), "1.0 is written as the pre-versioning readers expect it"
 
 
 def test_schema_ids() -> None:
