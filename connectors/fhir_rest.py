@@ -25,7 +25,7 @@ import aiohttp
 
 from connectors.auth import TokenSource
 from connectors.base import payload_bytes
-from connectors.webhook import classify
+from connectors.webhook import classify, unreachable
 from core.errors import DeliveryError
 from core.records import Delivery
 from core.transport import insecure_url_reason
@@ -71,7 +71,7 @@ class FhirRestDestination:
                 await response.read()
                 return response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise DeliveryError(f"cannot reach FHIR server: {type(exc).__name__}", permanent=False) from exc
+            raise unreachable(exc, "FHIR server") from exc
 
     async def send(self, delivery: Delivery) -> int:
         refused = insecure_url_reason(delivery.endpoint)

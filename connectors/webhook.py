@@ -65,6 +65,23 @@ def classify(status: int) -> DeliveryError | None:
     return DeliveryError(f"recipient answered HTTP {status}", permanent=permanent, status=status)
 
 
+def unreachable(exc: BaseException, what: str) -> DeliveryError:
+    """A request that got no HTTP answer, classified (HTTP channels share this).
+
+    Permanent, with the reason, when a resend cannot help until the directory
+    is fixed: a malformed URL, a host name that does not resolve, a TLS failure
+    (certificate not trusted, handshake refused). Transient otherwise:
+    connection refused or reset, timeouts.
+    """
+    if isinstance(exc, aiohttp.InvalidURL):
+        return DeliveryError(f"cannot reach {what}: malformed URL", permanent=True)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return DeliveryError(f"cannot reach {what}: DNS lookup failed (host not found)", permanent=True)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return DeliveryError(f"cannot reach {what}: TLS failure ({type(exc).__name__})", permanent=True)
+    return DeliveryError(f"cannot reach {what}: {type(exc).__name__}", permanent=False)
+
+
 class WebhookDestination:
     def __init__(self, timeout_s: float, secret_for: Callable[[str], str | None] | None = None) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -100,7 +117,7 @@ class WebhookDestination:
                 await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise DeliveryError(f"cannot reach recipient: {type(exc).__name__}", permanent=False) from exc
+            raise unreachable(exc, "recipient") from exc
         error = classify(status)
         if error is not None:
             raise error
