@@ -54,7 +54,8 @@ class FhirRestDestination:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
 
-    async def _post(self, delivery: Delivery, body: bytes, options: Mapping[str, str]) -> int:
+    async def _post(self, delivery: Delivery, body: bytes, options: Mapping[str, str]) -> tuple[int, str | None]:
+        """(status, Retry-After header)."""
         headers = {
             "Content-Type": FHIR_JSON,
             "Accept": FHIR_JSON,
@@ -69,7 +70,7 @@ class FhirRestDestination:
                 target_url(delivery), data=body, headers=headers, allow_redirects=False
             ) as response:
                 await response.read()
-                return response.status
+                return response.status, response.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise unreachable(exc, "FHIR server") from exc
 
@@ -79,11 +80,11 @@ class FhirRestDestination:
             raise DeliveryError(f"FHIR endpoint refused: {refused}", permanent=True)
         options = self._options_for(delivery.recipient_id)
         body = payload_bytes(delivery)
-        status = await self._post(delivery, body, options)
+        status, wait = await self._post(delivery, body, options)
         if status == 401 and options.get("client_id"):
             self._tokens.forget(delivery.recipient_id)
-            status = await self._post(delivery, body, options)
-        error = classify(status)
+            status, wait = await self._post(delivery, body, options)
+        error = classify(status, wait)
         if error is not None:
             raise error
         return status

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 
@@ -53,8 +54,27 @@ def verify(secret: str, header: str, body: bytes, *, tolerance_s: int = TOLERANC
     return hmac.compare_digest(expected, fields.get("v1", ""))
 
 
-def classify(status: int) -> DeliveryError | None:
-    """None for success; otherwise the error with its permanence (a redirect is not followed: permanent)."""
+def retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds: delta-seconds or an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def classify(status: int, retry_after_header: str | None = None) -> DeliveryError | None:
+    """None for success; otherwise the error with its permanence (a redirect is not followed: permanent).
+
+    A transient answer (429, 503, ...) with ``Retry-After`` carries it for the retry schedule.
+    """
     if 200 <= status < 300:
         return None
     if 300 <= status < 400:
@@ -62,7 +82,8 @@ def classify(status: int) -> DeliveryError | None:
             f"recipient answered HTTP {status}; redirects are not followed", permanent=True, status=status
         )
     permanent = 400 <= status < 500 and status not in RETRYABLE_STATUS
-    return DeliveryError(f"recipient answered HTTP {status}", permanent=permanent, status=status)
+    wait = None if permanent else retry_after(retry_after_header)
+    return DeliveryError(f"recipient answered HTTP {status}", permanent=permanent, status=status, retry_after_s=wait)
 
 
 def unreachable(exc: BaseException, what: str) -> DeliveryError:
@@ -115,10 +136,10 @@ class WebhookDestination:
                 delivery.endpoint, data=body, headers=headers, allow_redirects=False
             ) as response:
                 await response.read()
-                status = response.status
+                status, wait = response.status, response.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise unreachable(exc, "recipient") from exc
-        error = classify(status)
+        error = classify(status, wait)
         if error is not None:
             raise error
         return status

@@ -163,10 +163,14 @@ class DeliveryError(CarehubError):
 
     code = "delivery-error"
 
-    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.status = status
+        #: The recipient's ``Retry-After`` (seconds) on a transient answer: the next try waits at least this long.
+        self.retry_after_s = retry_after_s
 
 
 class RecordError(CarehubError):

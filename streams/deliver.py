@@ -35,8 +35,12 @@ class RetryPolicy:
     breaker_reset_s: float = 10.0
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
-        """Full jitter: uniform in [0, min(max, initial * 2**(attempt-1))]."""
-        return rng.uniform(0.0, min(self.max_s, self.initial_s * 2 ** (attempt - 1)))
+        """Jitter above a floor: uniform in [max(initial, cap/2), cap], cap = min(max, initial * 2**(attempt-1)).
+
+        Never less than ``initial_s``, so a failing recipient is not hammered by near-zero waits.
+        """
+        cap = min(self.max_s, self.initial_s * 2 ** (attempt - 1))
+        return rng.uniform(min(cap, max(self.initial_s, cap / 2)), cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,8 @@ class Attempt:
     detail: str = ""
     #: The breaker was open: the recipient was not contacted; the try is not counted.
     skipped: bool = False
+    #: The recipient's Retry-After, in seconds (transient answers only).
+    retry_after_s: float | None = None
 
     @property
     def result(self) -> str:
@@ -79,13 +85,11 @@ def next_step(attempt: Attempt, number: int, policy: RetryPolicy, rng: random.Ra
     if number >= policy.max_attempts and not attempt.skipped:
         return NextStep("dead-letter", f"retries exhausted after {number} attempts: {attempt.detail}", number)
     waits_for = max(number, 1)
-    return NextStep(
-        "retry",
-        attempt.detail,
-        number,
-        delay_s=policy.backoff(waits_for, rng),
-        tier=min(waits_for, RETRY_TIERS),
-    )
+    delay, tier = policy.backoff(waits_for, rng), min(waits_for, RETRY_TIERS)
+    if attempt.retry_after_s is not None and attempt.retry_after_s > delay:
+        # honoured up to backoff_max_s, on the last tier (whose bound that is), so no tier waits longer
+        delay, tier = min(attempt.retry_after_s, policy.max_s), RETRY_TIERS
+    return NextStep("retry", attempt.detail, number, delay_s=delay, tier=tier)
 
 
 @dataclass
@@ -156,7 +160,9 @@ async def attempt_once(
     except DeliveryError as exc:
         if not exc.permanent:
             breaker.record(delivery.endpoint, ok=False)
-        return Attempt(ok=False, status=exc.status, permanent=exc.permanent, detail=exc.message)
+        return Attempt(
+            ok=False, status=exc.status, permanent=exc.permanent, detail=exc.message, retry_after_s=exc.retry_after_s
+        )
     except TimeoutError:
         breaker.record(delivery.endpoint, ok=False)
         return Attempt(ok=False, detail=f"no answer within {timeout_s:g} s")

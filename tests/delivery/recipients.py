@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 
@@ -19,6 +20,9 @@ class HttpRecipient:
     port: int = field(default_factory=free_port)
     seen: list[tuple[str, str, int]] = field(default_factory=list)
     server: HTTPServer | None = None
+    #: Extra response headers (e.g. Retry-After) and the loop time of every request.
+    headers: dict[str, str] = field(default_factory=dict)
+    arrivals: list[float] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -29,7 +33,9 @@ class HttpRecipient:
         seq = int(body["entry"][0].get("seq", -1))
         patient = str(body["entry"][0].get("patient", ""))
         self.seen.append((request.headers["Idempotency-Key"], patient, seq))
-        return web.json_response({"resourceType": "OperationOutcome", "issue": []}, status=self.status)
+        self.arrivals.append(asyncio.get_running_loop().time())
+        outcome = {"resourceType": "OperationOutcome", "issue": []}
+        return web.json_response(outcome, status=self.status, headers=self.headers)
 
     async def start(self) -> None:
         self.server = HTTPServer(

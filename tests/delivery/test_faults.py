@@ -185,6 +185,21 @@ async def test_a_replay_after_exhausted_retries_starts_at_attempt_1_with_the_sam
         await hub.stop()
 
 
+async def test_a_429_with_retry_after_is_honoured(broker: str, tmp_path: Path, recipient: HttpRecipient) -> None:
+    recipient.status, recipient.headers = 429, {"Retry-After": "2"}
+    await recipient.start()
+    hub = await start_hub(settings(tmp_path, broker, backoff_initial_s=0.05, backoff_max_s=5.0))
+    try:
+        await produce(broker, hub.topics.deliveries, [delivery(1, patient="RGH|R1", endpoint=recipient.url)])
+        await eventually(lambda: len(recipient.seen) == 1)
+        recipient.status, recipient.headers = 200, {}
+        await eventually(lambda: hub.metrics.total("delivered") == 1)
+        gap = recipient.arrivals[1] - recipient.arrivals[0]
+        assert gap >= 1.9, f"the retry came {gap:.2f} s later; the recipient asked for 2 s (backoff alone: 0.05 s)"
+    finally:
+        await hub.stop()
+
+
 def point_directory_at(config: Path, url: str) -> None:
     """Edit recipients.yaml as an admin would: pcp-riverside's endpoint becomes ``url`` (hot-reloaded)."""
     path = config / "recipients.yaml"

@@ -166,9 +166,10 @@ async def test_an_unreachable_recipient_exhausts_retries() -> None:
     assert "retries exhausted" in outcome.reason
 
 
-def test_backoff_is_bounded_full_jitter() -> None:
+def test_backoff_is_bounded_jitter_above_a_minimum() -> None:
     policy = RetryPolicy(max_attempts=10, initial_s=0.5, max_s=4.0)
     rng = random.Random(7)
     waits = [policy.backoff(attempt, rng) for attempt in range(1, 10)]
-    assert all(0.0 <= w <= min(4.0, 0.5 * 2 ** (i)) for i, w in enumerate(waits))
+    assert all(0.5 <= w <= min(4.0, 0.5 * 2 ** (i)) for i, w in enumerate(waits)), "never below backoff_initial_s"
+    assert all(w >= min(4.0, 0.5 * 2**i) / 2 for i, w in enumerate(waits)), "at least half the cap"
     assert max(waits) > 0.5
