@@ -70,6 +70,7 @@ class AgentContext:
         self.deps = deps
         self.metrics = deps.metrics
         self._topics: dict[str, Any] = {}
+        self._furthest: dict[tuple[str, Any], int] = {}  # (stage, partition) -> furthest offset finished
         #: The largest value a stage may produce: the producer's request limit less room for key and batch.
         self.max_record_bytes = int(app.conf.producer_max_request_size) - RECORD_OVERHEAD
 
@@ -91,7 +92,11 @@ class AgentContext:
         except (AttributeError, KeyError, RuntimeError, AssertionError):  # no consumer (yet): no lag figure
             return
         if highwater is not None:
-            behind = max(0, int(highwater) - int(message.offset) - 1)
+            # Stages finish records out of order (deliver runs patients concurrently): count from the
+            # furthest offset finished on this partition, not from the one that finished last.
+            where = (stage, message.tp)
+            furthest = self._furthest[where] = max(self._furthest.get(where, -1), int(message.offset))
+            behind = max(0, int(highwater) - furthest - 1)
             self.metrics.set_gauge(
                 "consumer_lag", behind, stage=stage, topic=str(message.topic), partition=str(message.partition)
             )

@@ -45,11 +45,12 @@ async def test_each_stage_reports_a_latency_histogram_and_its_consumer_lag(
     pcp = recipients["pcp-riverside"]
     await eventually(lambda: len(pcp.received) >= 2, 60)
 
-    deadline = asyncio.get_running_loop().time() + 30
+    deadline = asyncio.get_running_loop().time() + 60
     while True:
         body = await _scrape(hub.http_port)
         counts = [_value(body, rf'carehub_stage_latency_seconds_count\{{stage="{s}"\}}') or 0 for s in STAGES]
-        if all(c >= 1 for c in counts) or asyncio.get_running_loop().time() > deadline:
+        caught_up = not re.search(r"^carehub_consumer_lag\{.*\} [1-9]", body, re.MULTILINE)
+        if (all(c >= 1 for c in counts) and caught_up) or asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(0.1)
     assert "# TYPE carehub_stage_latency_seconds histogram" in body
