@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.clock import now_iso
-from journal import audit, messages, security, store, tasks
+from journal import audit, messages, pauses, security, store, tasks
 from journal.db import Database
 
 #: Any constant: the PostgreSQL advisory lock id migrations hold.
@@ -101,6 +101,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _steps(_add_columns("tasks", tasks.PATIENT_COLUMN), _statements(tasks.PATIENT_INDEX, store.PATIENT_LINKS)),
     ),
     Migration(5, "messages: the message journal (console search), indexed", _statements(messages.SCHEMA)),
+    Migration(6, "recipient_pauses: recipients paused by hand (console)", _statements(pauses.SCHEMA)),
 )
 LATEST = MIGRATIONS[-1].version
 

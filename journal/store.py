@@ -17,6 +17,7 @@ from core.records import Delivery, DeliveryOutcome
 from journal.audit import AuditStore
 from journal.db import Database
 from journal.messages import MessageStore
+from journal.pauses import PauseStore
 from journal.security import SecurityEventStore
 from journal.tasks import TaskStore
 
@@ -89,6 +90,7 @@ class Journal:
         self.audit = AuditStore(self.db)
         self.security = SecurityEventStore(self.db)
         self.messages = MessageStore(self.db)
+        self.pauses = PauseStore(self.db)
 
     @property
     def dialect(self) -> str:

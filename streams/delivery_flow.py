@@ -55,6 +55,8 @@ from streams.routing.model import Recipient
 from streams.task_alerts import task_from_delivery, with_task
 
 log = logging.getLogger(__name__)
+#: How stale a worker's view of the recipients paused by hand may be (seconds).
+PAUSE_READ_S = 1.0
 
 
 class Sender(Protocol):
@@ -94,6 +96,8 @@ class DeliveryFlow:
         self.rng = rng or random.Random()
         self.directory = directory or (lambda _: None)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        #: Recipients paused by hand (journal.pauses), read at most once a second: (read at, ids).
+        self._paused: tuple[float, frozenset[str]] = (-PAUSE_READ_S, frozenset())
 
     def _lock(self, d: Delivery) -> asyncio.Lock:
         pair = (d.recipient_id, d.patient_key)
@@ -145,7 +149,16 @@ class DeliveryFlow:
             if not resolved:
                 return  # nxt holds the pair now and waits on a retry topic
 
+    async def _is_paused(self, recipient_id: str) -> bool:
+        read_at, ids = self._paused
+        if time.monotonic() - read_at >= PAUSE_READ_S:
+            ids = frozenset(await self.journal.db.run(self.journal.pauses.paused))
+            self._paused = (time.monotonic(), ids)
+        return recipient_id in ids
+
     async def _attempt(self, d: Delivery) -> Attempt:
+        if await self._is_paused(d.recipient_id):  # as behind an open circuit: not contacted, the try not counted
+            return Attempt(ok=False, detail="recipient paused by hand (console)", skipped=True)
         destination = self.destinations.get(d.channel)
         if destination is None:
             return Attempt(ok=False, permanent=True, detail=f"no connector for channel {d.channel}")

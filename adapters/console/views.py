@@ -359,8 +359,11 @@ def console_routes(deps: ConsoleDeps) -> list[web.RouteDef]:
         times = await journal.db.run(journal.messages.received_times, iso(since))
         chart = throughput_svg(times, since, until)
         error = deps.routing.last_error
+        paused = await journal.db.run(journal.pauses.paused)
+        directory = sorted(deps.routing.current().recipients)
         return _render(request, deps, "dashboard.html", window=window, windows=list(WINDOWS), chart=chart,
-                       received=len(times), map_version=deps.routing.current().version,
+                       received=len(times), map_version=deps.routing.current().version, paused=paused,
+                       directory=directory,
                        map_error=error.message if error is not None else "", **data)  # fmt: skip
 
     async def messages(request: web.Request) -> web.Response:
@@ -420,7 +423,24 @@ def console_routes(deps: ConsoleDeps) -> list[web.RouteDef]:
         state = "rejected" if deps.routing.last_error is not None else ("reloaded" if changed else "unchanged")
         return see_other(f"/console?routing={state}")
 
+    async def pause_or_resume(request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        if not deps.sessions.csrf_ok(request, str(form.get("csrf", ""))):
+            raise web.HTTPForbidden(text="the form's CSRF token is missing or stale; reload the page")
+        recipient, action = request.match_info["id"], request.match_info["action"]
+        if recipient not in deps.routing.current().recipients or action not in ("pause", "resume"):
+            raise web.HTTPNotFound(text="no such recipient or action")
+        who = _principal(request)
+        await deps.audit(access_event(request, who, f"recipient-{action}", recipient))
+        if action == "pause":
+            await journal.db.run(journal.pauses.pause, recipient, f"{who.issuer}/{who.subject}")
+        else:
+            await journal.db.run(journal.pauses.resume, recipient)
+        log.info("console: recipient %s %sd by %s/%s", recipient, action, who.issuer, who.subject)
+        return see_other(f"/console?{action}d={recipient}")
+
     return [
+        web.post("/console/recipients/{id}/{action}", pause_or_resume),
         web.post("/console/routing/reload", reload_routing),
         web.get("/console/signin", signin_page),
         web.post("/console/signin", signin),

@@ -65,6 +65,7 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/console/messages/{ref}/raw", (OPS_READ, PHI_READ), "console user allowed to see PHI (audited)"),
     Rule("POST", "/console/dlq/replay", (OPS_WRITE,), CONSOLE),
     Rule("POST", "/console/routing/reload", (OPS_WRITE,), CONSOLE),
+    Rule("POST", "/console/recipients/{id}/{action}", (OPS_WRITE,), CONSOLE),
     Rule("POST", "/fhir/Consent", (CONSENT_WRITE,), CONSENT_ADMIN),
     Rule("PUT", "/fhir/Consent/{id}", (CONSENT_WRITE,), CONSENT_ADMIN),
     Rule("GET", "/fhir/Consent/{id}", (CONSENT_READ,), CONSENT_ADMIN),

@@ -7,6 +7,7 @@ HTTP (the PCP refuses the signature at first, so its delivery dead-letters).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -181,3 +182,46 @@ def journal_outcomes(hub: Hub) -> int:
     journal = hub._delivery.journal  # type: ignore[union-attr]
     assert journal is not None
     return sum(journal.outcome_counts().values())
+
+
+async def test_a_recipient_paused_from_the_console_gets_nothing_until_resumed_then_gets_it(
+    hub: Hub, issuer: Issuer, recipients: dict[str, DemoRecipient]
+) -> None:
+    journal = hub._delivery.journal  # type: ignore[union-attr]
+    assert journal is not None
+    ops = await signed_in(hub, issuer.token(OPS_READ, OPS_WRITE, sub="analyst-3"))
+    base = f"http://127.0.0.1:{hub.http_port}"
+    try:
+        _, html = await page(ops, hub, "/console")
+        csrf = CSRF.search(html)
+        assert csrf is not None and 'id="pause-payer-acme"' in html
+        async with ops.post(f"{base}/console/recipients/payer-acme/pause", data={"csrf": csrf.group(1)},
+                            allow_redirects=False) as r:  # fmt: skip
+            assert r.status == 303
+        _, html = await page(ops, hub, "/console")
+        assert 'id="resume-payer-acme"' in html and "analyst-3" in html
+
+        await asyncio.sleep(1.5)  # the workers' view of the pauses is at most a second old
+        client = MLLPClient("127.0.0.1", hub.mllp_port)
+        assert ack_code(await client.send((FEED / "02-a01-admit-rivera.hl7").read_bytes())) == "AA"
+        await client.close()
+        await eventually(lambda: recipients["pcp-riverside"].received, timeout_s=60)
+
+        def held() -> bool:
+            rows = journal.db.query(
+                "SELECT COUNT(*) FROM delivery_attempts WHERE recipient_id = 'payer-acme' AND result = 'circuit-open'"
+            )
+            return int(rows[0][0]) > 0
+
+        await eventually(held, timeout_s=30)
+        assert not recipients["payer-acme"].received, "a paused recipient is not contacted"
+
+        async with ops.post(f"{base}/console/recipients/payer-acme/resume", data={"csrf": csrf.group(1)},
+                            allow_redirects=False) as r:  # fmt: skip
+            assert r.status == 303
+        await eventually(lambda: recipients["payer-acme"].received, timeout_s=90)
+    finally:
+        await ops.close()
+    actions = [e["entity"][0]["detail"][1]["valueString"] for e in journal.security.events()
+               if e["type"]["code"] == "110100"]  # fmt: skip
+    assert actions[-2:] == ["recipient-pause", "recipient-resume"]
