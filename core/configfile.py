@@ -7,10 +7,11 @@ line of the scalar that references them.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -84,16 +85,36 @@ def parse_yaml(text: str, file: str) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to a misspelt ``value``, else ``""``."""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    """What is expected, in words: the schema's ``x-expected`` where it has one, not a raw regex or type.
+
+    An unknown value of an enum names the closest allowed one.
+    """
+    expected = error.schema.get("x-expected") if isinstance(error.schema, dict) else None
+    if isinstance(expected, str):
+        return f"{expected} (got {error.instance!r})" if not isinstance(error.instance, dict | list) else expected
+    if error.validator == "enum" and isinstance(error.instance, str):
+        return str(error.message) + did_you_mean(error.instance, [str(v) for v in error.validator_value])
+    return str(error.message)
+
+
 def schema_problems(data: Any, node: yaml.Node | None, schema: dict[str, Any], file: str) -> list[ConfigError]:
-    """Every JSON Schema violation, in document order, each at its node's line."""
+    """Every JSON Schema violation, in document order, each at its node's line, said as what is expected."""
     validator = jsonschema.Draft202012Validator(schema)
-    problems = []
+    problems: dict[str, ConfigError] = {}
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         location = list(error.absolute_path)
         line = _node_at(node, location).start_mark.line + 1 if node is not None else None
         where = "/".join(str(p) for p in location) or "(top level)"
-        problems.append(ConfigError(f"{where}: {error.message}", file=file, line=line))
-    return sorted(problems, key=lambda p: p.line or 0)
+        message = f"{where}: {_explain(error)}"
+        problems.setdefault(message, ConfigError(message, file=file, line=line))
+    return sorted(problems.values(), key=lambda p: p.line or 0)
 
 
 def validate(data: Any, node: yaml.Node | None, schema: dict[str, Any], file: str) -> None:

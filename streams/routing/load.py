@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.mllp import parse_endpoint
-from core.configfile import file_problems, line_of, load_config_file
+from core.configfile import did_you_mean, file_problems, line_of, load_config_file
 from core.errors import ConfigError, DeliveryError
 from core.transport import insecure_url_reason
 from streams.routing.model import RECEIVED, Action, Condition, Due, Identifier, Recipient, RoutingMap, Rule, Threshold
@@ -149,7 +149,8 @@ def _action_problem(rule: Rule, action: Action, recipients: dict[str, Recipient]
         return f"rule {rule.id!r}: no recipient in {RECIPIENTS_FILE} offers service {category!r}"
     recipient = recipients.get(action.to)
     if recipient is None:
-        return f"rule {rule.id!r} names recipient {action.to!r}, which {RECIPIENTS_FILE} does not define"
+        hint = did_you_mean(action.to, recipients)
+        return f"rule {rule.id!r} names recipient {action.to!r}, which {RECIPIENTS_FILE} does not define{hint}"
     if ACTION_FORMATS[action.type] not in recipient.formats:
         return (
             f"rule {rule.id!r}: recipient {action.to!r} does not accept {ACTION_FORMATS[action.type]} ({action.type})"
@@ -177,7 +178,8 @@ def _rule_problems(rule: Rule, index: int, path: Path, recipients: dict[str, Rec
     for a_index, action in enumerate(rule.actions):
         message = _action_problem(rule, action, recipients)
         if message is None and action.part_of and action.part_of not in codes:
-            message = f"rule {rule.id!r}: part_of {action.part_of!r} is not a task code of this rule"
+            hint = did_you_mean(action.part_of, codes)
+            message = f"rule {rule.id!r}: part_of {action.part_of!r} is not a task code of this rule{hint}"
         if message is not None:
             problems.append(
                 ConfigError(message, file=str(path), line=line_of(path, ["rules", index, "actions", a_index]))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-RECIPIENT_KINDS = ("pcp", "payer", "pharmacy", "cbo", "hie", "care-manager")
+RECIPIENT_KINDS = ("pcp", "specialist", "payer", "pharmacy", "cbo", "hie", "care-manager")
 CHANNELS = ("webhook", "fhir-rest", "mllp", "kafka")
 ACTION_TYPES = ("notify", "task", "forward", "correct")
 #: The one target of ``correct``: every recipient the journal shows received the original.

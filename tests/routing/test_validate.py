@@ -142,3 +142,54 @@ def test_every_file_run_loads_is_checked_and_every_problem_reported_at_once(brok
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert run.returncode != 0 and "carehub.yaml" in run.stderr, "run refuses what validate reports"
+
+
+def test_schema_errors_say_what_is_expected_and_suggest_the_closest_id(broken: Path) -> None:
+    """Every problem in one run, in words: no raw regex or type, a "did you mean" for misspelt ids and kinds."""
+    routes = broken / "routes.yaml"
+    text = routes.read_text()
+    text = text.replace("code: med-rec, due: {days: 7}", "code: med-rec, due: 7d")
+    text = text.replace("diagnosis: [Z55-Z65]", "diagnosis: [z55-z65]")
+    text = text.replace(
+        "      kind: [discharge]\n    actions:\n      - task: {to: attributed:pharmacy",
+        "      kind: [discharg]\n    actions:\n      - task: {to: attributed:pharmacy",
+    )
+    routes.write_text(text)
+    recipients = broken / "recipients.yaml"
+    recipients.write_text(recipients.read_text().replace("    kind: pcp", "    kind: specialst", 1))
+
+    proc = _routes("validate", str(broken))
+    assert proc.returncode == 1
+    err = proc.stderr
+    assert "due: use {days: 7} or {business_days: 2} (got '7d')" in err, err
+    assert "diagnosis/0: an ICD-10 code or range like I50 or I50-I52 (got 'z55-z65')" in err, err
+    assert "does not match" not in err and "is not of type" not in err, "no raw regexes or types"
+    assert "'discharg' is not one of" in err and "did you mean 'discharge'?" in err, err
+    assert "kind: 'specialst' is not one of" in err and "did you mean 'specialist'?" in err, err
+
+
+def test_an_unknown_recipient_id_gets_the_closest_one(broken: Path) -> None:
+    routes = broken / "routes.yaml"
+    text = routes.read_text().replace(
+        "notify: attributed:payer\n  - id: readmission", "notify: payer-acm\n  - id: readmission"
+    )
+    routes.write_text(text)
+    proc = _routes("validate", str(broken))
+    assert proc.returncode == 1
+    assert (
+        "names recipient 'payer-acm', which recipients.yaml does not define; did you mean 'payer-acme'?" in proc.stderr
+    )
+
+
+def test_a_specialist_recipient_is_a_recipient_kind(broken: Path) -> None:
+    recipients = broken / "recipients.yaml"
+    specialist = (
+        "  - id: cardiology-north\n    name: North Cardiology\n    kind: specialist\n    channel: fhir-rest\n"
+        "    endpoint: https://cardiology.example.org/fhir\n"
+    )
+    recipients.write_text(
+        recipients.read_text().replace("  - id: payer-acme\n", specialist + "  - id: payer-acme\n", 1)
+    )
+    proc = _routes("validate", str(broken))
+    assert proc.returncode == 0, proc.stderr
+    assert "5 recipients" in proc.stdout
