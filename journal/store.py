@@ -210,7 +210,7 @@ class Journal:
 
     def admit(self, d: Delivery) -> str:
         """One round trip for a fresh delivery: ``"done"`` when it already has a final outcome (a redelivery
-        after a crash), ``"own"`` when ``d`` itself holds its pair (it waits on a retry topic already),
+        after a crash), ``"own"`` when ``d`` itself holds its pair (a crash came after it went to retry),
         ``"queued"`` when it was queued behind another holder, ``"go"`` otherwise."""
         if self.is_finished(d.delivery_id):
             return "done"

@@ -115,7 +115,12 @@ class DeliveryFlow:
                 self.metrics.inc("delivery_redelivered_skipped", recipient=d.recipient_id)
                 return  # journaled as finished before a crash: the recipient has it already
             if admitted == "own":
-                return  # it waits on a retry topic already
+                # A redelivery after a crash between holding the pair and publishing the retry record: that
+                # record may never have reached its topic, so attempt again now (same idempotency key).
+                done = len(await self.journal.db.run(self.journal.attempts, d.delivery_id))
+                if await self._try(replace(d, attempt=done)):
+                    await self._drain(d)
+                return
             if admitted == "queued":
                 self.metrics.inc("delivery_queued", recipient=d.recipient_id)
                 log.info("delivery %s queued behind a retry for recipient=%s", d.delivery_id, d.recipient_id)

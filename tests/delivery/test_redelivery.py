@@ -1,0 +1,71 @@
+"""A fresh delivery record read again after a crash is never left waiting on a retry that was not published.
+
+The deliver stage holds a (recipient, patient) pair in the journal and then publishes the retry record.
+A worker killed between the two leaves the hold without the retry record; the uncommitted input is read
+again by the next worker. It must attempt the delivery, not trust a retry that may not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.webhook import WebhookDestination
+from core.clock import now_iso
+from core.metrics import Metrics
+from core.records import Record
+from core.topics import Topics
+from journal import Journal, open_journal
+from streams.consent.deps import ConsentDeps
+from streams.consent.egress import SendGate
+from streams.consent.policy import load_policy
+from streams.deliver import RetryPolicy
+from streams.delivery_flow import DeliveryFlow
+from streams.routing.source import ReloadingRoutingMap
+from tests.conftest import CONFIG
+from tests.consent.test_egress import Consents
+from tests.delivery.helpers import delivery
+from tests.delivery.recipients import HttpRecipient
+
+
+class Published:
+    def __init__(self) -> None:
+        self.topics: list[str] = []
+
+    async def send(self, topic_name: str, key: str, record: Record) -> None:
+        self.topics.append(topic_name)
+
+    async def audit(self, key: str, document: dict[str, Any]) -> None:
+        self.topics.append("audit")
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    j = open_journal(f"sqlite:///{tmp_path}/journal.db")
+    yield j
+    j.close()
+
+
+async def test_a_redelivered_record_whose_retry_was_never_published_is_attempted_again(journal: Journal) -> None:
+    recipient = HttpRecipient()
+    await recipient.start()
+    published = Published()
+    gate = SendGate(ConsentDeps(load_policy(CONFIG), Consents()), ReloadingRoutingMap(CONFIG), journal,
+                    published.audit, clock=now_iso)  # fmt: skip
+    destinations = {"webhook": WebhookDestination(5.0, secret_for=lambda _: "redelivery-test-signing-secret")}
+    flow = DeliveryFlow(published, Topics("redeliver."), journal, destinations, RetryPolicy(), Metrics(), gate=gate)
+    d = delivery(1, endpoint=recipient.url)
+    try:
+        # the killed worker's first attempt failed and held the pair; its retry record never left
+        journal.record_attempt(d, 1, "error", 503, "unavailable")
+        journal.hold(d)
+        await flow.fresh(d)  # the next worker reads the uncommitted input again
+        assert [key for key, _, _ in recipient.seen] == [d.idempotency_key]
+        assert journal.outcome_status(d.delivery_id) == "delivered"
+        assert [a["attempt"] for a in journal.attempts(d.delivery_id)] == [1, 2]
+        assert journal.holder(d.recipient_id, d.patient_key) is None, "the pair is released for what follows"
+    finally:
+        await recipient.stop()
