@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from aiohttp import web
 
+from adapters.configapi import config_routes
 from adapters.console import ConsoleDeps, SessionStore, console_routes, signin_redirect
 from adapters.httpauth import Access
 from adapters.httpauth.tokens import TokenVerifier
@@ -274,7 +275,8 @@ class Hub:
         delivery = self._delivery.routes() if self._delivery is not None else []
         fhir = resthook_routes(self._publisher, self.subscriptions)
         consent = self._consent.routes() if self._consent is not None else []
-        return [*ops_routes(self.metrics, self.ready), *delivery, *fhir, *consent, *self._console_routes()]
+        config = config_routes(self.routing)
+        return [*ops_routes(self.metrics, self.ready), *config, *delivery, *fhir, *consent, *self._console_routes()]
 
     def _console_routes(self) -> list[web.RouteDef]:
         """The console's pages, where this process has the delivery journal (the streams role)."""

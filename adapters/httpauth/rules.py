@@ -53,6 +53,7 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/health", public=True, who="anyone (liveness)"),
     Rule("GET", "/ready", public=True, who="anyone (readiness)"),
     Rule("GET", "/metrics", (OPS_READ,), OPS),
+    Rule("GET", "/admin/config", (OPS_READ,), OPS),
     Rule("GET", "/admin/dlq", (OPS_READ,), OPS),
     Rule("POST", "/admin/dlq/replay", (OPS_WRITE,), OPS),
     Rule("GET", "/admin/deliveries/{id}", (OPS_READ,), OPS),

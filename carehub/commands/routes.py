@@ -9,6 +9,8 @@ HL7v2 file (or reads a CareEvent JSON as printed by ``carehub convert
 --event``) and prints, offline, which rules matched and which did not, which
 recipients were resolved and how, which actions would be taken and which
 would not, and why. Output names ids and codes, never patient names.
+``status`` asks a running hub (GET /admin/config, an ops.read token) which map
+version is in force and what its last rejected reload said.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.error
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from adapters.hl7.charset import decode
+from carehub.commands.hubclient import add_hub_options, call, refusal_text
 from carehub.config_check import check_all
 from core.defaults import shipped
 from core.errors import CarehubError
@@ -37,7 +41,7 @@ DEFAULT_CONFIG = shipped("config")
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("routes", help="validate routing config, or explain where an event would go")
-    commands = parser.add_subparsers(dest="routes_command", required=True, metavar="{validate,explain}")
+    commands = parser.add_subparsers(dest="routes_command", required=True, metavar="{validate,explain,status}")
     check = commands.add_parser("validate", help="check every config file carehub run loads from DIR")
     check.add_argument(
         "config_dir", type=Path, metavar="DIR", nargs="?", default=DEFAULT_CONFIG, help="default: the shipped sample"
@@ -51,6 +55,36 @@ def register(sub: Any) -> None:
     )
     explain.add_argument("--json", action="store_true", help="print the decisions as JSON")
     explain.set_defaults(func=run_explain)
+    status = commands.add_parser("status", help="the map version a running hub uses, and its last rejected reload")
+    add_hub_options(status)
+    status.add_argument("--json", action="store_true", help="print the hub's answer as JSON")
+    status.set_defaults(func=run_status)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    try:
+        code, answer = call(args, "/admin/config")
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"cannot reach the hub at {args.hub}: {exc}", file=sys.stderr)
+        return 2
+    if code != 200:
+        print(f"hub answered HTTP {code}: {refusal_text(answer)}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    print(
+        f"routing map {answer['map_version']} in force since {answer['loaded_at']}: {answer['rules']} rules, "
+        f"{answer['recipients']} recipients, {answer['rosters']} rosters"
+    )
+    rejected = answer.get("last_rejected")
+    if rejected:
+        print(f"last rejected reload at {rejected['at']} (kept {rejected['kept_version']}):")
+        for error in rejected["errors"]:
+            print(f"  {error}")
+    else:
+        print("no rejected reload")
+    return 0
 
 
 def run_validate(args: argparse.Namespace) -> int:

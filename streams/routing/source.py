@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
+from core.clock import now_iso
 from core.errors import ConfigError
-from streams.routing.load import load_routing_map, watched_files
+from streams.routing.load import check_config_dir, load_routing_map, watched_files
 from streams.routing.model import RoutingMap
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedReload:
+    """The last reload that failed validation: when, the version kept, and every problem (file:line: message)."""
+
+    at: str
+    kept_version: str
+    errors: tuple[str, ...]
+
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +36,9 @@ class ReloadingRoutingMap:
         self._map = load_routing_map(config_dir)
         self._stamp = self._mtimes()
         self.last_error: ConfigError | None = None
+        #: Kept after later successful reloads (``last_error`` is cleared by them): GET /admin/config shows it.
+        self.last_rejected: RejectedReload | None = None
+        self.loaded_at = now_iso()
 
     def _mtimes(self) -> tuple[tuple[str, int], ...]:
         """Name and mtime of every file the map is built from (rosters appear and vanish too)."""
@@ -52,9 +67,12 @@ class ReloadingRoutingMap:
             fresh = load_routing_map(self._dir)
         except ConfigError as exc:
             self.last_error = exc
+            errors = tuple(str(p) for p in check_config_dir(self._dir)) or (str(exc),)
+            self.last_rejected = RejectedReload(now_iso(), self._map.version, errors)
             log.error("routing map reload rejected, keeping version %s: %s", self._map.version, exc)
             return False
         self.last_error = None
+        self.loaded_at = now_iso()
         if fresh.version != self._map.version:
             log.info("routing map version %s replaces %s", fresh.version, self._map.version)
         self._map = fresh
