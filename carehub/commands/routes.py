@@ -32,6 +32,7 @@ from core.records import CareEvent
 from mappings import convert_text
 from mappings.batch import split_messages
 from streams.plan import action_key
+from streams.routing.apply import apply_config
 from streams.routing.decide import RoutingDecision, decide
 from streams.routing.load import load_routing_map
 from streams.routing.model import FLAGS
@@ -41,7 +42,7 @@ DEFAULT_CONFIG = shipped("config")
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("routes", help="validate routing config, or explain where an event would go")
-    commands = parser.add_subparsers(dest="routes_command", required=True, metavar="{validate,explain,status}")
+    commands = parser.add_subparsers(dest="routes_command", required=True, metavar="{validate,explain,status,apply}")
     check = commands.add_parser("validate", help="check every config file carehub run loads from DIR")
     check.add_argument(
         "config_dir", type=Path, metavar="DIR", nargs="?", default=DEFAULT_CONFIG, help="default: the shipped sample"
@@ -59,6 +60,21 @@ def register(sub: Any) -> None:
     add_hub_options(status)
     status.add_argument("--json", action="store_true", help="print the hub's answer as JSON")
     status.set_defaults(func=run_status)
+    apply = commands.add_parser("apply", help="validate a staged routing config, then install it into the live dir")
+    apply.add_argument("source", type=Path, metavar="STAGING_DIR")
+    apply.add_argument("--config-dir", type=Path, required=True, metavar="LIVE_DIR", help="the hub's config dir")
+    apply.set_defaults(func=run_apply)
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    problems, version = apply_config(args.source, args.config_dir)
+    for problem in problems:
+        print(problem.message, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) in {args.source}; nothing installed", file=sys.stderr)
+        return 1
+    print(f"routing map {version} installed into {args.config_dir} (the running hub reloads it)")
+    return 0
 
 
 def run_status(args: argparse.Namespace) -> int:

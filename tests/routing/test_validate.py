@@ -193,3 +193,28 @@ def test_a_specialist_recipient_is_a_recipient_kind(broken: Path) -> None:
     proc = _routes("validate", str(broken))
     assert proc.returncode == 0, proc.stderr
     assert "5 recipients" in proc.stdout
+
+
+def test_routes_apply_installs_only_a_valid_staged_config(tmp_path: Path) -> None:
+    live, staging = tmp_path / "live", tmp_path / "staging"
+    for target in (live, staging):
+        shutil.copytree(CONFIG, target, ignore=shutil.ignore_patterns("schemas"))
+    before = (live / "routes.yaml").read_text()
+    routes = staging / "routes.yaml"
+    routes.write_text(routes.read_text().replace("code: med-rec, due: {days: 7}", "code: med-rec, due: 7d"))
+    refused = _routes("apply", str(staging), "--config-dir", str(live))
+    assert refused.returncode == 1 and "nothing installed" in refused.stderr
+    assert "due: use {days: 7}" in refused.stderr
+    assert (live / "routes.yaml").read_text() == before, "a staged config with problems changes nothing"
+
+    routes.write_text(routes.read_text().replace("due: 7d", "due: {days: 5}"))
+    gone = sorted((staging / "rosters").iterdir())[0]
+    gone.unlink()
+    installed = _routes("apply", str(staging), "--config-dir", str(live))
+    assert installed.returncode == 0, installed.stderr
+    assert (live / "routes.yaml").read_text() == routes.read_text()
+    assert not (live / "rosters" / gone.name).exists(), "a roster dropped from staging is removed"
+    assert not list(live.rglob("*.apply-tmp"))
+    version = installed.stdout.split()[2]
+    check = _routes("validate", str(live))
+    assert check.returncode == 0 and f"routing map {version}" in check.stdout, check.stderr
