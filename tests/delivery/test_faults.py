@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+import jsonschema
 import pytest
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
@@ -28,6 +29,7 @@ from core.records import DeadLetter
 from core.settings import DeliverySettings, Settings
 from tests.authkit import OPS, Issuer
 from tests.conftest import CONFIG
+from tests.core.test_record_versions import schema_of
 from tests.delivery.helpers import delivery, produce
 from tests.delivery.recipients import HttpRecipient
 from tests.integration.conftest import eventually, hub_settings
@@ -142,6 +144,8 @@ async def test_a_4xx_recipient_fills_the_dead_letters_and_replay_delivers_once_f
         letters = await read_all(broker, hub.topics.delivery_dead_letters, 3)
         assert {DeadLetter.from_json(v).record["delivery_id"] for v in letters} == {r.delivery_id for r in records}
         assert all("HTTP 400" in DeadLetter.from_json(v).reason for v in letters)
+        for value in letters:  # the published contract of the dead-letter topic
+            jsonschema.Draft202012Validator(schema_of(DeadLetter)).validate(json.loads(value))
         url = f"http://127.0.0.1:{hub.http_port}"
         ops = issuer.token(*OPS)
         refused = await asyncio.to_thread(run_cli, "dlq", "list", "--hub", url)

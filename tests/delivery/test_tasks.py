@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 
 from core.records import TaskEvent
 from streams.task_alerts import check_overdue
 from tests.authkit import RECIPIENT, Issuer
+from tests.core.test_record_versions import schema_of
 from tests.delivery.helpers import delivery, produce
 from tests.delivery.recipients import HttpRecipient
 from tests.delivery.test_faults import read_keyed, settings, start_hub
@@ -112,6 +115,8 @@ async def test_a_referral_task_is_closed_through_the_endpoint(
         assert await check_overdue(journal, sink) == 1 and raised[0].task_id == "task-late"
         keyed = await read_keyed(broker, hub.topics.task_events, 4)
         assert {key for key, _ in keyed} == {b"RGH|T1"}, "task.events is keyed by patient key, as documented"
+        for _, value in keyed:  # every record on task.events matches its published schema
+            jsonschema.Draft202012Validator(schema_of(TaskEvent)).validate(json.loads(value))
         events = [TaskEvent.from_json(v) for _, v in keyed]
         assert [(e.task_id, e.kind, e.to_status) for e in events if e.task_id == "task-1"] == [
             ("task-1", "created", "requested"),

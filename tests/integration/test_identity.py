@@ -21,6 +21,7 @@ from connectors.mllp import MLLPClient, ack_code
 from core.records import CareEvent, InboundMessage
 from tests.authkit import Issuer
 from tests.conftest import CONFIG
+from tests.core.test_record_versions import schema_of
 from tests.integration.conftest import hub_settings
 
 pytestmark = pytest.mark.integration
@@ -77,6 +78,8 @@ async def test_same_mrn_without_authority_from_two_facilities_is_two_patients(id
         await client.close()
 
     inbound = await _read(hub.bootstrap, hub.topics.hl7v2_inbound, 2)
+    for _, value in inbound:  # the published contract of the inbound topic holds too
+        jsonschema.Draft202012Validator(schema_of(InboundMessage)).validate(json.loads(value))
     keys = {InboundMessage.from_json(value).sending_facility: key for key, value in inbound}
     # not listed: the facility is the authority; listed: the configured default
     assert keys == {"NORTHHOSP": b"NORTHHOSP|12345", "SOUTHCLINIC": b"SOUTHNET|12345"}
