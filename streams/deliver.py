@@ -34,6 +34,11 @@ class RetryPolicy:
     breaker_failures: int = 5
     breaker_reset_s: float = 10.0
 
+    @property
+    def longest_wait_s(self) -> float:
+        """The most a retry record waits: a backoff, or a delivery held over two reset periods of its circuit."""
+        return max(self.max_s, 2 * self.breaker_reset_s)
+
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Jitter above a floor: uniform in [max(initial, cap/2), cap], cap = min(max, initial * 2**(attempt-1)).
 
@@ -65,6 +70,10 @@ class Attempt:
         return "permanent" if self.permanent else "transient"
 
 
+#: A try refused by an open circuit (the recipient was not contacted).
+CIRCUIT_OPEN = Attempt(ok=False, detail="circuit open for this endpoint", skipped=True)
+
+
 @dataclass(frozen=True, slots=True)
 class NextStep:
     """The decision after an attempt, with its reason."""
@@ -84,6 +93,11 @@ def next_step(attempt: Attempt, number: int, policy: RetryPolicy, rng: random.Ra
         return NextStep("dead-letter", f"permanent: {attempt.detail}", number)
     if number >= policy.max_attempts and not attempt.skipped:
         return NextStep("dead-letter", f"retries exhausted after {number} attempts: {attempt.detail}", number)
+    if attempt.skipped:
+        # Held by an open circuit: back no sooner than the next probe can decide, spread over one more reset
+        # period, on the last tier; so a held delivery is touched about once per reset period, not per backoff.
+        held_s = policy.breaker_reset_s * rng.uniform(1.0, 2.0)
+        return NextStep("retry", attempt.detail, number, delay_s=held_s, tier=RETRY_TIERS)
     waits_for = max(number, 1)
     delay, tier = policy.backoff(waits_for, rng), min(waits_for, RETRY_TIERS)
     if attempt.retry_after_s is not None and attempt.retry_after_s > delay:
@@ -144,6 +158,13 @@ class CircuitBreaker:
             circuit.opened_at = self.clock()
             self.on_change(endpoint, "open")
 
+    def holds(self, endpoint: str) -> bool:
+        """True while a try to ``endpoint`` would be refused (open, not yet due to probe); changes nothing."""
+        circuit = self._state.get(endpoint)
+        if circuit is None or circuit.opened_at is None:
+            return False
+        return circuit.probing or self.clock() - circuit.opened_at < self.reset_s
+
     def is_open(self, endpoint: str) -> bool:
         circuit = self._state.get(endpoint)
         return circuit is not None and circuit.opened_at is not None
@@ -154,7 +175,7 @@ async def attempt_once(
 ) -> Attempt:
     """One bounded try through ``destination``; every error becomes an Attempt."""
     if not breaker.allow(delivery.endpoint):
-        return Attempt(ok=False, detail="circuit open for this endpoint", skipped=True)
+        return CIRCUIT_OPEN
     try:
         status = await asyncio.wait_for(destination.send(delivery), timeout_s)
     except DeliveryError as exc:

@@ -50,7 +50,16 @@ from streams.consent.decide import ConsentDecision
 from streams.consent.deps import following_merges
 from streams.consent.egress import SendGate
 from streams.context import AgentContext
-from streams.deliver import Attempt, CircuitBreaker, NextStep, RetryPolicy, attempt_once, next_step, outcome
+from streams.deliver import (
+    CIRCUIT_OPEN,
+    Attempt,
+    CircuitBreaker,
+    NextStep,
+    RetryPolicy,
+    attempt_once,
+    next_step,
+    outcome,
+)
 from streams.routing.model import Recipient
 from streams.task_alerts import task_from_delivery, with_task
 
@@ -134,7 +143,7 @@ class DeliveryFlow:
                 if await self.journal.db.run(j.holder, d.recipient_id, d.patient_key) == d.delivery_id:
                     await self._drain(d)
                 return
-            if await self._try(d):
+            if await self._try(d, held=True):
                 await self._drain(d)
 
     async def _drain(self, holder: Delivery) -> None:
@@ -197,9 +206,18 @@ class DeliveryFlow:
             await self.sender.send(self.topics.task_events, d.patient_key, event)
         return replace(d, payload=with_task(d.payload, change.resource))
 
-    async def _try(self, d: Delivery) -> bool:
-        """One attempt and what follows; True when ``d`` is resolved (delivered, dead-lettered or suppressed)."""
+    async def _try(self, d: Delivery, *, held: bool = False) -> bool:
+        """One attempt and what follows; True when ``d`` is resolved (delivered, dead-lettered or suppressed).
+
+        ``held``: ``d`` comes from a retry topic and already holds its pair. While its endpoint's circuit
+        is open it goes straight back to the retry topic: no consent check, no audit, no journal row
+        (one row said it was held when it first was), so a long outage costs one record per held
+        delivery per reset period and nothing that grows.
+        """
         d = self._addressed(d)
+        if held and self.breaker.holds(d.endpoint):
+            await self._hold(d, next_step(CIRCUIT_OPEN, d.attempt, self.policy, self.rng))
+            return False
         if d.corrects:
             corrected = await self._correction(d)
             if isinstance(corrected, str):
@@ -234,9 +252,7 @@ class DeliveryFlow:
             return True
         if step.action == "retry":
             await self.journal.db.run(j.hold, d)
-            again = replace(d, attempt=number, due_at=time.time() + step.delay_s)
-            await self.sender.send(self.topics.delivery_retry(step.tier), d.patient_key, again)
-            self.metrics.inc("delivery_retried", recipient=d.recipient_id)
+            await self._hold(d, step)
             return False
         await self._dead_letter(d, step, attempt)
         return True
@@ -248,6 +264,12 @@ class DeliveryFlow:
             return d
         log.info("delivery %s recipient=%s: endpoint from the current directory", d.delivery_id, d.recipient_id)
         return replace(d, endpoint=recipient.endpoint, channel=recipient.channel)
+
+    async def _hold(self, d: Delivery, step: NextStep) -> None:
+        """``d`` (holding its pair in the journal) goes to the retry topic ``step`` names."""
+        again = replace(d, attempt=step.attempts, due_at=time.time() + step.delay_s)
+        await self.sender.send(self.topics.delivery_retry(step.tier), d.patient_key, again)
+        self.metrics.inc("delivery_retried", recipient=d.recipient_id)
 
     async def _suppress(self, d: Delivery, decision: ConsentDecision) -> None:
         """The send-time gate refused ``d``: it is finished, and nothing left."""

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def register(app: faust.App, ctx: AgentContext) -> None:
     flow = flow_for(ctx)
-    longest = ctx.deps.retry.max_s
+    longest = ctx.deps.retry.longest_wait_s
 
     async def retry_agent(stream: Any) -> None:
         async for event in stream.events():

@@ -110,7 +110,7 @@ async def test_an_open_circuit_logs_its_state_changes_not_every_held_delivery(
     try:
         records = [delivery(n, patient=f"RGH|C{n}", endpoint=recipient.url) for n in range(30)]
         await produce(broker, hub.topics.deliveries, records)
-        await eventually(lambda: hub.metrics.total("delivery_retried") >= 200, timeout_s=30)
+        await eventually(lambda: hub.metrics.total("delivery_retried") >= 60, timeout_s=30)
         opened = [r for r in caplog.records if r.getMessage().startswith("circuit open")]
         held = [r for r in caplog.records if "result=circuit-open" in r.getMessage()]
         assert 1 <= len(opened) <= 3, [r.getMessage() for r in opened]  # one per reset period at most
@@ -120,6 +120,41 @@ async def test_an_open_circuit_logs_its_state_changes_not_every_held_delivery(
         await eventually(lambda: len(recipient.counts()) == len(records), timeout_s=30)
         assert any(r.getMessage().startswith("circuit closed") for r in caplog.records)
         print(f"{hub.metrics.total('delivery_retried')} retries held; {len(caplog.records)} log lines from streams")
+    finally:
+        await hub.stop()
+
+
+async def test_deliveries_held_by_an_open_circuit_park_without_growing_and_a_live_recipient_keeps_pace(
+    broker: str, tmp_path: Path, recipient: HttpRecipient
+) -> None:
+    """40 deliveries to a recipient that is down and 40 to one that is up, through one worker.
+
+    The live recipient gets all of its 40 while the other is down. A held delivery is journaled as
+    held once, not once per cycle, and comes back about once per reset period (it used to cycle every
+    backoff, ~0.05 s here, with a journal row, a consent check and a retry record each time).
+    """
+    down = HttpRecipient()  # never started: its port refuses connections
+    reset_s = 1.0
+    hub = await start_hub(settings(tmp_path, broker, breaker_reset_s=reset_s, backoff_max_s=2.0))
+    await recipient.start()
+    try:
+        held = [delivery(n, patient=f"RGH|H{n}", endpoint=down.url) for n in range(40)]
+        live = [delivery(n, patient=f"RGH|L{n}", endpoint=recipient.url) for n in range(40)]
+        await produce(broker, hub.topics.deliveries, held + live)
+        await eventually(lambda: len(recipient.counts()) == len(live), timeout_s=60)
+        await eventually(lambda: hub.metrics.total("delivery_retried") >= 2 * len(held), timeout_s=60)
+        before, started = hub.metrics.total("delivery_retried"), asyncio.get_running_loop().time()
+        await asyncio.sleep(3 * reset_s)
+        cycles = hub.metrics.total("delivery_retried") - before
+        window = asyncio.get_running_loop().time() - started
+        assert cycles <= len(held) * (window / reset_s + 2), f"{cycles} retry records in {window:.1f} s"
+        journal = hub._delivery.journal if hub._delivery else None
+        assert journal is not None
+        for d in held:
+            rows = journal.attempts(d.delivery_id)
+            assert sum(1 for r in rows if r["result"] == "circuit-open") <= 1, rows
+            assert len(rows) <= FAST.breaker_failures + 4, rows  # real tries and probes only, not every cycle
+        assert set(recipient.counts()) == {d.idempotency_key for d in live}
     finally:
         await hub.stop()
 
