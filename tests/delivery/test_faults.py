@@ -125,7 +125,7 @@ async def test_an_open_circuit_logs_its_state_changes_not_every_held_delivery(
 
 
 async def test_deliveries_held_by_an_open_circuit_park_without_growing_and_a_live_recipient_keeps_pace(
-    broker: str, tmp_path: Path, recipient: HttpRecipient
+    broker: str, tmp_path: Path, recipient: HttpRecipient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """40 deliveries to a recipient that is down and 40 to one that is up, through one worker.
 
@@ -134,11 +134,12 @@ async def test_deliveries_held_by_an_open_circuit_park_without_growing_and_a_liv
     backoff, ~0.05 s here, with a journal row, a consent check and a retry record each time).
     """
     down = HttpRecipient()  # never started: its port refuses connections
+    monkeypatch.setenv("CAREHUB_ENDPOINT_PAYER_ACME", down.url)
     reset_s = 1.0
     hub = await start_hub(settings(tmp_path, broker, breaker_reset_s=reset_s, backoff_max_s=2.0))
     await recipient.start()
     try:
-        held = [delivery(n, patient=f"RGH|H{n}", endpoint=down.url) for n in range(40)]
+        held = [delivery(n, recipient="payer-acme", patient=f"RGH|H{n}", endpoint=down.url) for n in range(40)]
         live = [delivery(n, patient=f"RGH|L{n}", endpoint=recipient.url) for n in range(40)]
         await produce(broker, hub.topics.deliveries, held + live)
         await eventually(lambda: len(recipient.counts()) == len(live), timeout_s=60)
