@@ -224,8 +224,9 @@ def map_encounter(
     enc_copy = _with_id(_rewrite(encounter, new_refs), new_refs[encounter_ref])
     by_ref = {**copies, new_refs[encounter_ref]: enc_copy}
     new_patient = copies[new_refs[patient_ref]]
+    event_id = _event_id(source, encounter_ref, step.kind, encounter)
     event = CareEvent(
-        event_id=_event_id(source, encounter_ref, step.kind, encounter),
+        event_id=event_id,
         kind=step.kind,
         occurred_at=_occurred_at(step.kind, encounter, source),
         patient_key=pkey,
@@ -241,7 +242,7 @@ def map_encounter(
             "control_id": f"{source.subscription}#{source.event_number}" if source.event_number is not None else "",
             "received_at": source.received_at,
         },
-        bundle=_bundle(by_ref, source),
+        bundle=_bundle(by_ref, source, event_id),
         patient_id=new_patient["id"],
         encounter_id=enc_id,
         location=_location_text(enc_copy, by_ref),
@@ -260,9 +261,10 @@ def _with_id(resource: Resource, new_ref: str) -> Resource:
     return {**resource, "id": new_ref.split("/", 1)[1]}
 
 
-def _bundle(by_ref: Mapping[str, Resource], source: FhirSource) -> Resource:
+def _bundle(by_ref: Mapping[str, Resource], source: FhirSource, event_id: str) -> Resource:
     return {
         "resourceType": "Bundle",
+        "id": ids.resource_id("Bundle", "fhir-event", event_id),  # stable, as the HL7v2 path's bundle id is
         "type": "collection",
         "timestamp": source.timestamp or source.received_at,
         "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in by_ref.values()],

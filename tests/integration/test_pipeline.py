@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
 from connectors.mllp import MLLPClient, ack_code
+from core.records import Delivery, DeliveryOutcome
 from tests.conftest import FEED
+from tests.core.test_record_versions import schema_of
+from tests.delivery.test_faults import read_keyed
 from tests.integration.conftest import eventually
 
 pytestmark = pytest.mark.integration
@@ -51,6 +56,16 @@ async def test_external_mllp_client_gets_aa_and_the_pcp_gets_an_admit_notificati
     assert got.signature_ok is True, "the PCP shares a secret: the hub signs"
     assert got.focus.startswith("Encounter/")
     assert len(got.idempotency_key) == 32
+
+    # the records the router and the delivery worker wrote hold to their published contracts
+    await eventually(lambda: hub.metrics.total("delivered") >= 2)
+    for topic, cls in [(hub.topics.deliveries, Delivery), (hub.topics.delivery_outcomes, DeliveryOutcome)]:
+        written = await read_keyed(hub.bootstrap, topic, 2)
+        assert len(written) >= 2, f"{topic}: {len(written)} record(s)"
+        for key, value in written:
+            errors = [e.message for e in jsonschema.Draft202012Validator(schema_of(cls)).iter_errors(json.loads(value))]
+            assert not errors, (topic, errors)
+            assert key == b"RGH|MRN100234", f"{topic} is keyed by patient key, as documented"
 
 
 async def test_notification_content_matches_the_message(hub: Hub, recipients: dict[str, DemoRecipient]) -> None:

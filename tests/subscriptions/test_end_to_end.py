@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import aiohttp
+import jsonschema
 import pytest
 
 from carehub.commands import subscribe, subscriptions
@@ -21,9 +22,12 @@ from carehub.fhir_subscriptions import read_states
 from carehub.hub import Hub
 from connectors.mllp import MLLPClient, ack_code
 from core.principal import CONSENT_WRITE, NOTIFY_WRITE
+from core.records import CareEvent, FhirNotification
 from mappings import ids
 from tests.authkit import TEST_ISSUER, Issuer
 from tests.conftest import FEED
+from tests.core.test_record_versions import schema_of
+from tests.delivery.test_faults import read_keyed
 from tests.integration.conftest import eventually, hub_settings
 from tests.subscriptions.conftest import SECRET, subscriptions_yaml
 from tests.subscriptions.fixtures import encounter
@@ -89,6 +93,21 @@ async def test_subscription_to_delivery_with_gap_and_heartbeat_recovery(
         await eventually(lambda: "notification-discharge" in _codes(pcp))
         assert any("$events" in r for r in source.requests)
         assert _codes(pcp).count("notification-discharge") == 1, "event 3 repeats event 2's state: one discharge"
+
+        # FHIR-sourced care events and the stored notifications hold to their published contracts
+        for written_to, cls, count in [
+            (hub.topics.care_events, CareEvent, 2),
+            (hub.topics.fhir_inbound, FhirNotification, 3),
+        ]:
+            written = await read_keyed(broker, written_to, count)
+            assert len(written) >= count, f"{written_to}: {len(written)} record(s)"
+            for _, value in written:
+                errors = [
+                    e.message for e in jsonschema.Draft202012Validator(schema_of(cls)).iter_errors(json.loads(value))
+                ]
+                assert not errors, (written_to, errors)
+        fhir_sourced = [CareEvent.from_json(v) for _, v in await read_keyed(broker, hub.topics.care_events, 2)]
+        assert {e.kind for e in fhir_sourced} >= {"admit", "discharge"}, [(e.kind, e.source) for e in fhir_sourced]
 
         topic = hub.topics.subscription_state
 

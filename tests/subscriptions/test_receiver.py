@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import jsonschema
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -14,6 +16,7 @@ from adapters.resthook.receiver import Channel, RestHookReceiver, endpoint_path
 from carehub.kafka import KafkaPublisher, ensure_topics
 from carehub.ops_http import HTTPServer
 from core.records import FhirNotification
+from tests.core.test_record_versions import schema_of
 
 pytestmark = pytest.mark.integration
 SECRET = "s3cret-for-adt"
@@ -46,7 +49,9 @@ async def _stored(broker: str, topic: str, count: int) -> list[FhirNotification]
         while len(found) < count:
             batch = await consumer.getmany(timeout_ms=5000)
             assert batch, "nothing arrived on the topic"
-            found += [FhirNotification.from_json(r.value) for rs in batch.values() for r in rs]
+            for r in (r for rs in batch.values() for r in rs):  # each record holds to its published schema
+                jsonschema.Draft202012Validator(schema_of(FhirNotification)).validate(json.loads(r.value))
+                found.append(FhirNotification.from_json(r.value))
         return found
     finally:
         await consumer.stop()
