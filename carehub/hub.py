@@ -107,7 +107,7 @@ class Hub:
         self.roles = roles
         self.metrics = Metrics()
         self.topics = Topics(settings.kafka.topic_prefix)
-        self.routing = ReloadingRoutingMap(settings.config_dir)
+        self.routing = ReloadingRoutingMap(settings.config_dir, watch_files=settings.routing.watch)
         self.subscriptions = load_subscriptions(settings.config_dir)
         self._broker_log = broker_log
         self._broker: EmbeddedBroker | None = None

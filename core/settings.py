@@ -125,6 +125,13 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    #: Save-to-deploy: reload the routing map when a file in the config dir changes. Off: only an
+    #: explicit reload (``carehub routes apply``, ``POST /console/routing/reload``) loads edits.
+    watch: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class DeliverySettings:
     timeout_s: float = 10.0
     max_attempts: int = 5
@@ -152,6 +159,7 @@ class Settings:
     mllp: MLLPSettings = field(default_factory=MLLPSettings)
     http: HTTPSettings = field(default_factory=HTTPSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     #: PID-3 without an assigning authority (CX.4): sending facility (MSH-4, else MSH-3) -> the authority
     #: its identifiers belong to. A sender not listed is its own authority (core.patient).
@@ -170,7 +178,7 @@ def _section(cls: Any, current: Any, data: Mapping[str, Any]) -> Any:
 def from_mapping(data: Mapping[str, Any], base: Settings | None = None) -> Settings:
     """Apply a (validated) settings document on top of ``base``."""
     s = base or Settings()
-    top = {k: v for k, v in data.items() if k not in ("kafka", "mllp", "http", "delivery", "auth")}
+    top = {k: v for k, v in data.items() if k not in ("kafka", "mllp", "http", "delivery", "routing", "auth")}
     if "config_dir" in top:
         top["config_dir"] = Path(top["config_dir"])
     return replace(
@@ -180,6 +188,7 @@ def from_mapping(data: Mapping[str, Any], base: Settings | None = None) -> Setti
         mllp=_section(MLLPSettings, s.mllp, data.get("mllp", {})),
         http=_section(HTTPSettings, s.http, data.get("http", {})),
         delivery=_section(DeliverySettings, s.delivery, data.get("delivery", {})),
+        routing=_section(RoutingSettings, s.routing, data.get("routing", {})),
         auth=auth_settings(data["auth"]) if "auth" in data else s.auth,
     )
 

@@ -73,7 +73,7 @@ def run_apply(args: argparse.Namespace) -> int:
     if problems:
         print(f"{len(problems)} problem(s) in {args.source}; nothing installed", file=sys.stderr)
         return 1
-    print(f"routing map {version} installed into {args.config_dir} (the running hub reloads it)")
+    print(f"routing map {version} installed into {args.config_dir} (the running hub loads it within a second)")
     return 0
 
 

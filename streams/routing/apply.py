@@ -18,6 +18,8 @@ from streams.routing.load import ROSTERS_DIR, check_config_dir, load_routing_map
 from streams.routing.rosters import roster_files
 
 _STAGED = ".apply-tmp"
+#: Touched after every install: a hub that does not watch the files (``routing.watch: false``) reloads on it.
+APPLIED_STAMP = ".applied"
 
 
 def apply_config(source: Path, target: Path) -> tuple[list[ConfigError], str]:
@@ -36,4 +38,7 @@ def apply_config(source: Path, target: Path) -> tuple[list[ConfigError], str]:
     for old in roster_files(target / ROSTERS_DIR):
         if old not in kept:
             old.unlink()
+    stamp = target / (APPLIED_STAMP + _STAGED)
+    stamp.write_text(version + "\n", encoding="utf-8")
+    os.replace(stamp, target / APPLIED_STAMP)
     return [], version

@@ -1,5 +1,9 @@
 """The current routing map, reloaded when its files change (routes, directory, rosters).
 
+With ``watch_files`` off (``routing.watch: false``) an edit is loaded only by an
+explicit reload: ``carehub routes apply`` (which touches the apply stamp the
+watcher polls instead) or ``reload_if_changed`` (the console's reload).
+
 A reload that fails validation keeps the previous map in force and records
 the error; in-flight events are never lost because a map swap is a single
 reference assignment between events.
@@ -14,6 +18,7 @@ from pathlib import Path
 
 from core.clock import now_iso
 from core.errors import ConfigError
+from streams.routing.apply import APPLIED_STAMP
 from streams.routing.load import check_config_dir, load_routing_map, watched_files
 from streams.routing.model import RoutingMap
 
@@ -31,8 +36,10 @@ log = logging.getLogger(__name__)
 
 
 class ReloadingRoutingMap:
-    def __init__(self, config_dir: Path) -> None:
+    def __init__(self, config_dir: Path, watch_files: bool = True) -> None:
         self._dir = config_dir
+        self.watch_files = watch_files
+        self._applied = self._applied_stamp()
         self._map = load_routing_map(config_dir)
         self._stamp = self._mtimes()
         self.last_error: ConfigError | None = None
@@ -49,6 +56,12 @@ class ReloadingRoutingMap:
             except OSError:
                 stamps.append((path.name, 0))
         return tuple(stamps)
+
+    def _applied_stamp(self) -> int:
+        try:
+            return (self._dir / APPLIED_STAMP).stat().st_mtime_ns
+        except OSError:
+            return 0
 
     def current(self) -> RoutingMap:
         return self._map
@@ -78,7 +91,17 @@ class ReloadingRoutingMap:
         self._map = fresh
         return True
 
+    def applied_since(self) -> bool:
+        """True once when ``carehub routes apply`` installed a map since the last look."""
+        stamp = self._applied_stamp()
+        if stamp == self._applied:
+            return False
+        self._applied = stamp
+        return True
+
     async def watch(self, interval_s: float = 1.0) -> None:
+        """Poll: every file when ``watch_files``, else only the apply stamp."""
         while True:
             await asyncio.sleep(interval_s)
-            self.reload_if_changed()
+            if self.applied_since() or self.watch_files:
+                self.reload_if_changed()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,12 @@ import pytest
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
 from connectors.mllp import MLLPClient, ack_code
+from core.settings import RoutingSettings
+from streams.routing.apply import apply_config
 from streams.routing.source import ReloadingRoutingMap
+from tests.authkit import Issuer
 from tests.conftest import CONFIG, FEED
-from tests.integration.conftest import eventually
+from tests.integration.conftest import eventually, hub_settings
 
 pytestmark = pytest.mark.integration
 
@@ -86,8 +92,6 @@ async def test_discharge_tasks_signals_and_hot_reload(
 
 
 def test_roster_edits_reload_and_broken_rosters_keep_the_old_map(tmp_path: Path) -> None:
-    import shutil
-
     shutil.copytree(CONFIG, tmp_path / "config", ignore=shutil.ignore_patterns("schemas"))
     source = ReloadingRoutingMap(tmp_path / "config")
     before = source.current()
@@ -104,3 +108,30 @@ def test_roster_edits_reload_and_broken_rosters_keep_the_old_map(tmp_path: Path)
     (tmp_path / "config" / "rosters" / "new.csv").write_text("assigning_authority,patient_id,pcp\nX,1,pcp-riverside\n")
     roster.write_text("assigning_authority,patient_id,pcp\n")
     assert source.reload_if_changed() is True and len(source.current().rosters) == 3
+
+
+async def test_with_watch_off_an_edit_waits_for_an_explicit_reload(
+    broker: str, config_dir: Path, recipients: dict[str, DemoRecipient], issuer: Issuer, tmp_path: Path
+) -> None:
+    hub = Hub(replace(hub_settings(config_dir, broker), routing=RoutingSettings(watch=False)))
+    await hub.start()
+    try:
+        first = hub.routing.current().version
+        routes = config_dir / "routes.yaml"
+        good = routes.read_text()
+        routes.write_text(good.replace('version: "2026-11-22.2"', 'version: "saved-1"'))
+        for _ in range(6):  # several of the watcher's one-second polls
+            await asyncio.sleep(0.5)
+            assert hub.routing.current().version == first, "watch: false: a saved edit is not deployed"
+        # the console's reload (POST /console/routing/reload) loads it
+        assert hub.routing.reload_if_changed() is True
+        assert hub.routing.current().version.startswith("saved-1+")
+
+        staging = tmp_path / "staging"
+        shutil.copytree(config_dir, staging)
+        (staging / "routes.yaml").write_text(good.replace('version: "2026-11-22.2"', 'version: "applied-2"'))
+        problems, version = apply_config(staging, config_dir)  # carehub routes apply STAGING --config-dir LIVE
+        assert problems == [] and version.startswith("applied-2+")
+        await eventually(lambda: hub.routing.current().version == version)
+    finally:
+        await hub.stop()
