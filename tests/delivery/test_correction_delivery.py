@@ -15,9 +15,12 @@ from tests.integration.conftest import eventually
 pytestmark = pytest.mark.integration
 
 
-async def test_a_correction_of_an_original_never_received_is_not_sent(broker: str, tmp_path: Path) -> None:
+async def test_a_correction_of_an_original_never_received_is_not_sent(
+    broker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     recipient = HttpRecipient(status=400)  # refuses the first original for good: it is dead-lettered
     await recipient.start()
+    monkeypatch.setenv("CAREHUB_ENDPOINT_PCP_RIVERSIDE", recipient.url)  # endpoints are read at send time
     hub = await start_hub(settings(tmp_path, broker))
     try:
         refused = delivery(0, endpoint=recipient.url)
