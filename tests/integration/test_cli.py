@@ -10,6 +10,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -152,8 +153,14 @@ def test_demo_serve_prints_a_console_url_and_a_token_that_signs_in() -> None:
             opener.open(urllib.request.Request(f"{url}/signin", data=form), timeout=10)
         assert answer.value.code == 303
         cookie = answer.value.headers["Set-Cookie"].split(";")[0]
-        page = urllib.request.urlopen(urllib.request.Request(f"{url}/messages", headers={"Cookie": cookie}), timeout=10)
-        html = page.read().decode()
+        deadline = time.monotonic() + 60  # the message journal is its own consumer group: it may lag the demo
+        while True:
+            request = urllib.request.Request(f"{url}/messages", headers={"Cookie": cookie})
+            page = urllib.request.urlopen(request, timeout=10)
+            html = page.read().decode()
+            if "RGH0002" in html or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert page.status == 200 and "RGH0002" in html and "demo-analyst (PHI)" in html
     finally:
         proc.send_signal(signal.SIGINT)
