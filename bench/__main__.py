@@ -27,11 +27,11 @@ from bench.reference import ReferenceServer
 from bench.rss import rss_line, rss_mb
 from carehub import loop
 from carehub.broker import EmbeddedBroker
+from carehub.core.settings import HTTPSettings, KafkaSettings, Settings
 from carehub.hub import Hub
 from carehub.kafka import ensure_topics
 from carehub.logs import configure
 from carehub.ops_http import HTTPServer
-from core.settings import HTTPSettings, KafkaSettings, Settings
 
 ROUTES = """version: bench
 rules:

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.messages import message
 from carehub.kafka import ensure_topics
-from streams.faust_tuning import tune_fetch_wait
+from carehub.streams.faust_tuning import tune_fetch_wait
 
 PARTITIONS = 4
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import orjson
 
-from adapters.hl7.tokenizer import parse_message
 from bench.messages import message
-from mappings import convert_text
-from mappings.bench import corpus_texts
+from carehub.adapters.hl7.tokenizer import parse_message
+from carehub.mappings import convert_text
+from carehub.mappings.bench import corpus_texts
 
 CORPUS = Path(os.environ.get("CAREHUB_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "corpus" / "hl7v2"
 

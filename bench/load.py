@@ -14,7 +14,7 @@ import time
 
 from bench.messages import message
 from carehub import loop
-from connectors.mllp import MLLPClient, ack_code
+from carehub.connectors.mllp import MLLPClient, ack_code
 
 
 async def _connection(

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from core.errors import BrokerError
+from carehub.core.errors import BrokerError
 
 log = logging.getLogger(__name__)
 

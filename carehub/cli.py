@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from carehub.commands import COMMANDS
-from core.errors import CarehubError
+from carehub.core.errors import CarehubError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.configfile import file_problems
-from core.errors import ConfigError
-from core.settings import SETTINGS_FILE, load_settings
-from streams.consent.policy import PART2_FILE, load_policy
-from streams.routing.load import check_config_dir
-from streams.subscriptions.config import FILE as SUBSCRIPTIONS_FILE
-from streams.subscriptions.config import load_subscriptions
+from carehub.core.configfile import file_problems
+from carehub.core.errors import ConfigError
+from carehub.core.settings import SETTINGS_FILE, load_settings
+from carehub.streams.consent.policy import PART2_FILE, load_policy
+from carehub.streams.routing.load import check_config_dir
+from carehub.streams.subscriptions.config import FILE as SUBSCRIPTIONS_FILE
+from carehub.streams.subscriptions.config import load_subscriptions
 
 
 def _first(load: object, *args: object) -> list[ConfigError]:

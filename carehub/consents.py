@@ -9,20 +9,20 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.consentapi import consent_routes
-from adapters.fhirhttp import IncompleteResourceError, InvalidResourceError, PreconditionFailedError
-from adapters.part2api import part2_routes
-from core.clock import now_iso
-from core.kafka_security import PLAINTEXT, KafkaSecurity
-from core.patient import PatientIdentifier, patient_key
-from mappings.validation import validate_resource
-from streams.consent.audit import attestation_audit
-from streams.consent.codes import AUTHORITY_PREFIX
-from streams.consent.deps import ConsentDeps
-from streams.consent.emergency import KEY_PREFIX, parse_attestation
-from streams.consent.model import WRITTEN_BY, ConsentError, IncompleteConsentError, parse_consent
-from streams.consent.policy import load_policy
-from streams.consent.store import ConsentTable, ConsentWriter, history_key
+from carehub.adapters.consentapi import consent_routes
+from carehub.adapters.fhirhttp import IncompleteResourceError, InvalidResourceError, PreconditionFailedError
+from carehub.adapters.part2api import part2_routes
+from carehub.core.clock import now_iso
+from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
+from carehub.core.patient import PatientIdentifier, patient_key
+from carehub.mappings.validation import validate_resource
+from carehub.streams.consent.audit import attestation_audit
+from carehub.streams.consent.codes import AUTHORITY_PREFIX
+from carehub.streams.consent.deps import ConsentDeps
+from carehub.streams.consent.emergency import KEY_PREFIX, parse_attestation
+from carehub.streams.consent.model import WRITTEN_BY, ConsentError, IncompleteConsentError, parse_consent
+from carehub.streams.consent.policy import load_policy
+from carehub.streams.consent.store import ConsentTable, ConsentWriter, history_key
 
 log = logging.getLogger(__name__)
 

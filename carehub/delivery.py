@@ -15,21 +15,21 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.dlqapi import dlq_routes
-from adapters.taskapi import task_routes
+from carehub.adapters.dlqapi import dlq_routes
+from carehub.adapters.taskapi import task_routes
+from carehub.connectors.base import Destination
+from carehub.connectors.fhir_rest import FhirRestDestination
+from carehub.connectors.kafka_topic import KafkaTopicDestination
+from carehub.connectors.mllp import MLLPDestination
+from carehub.core.clock import iso
+from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
+from carehub.core.records import Delivery, Record, TaskEvent
+from carehub.core.settings import Settings
+from carehub.core.topics import Topics
+from carehub.journal import Journal, open_journal
 from carehub.kafka import Replication, ensure_topics
-from connectors.base import Destination
-from connectors.fhir_rest import FhirRestDestination
-from connectors.kafka_topic import KafkaTopicDestination
-from connectors.mllp import MLLPDestination
-from core.clock import iso
-from core.kafka_security import PLAINTEXT, KafkaSecurity
-from core.records import Delivery, Record, TaskEvent
-from core.settings import Settings
-from core.topics import Topics
-from journal import Journal, open_journal
-from streams.routing.source import ReloadingRoutingMap
-from streams.task_alerts import overdue_alert, requester_recipient, watch_overdue
+from carehub.streams.routing.source import ReloadingRoutingMap
+from carehub.streams.task_alerts import overdue_alert, requester_recipient, watch_overdue
 
 log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json"

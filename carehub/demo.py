@@ -18,20 +18,20 @@ from typing import Any
 
 import yaml
 
-from adapters.hl7.charset import decode
-from adapters.hl7.header import read_header
-from adapters.hl7.tokenizer import parse_message
+from carehub.adapters.hl7.charset import decode
+from carehub.adapters.hl7.header import read_header
+from carehub.adapters.hl7.tokenizer import parse_message
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.defaults import shipped
+from carehub.core.errors import DeliveryError, UnreadableMessageError
+from carehub.core.metrics import Metrics
+from carehub.core.settings import HTTPSettings, Settings, load_settings
 from carehub.demo_receivers import DemoRecipient
 from carehub.demo_signin import demo_signin
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from core.defaults import shipped
-from core.errors import DeliveryError, UnreadableMessageError
-from core.metrics import Metrics
-from core.settings import HTTPSettings, Settings, load_settings
-from journal import open_journal
-from mappings.batch import read_messages
-from streams.routing.load import RECIPIENTS_FILE, load_routing_map
+from carehub.journal import open_journal
+from carehub.mappings.batch import read_messages
+from carehub.streams.routing.load import RECIPIENTS_FILE, load_routing_map
 
 DEFAULT_FEED = shipped("demo") / "feed"
 DEFAULT_CONFIG = shipped("config")

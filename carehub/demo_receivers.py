@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from carehub.connectors.webhook import SIGNATURE_HEADER, verify
 from carehub.ops_http import HTTPServer
-from connectors.webhook import SIGNATURE_HEADER, verify
 
 OK_OUTCOME = {
     "resourceType": "OperationOutcome",

@@ -17,8 +17,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from core.principal import OPS_READ, OPS_WRITE, PHI_READ
-from core.settings import IssuerSettings
+from carehub.core.principal import OPS_READ, OPS_WRITE, PHI_READ
+from carehub.core.settings import IssuerSettings
 
 DEMO_ISSUER = "urn:carehub:demo-issuer"
 DEMO_AUDIENCE = "urn:carehub:demo"

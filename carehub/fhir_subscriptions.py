@@ -7,13 +7,13 @@ import asyncio
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from adapters.resthook.receiver import Publisher, RestHookReceiver
-from connectors.fhir_source import AsyncFhirSource, FhirSource
-from core.errors import BrokerError
-from core.kafka_security import PLAINTEXT, KafkaSecurity
-from streams.subscriptions.config import SourceConfig, SubscriptionsConfig
-from streams.subscriptions.deps import SubscriptionDeps
-from streams.subscriptions.state import SubscriptionState
+from carehub.adapters.resthook.receiver import Publisher, RestHookReceiver
+from carehub.connectors.fhir_source import AsyncFhirSource, FhirSource
+from carehub.core.errors import BrokerError
+from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
+from carehub.streams.subscriptions.config import SourceConfig, SubscriptionsConfig
+from carehub.streams.subscriptions.deps import SubscriptionDeps
+from carehub.streams.subscriptions.state import SubscriptionState
 
 
 def source_client(source: SourceConfig) -> FhirSource:

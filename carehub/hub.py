@@ -20,35 +20,35 @@ from urllib.parse import urlparse
 
 from aiohttp import web
 
-from adapters.configapi import config_routes
-from adapters.console import ConsoleDeps, SessionStore, console_routes, signin_redirect
-from adapters.httpauth import Access
-from adapters.httpauth.tokens import TokenVerifier
-from adapters.mllp.inbound import InboundHandler
-from adapters.mllp.server import MLLPServer
+from carehub.adapters.configapi import config_routes
+from carehub.adapters.console import ConsoleDeps, SessionStore, console_routes, signin_redirect
+from carehub.adapters.httpauth import Access
+from carehub.adapters.httpauth.tokens import TokenVerifier
+from carehub.adapters.mllp.inbound import InboundHandler
+from carehub.adapters.mllp.server import MLLPServer
 from carehub.broker import EmbeddedBroker
+from carehub.connectors.webhook import WebhookDestination
 from carehub.consents import ConsentParts, ConsentService
+from carehub.core.kafka_security import KafkaSecurity
+from carehub.core.metrics import Metrics
+from carehub.core.records import InboundMessage
+from carehub.core.settings import Settings
+from carehub.core.topics import Topics
+from carehub.core.transport import is_loopback
 from carehub.delivery import DeliveryParts, journal_url
 from carehub.fhir_subscriptions import resthook_routes, subscription_deps
 from carehub.health import DependencyHealth
+from carehub.journal import Journal, open_journal
 from carehub.kafka import KafkaPublisher, Replication, ensure_topics
 from carehub.message_journal import MessageJournalFeed
 from carehub.ops_http import HTTPServer, check_listener, ops_routes, server_ssl_context
-from connectors.webhook import WebhookDestination
-from core.kafka_security import KafkaSecurity
-from core.metrics import Metrics
-from core.records import InboundMessage
-from core.settings import Settings
-from core.topics import Topics
-from core.transport import is_loopback
-from journal import Journal, open_journal
-from streams.app import build_app, changelog_topics
-from streams.context import StreamDeps
-from streams.deliver import RetryPolicy
-from streams.normalize import normalize
-from streams.notify import Hub as HubIdentity
-from streams.routing.source import ReloadingRoutingMap
-from streams.subscriptions.config import load_subscriptions
+from carehub.streams.app import build_app, changelog_topics
+from carehub.streams.context import StreamDeps
+from carehub.streams.deliver import RetryPolicy
+from carehub.streams.normalize import normalize
+from carehub.streams.notify import Hub as HubIdentity
+from carehub.streams.routing.source import ReloadingRoutingMap
+from carehub.streams.subscriptions.config import load_subscriptions
 
 log = logging.getLogger(__name__)
 

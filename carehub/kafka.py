@@ -22,10 +22,10 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from carehub.core.errors import BrokerError, MessageTooLargeError, StorageUnavailableError
+from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
+from carehub.core.records import FhirNotification, InboundMessage
 from carehub.health import DependencyHealth
-from core.errors import BrokerError, MessageTooLargeError, StorageUnavailableError
-from core.kafka_security import PLAINTEXT, KafkaSecurity
-from core.records import FhirNotification, InboundMessage
 
 log = logging.getLogger(__name__)
 

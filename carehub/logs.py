@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from core.lograte import ThrottleFilter
+from carehub.core.lograte import ThrottleFilter
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 

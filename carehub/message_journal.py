@@ -18,13 +18,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
-from core.clock import now_iso
-from core.kafka_security import PLAINTEXT, KafkaSecurity
-from core.records import InboundMessage
-from core.topics import Topics
-from journal import Journal
-from journal.messages import MessageRow
-from streams.normalize import normalize
+from carehub.core.clock import now_iso
+from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
+from carehub.core.records import InboundMessage
+from carehub.core.topics import Topics
+from carehub.journal import Journal
+from carehub.journal.messages import MessageRow
+from carehub.streams.normalize import normalize
 
 log = logging.getLogger(__name__)
 

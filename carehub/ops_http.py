@@ -8,11 +8,11 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from adapters.mllp.server import make_server_ssl_context
-from core.errors import ConfigError
-from core.metrics import Metrics
-from core.settings import HTTPSettings
-from core.transport import is_loopback
+from carehub.adapters.mllp.server import make_server_ssl_context
+from carehub.core.errors import ConfigError
+from carehub.core.metrics import Metrics
+from carehub.core.settings import HTTPSettings
+from carehub.core.transport import is_loopback
 
 
 def ops_routes(metrics: Metrics, ready: Callable[[], bool]) -> list[web.RouteDef]:

@@ -16,9 +16,9 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from carehub.core.principal import CONSENT_READ, CONSENT_WRITE, OPS_READ, OPS_WRITE, TASK_READ, TASK_WRITE
+from carehub.core.settings import AuthSettings, IssuerSettings
 from carehub.ops_http import HTTPServer
-from core.principal import CONSENT_READ, CONSENT_WRITE, OPS_READ, OPS_WRITE, TASK_READ, TASK_WRITE
-from core.settings import AuthSettings, IssuerSettings
 
 ISSUER = "https://idp.test/realms/carehub"
 AUDIENCE = "https://carehub.test"

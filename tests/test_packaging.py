@@ -17,7 +17,7 @@ from tests.conftest import REPO
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 RUNTIME = [Requirement(r) for r in PROJECT["dependencies"]]
 DEV = [Requirement(r) for r in PROJECT["optional-dependencies"]["dev"]]
-PRODUCT = ("core", "adapters", "mappings", "connectors", "streams", "carehub", "journal")
+PRODUCT = ("carehub",)
 OURS = {*PRODUCT, "bench", "tests"}
 PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;]+)( ;[^\\]*)? \\$", re.MULTILINE)
 

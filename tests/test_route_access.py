@@ -2,7 +2,7 @@
 
 The routes come from the running hub's own router (every role, every
 feature), not from a list kept here: a new endpoint without a rule in
-adapters/httpauth/rules.py fails this test, and so does one whose rule is
+carehub/adapters/httpauth/rules.py fails this test, and so does one whose rule is
 missing from the table in docs/security.md.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters.httpauth import RULES, RuleTable
+from carehub.adapters.httpauth import RULES, RuleTable
 from carehub.hub import Hub
 from tests.authkit import Issuer
 from tests.conftest import CONFIG, REPO
@@ -48,7 +48,7 @@ async def test_every_route_has_a_rule_and_refuses_anonymous_callers(hub: Hub) ->
     assert len(served) >= 15, served
     table = RuleTable()
     unruled = [f"{m} {p}" for m, p in served if table.rule_for(m, p) is None]
-    assert not unruled, f"routes without an access rule in adapters/httpauth/rules.py: {unruled}"
+    assert not unruled, f"routes without an access rule in carehub/adapters/httpauth/rules.py: {unruled}"
     answers = {}
     async with aiohttp.ClientSession() as http:
         for method, path in served:

@@ -8,8 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from carehub.consents import search_key
-from core.settings import load_settings
-from journal import open_journal
+from carehub.core.settings import load_settings
+from carehub.journal import open_journal
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from core.defaults import shipped
+from carehub.core.defaults import shipped
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from carehub.commands.hubclient import add_hub_options, call, refusal_text
-from streams.consent.model import WRITTEN_BY
+from carehub.streams.consent.model import WRITTEN_BY
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from carehub.commands.feedfiles import labelled_messages
-from core.errors import MappingError
-from mappings import convert_text
+from carehub.core.errors import MappingError
+from carehub.mappings import convert_text
 
 
 def register(sub: Any) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from carehub.core.settings import load_settings
 from carehub.delivery import journal_url
 from carehub.hub import worker_app_id
-from core.settings import load_settings
-from journal.db import Database
-from journal.migrations import LATEST, MIGRATIONS, applied, upgrade
+from carehub.journal.db import Database
+from carehub.journal.migrations import LATEST, MIGRATIONS, applied, upgrade
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

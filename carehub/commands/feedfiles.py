@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mappings.batch import read_messages
+from carehub.mappings.batch import read_messages
 
 
 def labelled_messages(path: Path) -> list[tuple[str, str]] | None:

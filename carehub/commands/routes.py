@@ -23,19 +23,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adapters.hl7.charset import decode
+from carehub.adapters.hl7.charset import decode
 from carehub.commands.hubclient import add_hub_options, call, refusal_text
 from carehub.config_check import check_all
-from core.defaults import shipped
-from core.errors import CarehubError
-from core.records import CareEvent
-from mappings import convert_text
-from mappings.batch import split_messages
-from streams.plan import action_key
-from streams.routing.apply import apply_config
-from streams.routing.decide import RoutingDecision, decide
-from streams.routing.load import load_routing_map
-from streams.routing.model import FLAGS
+from carehub.core.defaults import shipped
+from carehub.core.errors import CarehubError
+from carehub.core.records import CareEvent
+from carehub.mappings import convert_text
+from carehub.mappings.batch import split_messages
+from carehub.streams.plan import action_key
+from carehub.streams.routing.apply import apply_config
+from carehub.streams.routing.decide import RoutingDecision, decide
+from carehub.streams.routing.load import load_routing_map
+from carehub.streams.routing.model import FLAGS
 
 DEFAULT_CONFIG = shipped("config")
 

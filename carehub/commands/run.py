@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from carehub import logs, loop
+from carehub.core.settings import Settings, load_settings
 from carehub.hub import ROLES, Hub
 from carehub.ops_http import check_listener
-from core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 #: Exit status when the drain time ran out before every part stopped.

@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from carehub.core.configfile import line_of
+from carehub.core.errors import CarehubError, ConfigError
 from carehub.fhir_subscriptions import source_client
-from core.configfile import line_of
-from core.errors import CarehubError, ConfigError
-from streams.subscriptions.config import FILE, SourceConfig, SubscriptionsConfig, load_subscriptions
-from streams.subscriptions.resource import subscription_resource
+from carehub.streams.subscriptions.config import FILE, SourceConfig, SubscriptionsConfig, load_subscriptions
+from carehub.streams.subscriptions.resource import subscription_resource
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

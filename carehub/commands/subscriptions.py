@@ -12,13 +12,13 @@ import json
 import sys
 from pathlib import Path
 
+from carehub.core.errors import CarehubError
+from carehub.core.kafka_security import KafkaSecurity
+from carehub.core.settings import load_settings
+from carehub.core.topics import Topics
 from carehub.fhir_subscriptions import read_states
-from core.errors import CarehubError
-from core.kafka_security import KafkaSecurity
-from core.settings import load_settings
-from core.topics import Topics
-from streams.subscriptions.config import load_subscriptions
-from streams.subscriptions.state import SubscriptionState, state_key
+from carehub.streams.subscriptions.config import load_subscriptions
+from carehub.streams.subscriptions.state import SubscriptionState, state_key
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

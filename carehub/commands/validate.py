@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from carehub.commands.feedfiles import labelled_messages
-from core.errors import MessageError
-from mappings.conformance import check
-from mappings.plan import default_plans
+from carehub.core.errors import MessageError
+from carehub.mappings.conformance import check
+from carehub.mappings.plan import default_plans
 
 
 def register(sub: Any) -> None:

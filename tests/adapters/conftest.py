@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from adapters.mllp.inbound import InboundHandler, Publisher
-from adapters.mllp.server import MLLPServer
-from core.settings import MLLPSettings
+from carehub.adapters.mllp.inbound import InboundHandler, Publisher
+from carehub.adapters.mllp.server import MLLPServer
+from carehub.core.settings import MLLPSettings
 
 TEST_SETTINGS = MLLPSettings(host="127.0.0.1", port=0, idle_timeout_s=30.0, max_message_bytes=64 * 1024)
 

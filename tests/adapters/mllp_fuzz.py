@@ -282,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     # The hub's own threads (Kafka client, timers) may use ``random`` while hypothesis draws.
     warnings.filterwarnings("ignore", category=HypothesisDeprecationWarning)
 
+    from carehub.core.settings import HTTPSettings, Settings
     from carehub.hub import Hub
-    from core.settings import HTTPSettings, Settings
 
     config = Path(tempfile.mkdtemp(prefix="carehub-fuzz-"))
     (config / "routes.yaml").write_text(_ROUTES)

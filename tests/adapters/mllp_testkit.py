@@ -15,8 +15,8 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.errors import StorageUnavailableError
-from core.records import InboundMessage
+from carehub.core.errors import StorageUnavailableError
+from carehub.core.records import InboundMessage
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\r"
 

@@ -8,10 +8,10 @@ import re
 import hl7
 import pytest
 
-from adapters.hl7.ack import ACCEPTED_TEXT, ack_delimiters, build_ack, escape, version_key
-from adapters.hl7.header import Header, read_header
-from adapters.hl7.tokenizer import Delimiters, parse_message
-from core.errors import (
+from carehub.adapters.hl7.ack import ACCEPTED_TEXT, ack_delimiters, build_ack, escape, version_key
+from carehub.adapters.hl7.header import Header, read_header
+from carehub.adapters.hl7.tokenizer import Delimiters, parse_message
+from carehub.core.errors import (
     ErrorLocation,
     RequiredFieldMissingError,
     StorageUnavailableError,

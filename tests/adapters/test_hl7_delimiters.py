@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.hl7.tokenizer import parse_message
+from carehub.adapters.hl7.tokenizer import parse_message
 from tests.conftest import FEED
 
 from .conftest import StartServer

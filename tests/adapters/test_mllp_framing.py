@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.mllp.framing import HEAD_BYTES, MLLPDecoder, RejectedFrame, encode_frame
-from core.errors import MessageTooLargeError
+from carehub.adapters.mllp.framing import HEAD_BYTES, MLLPDecoder, RejectedFrame, encode_frame
+from carehub.core.errors import MessageTooLargeError
 
 MSG_A = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\rPID|1||1^^^H^MR\r"
 MSG_B = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A08|2|P|2.5\rPID|1||2^^^H^MR\r"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from adapters.mllp.inbound import InboundHandler
-from adapters.mllp.server import MLLPServer
+from carehub.adapters.mllp.inbound import InboundHandler
+from carehub.adapters.mllp.server import MLLPServer
 
 from .conftest import TEST_SETTINGS
 from .mllp_fuzz import Tally, listener_thread, property_test

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from adapters.mllp.framing import RejectedFrame
-from adapters.mllp.inbound import InboundHandler, Publisher, Receipt, Reply, ack_code_for
-from core.errors import MessageTooLargeError, StorageUnavailableError, UnsupportedVersionError
-from core.records import InboundMessage
-from core.settings import MLLPSettings
+from carehub.adapters.mllp.framing import RejectedFrame
+from carehub.adapters.mllp.inbound import InboundHandler, Publisher, Receipt, Reply, ack_code_for
+from carehub.core.errors import MessageTooLargeError, StorageUnavailableError, UnsupportedVersionError
+from carehub.core.records import InboundMessage
+from carehub.core.settings import MLLPSettings
 
 from .mllp_testkit import (
     Ack,

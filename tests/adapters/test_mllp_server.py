@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.mllp.framing import RejectedFrame
-from adapters.mllp.inbound import InboundHandler, Receipt, Reply
-from adapters.mllp.server import MLLPServer
+from carehub.adapters.mllp.framing import RejectedFrame
+from carehub.adapters.mllp.inbound import InboundHandler, Receipt, Reply
+from carehub.adapters.mllp.server import MLLPServer
 
 from .conftest import TEST_SETTINGS, StartServer
 from .mllp_testkit import (

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from adapters.mllp.server import make_server_ssl_context
+from carehub.adapters.mllp.server import make_server_ssl_context
 
 from .conftest import TEST_SETTINGS, StartServer, TLSFiles
 from .mllp_testkit import ListPublisher, MLLPClient, adt

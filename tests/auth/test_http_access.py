@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from carehub.core.principal import CONSENT_READ, CONSENT_WRITE, OPS_READ, OPS_WRITE, TASK_READ, TASK_WRITE
 from carehub.hub import Hub
-from core.principal import CONSENT_READ, CONSENT_WRITE, OPS_READ, OPS_WRITE, TASK_READ, TASK_WRITE
-from journal import Journal
+from carehub.journal import Journal
 from tests.authkit import AUDIENCE, CONSENT_ADMIN, RECIPIENT, Issuer
 from tests.conftest import CONFIG, REPO
 from tests.integration.conftest import hub_settings

@@ -13,13 +13,13 @@ import aiohttp
 import pytest
 import trustme
 
-from adapters.httpauth import Access
+from carehub.adapters.httpauth import Access
+from carehub.core.errors import ConfigError
+from carehub.core.metrics import Metrics
+from carehub.core.principal import OPS_READ
+from carehub.core.settings import AuthSettings, ClientCertificateSettings, HTTPSettings, Settings
 from carehub.hub import Hub
 from carehub.ops_http import HTTPServer, check_listener, ops_routes, server_ssl_context
-from core.errors import ConfigError
-from core.metrics import Metrics
-from core.principal import OPS_READ
-from core.settings import AuthSettings, ClientCertificateSettings, HTTPSettings, Settings
 from tests.authkit import Issuer
 from tests.conftest import CONFIG
 

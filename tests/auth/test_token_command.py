@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from adapters.httpauth.tokens import TokenVerifier
-from core.principal import CONSENT_WRITE, TASK_READ
-from core.settings import auth_settings
+from carehub.adapters.httpauth.tokens import TokenVerifier
+from carehub.core.principal import CONSENT_WRITE, TASK_READ
+from carehub.core.settings import auth_settings
 
 CAREHUB = str(Path(sys.executable).parent / "carehub")
 

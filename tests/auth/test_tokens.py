@@ -10,12 +10,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapters.fhirhttp import UnauthenticatedError
-from adapters.httpauth import tokens
-from adapters.httpauth.tokens import TokenVerifier
-from core.errors import ConfigError
-from core.principal import CONSENT_READ, TASK_READ
-from core.settings import AuthSettings, IssuerSettings
+from carehub.adapters.fhirhttp import UnauthenticatedError
+from carehub.adapters.httpauth import tokens
+from carehub.adapters.httpauth.tokens import TokenVerifier
+from carehub.core.errors import ConfigError
+from carehub.core.principal import CONSENT_READ, TASK_READ
+from carehub.core.settings import AuthSettings, IssuerSettings
 from tests.authkit import Issuer
 
 

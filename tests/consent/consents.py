@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.consent.codes import RECIPIENT_CLASS_SYSTEM, RECIPIENT_SYSTEM
+from carehub.streams.consent.codes import RECIPIENT_CLASS_SYSTEM, RECIPIENT_SYSTEM
 
 
 def consent(

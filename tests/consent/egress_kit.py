@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 
+from carehub.connectors.mllp import frame
+from carehub.core.topics import Topics
 from carehub.ops_http import HTTPServer
-from connectors.mllp import frame
-from core.topics import Topics
 
 #: Codes, text, program identity and labels that reveal SUD treatment (F17 tobacco is not SUD under Part 2).
 MARKERS = re.compile(

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from core.records import DeliveryOutcome
-from journal.audit import AuditStore
-from journal.db import Database
-from journal.store import Journal
-from streams.consent.audit import SEND, audit_event
-from streams.consent.decide import DENY, PERMIT, ConsentDecision, Disclosure
+from carehub.core.records import DeliveryOutcome
+from carehub.journal.audit import AuditStore
+from carehub.journal.db import Database
+from carehub.journal.store import Journal
+from carehub.streams.consent.audit import SEND, audit_event
+from carehub.streams.consent.decide import DENY, PERMIT, ConsentDecision, Disclosure
 from tests.delivery.helpers import delivery
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.principal import CONSENT_READ, PART2_ATTEST
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from core.principal import CONSENT_READ, PART2_ATTEST
-from streams.consent.notice import NOTICE_EXTENSION
+from carehub.streams.consent.notice import NOTICE_EXTENSION
 from tests.authkit import CONSENT_ADMIN, TEST_ISSUER
 from tests.conftest import FEED, REPO
 from tests.integration.conftest import eventually

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from streams.consent.codes import ACT_CODE, PART2, coding
-from streams.consent.decide import DENY, PERMIT, Disclosure, decide
-from streams.consent.model import IncompleteConsentError, parse_consent, part2_deficiencies
+from carehub.streams.consent.codes import ACT_CODE, PART2, coding
+from carehub.streams.consent.decide import DENY, PERMIT, Disclosure, decide
+from carehub.streams.consent.model import IncompleteConsentError, parse_consent, part2_deficiencies
 from tests.consent.consents import consent
 
 PART2_LABELS = [coding(ACT_CODE, PART2)]

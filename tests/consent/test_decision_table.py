@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.consent.codes import ACT_CODE, COUNSELING_NOTES, PART2, coding
-from streams.consent.decide import Disclosure, decide
-from streams.consent.model import parse_consent
+from carehub.streams.consent.codes import ACT_CODE, COUNSELING_NOTES, PART2, coding
+from carehub.streams.consent.decide import Disclosure, decide
+from carehub.streams.consent.model import parse_consent
 from tests.consent.consents import consent
 
 CASES = [

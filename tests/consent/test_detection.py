@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError
-from core.records import CareEvent
-from mappings import convert_text
-from mappings.fhir import EncounterSnapshot, FhirSource, map_encounter
-from streams.consent.codes import PART2, SUD
-from streams.consent.labels import Detection, apply_labels, detect, has_label
-from streams.consent.policy import load_policy
-from streams.consent.sticky import Part2Status, observe, prior
-from streams.consent.valueset import builtin_sud, load_value_sets
+from carehub.core.errors import ConfigError
+from carehub.core.records import CareEvent
+from carehub.mappings import convert_text
+from carehub.mappings.fhir import EncounterSnapshot, FhirSource, map_encounter
+from carehub.streams.consent.codes import PART2, SUD
+from carehub.streams.consent.labels import Detection, apply_labels, detect, has_label
+from carehub.streams.consent.policy import load_policy
+from carehub.streams.consent.sticky import Part2Status, observe, prior
+from carehub.streams.consent.valueset import builtin_sud, load_value_sets
 from tests.conftest import CONFIG, FEED
 from tests.subscriptions.fixtures import encounter, patient, supporting
 

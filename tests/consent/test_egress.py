@@ -23,32 +23,32 @@ from typing import Any
 
 import pytest
 
-import connectors
+import carehub.connectors as connectors
+from carehub.connectors.base import Destination
+from carehub.connectors.fhir_rest import FhirRestDestination
+from carehub.connectors.kafka_topic import KafkaTopicDestination
+from carehub.connectors.mllp import MLLPDestination
+from carehub.connectors.webhook import WebhookDestination
+from carehub.core.metrics import Metrics
+from carehub.core.records import Delivery, Record
+from carehub.core.settings import Settings
+from carehub.core.topics import Topics
 from carehub.delivery import DeliveryParts
-from connectors.base import Destination
-from connectors.fhir_rest import FhirRestDestination
-from connectors.kafka_topic import KafkaTopicDestination
-from connectors.mllp import MLLPDestination
-from connectors.webhook import WebhookDestination
-from core.metrics import Metrics
-from core.records import Delivery, Record
-from core.settings import Settings
-from core.topics import Topics
-from journal import Journal, open_journal
-from streams.consent.codes import ACT_CODE, PART2, coding, restricted_with_basis
-from streams.consent.deps import ConsentDeps
-from streams.consent.egress import HL7V2, INVENTORY, SendGate, channels
-from streams.consent.emergency import Attestation
-from streams.consent.model import ConsentDirective, parse_consent
-from streams.consent.policy import load_policy
-from streams.deliver import RetryPolicy
-from streams.delivery_flow import DeliveryFlow
-from streams.routing.source import ReloadingRoutingMap
+from carehub.journal import Journal, open_journal
+from carehub.streams.consent.codes import ACT_CODE, PART2, coding, restricted_with_basis
+from carehub.streams.consent.deps import ConsentDeps
+from carehub.streams.consent.egress import HL7V2, INVENTORY, SendGate, channels
+from carehub.streams.consent.emergency import Attestation
+from carehub.streams.consent.model import ConsentDirective, parse_consent
+from carehub.streams.consent.policy import load_policy
+from carehub.streams.deliver import RetryPolicy
+from carehub.streams.delivery_flow import DeliveryFlow
+from carehub.streams.routing.source import ReloadingRoutingMap
 from tests.conftest import CONFIG, REPO
 from tests.consent.consents import consent
 from tests.consent.egress_kit import HttpSink, MllpSink, external_topics, markers
 
-ROOMS = ("adapters", "carehub", "connectors", "core", "journal", "mappings", "streams")
+ROOMS = ("carehub",)  # every room is a folder of the one package
 PATIENT = ("urn:carehub:authority:RGH", "MRN1")
 LABELS = [restricted_with_basis(), coding(ACT_CODE, PART2, "42 CFR Part2")]
 
@@ -65,7 +65,7 @@ def test_every_connector_class_is_in_the_inventory() -> None:
     listed = {e.where for e in INVENTORY if e.kind == "channel"}
     found = set()
     for info in pkgutil.iter_modules(connectors.__path__):
-        module = importlib.import_module(f"connectors.{info.name}")
+        module = importlib.import_module(f"carehub.connectors.{info.name}")
         for name, cls in inspect.getmembers(module, inspect.isclass):
             send = getattr(cls, "send", None)
             if getattr(cls, "_is_protocol", False) or cls.__module__ != module.__name__:
@@ -93,14 +93,14 @@ def test_no_road_to_a_connector_bypasses_the_send_time_gate() -> None:
     sources = _sources()
     # 1. one attempt function calls Destination.send; only the delivery flow calls it
     users = {p for p, t in sources.items() for n in ast.walk(t) if isinstance(n, ast.Name) and n.id == "attempt_once"}
-    assert users == {"streams/delivery_flow.py"}, users
+    assert users == {"carehub/streams/delivery_flow.py"}, users
     # 2. nothing but the flow's attempt, and the in-line form kept for tests, calls .send(delivery)
     senders = {
         p for p, t in sources.items() for c in _calls(t, "send")
         if c.args and isinstance(c.args[0], ast.Name) and c.args[0].id in ("delivery", "d")
     }  # fmt: skip
-    assert senders == {"streams/deliver.py"}, senders
-    inline = {p for p, t in sources.items() if p != "streams/deliver.py" and _calls(t, "deliver")}
+    assert senders == {"carehub/streams/deliver.py"}, senders
+    inline = {p for p, t in sources.items() if p != "carehub/streams/deliver.py" and _calls(t, "deliver")}
     assert not inline, f"the in-line deliver() (no gate) is used outside tests: {inline}"
     # the Kafka channel's raw publish writes internal topics only (task events, the deliveries topic)
     raw = {p for p, t in sources.items() for c in _calls(t, "publish")
@@ -110,7 +110,7 @@ def test_no_road_to_a_connector_bypasses_the_send_time_gate() -> None:
     topics = [ast.unparse(c.args[0]) for c in _calls(parts, "publish") if ast.unparse(c.func) == "self.publish"]
     assert topics and all(t.startswith("self.topics.") for t in topics), topics
     # 3. in the flow, _attempt is reached only from _try, after SendGate.check, whose refusal returns
-    flow = sources["streams/delivery_flow.py"]
+    flow = sources["carehub/streams/delivery_flow.py"]
     functions = {n.name: n for n in ast.walk(flow) if isinstance(n, ast.AsyncFunctionDef)}
     callers = {name for name, fn in functions.items() if _calls(fn, "_attempt")}
     assert callers == {"_try"}, callers
@@ -252,7 +252,7 @@ async def test_every_channel_sends_part2_only_under_a_current_consent_audited_fi
 
 def test_a_delivery_labelled_only_in_its_payload_is_gated_too() -> None:
     """A Task overdue alert or an old record without ``labels``: the payload's own labels decide."""
-    from streams.consent.gate import needs_consent
+    from carehub.streams.consent.gate import needs_consent
 
     bare = replace(_delivery(1, "webhook", "http://x/"), labels=[])
     assert needs_consent(bare)
@@ -268,8 +268,8 @@ def test_docs_state_the_inventory() -> None:
 
 def test_a_task_keeps_its_labels_so_its_overdue_alert_is_gated() -> None:
     """The Task read API and the overdue alert to the requester carry the labels the Task was disclosed under."""
-    from streams.consent.gate import needs_consent
-    from streams.task_alerts import overdue_alert, task_from_delivery
+    from carehub.streams.consent.gate import needs_consent
+    from carehub.streams.task_alerts import overdue_alert, task_from_delivery
 
     task = {"resourceType": "Task", "id": "t1", "status": "requested", "requester": {"reference": "Organization/rgh"}}
     bundle = {"resourceType": "Bundle", "type": "transaction", "meta": {"security": LABELS},

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from streams.consent.codes import ACT_CODE, PART2, coding
-from streams.consent.decide import DENY, PERMIT, Disclosure, decide
-from streams.consent.emergency import parse_attestation
-from streams.consent.gate import with_attestation
-from streams.consent.model import ConsentError
+from carehub.streams.consent.codes import ACT_CODE, PART2, coding
+from carehub.streams.consent.decide import DENY, PERMIT, Disclosure, decide
+from carehub.streams.consent.emergency import parse_attestation
+from carehub.streams.consent.gate import with_attestation
+from carehub.streams.consent.model import ConsentError
 
 LABELS = [coding(ACT_CODE, PART2)]
 BODY = {"id": "ed-1", "patient": "RRC|RRC-20931", "recipient": "pcp-riverside", "attested_by": "Dr. A. Rivera",

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from streams.consent.notice import NOTICE, NOTICE_EXTENSION
+from carehub.streams.consent.notice import NOTICE, NOTICE_EXTENSION
 from tests.authkit import CONSENT_ADMIN, TEST_ISSUER
 from tests.conftest import FEED, REPO
 from tests.integration.conftest import eventually

@@ -22,9 +22,9 @@ from typing import Any
 import hl7
 import pytest
 
+from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from streams.consent.notice import NOTICE
+from carehub.streams.consent.notice import NOTICE
 from tests.authkit import CONSENT_ADMIN, TEST_ISSUER, Issuer
 from tests.conftest import FEED
 from tests.consent.consents import consent

@@ -27,11 +27,11 @@ from typing import Any
 import pytest
 
 from carehub.commands import subscribe
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.principal import OPS_READ, OPS_WRITE
+from carehub.core.settings import Settings
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from core.principal import OPS_READ, OPS_WRITE
-from core.settings import Settings
-from streams.consent.notice import NOTICE, NOTICE_EXTENSION
+from carehub.streams.consent.notice import NOTICE, NOTICE_EXTENSION
 from tests.authkit import CONSENT_ADMIN, TEST_ISSUER, Issuer
 from tests.consent.consents import consent
 from tests.consent.egress_kit import HttpSink, MllpSink, external_topics, markers

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError
-from mappings import convert_text
-from streams.consent.allowlist import AllowList
-from streams.consent.labels import apply_labels
-from streams.consent.policy import load_policy
-from streams.consent.redact import redact
+from carehub.core.errors import ConfigError
+from carehub.mappings import convert_text
+from carehub.streams.consent.allowlist import AllowList
+from carehub.streams.consent.labels import apply_labels
+from carehub.streams.consent.policy import load_policy
+from carehub.streams.consent.redact import redact
 from tests.conftest import CONFIG
 
 POLICY = load_policy(CONFIG)

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
 from tests.conftest import FEED
 from tests.integration.conftest import eventually, hub_settings
 

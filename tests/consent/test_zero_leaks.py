@@ -11,19 +11,19 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.base import payload_bytes
-from core.records import CareEvent, Delivery
-from streams.consent.codes import PART2, TPO_CLASSES
-from streams.consent.decide import PERMIT_REDACTED, Disclosure
-from streams.consent.enforce import enforce
-from streams.consent.gate import gate, gate_send
-from streams.consent.labels import Program, Registry, apply_labels, has_label
-from streams.consent.model import IncompleteConsentError, parse_consent
-from streams.consent.policy import Policy
-from streams.notify import Hub
-from streams.plan import plan_action
-from streams.routing.decide import PlannedAction, RoutingDecision
-from streams.routing.model import Action, Due, Recipient
+from carehub.connectors.base import payload_bytes
+from carehub.core.records import CareEvent, Delivery
+from carehub.streams.consent.codes import PART2, TPO_CLASSES
+from carehub.streams.consent.decide import PERMIT_REDACTED, Disclosure
+from carehub.streams.consent.enforce import enforce
+from carehub.streams.consent.gate import gate, gate_send
+from carehub.streams.consent.labels import Program, Registry, apply_labels, has_label
+from carehub.streams.consent.model import IncompleteConsentError, parse_consent
+from carehub.streams.consent.policy import Policy
+from carehub.streams.notify import Hub
+from carehub.streams.plan import plan_action
+from carehub.streams.routing.decide import PlannedAction, RoutingDecision
+from carehub.streams.routing.model import Action, Due, Recipient
 from tests.consent.consents import consent
 from tests.consent.egress_kit import markers
 from tests.streams.events import care_event

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError
-from core.settings import load_settings
-from streams.routing.load import load_routing_map
+from carehub.core.errors import ConfigError
+from carehub.core.settings import load_settings
+from carehub.streams.routing.load import load_routing_map
 from tests.conftest import CONFIG
 
 

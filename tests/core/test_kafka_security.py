@@ -19,20 +19,20 @@ from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from faust.types.auth import SASLMechanism
 
+from carehub.connectors.kafka_topic import KafkaTopicDestination
+from carehub.core.errors import BrokerError, ConfigError
+from carehub.core.kafka_security import KafkaSecurity
+from carehub.core.metrics import Metrics
+from carehub.core.settings import KafkaSettings
+from carehub.core.topics import Topics
 from carehub.hub import Hub
 from carehub.kafka import KafkaPublisher, ensure_topics, replication_for
-from connectors.kafka_topic import KafkaTopicDestination
-from core.errors import BrokerError, ConfigError
-from core.kafka_security import KafkaSecurity
-from core.metrics import Metrics
-from core.settings import KafkaSettings
-from core.topics import Topics
-from streams.app import build_app
-from streams.consent.store import ConsentTable, ConsentWriter
-from streams.context import StreamDeps
-from streams.deliver import RetryPolicy
-from streams.notify import Hub as HubIdentity
-from streams.routing.source import ReloadingRoutingMap
+from carehub.streams.app import build_app
+from carehub.streams.consent.store import ConsentTable, ConsentWriter
+from carehub.streams.context import StreamDeps
+from carehub.streams.deliver import RetryPolicy
+from carehub.streams.notify import Hub as HubIdentity
+from carehub.streams.routing.source import ReloadingRoutingMap
 from tests.conftest import CONFIG
 from tests.integration.conftest import hub_settings
 

@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 import trustme
 
-from adapters.mllp.server import make_server_ssl_context
+from carehub.adapters.mllp.server import make_server_ssl_context
 from carehub.broker import _accepts_connections, _broker_binary, free_port
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.errors import BrokerError
+from carehub.core.kafka_security import KafkaSecurity
+from carehub.core.settings import KafkaSettings
 from carehub.hub import Hub
 from carehub.kafka import KafkaPublisher
-from connectors.mllp import MLLPClient, ack_code
-from core.errors import BrokerError
-from core.kafka_security import KafkaSecurity
-from core.settings import KafkaSettings
 from tests.conftest import CONFIG, FEED
 from tests.integration.conftest import eventually, hub_settings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from core.lograte import LogThrottle, ThrottleFilter
+from carehub.core.lograte import LogThrottle, ThrottleFilter
 
 
 def test_one_line_per_key_per_interval_with_the_count_of_the_rest() -> None:

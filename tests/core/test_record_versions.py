@@ -11,8 +11,8 @@ import jsonschema
 import orjson
 import pytest
 
-from core.errors import RecordError, RecordVersionError
-from core.records import (
+from carehub.core.errors import RecordError, RecordVersionError
+from carehub.core.records import (
     CareEvent,
     DeadLetter,
     Delivery,
@@ -112,7 +112,7 @@ def test_a_broken_record_is_refused_with_its_reason(raw: bytes, message: str) ->
 
 
 def test_table_values_ignore_fields_a_newer_release_added() -> None:
-    from streams.subscriptions.state import SubscriptionState
+    from carehub.streams.subscriptions.state import SubscriptionState
 
     stored = {**SubscriptionState("ehr", "adt", status="active", missing=(3,)).to_dict(), "lag_ms": 12}
     assert SubscriptionState.from_dict(stored) == SubscriptionState("ehr", "adt", status="active", missing=(3,))

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from journal import Journal, open_journal
+from carehub.journal import Journal, open_journal
 
 PG_ADMIN = os.environ.get("CAREHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

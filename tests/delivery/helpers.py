@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
-from core.records import Delivery
+from carehub.core.records import Delivery
 
 
 def delivery(

@@ -1,6 +1,6 @@
 """The journal's tables exactly as carehub 0.1.0 (commit 62b2a06) created them, to build old journals from.
 
-Copied from ``git show 62b2a06:journal/<module>.py`` (their ``SCHEMA`` lists); tests/delivery/test_migrations.py
+Copied from ``git show 62b2a06:carehub/journal/<module>.py`` (their ``SCHEMA`` lists); tests/delivery/test_migrations.py
 checks the copy against git when the history is there.
 """
 

@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kafka import KafkaAdminClient
 
+from carehub.connectors.fhir_rest import FhirRestDestination
+from carehub.connectors.kafka_topic import KafkaTopicDestination
+from carehub.connectors.mllp import MLLPDestination, frame
+from carehub.core.errors import DeliveryError
 from carehub.kafka import ensure_topics
 from carehub.ops_http import HTTPServer
-from connectors.fhir_rest import FhirRestDestination
-from connectors.kafka_topic import KafkaTopicDestination
-from connectors.mllp import MLLPDestination, frame
-from core.errors import DeliveryError
 from tests.delivery.helpers import delivery
 
 MSG = "MSH|^~\\&|A|RGH|B|PCP|202603011000||ADT^A01|CTRL42|P|2.5\rPID|1||MRN1^^^RGH"

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from carehub.core.settings import DeliverySettings, Settings
+from carehub.core.topics import Topics
 from carehub.delivery import DeliveryParts
-from core.settings import DeliverySettings, Settings
-from core.topics import Topics
-from journal import open_journal
-from streams.routing.source import ReloadingRoutingMap
+from carehub.journal import open_journal
+from carehub.streams.routing.source import ReloadingRoutingMap
 from tests.conftest import CONFIG
 from tests.delivery.helpers import delivery
 

@@ -24,9 +24,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
 from carehub.broker import free_port
+from carehub.core.records import DeadLetter
+from carehub.core.settings import DeliverySettings, Settings
 from carehub.hub import Hub
-from core.records import DeadLetter
-from core.settings import DeliverySettings, Settings
 from tests.authkit import OPS, Issuer
 from tests.conftest import CONFIG
 from tests.core.test_record_versions import schema_of
@@ -105,7 +105,7 @@ async def test_an_open_circuit_logs_its_state_changes_not_every_held_delivery(
     broker: str, tmp_path: Path, recipient: HttpRecipient, caplog: pytest.LogCaptureFixture
 ) -> None:
     """30 deliveries to a recipient that is down: the circuit opens once; the held retries are not logged."""
-    caplog.set_level(logging.INFO, logger="streams")
+    caplog.set_level(logging.INFO, logger="carehub.streams")
     hub = await start_hub(settings(tmp_path, broker, breaker_reset_s=2.0))
     try:
         records = [delivery(n, patient=f"RGH|C{n}", endpoint=recipient.url) for n in range(30)]

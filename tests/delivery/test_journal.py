@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from journal import Journal
-from journal.tasks import check_transition, utc_iso
-from streams.deliver import outcome
+from carehub.journal import Journal
+from carehub.journal.tasks import check_transition, utc_iso
+from carehub.streams.deliver import outcome
 from tests.delivery.helpers import delivery
 
 

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from carehub.broker import free_port
-from connectors.mllp import MLLPClient, ack_code
-from core.topics import Topics
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.topics import Topics
 from tests.conftest import CONFIG, FEED
 from tests.delivery.helpers import delivery, produce
 from tests.delivery.recipients import HttpRecipient

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from core.records import Delivery, DeliveryOutcome
-from journal import Journal
-from journal.messages import PAGE_SIZE, MessageQuery, MessageRow
+from carehub.core.records import Delivery, DeliveryOutcome
+from carehub.journal import Journal
+from carehub.journal.messages import PAGE_SIZE, MessageQuery, MessageRow
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from carehub.cli import main
-from core.errors import JournalError
-from journal import open_journal
-from journal.db import RECONNECT_MAX_S, Database
-from journal.migrations import LATEST, MIGRATIONS, applied, columns, upgrade
+from carehub.core.errors import JournalError
+from carehub.journal import open_journal
+from carehub.journal.db import RECONNECT_MAX_S, Database
+from carehub.journal.migrations import LATEST, MIGRATIONS, applied, columns, upgrade
 from tests.conftest import REPO
 from tests.delivery.conftest import PG_ADMIN
 from tests.delivery.helpers import delivery

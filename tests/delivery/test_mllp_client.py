@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.mllp.framing import MLLPDecoder
-from connectors.mllp import MLLPClient, ack_code
+from carehub.adapters.mllp.framing import MLLPDecoder
+from carehub.connectors.mllp import MLLPClient, ack_code
 
 ACK = b"MSH|^~\\&|R|RF|S|SF|20240101||ACK^A01^ACK|A1|P|2.5\rMSA|AA|C1\r"
 

@@ -13,18 +13,18 @@ from typing import Any
 
 import pytest
 
-from connectors.webhook import WebhookDestination
-from core.clock import now_iso
-from core.metrics import Metrics
-from core.records import Record
-from core.topics import Topics
-from journal import Journal, open_journal
-from streams.consent.deps import ConsentDeps
-from streams.consent.egress import SendGate
-from streams.consent.policy import load_policy
-from streams.deliver import RetryPolicy
-from streams.delivery_flow import DeliveryFlow
-from streams.routing.source import ReloadingRoutingMap
+from carehub.connectors.webhook import WebhookDestination
+from carehub.core.clock import now_iso
+from carehub.core.metrics import Metrics
+from carehub.core.records import Record
+from carehub.core.topics import Topics
+from carehub.journal import Journal, open_journal
+from carehub.streams.consent.deps import ConsentDeps
+from carehub.streams.consent.egress import SendGate
+from carehub.streams.consent.policy import load_policy
+from carehub.streams.deliver import RetryPolicy
+from carehub.streams.delivery_flow import DeliveryFlow
+from carehub.streams.routing.source import ReloadingRoutingMap
 from tests.conftest import CONFIG
 from tests.consent.test_egress import Consents
 from tests.delivery.helpers import delivery

@@ -11,8 +11,8 @@ import trustme
 from aiohttp import web
 
 from carehub.broker import free_port
-from connectors.webhook import WebhookDestination
-from core.errors import DeliveryError
+from carehub.connectors.webhook import WebhookDestination
+from carehub.core.errors import DeliveryError
 from tests.delivery.helpers import delivery
 
 

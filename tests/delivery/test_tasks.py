@@ -11,8 +11,8 @@ import aiohttp
 import jsonschema
 import pytest
 
-from core.records import TaskEvent
-from streams.task_alerts import check_overdue
+from carehub.core.records import TaskEvent
+from carehub.streams.task_alerts import check_overdue
 from tests.authkit import RECIPIENT, Issuer
 from tests.core.test_record_versions import schema_of
 from tests.delivery.helpers import delivery, produce

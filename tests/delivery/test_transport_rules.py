@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError
-from core.transport import insecure_url_reason
-from streams.routing.load import check_config_dir, load_routing_map
-from streams.subscriptions.config import load_subscriptions
+from carehub.core.errors import ConfigError
+from carehub.core.transport import insecure_url_reason
+from carehub.streams.routing.load import check_config_dir, load_routing_map
+from carehub.streams.subscriptions.config import load_subscriptions
 from tests.conftest import CONFIG
 
 

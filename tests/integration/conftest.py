@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from carehub.core.records import DeadLetter
+from carehub.core.settings import AuthSettings, HTTPSettings, KafkaSettings, Settings
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from core.records import DeadLetter
-from core.settings import AuthSettings, HTTPSettings, KafkaSettings, Settings
 from tests.authkit import TEST_ISSUER, Issuer
 from tests.conftest import CONFIG
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from carehub.broker import free_port
-from connectors.mllp import MLLPClient, ack_code
-from core.principal import OPS_READ
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.principal import OPS_READ
 from tests.authkit import Issuer, trust_test_issuer
 from tests.conftest import CONFIG, FEED
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters.console import SESSION_COOKIE
-from adapters.console.views import delivery_latencies
+from carehub.adapters.console import SESSION_COOKIE
+from carehub.adapters.console.views import delivery_latencies
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.principal import OPS_READ, OPS_WRITE, PHI_READ
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from core.principal import OPS_READ, OPS_WRITE, PHI_READ
-from journal.messages import MessageQuery
-from journal.store import Journal
+from carehub.journal.messages import MessageQuery
+from carehub.journal.store import Journal
 from tests.authkit import Issuer
 from tests.conftest import FEED
 from tests.integration.conftest import PCP_SECRET, eventually

@@ -21,9 +21,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from carehub.core.principal import OPS_READ, OPS_WRITE, PHI_READ
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from core.principal import OPS_READ, OPS_WRITE, PHI_READ
 from tests.authkit import Issuer
 from tests.conftest import REPO
 from tests.integration.conftest import eventually

@@ -15,10 +15,10 @@ import jsonschema
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.records import CareEvent, InboundMessage
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from core.records import CareEvent, InboundMessage
 from tests.authkit import Issuer
 from tests.conftest import CONFIG
 from tests.core.test_record_versions import schema_of

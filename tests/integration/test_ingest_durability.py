@@ -14,11 +14,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from carehub.broker import EmbeddedBroker
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.errors import MessageTooLargeError
+from carehub.core.records import InboundMessage
 from carehub.hub import Hub
 from carehub.kafka import KafkaPublisher, ensure_topics
-from connectors.mllp import MLLPClient, ack_code
-from core.errors import MessageTooLargeError
-from core.records import InboundMessage
 from tests.conftest import FEED
 from tests.integration.conftest import hub_settings
 

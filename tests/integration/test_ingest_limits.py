@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.records import CareEvent
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from core.records import CareEvent
 from tests.conftest import FEED
 from tests.integration.test_ingest_durability import _read_inbound
 

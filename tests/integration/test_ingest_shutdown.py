@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from carehub.broker import EmbeddedBroker, free_port
-from connectors.mllp import MLLPClient, ack_code
+from carehub.connectors.mllp import MLLPClient, ack_code
 from tests.conftest import CONFIG, FEED
 from tests.integration.test_cli import CAREHUB
 

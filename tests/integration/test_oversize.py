@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from carehub.core.records import DeadLetter, InboundMessage
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from core.records import DeadLetter, InboundMessage
 from tests.conftest import FEED
 from tests.integration.conftest import dead_letters, eventually, hub_settings
 
@@ -47,7 +47,7 @@ def inbound(control_id: str, name_bytes: int) -> InboundMessage:
 async def test_an_event_over_the_record_limit_is_dead_lettered_and_the_next_one_delivered(
     broker: str, config_dir: Path, recipients: dict[str, DemoRecipient], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="streams")
+    caplog.set_level(logging.WARNING, logger="carehub.streams")
     hub = Hub(hub_settings(config_dir, broker), roles=("streams",))
     await hub.start()
     try:

@@ -12,10 +12,10 @@ from typing import Any
 import jsonschema
 import pytest
 
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.records import Delivery, DeliveryOutcome
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from core.records import Delivery, DeliveryOutcome
 from tests.conftest import FEED
 from tests.core.test_record_versions import schema_of
 from tests.delivery.test_faults import read_keyed

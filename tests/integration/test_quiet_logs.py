@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
 from tests.conftest import FEED
 from tests.integration.conftest import eventually, hub_settings
 

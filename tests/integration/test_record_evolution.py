@@ -12,12 +12,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from adapters.hl7.header import read_header
-from adapters.hl7.tokenizer import parse_message
+from carehub.adapters.hl7.header import read_header
+from carehub.adapters.hl7.tokenizer import parse_message
+from carehub.core.records import InboundMessage
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from core.records import InboundMessage
-from mappings import convert_text
+from carehub.mappings import convert_text
 from tests.conftest import FEED
 from tests.integration.conftest import dead_letters, eventually, hub_settings
 

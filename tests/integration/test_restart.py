@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.settings import Settings
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from core.settings import Settings
 from tests.authkit import CONSENT_ADMIN, TEST_ISSUER, Issuer
 from tests.conftest import FEED, REPO
 from tests.integration.conftest import eventually, hub_settings

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from carehub.broker import free_port
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.principal import OPS_READ
 from carehub.demo_receivers import DemoRecipient
-from connectors.mllp import MLLPClient, ack_code
-from core.principal import OPS_READ
 from tests.authkit import TEST_ISSUER, Issuer, trust_test_issuer
 from tests.conftest import FEED
 from tests.integration.conftest import eventually

@@ -8,10 +8,10 @@ import re
 import aiohttp
 import pytest
 
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.principal import OPS_READ
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from core.principal import OPS_READ
 from tests.authkit import TEST_ISSUER
 from tests.conftest import FEED
 from tests.integration.conftest import eventually

@@ -13,12 +13,13 @@ import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from carehub.demo import secret_variable
-from streams.routing.load import load_recipients
+from carehub.streams.routing.load import load_recipients
 from tests.conftest import CONFIG, FEED, REPO
 
 pytestmark = pytest.mark.integration
@@ -61,6 +62,11 @@ def test_wheel_installs_and_runs_without_the_repository(tmp_path: Path) -> None:
     build = BUILD_WHEEL.replace("/dist", str(dist)).split()
     run([sys.executable, "-m", *build], cwd=source, env=clean_env())
     (wheel,) = dist.glob("carehub-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/")[0] for name in archive.namelist() if not name.split("/")[0].endswith(".dist-info")}
+        (top_level,) = [n for n in archive.namelist() if n.endswith(".dist-info/top_level.txt")] or [None]
+        declared = archive.read(top_level).decode().split() if top_level else sorted(tops)
+    assert tops == {"carehub"} and declared == ["carehub"], f"the wheel installs more than one top-level name: {tops}"
 
     # The install runs in a directory of its own: no checkout, no ../shared next to it.
     site = tmp_path / "site"
@@ -79,7 +85,7 @@ def test_wheel_installs_and_runs_without_the_repository(tmp_path: Path) -> None:
         [
             str(bin_dir / "python"),
             "-c",
-            "import core, mappings.validation as v, json;"
+            "import carehub.core as core, carehub.mappings.validation as v, json;"
             "print(json.dumps([core.__file__, str(v.schema_path()),"
             " v.validate_resource({'resourceType': 'Patient', 'id': 'p', 'gender': 'sometimes'})]))",
         ],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.hl7.charset import decode
+from carehub.adapters.hl7.charset import decode
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 HL7_DIR = CORPUS / "hl7v2"

@@ -1,6 +1,6 @@
 """Derive the FHIR R4 definitions carehub ships from the corpus's R4 JSON Schema.
 
-The shipped file (``mappings/definitions/fhir-r4.schema.json.gz``) is the
+The shipped file (``carehub/mappings/definitions/fhir-r4.schema.json.gz``) is the
 corpus's ``fhir/schema/fhir.schema.json`` (HL7 FHIR R4 4.0.1, CC0) with every
 string-valued ``description`` annotation removed (annotations do not change
 what validates), minified and gzipped: 3.4 MB -> 55 kB. Nothing else is
@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mappings.validation import SHIPPED_SCHEMA
+from carehub.mappings.validation import SHIPPED_SCHEMA
 from tests.conftest import SHARED
 
 CORPUS_SCHEMA = SHARED / "corpus" / "fhir" / "schema" / "fhir.schema.json"

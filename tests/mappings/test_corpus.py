@@ -8,15 +8,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from adapters.hl7.header import pid_identifiers, read_header
-from adapters.hl7.tokenizer import parse_message
-from core.errors import MappingError
-from core.patient import sender_patient_key
-from core.records import CareEvent
-from mappings import convert_text
-from mappings.batch import split_messages
-from mappings.postprocess import CARRIED_SEGMENT_URL
-from mappings.validation import validate_bundle
+from carehub.adapters.hl7.header import pid_identifiers, read_header
+from carehub.adapters.hl7.tokenizer import parse_message
+from carehub.core.errors import MappingError
+from carehub.core.patient import sender_patient_key
+from carehub.core.records import CareEvent
+from carehub.mappings import convert_text
+from carehub.mappings.batch import split_messages
+from carehub.mappings.postprocess import CARRIED_SEGMENT_URL
+from carehub.mappings.validation import validate_bundle
 from tests.mappings.conftest import corpus_messages, is_adt, read_message
 
 SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schemas" / "care-event.schema.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 
-from mappings.validation import SHIPPED_SCHEMA, schema_path, validate_resource
+from carehub.mappings.validation import SHIPPED_SCHEMA, schema_path, validate_resource
 from tests.mappings.fhir_definitions import CORPUS_SCHEMA, derive
 
 

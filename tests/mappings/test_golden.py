@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mappings import convert_text
+from carehub.mappings import convert_text
 from tests.mappings.conftest import golden_pairs, is_adt, read_message
 from tests.mappings.golden import FIELDS, Tally, compare, load, table
 
@@ -50,7 +50,7 @@ def test_every_disagreement_case_is_a_corpus_file(corpus_dir: Path) -> None:
 
 def test_reference_schema_failures(corpus_dir: Path) -> None:
     """Exactly the references listed as schema failures fail the R4 schema; ours never do."""
-    from mappings.validation import validate_resource
+    from carehub.mappings.validation import validate_resource
 
     listed = yaml.safe_load((HERE / "known-disagreements.yaml").read_text(encoding="utf-8"))["schema_failures"]
     failing = set()
@@ -74,14 +74,25 @@ def test_comparison_can_fail(name: str) -> None:
 def _planted() -> list[dict[str, object]]:
     code = {"coding": [{"code": "X1"}]}
     return [
-        {"resourceType": "Patient", "id": "p", "identifier": [{"value": "1"}],
-         "name": [{"family": "A", "given": ["B"]}],
-         "birthDate": "2000", "gender": "male", "address": [{"line": ["1 St"], "city": "C", "postalCode": "9"}]},
+        {
+            "resourceType": "Patient",
+            "id": "p",
+            "identifier": [{"value": "1"}],
+            "name": [{"family": "A", "given": ["B"]}],
+            "birthDate": "2000",
+            "gender": "male",
+            "address": [{"line": ["1 St"], "city": "C", "postalCode": "9"}],
+        },
         {"resourceType": "Location", "id": "l", "name": "WARD"},
-        {"resourceType": "Encounter", "id": "e", "class": {"code": "IMP"}, "status": "finished",
-         "period": {"start": "2020-01-01T00:00:00Z", "end": "2020-01-02T00:00:00Z"},
-         "location": [{"location": {"reference": "Location/l"}, "status": "active"}],
-         "hospitalization": {"dischargeDisposition": code}},
+        {
+            "resourceType": "Encounter",
+            "id": "e",
+            "class": {"code": "IMP"},
+            "status": "finished",
+            "period": {"start": "2020-01-01T00:00:00Z", "end": "2020-01-02T00:00:00Z"},
+            "location": [{"location": {"reference": "Location/l"}, "status": "active"}],
+            "hospitalization": {"dischargeDisposition": code},
+        },
         {"resourceType": "Practitioner", "id": "pr", "identifier": [{"value": "NPI1"}]},
         {"resourceType": "Organization", "id": "o", "name": "Payer"},
         {"resourceType": "Coverage", "id": "c", "payor": [{"reference": "Organization/o"}], "subscriberId": "S1"},

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mappings import convert_text
+from carehub.mappings import convert_text
 from tests.mappings.conftest import read_message
 
 A01 = "msfc__ADT_A01__ADT-A01-01.hl7"
@@ -42,9 +42,14 @@ def test_conversion_is_deterministic(admit: str) -> None:
 @pytest.mark.parametrize(
     ("trigger", "kind", "status"),
     [
-        ("A01", "admit", "in-progress"), ("A02", "transfer", "in-progress"), ("A04", "register", "planned"),
-        ("A06", "transfer", "in-progress"), ("A08", "update", "unknown"), ("A11", "cancel-admit", "cancelled"),
-        ("A12", "cancel-transfer", "in-progress"), ("A13", "cancel-discharge", "in-progress"),
+        ("A01", "admit", "in-progress"),
+        ("A02", "transfer", "in-progress"),
+        ("A04", "register", "planned"),
+        ("A06", "transfer", "in-progress"),
+        ("A08", "update", "unknown"),
+        ("A11", "cancel-admit", "cancelled"),
+        ("A12", "cancel-transfer", "in-progress"),
+        ("A13", "cancel-discharge", "in-progress"),
     ],
 )
 def test_trigger_sets_kind_and_status(admit: str, trigger: str, kind: str, status: str) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError
-from mappings import convert_text
-from mappings.loader import MAPPINGS_DIR
-from mappings.plan import Plans, default_plans
+from carehub.core.errors import ConfigError
+from carehub.mappings import convert_text
+from carehub.mappings.loader import MAPPINGS_DIR
+from carehub.mappings.plan import Plans, default_plans
 
 MESSAGE = (
     "MSH|^~\\&|APP|FAC|HUB|HUB|202603011000||ADT^A01^ADT_A01|C1|P|2.5.1\r"
@@ -40,8 +40,8 @@ def test_z_segment_is_carried_then_mapped_by_editing_files(tmp_path: Path) -> No
     with (root / "resources" / "Patient.yaml").open("a", encoding="utf-8") as handle:
         handle.write(
             "  ZPI:\n    merge: true\n    rules:\n"
-            "      - path: \"extension[]\"\n        field: 2\n        map:\n"
-            "          - {path: url, const: \"https://example.org/fhir/membership\"}\n"
+            '      - path: "extension[]"\n        field: 2\n        map:\n'
+            '          - {path: url, const: "https://example.org/fhir/membership"}\n'
             "          - {path: valueString, component: 1}\n"
         )
     after = convert_text(MESSAGE, plans=Plans(root), validate=True)

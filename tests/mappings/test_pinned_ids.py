@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.messages import message
-from mappings import convert_text, ids
+from carehub.mappings import convert_text, ids
 from tests.mappings.conftest import read_message
 
 

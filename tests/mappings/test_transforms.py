@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.hl7.tokenizer import Delimiters
-from mappings.context import BuildContext
-from mappings.plan import default_plans
-from mappings.transforms import coded, contact, datetimes, identifiers, location, text
+from carehub.adapters.hl7.tokenizer import Delimiters
+from carehub.mappings.context import BuildContext
+from carehub.mappings.plan import default_plans
+from carehub.mappings.transforms import coded, contact, datetimes, identifiers, location, text
 
 
 @pytest.mark.parametrize(
@@ -58,22 +58,38 @@ def _dt(name: str, raw: str, ctx: BuildContext) -> object:
 
 def test_xpn_name(ctx: BuildContext) -> None:
     assert _dt("XPN", "EVERYMAN&&&&Aniston^ADAM^A^III^Dr.^^L", ctx) == {
-        "family": "EVERYMAN", "given": ["ADAM", "A"], "suffix": ["III"], "prefix": ["Dr."], "use": "official",
+        "family": "EVERYMAN",
+        "given": ["ADAM", "A"],
+        "suffix": ["III"],
+        "prefix": ["Dr."],
+        "use": "official",
     }
 
 
 def test_xad_address(ctx: BuildContext) -> None:
     assert _dt("XAD", "1000&Hospital Lane^Ste. 123^Ann Arbor^MI^99999^USA^H", ctx) == {
-        "line": ["1000", "Ste. 123"], "city": "Ann Arbor", "state": "MI", "postalCode": "99999", "country": "USA",
+        "line": ["1000", "Ste. 123"],
+        "city": "Ann Arbor",
+        "state": "MI",
+        "postalCode": "99999",
+        "country": "USA",
         "use": "home",
     }
 
 
 def test_cx_identifier_with_oid_and_namespace(ctx: BuildContext) -> None:
     assert _dt("CX", "PATID1234^5^M11^test1&2.16.1&ISO^MR", ctx) == {
-        "value": "PATID1234", "system": "urn:oid:2.16.1",
-        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR",
-                             "display": "Medical record number"}]},
+        "value": "PATID1234",
+        "system": "urn:oid:2.16.1",
+        "type": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                    "code": "MR",
+                    "display": "Medical record number",
+                }
+            ]
+        },
     }
     assert _dt("CX", "123456789^^^USSSA^SS", ctx)["system"] == "http://hl7.org/fhir/sid/us-ssn"  # type: ignore[index]
     assert _dt("CX", "42^^^MY HOSP", ctx)["system"] == "urn:carehub:authority:MY%20HOSP"  # type: ignore[index]

@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.records import TaskEvent
 from carehub.demo_receivers import DemoRecipient, Received
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from core.records import TaskEvent
-from streams.task_alerts import check_overdue
+from carehub.streams.task_alerts import check_overdue
 from tests.authkit import RECIPIENT, Issuer
 from tests.conftest import FEED, REPO
 from tests.integration.conftest import eventually, hub_settings

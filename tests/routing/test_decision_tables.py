@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
-from core.records import CareEvent
-from mappings import convert_text
-from streams.plan import action_key
-from streams.routing.decide import RoutingDecision, decide
-from streams.routing.load import load_routing_map
+from carehub.core.records import CareEvent
+from carehub.mappings import convert_text
+from carehub.streams.plan import action_key
+from carehub.streams.routing.decide import RoutingDecision, decide
+from carehub.streams.routing.load import load_routing_map
 from tests.conftest import REPO
 from tests.streams.events import care_event
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.settings import RoutingSettings
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from core.settings import RoutingSettings
-from streams.routing.apply import apply_config
-from streams.routing.source import ReloadingRoutingMap
+from carehub.streams.routing.apply import apply_config
+from carehub.streams.routing.source import ReloadingRoutingMap
 from tests.authkit import Issuer
 from tests.conftest import CONFIG, FEED
 from tests.integration.conftest import eventually, hub_settings

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from core.records import CareEvent
-from mappings import convert_text
-from streams.notify import Hub
-from streams.plan import plan_deliveries
-from streams.referrals import add_business_days
-from streams.routing.decide import decide
-from streams.routing.load import load_routing_map
-from streams.signals import PatientState, observe, signals
+from carehub.core.records import CareEvent
+from carehub.mappings import convert_text
+from carehub.streams.notify import Hub
+from carehub.streams.plan import plan_deliveries
+from carehub.streams.referrals import add_business_days
+from carehub.streams.routing.decide import decide
+from carehub.streams.routing.load import load_routing_map
+from carehub.streams.signals import PatientState, observe, signals
 from tests.conftest import CONFIG, FEED
 from tests.streams.events import care_event
 
@@ -89,7 +89,7 @@ def test_three_ed_visits_in_60_days_make_a_high_utilizer() -> None:
 def test_open_follow_up_tasks_are_remembered() -> None:
     event = _okafor_discharge()
     deliveries = plan_deliveries(event, decide(event, load_routing_map(CONFIG)), HUB, "2026-11-06T16:00:00Z")
-    from streams.agents.route import opened_tasks
+    from carehub.streams.agents.route import opened_tasks
 
     state = observe(PatientState(), event, opened_tasks(deliveries))
     assert {t.code for t in state.open_tasks} == {"tcm-contact", "tcm-visit", "med-rec", "sdoh-referral"}

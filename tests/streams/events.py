@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.records import CareEvent
+from carehub.core.records import CareEvent
 
 
 def care_event(kind: str = "admit", encounter_class: str = "IMP", facility: str = "RGH", **extra: Any) -> CareEvent:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from journal import open_journal
-from streams.consent.deps import MergedLookup
-from streams.consent.model import ConsentDirective, Provision
-from streams.corrections import originals
-from streams.routing.decide import decide
-from streams.routing.load import load_routing_map
-from streams.signals import OpenTask, PatientState, Sent, merged, observe, signals
+from carehub.journal import open_journal
+from carehub.streams.consent.deps import MergedLookup
+from carehub.streams.consent.model import ConsentDirective, Provision
+from carehub.streams.corrections import originals
+from carehub.streams.routing.decide import decide
+from carehub.streams.routing.load import load_routing_map
+from carehub.streams.signals import OpenTask, PatientState, Sent, merged, observe, signals
 from tests.conftest import REPO
 from tests.streams.events import care_event
 

@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 
 from carehub.broker import free_port
+from carehub.connectors.webhook import SIGNATURE_HEADER, WebhookDestination, verify
+from carehub.core.records import Delivery
 from carehub.ops_http import HTTPServer
-from connectors.webhook import SIGNATURE_HEADER, WebhookDestination, verify
-from core.records import Delivery
-from streams.deliver import RetryPolicy, deliver
+from carehub.streams.deliver import RetryPolicy, deliver
 from tests.conftest import REPO
 
 SECRET = "0123456789abcdef-secret"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from streams.notify import EVENT_SYSTEM, Hub, event_coding, notification_bundle
+from carehub.streams.notify import EVENT_SYSTEM, Hub, event_coding, notification_bundle
 from tests.streams.events import care_event
 
 HUB = Hub(base_url="https://hub.example.org/fhir")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streams.routing.decide import decide
-from streams.routing.load import load_routing_map
+from carehub.streams.routing.decide import decide
+from carehub.streams.routing.load import load_routing_map
 from tests.conftest import CONFIG
 from tests.streams.events import care_event
 

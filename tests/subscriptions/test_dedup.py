@@ -1,8 +1,8 @@
-"""streams.dedup: each visit's admit and discharge is routed once, whichever feed brought it."""
+"""carehub.streams.dedup: each visit's admit and discharge is routed once, whichever feed brought it."""
 
 from __future__ import annotations
 
-from streams.dedup import decide, read_seen
+from carehub.streams.dedup import decide, read_seen
 from tests.streams.events import care_event
 
 

@@ -17,13 +17,13 @@ import jsonschema
 import pytest
 
 from carehub.commands import subscribe, subscriptions
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.principal import CONSENT_WRITE, NOTIFY_WRITE
+from carehub.core.records import CareEvent, FhirNotification
 from carehub.demo_receivers import DemoRecipient
 from carehub.fhir_subscriptions import read_states
 from carehub.hub import Hub
-from connectors.mllp import MLLPClient, ack_code
-from core.principal import CONSENT_WRITE, NOTIFY_WRITE
-from core.records import CareEvent, FhirNotification
-from mappings import ids
+from carehub.mappings import ids
 from tests.authkit import TEST_ISSUER, Issuer
 from tests.conftest import FEED
 from tests.core.test_record_versions import schema_of

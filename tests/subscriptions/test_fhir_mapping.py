@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from core.errors import MappingError
-from mappings import convert_text
-from mappings.fhir import EncounterSnapshot, FhirSource, map_encounter, transition
-from streams.dedup import decide
+from carehub.core.errors import MappingError
+from carehub.mappings import convert_text
+from carehub.mappings.fhir import EncounterSnapshot, FhirSource, map_encounter, transition
+from carehub.streams.dedup import decide
 from tests.conftest import FEED
 from tests.subscriptions.fixtures import encounter, patient, supporting
 

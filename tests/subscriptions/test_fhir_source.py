@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from carehub.commands import subscribe
-from connectors.fhir_source import BearerAuth, FhirSource, SmartBackendAuth, SourceError
-from streams.subscriptions.config import load_subscriptions
-from streams.subscriptions.resource import subscription_resource
+from carehub.connectors.fhir_source import BearerAuth, FhirSource, SmartBackendAuth, SourceError
+from carehub.streams.subscriptions.config import load_subscriptions
+from carehub.streams.subscriptions.resource import subscription_resource
 from tests.subscriptions.conftest import SOURCE_TOKEN, subscriptions_yaml
 from tests.subscriptions.fixtures import patient
 from tests.subscriptions.source_server import SourceServer

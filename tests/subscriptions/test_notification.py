@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.resthook.errors import InvalidJsonError, NotificationError, WrongResourceTypeError, answer_for
-from adapters.resthook.notification import parse_notification, read_bundle
+from carehub.adapters.resthook.errors import InvalidJsonError, NotificationError, WrongResourceTypeError, answer_for
+from carehub.adapters.resthook.notification import parse_notification, read_bundle
 
 EXPECTED = {  # corpus file -> (type, events-since-start, event numbers, focus present, resources carried)
     "handshake_bundle_example.json": ("handshake", 0, [], False, 0),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from streams.subscriptions.observe import Observed, after_recovery, check_heartbeat, observe, plan_recovery
-from streams.subscriptions.state import SubscriptionState
+from carehub.streams.subscriptions.observe import Observed, after_recovery, check_heartbeat, observe, plan_recovery
+from carehub.streams.subscriptions.state import SubscriptionState
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 

@@ -12,10 +12,10 @@ import jsonschema
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from adapters.resthook.receiver import Channel, RestHookReceiver, endpoint_path
+from carehub.adapters.resthook.receiver import Channel, RestHookReceiver, endpoint_path
+from carehub.core.records import FhirNotification
 from carehub.kafka import KafkaPublisher, ensure_topics
 from carehub.ops_http import HTTPServer
-from core.records import FhirNotification
 from tests.core.test_record_versions import schema_of
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,0 @@
-"""The operations console: server-rendered pages over the journal (docs/console.md)."""
-
-from adapters.console.sessions import SESSION_COOKIE, SessionStore
-from adapters.console.views import ConsoleDeps, console_routes, signin_redirect
-
-__all__ = ["SESSION_COOKIE", "ConsoleDeps", "SessionStore", "console_routes", "signin_redirect"]

@@ -1,6 +1,0 @@
-"""Access control at the HTTP edge: bearer JWTs and client certificates, one rule per route."""
-
-from adapters.httpauth.middleware import Access, SecurityAudit, principal_of, refusal
-from adapters.httpauth.rules import RULES, Rule, RuleTable
-
-__all__ = ["RULES", "Access", "Rule", "RuleTable", "SecurityAudit", "principal_of", "refusal"]

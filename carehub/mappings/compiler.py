@@ -1,0 +1,574 @@
+"""Compile mapping rules (YAML data) into plain Python closures, once.
+
+A rule reads one input, produces one value, and writes it at a path:
+
+* input: in a segment section ``field`` (+ ``repeat``) then optional
+  ``component``/``sub``; in a datatype map just ``component``/``sub``. An
+  input is always a list of escaped parts plus the delimiter that splits a
+  part further, so composites nest (an HD inside a CX is a sub-component list).
+* value: ``const``, ``ref`` (latest resource of a type), ``datatype`` (a
+  datatype map), ``map`` (inline rules), ``transform`` (a named Python
+  function), ``code`` (a code table, shaped ``as`` code/coding/codeable), or
+  the plain text. ``create`` turns the value into a resource of its own and
+  yields a reference to it.
+* path: ``a.b.c``; a trailing ``[]`` appends (every repetition), otherwise
+  only the first non-empty value is kept.
+
+Everything here runs at load time except the returned closures, which are the
+hot path: no dict lookups of rule options, no YAML, no string parsing of paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from carehub.adapters.hl7.tokenizer import Segment, unescape
+from carehub.mappings import ids, transforms
+from carehub.mappings.codes import Code, table
+from carehub.mappings.context import BuildContext
+
+Parts = list[str]
+Input = tuple[Parts, "str | None"]
+Producer = Callable[[Parts, "str | None", BuildContext], Any]
+Selector = Callable[[Parts, "str | None", BuildContext], list[Input]]
+SegmentSelector = Callable[[Segment, BuildContext], list[Input]]
+Setter = Callable[[dict[str, Any], Any], None]
+Applier = Callable[[Parts, "str | None", BuildContext, dict[str, Any]], None]
+SegmentApplier = Callable[[Segment, BuildContext, dict[str, Any]], None]
+Predicate = Callable[[Parts, "str | None", BuildContext], bool]
+
+
+class MappingSpecError(ValueError):
+    """A rule names something that does not exist (the loader adds file and line)."""
+
+    def __init__(self, message: str, location: list[str | int]) -> None:
+        super().__init__(message)
+        self.location = location
+
+
+@dataclass(frozen=True, slots=True)
+class DatatypeMap:
+    """Rules over the parts of one composite value, each with the component it reads (0: all)."""
+
+    name: str
+    rules: tuple[tuple[int, Applier], ...]
+
+    def build(self, parts: Parts, child: str | None, ctx: BuildContext) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        size = len(parts)
+        for component, rule in self.rules:
+            # Most components of a composite are empty: skip their rules without a call.
+            if component and (component > size or not parts[component - 1]):
+                continue
+            rule(parts, child, ctx, out)
+        return out or None
+
+
+DatatypeLookup = Callable[[str], DatatypeMap]
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+
+def _narrow(parts: Parts, child: str | None, ctx: BuildContext, component: int, sub: int) -> Input:
+    raw = parts[component - 1] if component <= len(parts) else ""
+    if child is None:
+        inner, next_child = [raw], None
+    else:
+        inner = raw.split(child) if child in raw else [raw]
+        next_child = ctx.sub if child == ctx.comp else None
+    if sub:
+        picked = inner[sub - 1] if sub <= len(inner) else ""
+        return [picked], None
+    return inner, next_child
+
+
+def part_selector(component: int, sub: int) -> Selector:
+    """Input from a composite: one component (and sub-component), or the whole thing."""
+    if not component:
+        return lambda parts, child, ctx: [(parts, child)]
+
+    def select(parts: Parts, child: str | None, ctx: BuildContext) -> list[Input]:
+        return [_narrow(parts, child, ctx, component, sub)]
+
+    return select
+
+
+def field_selector(field: int, repeat: bool, component: int, sub: int) -> SegmentSelector:
+    """Inputs from a segment field: each repetition (or the first), split to components."""
+
+    def select(seg: Segment, ctx: BuildContext) -> list[Input]:
+        fields = seg.fields
+        raw = fields[field] if field < len(fields) else ""
+        if not raw or raw == '""':
+            return []
+        if seg.name == "MSH" and field <= 2:
+            reps = [raw]
+        elif repeat:
+            reps = raw.split(ctx.rep) if ctx.rep in raw else [raw]
+        else:
+            reps = [raw.split(ctx.rep, 1)[0]] if ctx.rep in raw else [raw]
+        out: list[Input] = []
+        for rep in reps:
+            if not rep:
+                continue
+            parts = rep.split(ctx.comp) if ctx.comp in rep else [rep]
+            out.append(_narrow(parts, ctx.sub, ctx, component, sub) if component else (parts, ctx.sub))
+        return out
+
+    return select
+
+
+# -- values -------------------------------------------------------------------------------------
+
+
+def _scalar(parts: Parts, child: str | None, ctx: BuildContext) -> str | None:
+    first = parts[0] if parts else ""
+    if child is not None and child in first:
+        first = first.split(child, 1)[0]
+    return ctx.text(first)
+
+
+def _cloner(value: Any) -> Callable[[], Any]:
+    """A function returning a fresh deep copy of the JSON constant ``value`` (built once)."""
+    if isinstance(value, dict):
+        if not any(isinstance(v, dict | list) for v in value.values()):
+            return value.copy
+        items = [(k, _cloner(v)) for k, v in value.items()]
+        return lambda: {k: make() for k, make in items}
+    if isinstance(value, list):
+        if not any(isinstance(v, dict | list) for v in value):
+            return value.copy
+        makers = [_cloner(v) for v in value]
+        return lambda: [make() for make in makers]
+    return lambda: value
+
+
+def _clean(parts: Parts, ctx: BuildContext) -> list[str]:
+    """``ctx.text`` of every part, with "" for nothing (the input of a parts transform)."""
+    esc = ctx.esc
+    return ["" if p == '""' else (unescape(p, ctx.delimiters) if esc in p else p).strip() for p in parts]
+
+
+def _shape_code(found: Code, shape: str, source: str) -> Any:
+    if shape == "code":
+        return found.code
+    coding = found.coding()
+    if shape == "coding":
+        return coding
+    return {"coding": [coding]}
+
+
+def _code_producer(name: str, shape: str, loc: list[str | int]) -> Producer:
+    try:
+        code_table = table(name)
+    except KeyError:
+        raise MappingSpecError(f"unknown code table {name!r}", loc) from None
+
+    def produce(parts: Parts, child: str | None, ctx: BuildContext) -> Any:
+        source = _scalar(parts, child, ctx)
+        if source is None:
+            return None
+        found = code_table.lookup(source)
+        return None if found is None else _shape_code(found, shape, source)
+
+    return produce
+
+
+def _transform_producer(name: str, loc: list[str | int]) -> Producer:
+    try:
+        spec = transforms.get(name)
+    except KeyError:
+        raise MappingSpecError(f"unknown transform {name!r} (known: {', '.join(transforms.names())})", loc) from None
+    fn = spec.fn
+    if spec.kind == "value":
+
+        def value_fn(parts: Parts, child: str | None, ctx: BuildContext) -> Any:
+            source = _scalar(parts, child, ctx)
+            return None if source is None else fn(source)
+
+        return value_fn
+
+    def parts_fn(parts: Parts, child: str | None, ctx: BuildContext) -> Any:
+        if child is not None:
+            parts = [p.split(child, 1)[0] if child in p else p for p in parts]
+        clean = _clean(parts, ctx)
+        return fn(clean) if any(clean) else None
+
+    return parts_fn
+
+
+def _ref_producer(resource_type: str) -> Producer:
+    return lambda parts, child, ctx: ctx.reference(resource_type)
+
+
+def _create(resource_type: str, body_of: Producer) -> Producer:
+    """Build a resource from the value and answer with a reference to it."""
+
+    def produce(parts: Parts, child: str | None, ctx: BuildContext) -> Any:
+        body = body_of(parts, child, ctx)
+        if not body:
+            return None
+        resource = {"resourceType": resource_type, "id": ids.content_id(resource_type, body), **body}
+        stored = ctx.add(resource)
+        return {"reference": f"{resource_type}/{stored['id']}"}
+
+    return produce
+
+
+def compile_producer(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> Producer:
+    produce: Producer
+    if "const" in spec:
+        constant = spec["const"]
+        if isinstance(constant, dict | list):
+            fresh = _cloner(constant)
+            produce = lambda parts, child, ctx: fresh()  # noqa: E731
+        else:
+            produce = lambda parts, child, ctx: constant  # noqa: E731
+    elif "ref" in spec:
+        produce = _ref_producer(spec["ref"])
+    elif "datatype" in spec:
+        try:
+            produce = datatypes(spec["datatype"]).build
+        except KeyError:
+            raise MappingSpecError(f"unknown datatype map {spec['datatype']!r}", [*loc, "datatype"]) from None
+    elif "map" in spec:
+        produce = DatatypeMap("inline", compile_rules(spec["map"], datatypes, [*loc, "map"])).build
+    elif "transform" in spec:
+        produce = _transform_producer(spec["transform"], [*loc, "transform"])
+    elif "code" in spec:
+        produce = _code_producer(spec["code"], spec.get("as", "code"), [*loc, "code"])
+    else:
+        produce = _scalar
+    if "create" in spec:
+        produce = _create(spec["create"], produce)
+    return produce
+
+
+# -- conditions ---------------------------------------------------------------------------------
+
+
+def compile_when(spec: dict[str, Any] | list[dict[str, Any]] | None, in_segment: bool) -> Callable[..., bool] | None:
+    """``when: {field, component, sub, in: [...] | not_in: [...] | present: bool}``; a list means all of them."""
+    if not spec:
+        return None
+    if isinstance(spec, list):
+        tests = [t for t in (compile_when(s, in_segment) for s in spec) if t is not None]
+        return lambda *args: all(t(*args) for t in tests)
+    values = {str(v).upper() for v in spec.get("in", spec.get("not_in", []))}
+    negate = "not_in" in spec
+    present = spec.get("present")
+
+    def test(found: str | None) -> bool:
+        if present is not None:
+            return (found is not None) == bool(present)
+        hit = (found or "").upper() in values
+        return hit != negate
+
+    if in_segment:
+        select_seg = field_selector(spec["field"], False, spec.get("component", 1), spec.get("sub", 0))
+
+        def seg_pred(seg: Segment, ctx: BuildContext) -> bool:
+            inputs = select_seg(seg, ctx)
+            return test(_scalar(*inputs[0], ctx) if inputs else None)
+
+        return seg_pred
+    component, sub = spec.get("component", 0), spec.get("sub", 0)
+    if present is not None and component and not sub:
+        return _presence(component - 1, bool(present))
+    select = part_selector(component, sub)
+
+    def part_pred(parts: Parts, child: str | None, ctx: BuildContext) -> bool:
+        return test(_scalar(*select(parts, child, ctx)[0], ctx))
+
+    return part_pred
+
+
+def _presence(index: int, wanted: bool) -> Callable[[Parts, str | None, BuildContext], bool]:
+    """``when: {component: n, present: ...}``: the text of component n (as ``_scalar`` reads it) is set or not."""
+
+    def pred(parts: Parts, child: str | None, ctx: BuildContext) -> bool:
+        raw = parts[index] if index < len(parts) else ""
+        if child is not None:
+            if child in raw:
+                raw = raw.split(child, 1)[0]
+            if child == ctx.comp and ctx.sub in raw:
+                raw = raw.split(ctx.sub, 1)[0]
+        return (ctx.text(raw) is not None) == wanted
+
+    return pred
+
+
+# -- paths --------------------------------------------------------------------------------------
+
+
+def _appender(parents: list[str], last: str) -> Setter:
+    def parent_of(obj: dict[str, Any]) -> dict[str, Any]:
+        for key in parents:
+            nxt = obj.get(key)
+            if not isinstance(nxt, dict):
+                nxt = obj[key] = {}
+            obj = nxt
+        return obj
+
+    def append_value(obj: dict[str, Any], value: Any) -> None:
+        target = (parent_of(obj) if parents else obj).setdefault(last, [])
+        if isinstance(value, list):
+            target.extend(value)
+        elif not (isinstance(value, dict) and "reference" in value and value in target):
+            target.append(value)
+
+    return append_value
+
+
+def compile_setter(path: str) -> Setter:
+    """Writer for ``a.b.c`` (first value wins) or ``a.b.c[]`` (append, lists extend)."""
+    append = path.endswith("[]")
+    keys = (path[:-2] if append else path).split(".")
+    *parents, last = keys
+    if append:
+        return _appender(parents, last)
+    if not parents:
+
+        def set_top(obj: dict[str, Any], value: Any) -> None:
+            if last not in obj:
+                obj[last] = value
+
+        return set_top
+    if len(parents) == 1:
+        (parent,) = parents
+
+        def set_child(obj: dict[str, Any], value: Any) -> None:
+            target = obj.get(parent)
+            if not isinstance(target, dict):
+                target = obj[parent] = {}
+            if last not in target:
+                target[last] = value
+
+        return set_child
+
+    def set_first(obj: dict[str, Any], value: Any) -> None:
+        target = obj
+        for key in parents:
+            nxt = target.get(key)
+            if not isinstance(nxt, dict):
+                nxt = target[key] = {}
+            target = nxt
+        if last not in target:
+            target[last] = value
+
+    return set_first
+
+
+# -- fast paths ---------------------------------------------------------------------------------
+
+LeafFn = Callable[[str], Any]
+_PRODUCER_KEYS = ("const", "ref", "datatype", "map", "create")
+
+
+def _leaf(spec: dict[str, Any], loc: list[str | int]) -> LeafFn | None:
+    """For rules whose value is one string (plain, value transform, code): str -> value.
+
+    Most rules are of this shape; giving them a closure without input lists and
+    producer indirection is where the engine's speed comes from.
+    """
+    if any(key in spec for key in _PRODUCER_KEYS) or spec.get("when") or spec.get("sub"):
+        return None
+    if "transform" in spec:
+        try:
+            found = transforms.get(spec["transform"])
+        except KeyError:
+            raise MappingSpecError(f"unknown transform {spec['transform']!r}", [*loc, "transform"]) from None
+        return found.fn if found.kind == "value" else None
+    if "code" in spec:
+        try:
+            code_table = table(spec["code"])
+        except KeyError:
+            raise MappingSpecError(f"unknown code table {spec['code']!r}", [*loc, "code"]) from None
+        shape = spec.get("as", "code")
+
+        def lookup(source: str) -> Any:
+            found_code = code_table.lookup(source)
+            return None if found_code is None else _shape_code(found_code, shape, source)
+
+        return lookup
+    return _text
+
+
+def _text(text: str) -> str:
+    """The leaf of a plain rule (the text itself); recognised by identity, never called."""
+    return text
+
+
+def _fast_component_rule(component: int, leaf: LeafFn, path: str) -> Applier:
+    """One component, one string, one value; the datatype map has checked it is not empty."""
+    index = component - 1
+    setter = compile_setter(path)
+    plain_key = path if leaf is _text and "." not in path and not path.endswith("[]") else None
+
+    if plain_key is not None:
+
+        def apply_plain(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
+            if plain_key in out:
+                return
+            raw = parts[index] if index < len(parts) else ""
+            if child is not None and child in raw:
+                raw = raw.split(child, 1)[0]
+            if not raw or raw == '""':
+                return
+            text = (unescape(raw, ctx.delimiters) if ctx.esc in raw else raw).strip()
+            if text:
+                out[plain_key] = text
+
+        return apply_plain
+
+    def apply(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
+        raw = parts[index] if index < len(parts) else ""
+        if child is not None and child in raw:
+            raw = raw.split(child, 1)[0]
+        if not raw or raw == '""':
+            return
+        text = (unescape(raw, ctx.delimiters) if ctx.esc in raw else raw).strip()
+        if text:
+            value = leaf(text)
+            if value is not None and value != "":
+                setter(out, value)
+
+    return apply
+
+
+def _fast_field_rule(field: int, component: int, leaf: LeafFn, setter: Setter) -> SegmentApplier:
+    index = component - 1
+    msh_special = field <= 2
+
+    def apply(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
+        fields = seg.fields
+        raw = fields[field] if field < len(fields) else ""
+        if ctx.rep in raw and not (msh_special and seg.name == "MSH"):
+            raw = raw.split(ctx.rep, 1)[0]
+        if ctx.comp in raw:
+            comps = raw.split(ctx.comp)
+            raw = comps[index] if index < len(comps) else ""
+        elif component > 1:
+            return
+        if ctx.sub in raw:
+            raw = raw.split(ctx.sub, 1)[0]
+        if not raw or raw == '""':
+            return
+        text = (unescape(raw, ctx.delimiters) if ctx.esc in raw else raw).strip()
+        if text:
+            value = leaf(text)
+            if value is not None and value != "":
+                setter(out, value)
+
+    return apply
+
+
+# -- rules --------------------------------------------------------------------------------------
+
+
+def _empty(value: Any) -> bool:
+    """Nothing to set: None, or an empty string, object or array (False and 0 are values)."""
+    return value is None or (not value and isinstance(value, str | dict | list))
+
+
+def compile_rule(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> Applier:
+    """A rule inside a datatype map (reads components of its parts)."""
+    leaf = _leaf(spec, loc) if spec.get("component") else None
+    if leaf is not None:
+        return _fast_component_rule(spec["component"], leaf, spec["path"])
+    component, sub = spec.get("component", 0), spec.get("sub", 0)
+    produce = compile_producer(spec, datatypes, loc)
+    setter = compile_setter(spec["path"])
+    when = compile_when(spec.get("when"), in_segment=False)
+    if when is None and not component:
+
+        def apply_whole(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
+            value = produce(parts, child, ctx)
+            if value is not None and (value or not isinstance(value, str | dict | list)):
+                setter(out, value)
+
+        return apply_whole
+
+    def apply(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
+        if when is not None and not when(parts, child, ctx):
+            return
+        if component:
+            parts, child = _narrow(parts, child, ctx, component, sub)
+        value = produce(parts, child, ctx)
+        if value is not None and (value or not isinstance(value, str | dict | list)):
+            setter(out, value)
+
+    return apply
+
+
+def compile_rules(
+    specs: list[dict[str, Any]], datatypes: DatatypeLookup, loc: list[str | int]
+) -> tuple[tuple[int, Applier], ...]:
+    return tuple((spec.get("component", 0), compile_rule(spec, datatypes, [*loc, i])) for i, spec in enumerate(specs))
+
+
+def _first_input(field: int, component: int, sub: int) -> Callable[[Segment, BuildContext], Input | None]:
+    """The first repetition of a field as parts (narrowed to a component), or None when empty."""
+    msh_special = field <= 2
+
+    def first(seg: Segment, ctx: BuildContext) -> Input | None:
+        fields = seg.fields
+        raw = fields[field] if field < len(fields) else ""
+        if not raw or raw == '""':
+            return None
+        if ctx.rep in raw and not (msh_special and seg.name == "MSH"):
+            raw = raw.split(ctx.rep, 1)[0]
+            if not raw:
+                return None
+        parts = raw.split(ctx.comp) if ctx.comp in raw else [raw]
+        return _narrow(parts, ctx.sub, ctx, component, sub) if component else (parts, ctx.sub)
+
+    return first
+
+
+def compile_segment_rule(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> SegmentApplier:
+    """A rule of a segment section (reads a field of the segment)."""
+    leaf = _leaf(spec, loc) if spec.get("field") and not spec.get("repeat") else None
+    if leaf is not None:
+        return _fast_field_rule(spec["field"], spec.get("component", 1), leaf, compile_setter(spec["path"]))
+    produce = compile_producer(spec, datatypes, loc)
+    setter = compile_setter(spec["path"])
+    when = compile_when(spec.get("when"), in_segment=True)
+    if "field" not in spec:
+
+        def apply_whole(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
+            if when is not None and not when(seg, ctx):
+                return
+            # The whole segment is a composite whose components are its fields.
+            value = produce(seg.fields[1:], ctx.comp, ctx)
+            if not _empty(value):
+                setter(out, value)
+
+        return apply_whole
+    if not spec.get("repeat", False):
+        first = _first_input(spec["field"], spec.get("component", 0), spec.get("sub", 0))
+
+        def apply_first(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
+            if when is not None and not when(seg, ctx):
+                return
+            found = first(seg, ctx)
+            if found is not None:
+                value = produce(found[0], found[1], ctx)
+                if value is not None and (value or not isinstance(value, str | dict | list)):
+                    setter(out, value)
+
+        return apply_first
+    select = field_selector(spec["field"], True, spec.get("component", 0), spec.get("sub", 0))
+
+    def apply(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
+        if when is not None and not when(seg, ctx):
+            return
+        for parts, child in select(seg, ctx):
+            value = produce(parts, child, ctx)
+            if value is not None and (value or not isinstance(value, str | dict | list)):
+                setter(out, value)
+
+    return apply

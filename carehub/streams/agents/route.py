@@ -1,0 +1,124 @@
+"""route: care.events -> deliveries, one record per recipient x action.
+
+Per-patient care-coordination state (recent discharges, ED visits, open
+follow-up tasks) lives in the ``patient-signals`` table, keyed by patient key
+like the topic, so each worker holds the state of its own partitions. Its
+changelog topic is provisioned by the hub (``streams.app.changelog_topics``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+import orjson
+
+from carehub.core.clock import now_iso
+from carehub.core.records import CareEvent, Delivery
+from carehub.streams.agents.part2_status import Part2Statuses
+from carehub.streams.agents.visit_once import VisitOnce
+from carehub.streams.consent.deps import following_merges
+from carehub.streams.consent.enforce import Gatekeeper
+from carehub.streams.context import AgentContext
+from carehub.streams.corrections import IDENTITY_CORRECTIONS, originals
+from carehub.streams.routing.decide import RoutingDecision, decide
+from carehub.streams.signals import OpenTask, PatientState, Sent, merged, observe, signals
+from carehub.streams.tables import JsonTable
+
+log = logging.getLogger(__name__)
+SIGNALS_TABLE = "patient-signals"
+
+
+def _resource(delivery: Delivery, resource_type: str) -> dict[str, Any] | None:
+    entries = delivery.payload.get("entry", [])
+    return next((e["resource"] for e in entries if e.get("resource", {}).get("resourceType") == resource_type), None)
+
+
+def opened_tasks(deliveries: list[Delivery]) -> list[OpenTask]:
+    """The follow-up tasks a routing step opened (local code and due date read from the bundle)."""
+    out = []
+    for d in deliveries:
+        task, request = _resource(d, "Task"), _resource(d, "ServiceRequest")
+        if d.action == "task" and task is not None and request is not None:
+            code = request["code"]["coding"][0]["code"]
+            out.append(OpenTask(d.idempotency_key, code, d.recipient_id, task["restriction"]["period"]["end"]))
+    return out
+
+
+def sent_for_visit(deliveries: list[Delivery]) -> list[Sent]:
+    """What routing sent (not corrections): a later correction of the visit follows these."""
+    return [Sent(d.delivery_id, d.recipient_id, d.action) for d in deliveries if not d.corrects]
+
+
+def report_unresolved(ctx: AgentContext, decision: RoutingDecision) -> None:
+    for item in decision.unresolved:
+        ctx.metrics.inc("route_unresolved", rule=item.rule_id)
+        log.warning(
+            "unresolved: event=%s rule=%s target=%s reason=%s",
+            decision.event_id,
+            item.rule_id,
+            item.target,
+            item.reason,
+        )
+
+
+def retired_of(event: CareEvent) -> list[str]:
+    """The patient keys a merge or identifier change retires in favour of ``event.patient_key``."""
+    if event.kind not in IDENTITY_CORRECTIONS:
+        return []
+    return [str(k) for k in event.attributes.get("merged_from", []) if str(k) != event.patient_key]
+
+
+def register(app: faust.App, ctx: AgentContext) -> None:
+    topics = ctx.deps.topics
+    table = JsonTable(app, SIGNALS_TABLE)
+    journal = ctx.deps.journal
+    merged_consent = following_merges(ctx.deps.consent, journal.retired_into) if journal else ctx.deps.consent
+    gatekeeper = Gatekeeper(merged_consent)  # a merged record's consents follow the survivor
+    once = VisitOnce(app, ctx)  # the same visit by ADT and by FHIR is routed once (streams.dedup)
+    consent = ctx.deps.consent
+    part2 = Part2Statuses(app, ctx, consent.policy.registry) if consent is not None else None  # sticky labels
+
+    async def route_agent(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                care_event = CareEvent.from_json(event.value)
+                if part2 is not None:
+                    care_event = part2.label(care_event)
+                if not once.first(care_event):
+                    continue
+                key = care_event.patient_key
+                state = PatientState.from_dict(table.get(key))
+                retired_keys = retired_of(care_event)
+                retired = [PatientState.from_dict(table.get(k)) for k in retired_keys]
+                if retired:  # a merge: the retired records' history, tasks and visits follow the survivor
+                    state = merged(state, retired)
+                found = signals(state, care_event)
+                received = originals(state, care_event, retired)
+                decision = decide(care_event, ctx.deps.routing.current(), found.flags, received)
+                verdicts = gatekeeper.verdicts(care_event, decision, ctx.deps.hub, now_iso())
+                planned = [v.delivery for v in verdicts if v.delivery is not None]
+                audits = [ctx.fit(orjson.dumps(v.audit), "an AuditEvent") for v in verdicts]
+                outputs = [ctx.fit(item.to_json(), "a Delivery") for item in planned]  # all fit, or none is sent
+                table.put(key, observe(state, care_event, opened_tasks(planned), sent_for_visit(planned)).to_dict())
+                for old in retired_keys:
+                    table.put(old, PatientState().to_dict())
+                if retired_keys and journal is not None:
+                    await journal.db.run(journal.link_patients, retired_keys, key)
+            except Exception as exc:
+                await ctx.dead_letter("route", exc, event)
+                continue
+            ctx.metrics.inc("routed_events")
+            for flag in found.flags:
+                ctx.metrics.inc("signal", flag=flag)
+            report_unresolved(ctx, decision)
+            for verdict, audit in zip(verdicts, audits, strict=True):
+                ctx.metrics.inc("consent", outcome=verdict.decision.outcome, rule=verdict.decision.rule)
+                await ctx.send_bytes(topics.audit_events, care_event.patient_key, audit)
+            for item, value in zip(planned, outputs, strict=True):
+                ctx.metrics.inc("routed", recipient=item.recipient_id)
+                await ctx.send_bytes(topics.deliveries, item.patient_key, value)
+            ctx.stage_done("route", event)
+
+    app.agent(ctx.topic(topics.care_events), name="route")(route_agent)

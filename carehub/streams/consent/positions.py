@@ -1,0 +1,89 @@
+"""Where the Part 2 / SUD signal can be in a CareEvent, read one way for HL7v2 and FHIR (pure).
+
+Coded positions: every Coding in the event's resources (Condition.code from
+DG1-3, Encounter.reasonCode from PV2-3, Encounter.serviceType/type,
+Observation.code and valueCodeableConcept from OBX-3/OBX-5, Procedure.code,
+...) and the diagnoses the intake listed. Text positions: the display and
+text of those codings, Observation.valueString, extension strings (unmapped
+segments) and DG1-4 (diagnosis description); never ``meta``. Each finding names its
+position, never the text it matched (reasons go to the audit trail).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from carehub.core.errors import ConfigError
+from carehub.core.records import CareEvent
+from carehub.streams.consent.valueset import ValueSet
+
+_TEXT_KEYS = ("display", "text", "valueString")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    position: str
+    #: "code" (a value-set member) or "text" (a configured pattern matched)
+    kind: str
+    code: str = ""
+
+
+def _walk(value: Any, path: str) -> Iterator[tuple[str, str, Any]]:
+    """(path, key, value) for every key of every dict inside ``value``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "meta":  # security labels are read as labels, never as clinical text
+                continue
+            yield path, key, item
+            yield from _walk(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item, path)
+
+
+def _text_hit(text: Any, patterns: tuple[re.Pattern[str], ...]) -> bool:
+    return isinstance(text, str) and any(p.search(text) for p in patterns)
+
+
+def resource_findings(
+    resource: dict[str, Any], codes: ValueSet, extra: frozenset[str], patterns: tuple[re.Pattern[str], ...]
+) -> list[Finding]:
+    found: list[Finding] = []
+    root = str(resource.get("resourceType", "Resource"))
+    for path, key, value in _walk(resource, root):
+        if key == "coding" and isinstance(value, list):
+            for c in value:
+                if not isinstance(c, dict):
+                    continue
+                code = str(c.get("code", ""))
+                if codes.contains(str(c.get("system", "")), code) or code in extra:
+                    found.append(Finding(path, "code", code))
+        elif key in _TEXT_KEYS and _text_hit(value, patterns):
+            found.append(Finding(f"{path}.{key}", "text"))
+    return found
+
+
+def event_findings(
+    event: CareEvent, codes: ValueSet, extra: frozenset[str], patterns: tuple[re.Pattern[str], ...]
+) -> list[Finding]:
+    """Every SUD code or text in the event's resources and in what the intake extracted."""
+    found: list[Finding] = []
+    for entry in event.bundle.get("entry", []):
+        if isinstance(entry.get("resource"), dict):
+            found += resource_findings(entry["resource"], codes, extra, patterns)
+    for d in event.attributes.get("diagnoses", []):
+        code = str(d.get("code", "")) if isinstance(d, dict) else ""
+        if codes.contains(str(d.get("system", "")), code) or code in extra:
+            found.append(Finding("diagnoses", "code", code))
+    found += [Finding("DG1-4", "text") for t in event.attributes.get("diagnosis_texts", []) if _text_hit(t, patterns)]
+    return found
+
+
+def compile_patterns(patterns: list[str]) -> tuple[re.Pattern[str], ...]:
+    try:
+        return tuple(re.compile(p, re.IGNORECASE) for p in patterns)
+    except re.error as exc:
+        raise ConfigError(f"sud.text_patterns: {exc}", file="part2.yaml") from exc

@@ -1,0 +1,161 @@
+"""What every agent module gets: its dependencies and the app's topics.
+
+Agent modules (carehub/streams/agents/*.py) each expose ``register(app, ctx)``; they
+move records between topics and call pure decision functions, nothing more.
+New dependencies are added to ``StreamDeps``; new topics to core.topics.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import faust
+import orjson
+
+from carehub.connectors.base import Destination
+from carehub.core.clock import now_iso
+from carehub.core.errors import CarehubError, RecordTooLargeError
+from carehub.core.lograte import LogThrottle
+from carehub.core.metrics import Metrics
+from carehub.core.records import DeadLetter, Record
+from carehub.core.topics import Topics
+from carehub.journal import Journal
+from carehub.streams.consent.deps import ConsentDeps
+from carehub.streams.deliver import RetryPolicy
+from carehub.streams.notify import Hub
+from carehub.streams.routing.model import RoutingMap
+from carehub.streams.subscriptions.deps import SubscriptionDeps
+
+log = logging.getLogger(__name__)
+_dead_letter_lines = LogThrottle(10.0)
+#: Room for the key, headers and batch framing within the producer's request limit (as at ingest).
+RECORD_OVERHEAD = 1_024
+#: Room for a dead letter's own fields beside the copied input.
+DEAD_LETTER_ROOM = 4_096
+
+
+class RoutingSource(Protocol):
+    def current(self) -> RoutingMap: ...
+
+
+@dataclass(frozen=True)
+class StreamDeps:
+    topics: Topics
+    routing: RoutingSource
+    destinations: Mapping[str, Destination]
+    retry: RetryPolicy
+    hub: Hub
+    metrics: Metrics
+    #: Delivery attempts, outcomes, dead letters, order state, tasks (None: an in-memory SQLite one).
+    journal: Journal | None = None
+    delivery_timeout_s: float = 10.0
+    #: FHIR subscription sources and their readers (None: no subscriptions configured).
+    subscriptions: SubscriptionDeps | None = None
+    #: 42 CFR Part 2 policy and the consents on file (None: no Part 2 programs, nothing on file).
+    consent: ConsentDeps | None = None
+    #: The ``default_authorities`` setting: sender -> authority for PID-3 without CX.4 (core.patient).
+    default_authorities: Mapping[str, str] = field(default_factory=dict)
+
+
+class AgentContext:
+    """Deps plus Faust topic handles (raw bytes in, records out, keyed by patient key)."""
+
+    def __init__(self, app: faust.App, deps: StreamDeps) -> None:
+        self.app = app
+        self.deps = deps
+        self.metrics = deps.metrics
+        self._topics: dict[str, Any] = {}
+        self._furthest: dict[tuple[str, Any], int] = {}  # (stage, partition) -> furthest offset finished
+        #: The largest value a stage may produce: the producer's request limit less room for key and batch.
+        self.max_record_bytes = int(app.conf.producer_max_request_size) - RECORD_OVERHEAD
+
+    def topic(self, name: str) -> Any:
+        if name not in self._topics:
+            self._topics[name] = self.app.topic(name, key_serializer="raw", value_serializer="raw")
+        return self._topics[name]
+
+    def stage_done(self, stage: str, event: Any) -> None:
+        """Metrics for an input a stage has finished: seconds since it was written to its topic
+        (``stage_latency_seconds``) and how many records of its partition are still behind it
+        (``consumer_lag``)."""
+        message = event.message
+        written = getattr(message, "timestamp", None)  # seconds (Faust divides the record's ms)
+        if written:
+            self.metrics.observe("stage_latency_seconds", max(0.0, time.time() - float(written)), stage=stage)
+        try:
+            highwater = self.app.consumer.highwater(message.tp)
+        except (AttributeError, KeyError, RuntimeError, AssertionError):  # no consumer (yet): no lag figure
+            return
+        if highwater is not None:
+            # Stages finish records out of order (deliver runs patients concurrently): count from the
+            # furthest offset finished on this partition, not from the one that finished last.
+            where = (stage, message.tp)
+            furthest = self._furthest[where] = max(self._furthest.get(where, -1), int(message.offset))
+            behind = max(0, int(highwater) - furthest - 1)
+            self.metrics.set_gauge(
+                "consumer_lag", behind, stage=stage, topic=str(message.topic), partition=str(message.partition)
+            )
+
+    def fit(self, value: bytes, what: str) -> bytes:
+        """``value`` if the producer can carry it; else RecordTooLargeError (the stage dead-letters its input).
+
+        Checked before anything is sent: a record over the limit fails only when the batch is flushed,
+        after the input's offset is queued for commit, and takes the whole worker down with it.
+        """
+        if len(value) > self.max_record_bytes:
+            raise RecordTooLargeError(f"{what} of {len(value)} bytes is over the {self.max_record_bytes}-byte limit")
+        return value
+
+    async def send_bytes(self, topic_name: str, key: str, value: bytes) -> None:
+        """A value already encoded and checked with ``fit``."""
+        await self.topic(topic_name).send(key=key.encode(), value=value)
+
+    async def send_json(self, topic_name: str, key: str, document: dict[str, Any]) -> None:
+        """A plain JSON document (e.g. a FHIR resource) rather than a carehub record."""
+        await self.send_bytes(topic_name, key, self.fit(orjson.dumps(document), "a JSON document"))
+
+    async def send(self, topic_name: str, key: str, record: Record) -> None:
+        await self.send_bytes(topic_name, key, self.fit(record.to_json(), type(record).__name__))
+
+    async def dead_letter(self, stage: str, error: Exception, event: Any) -> None:
+        """Park a record that could not be processed, with its stage and reason (no content in logs)."""
+        code = error.code if isinstance(error, CarehubError) else "internal-error"
+        reason = error.message if isinstance(error, CarehubError) else type(error).__name__
+        message = event.message
+        held = _dead_letter_lines.allow(f"{stage}:{code}")  # a poisoned backlog: one line per cause per interval
+        if held is not None:
+            log.warning(
+                "%s failed: topic=%s partition=%s offset=%s error=%s%s",
+                stage,
+                message.topic,
+                message.partition,
+                message.offset,
+                code,
+                f" ({held} more dead letters of this kind not logged)" if held else "",
+            )
+        self.metrics.inc(f"{stage}_failed")
+        value = event.value if isinstance(event.value, bytes) else str(event.value).encode()
+        kept = {"value_b64": base64.b64encode(value).decode("ascii")}
+        if len(kept["value_b64"]) > self.max_record_bytes - DEAD_LETTER_ROOM:
+            kept = {"omitted": f"the {len(value)}-byte input is too large to copy; it stays at its offset"}
+        record = DeadLetter(
+            stage=stage,
+            error_code=code,
+            reason=reason,
+            source_topic=message.topic,
+            source_partition=message.partition,
+            source_offset=message.offset,
+            failed_at=now_iso(),
+            record=kept,
+        )
+        await self.send(self.deps.topics.dead_letters, event_key(event), record)
+
+
+def event_key(event: Any) -> str:
+    key = event.key
+    return key.decode() if isinstance(key, bytes) else str(key or "")

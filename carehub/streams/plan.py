@@ -1,0 +1,91 @@
+"""Turn a routing decision into Delivery records (pure).
+
+``plan_action`` is the per-(event, recipient, action) step: one planned action
+in, one Delivery out, carrying the rule, the map version and the reason. A
+later stage (consent) can wrap it without knowing how payloads are built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from carehub.core.records import CareEvent, Delivery, JSONObject
+from carehub.streams.corrections import cancel_task_bundle
+from carehub.streams.forward import forward_message
+from carehub.streams.notify import Hub, notification_bundle
+from carehub.streams.referrals import TASK_IDENTIFIER, TaskRequest, task_bundle
+from carehub.streams.routing.decide import PlannedAction, RoutingDecision
+from carehub.streams.routing.match import diagnosis_codes
+from carehub.streams.routing.sdoh import UNSPECIFIED, categories
+
+FHIR_JSON = "application/fhir+json"
+HL7V2 = "application/hl7-v2"
+
+
+def idempotency_key(event_id: str, recipient_id: str, action: str) -> str:
+    """Stable for (event, recipient, action): the same after retries and restarts."""
+    return hashlib.sha256(f"{event_id}|{recipient_id}|{action}".encode()).hexdigest()[:32]
+
+
+def action_key(planned: PlannedAction) -> str:
+    """``notify``, ``forward``, or ``task:<code>[:<category>]`` (two tasks for one owner differ)."""
+    spec = planned.spec
+    if planned.corrects:
+        return f"correct:{planned.corrects}"
+    if spec is None or planned.action != "task":
+        return planned.action
+    return f"task:{spec.task}" + (f":{planned.category}" if planned.category else "")
+
+
+def _task_request(event: CareEvent, planned: PlannedAction, key: str) -> TaskRequest:
+    assert planned.spec is not None
+    spec = planned.spec
+    category = planned.category
+    if spec.task == "sdoh-referral" and not category:
+        category = next(iter(categories(diagnosis_codes(event))), UNSPECIFIED)
+    part_of = idempotency_key(event.event_id, planned.recipient.id, f"task:{spec.part_of}") if spec.part_of else ""
+    return TaskRequest(spec.task, planned.recipient, key, spec.due, category, part_of, event.patient_key)
+
+
+def _payload(event: CareEvent, planned: PlannedAction, hub: Hub, key: str, now: str) -> tuple[str, JSONObject]:
+    recipient = planned.recipient
+    if planned.action == "forward":
+        return HL7V2, {"hl7": forward_message(event, key[:20], now)}
+    if planned.corrects and planned.action == "task":
+        return FHIR_JSON, cancel_task_bundle(planned.corrects, event, system=TASK_IDENTIFIER, timestamp=now)
+    if planned.action == "task":
+        return FHIR_JSON, task_bundle(event, _task_request(event, planned, key), hub=hub, timestamp=now)
+    bundle = notification_bundle(
+        event, hub=hub, destination=recipient.endpoint, recipient_name=recipient.name, key=key, timestamp=now
+    )
+    return FHIR_JSON, bundle
+
+
+def plan_action(event: CareEvent, planned: PlannedAction, map_version: str, hub: Hub, now: str) -> Delivery:
+    """The Delivery for one planned (recipient, action), with its reason."""
+    recipient = planned.recipient
+    key = idempotency_key(event.event_id, recipient.id, action_key(planned))
+    content_type, payload = _payload(event, planned, hub, key, now)
+    if event.attributes.get("redacted") and content_type == FHIR_JSON:  # R + NORDSCLCD travel with the bundle
+        payload = {**payload, "meta": {**payload.get("meta", {}), "security": list(event.labels)}}
+    return Delivery(
+        delivery_id=key,
+        idempotency_key=key,
+        event_id=event.event_id,
+        patient_key=event.patient_key,
+        recipient_id=recipient.id,
+        action=planned.action,
+        channel=recipient.channel,
+        endpoint=recipient.endpoint,
+        content_type=content_type,
+        payload=payload,
+        rule_id=planned.rule_id,
+        map_version=map_version,
+        reason=planned.reason,
+        corrects=planned.corrects,
+    )
+
+
+def plan_deliveries(event: CareEvent, decision: RoutingDecision, hub: Hub, now: str) -> list[Delivery]:
+    """One Delivery per planned action: notify, task and forward."""
+    return [plan_action(event, p, decision.map_version, hub, now) for p in decision.planned]
