@@ -35,7 +35,7 @@ from carehub.core.records import InboundMessage
 from carehub.core.settings import Settings
 from carehub.core.topics import Topics
 from carehub.core.transport import is_loopback
-from carehub.delivery import DeliveryParts, journal_url
+from carehub.delivery_wiring import DeliveryParts, journal_url
 from carehub.fhir_subscriptions import resthook_routes, subscription_deps
 from carehub.health import DependencyHealth
 from carehub.journal import Journal, open_journal
@@ -44,7 +44,7 @@ from carehub.message_journal import MessageJournalFeed
 from carehub.ops_http import HTTPServer, check_listener, ops_routes, server_ssl_context
 from carehub.streams.app import build_app, changelog_topics
 from carehub.streams.context import StreamDeps
-from carehub.streams.deliver import RetryPolicy
+from carehub.streams.delivery_policy import RetryPolicy
 from carehub.streams.normalize import normalize
 from carehub.streams.notify import Hub as HubIdentity
 from carehub.streams.routing.source import ReloadingRoutingMap

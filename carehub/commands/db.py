@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from carehub.core.settings import load_settings
-from carehub.delivery import journal_url
+from carehub.delivery_wiring import journal_url
 from carehub.hub import worker_app_id
 from carehub.journal.db import Database
 from carehub.journal.migrations import LATEST, MIGRATIONS, applied, upgrade

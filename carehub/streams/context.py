@@ -26,7 +26,7 @@ from carehub.core.records import DeadLetter, Record
 from carehub.core.topics import Topics
 from carehub.journal import Journal
 from carehub.streams.consent.deps import ConsentDeps
-from carehub.streams.deliver import RetryPolicy
+from carehub.streams.delivery_policy import RetryPolicy
 from carehub.streams.notify import Hub
 from carehub.streams.routing.model import RoutingMap
 from carehub.streams.subscriptions.deps import SubscriptionDeps

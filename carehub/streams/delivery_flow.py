@@ -2,7 +2,7 @@
 
 ``fresh`` handles a delivery from the deliveries topic, ``retry`` one whose
 time has come on a retry topic. Each makes one attempt, journals it, and
-follows ``streams.deliver.next_step``: delivered, on to a retry topic (the
+follows ``streams.delivery_policy.next_step``: delivered, on to a retry topic (the
 delivery then *holds* its (recipient, patient) pair in the journal and later
 deliveries for the pair queue behind it), or to the dead-letter topic. When
 a holder is resolved its queue drains in order. All state that must survive
@@ -50,7 +50,7 @@ from carehub.streams.consent.decide import ConsentDecision
 from carehub.streams.consent.deps import following_merges
 from carehub.streams.consent.egress import SendGate
 from carehub.streams.context import AgentContext
-from carehub.streams.deliver import (
+from carehub.streams.delivery_policy import (
     CIRCUIT_OPEN,
     Attempt,
     CircuitBreaker,

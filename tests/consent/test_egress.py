@@ -33,7 +33,7 @@ from carehub.core.metrics import Metrics
 from carehub.core.records import Delivery, Record
 from carehub.core.settings import Settings
 from carehub.core.topics import Topics
-from carehub.delivery import DeliveryParts
+from carehub.delivery_wiring import DeliveryParts
 from carehub.journal import Journal, open_journal
 from carehub.streams.consent.codes import ACT_CODE, PART2, coding, restricted_with_basis
 from carehub.streams.consent.deps import ConsentDeps
@@ -41,8 +41,8 @@ from carehub.streams.consent.egress import HL7V2, INVENTORY, SendGate, channels
 from carehub.streams.consent.emergency import Attestation
 from carehub.streams.consent.model import ConsentDirective, parse_consent
 from carehub.streams.consent.policy import load_policy
-from carehub.streams.deliver import RetryPolicy
 from carehub.streams.delivery_flow import DeliveryFlow
+from carehub.streams.delivery_policy import RetryPolicy
 from carehub.streams.routing.source import ReloadingRoutingMap
 from tests.conftest import CONFIG, REPO
 from tests.consent.consents import consent
@@ -99,14 +99,14 @@ def test_no_road_to_a_connector_bypasses_the_send_time_gate() -> None:
         p for p, t in sources.items() for c in _calls(t, "send")
         if c.args and isinstance(c.args[0], ast.Name) and c.args[0].id in ("delivery", "d")
     }  # fmt: skip
-    assert senders == {"carehub/streams/deliver.py"}, senders
-    inline = {p for p, t in sources.items() if p != "carehub/streams/deliver.py" and _calls(t, "deliver")}
+    assert senders == {"carehub/streams/delivery_policy.py"}, senders
+    inline = {p for p, t in sources.items() if p != "carehub/streams/delivery_policy.py" and _calls(t, "deliver")}
     assert not inline, f"the in-line deliver() (no gate) is used outside tests: {inline}"
     # the Kafka channel's raw publish writes internal topics only (task events, the deliveries topic)
     raw = {p for p, t in sources.items() for c in _calls(t, "publish")
            if isinstance(c.func, ast.Attribute) and getattr(c.func.value, "attr", "") == "kafka"}  # fmt: skip
-    assert raw == {"carehub/delivery.py"}, raw
-    parts = sources["carehub/delivery.py"]
+    assert raw == {"carehub/delivery_wiring.py"}, raw
+    parts = sources["carehub/delivery_wiring.py"]
     topics = [ast.unparse(c.args[0]) for c in _calls(parts, "publish") if ast.unparse(c.func) == "self.publish"]
     assert topics and all(t.startswith("self.topics.") for t in topics), topics
     # 3. in the flow, _attempt is reached only from _try, after SendGate.check, whose refusal returns

@@ -30,7 +30,7 @@ from carehub.kafka import KafkaPublisher, ensure_topics, replication_for
 from carehub.streams.app import build_app
 from carehub.streams.consent.store import ConsentTable, ConsentWriter
 from carehub.streams.context import StreamDeps
-from carehub.streams.deliver import RetryPolicy
+from carehub.streams.delivery_policy import RetryPolicy
 from carehub.streams.notify import Hub as HubIdentity
 from carehub.streams.routing.source import ReloadingRoutingMap
 from tests.conftest import CONFIG

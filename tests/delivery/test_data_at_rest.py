@@ -13,7 +13,7 @@ import pytest
 
 from carehub.core.settings import DeliverySettings, Settings
 from carehub.core.topics import Topics
-from carehub.delivery import DeliveryParts
+from carehub.delivery_wiring import DeliveryParts
 from carehub.journal import open_journal
 from carehub.streams.routing.source import ReloadingRoutingMap
 from tests.conftest import CONFIG

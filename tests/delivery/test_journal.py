@@ -6,7 +6,7 @@ import pytest
 
 from carehub.journal import Journal
 from carehub.journal.tasks import check_transition, utc_iso
-from carehub.streams.deliver import outcome
+from carehub.streams.delivery_policy import outcome
 from tests.delivery.helpers import delivery
 
 

@@ -22,8 +22,8 @@ from carehub.journal import Journal, open_journal
 from carehub.streams.consent.deps import ConsentDeps
 from carehub.streams.consent.egress import SendGate
 from carehub.streams.consent.policy import load_policy
-from carehub.streams.deliver import RetryPolicy
 from carehub.streams.delivery_flow import DeliveryFlow
+from carehub.streams.delivery_policy import RetryPolicy
 from carehub.streams.routing.source import ReloadingRoutingMap
 from tests.conftest import CONFIG
 from tests.consent.test_egress import Consents

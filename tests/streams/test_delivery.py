@@ -15,7 +15,7 @@ from carehub.broker import free_port
 from carehub.connectors.webhook import SIGNATURE_HEADER, WebhookDestination, verify
 from carehub.core.records import Delivery
 from carehub.ops_http import HTTPServer
-from carehub.streams.deliver import RetryPolicy, deliver
+from carehub.streams.delivery_policy import RetryPolicy, deliver
 from tests.conftest import REPO
 
 SECRET = "0123456789abcdef-secret"
