@@ -1,7 +1,9 @@
 """Load generator, run in its own process: stop-and-wait MLLP clients.
 
 Two modes: ``flood`` (each connection sends its share as fast as ACKs come
-back) and ``paced`` (a fixed total offered rate). Prints one JSON line with
+back) and ``paced`` (a fixed total offered rate). The optional last argument
+``mixed`` sends admissions and discharges (``bench.messages.mixed``) instead of
+admissions only. Prints one JSON line with
 send timestamps (wall clock, for end-to-end matching) and ACK latencies.
 """
 
@@ -11,14 +13,21 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 
-from bench.messages import message
+from bench.messages import message, mixed
 from carehub import loop
 from carehub.connectors.mllp import MLLPClient, ack_code
 
 
 async def _connection(
-    port: int, ids: list[int], run: str, interval: float, start: float, out: dict[str, list[float]]
+    port: int,
+    ids: list[int],
+    run: str,
+    interval: float,
+    start: float,
+    out: dict[str, list[float]],
+    make: Callable[[int, str], bytes],
 ) -> None:
     client = MLLPClient("127.0.0.1", port, timeout_s=30)
     await client.connect()
@@ -28,7 +37,7 @@ async def _connection(
                 delay = start + i * interval - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            payload = message(n, run)
+            payload = make(n, run)
             sent_wall = time.time()
             t0 = time.perf_counter()
             code = ack_code(await client.send(payload))
@@ -40,15 +49,18 @@ async def _connection(
         await client.close()
 
 
-async def run(port: int, connections: int, count: int, rate: float, run_id: str, first: int) -> dict[str, object]:
+async def run(
+    port: int, connections: int, count: int, rate: float, run_id: str, first: int, mix: bool = False
+) -> dict[str, object]:
     out: dict[str, list[float]] = {"latency": [], "sent": [], "ids": [], "codes": []}
     shares = [list(range(first + c, first + count, connections)) for c in range(connections)]
     interval = connections / rate if rate else 0.0
     start = time.perf_counter() + 0.05
+    make = mixed if mix else message
     t0 = time.perf_counter()
     await asyncio.gather(
         *(
-            _connection(port, ids, run_id, interval, start + c * (interval / connections), out)
+            _connection(port, ids, run_id, interval, start + c * (interval / connections), out, make)
             for c, ids in enumerate(shares)
         )
     )
@@ -58,7 +70,8 @@ async def run(port: int, connections: int, count: int, rate: float, run_id: str,
 
 def main() -> None:
     port, connections, count, rate, run_id, first = sys.argv[1:7]
-    result = loop.run(run(int(port), int(connections), int(count), float(rate), run_id, int(first)))
+    mix = sys.argv[7:8] == ["mixed"]
+    result = loop.run(run(int(port), int(connections), int(count), float(rate), run_id, int(first), mix))
     print(json.dumps(result))
 
 
