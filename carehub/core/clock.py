@@ -1,8 +1,32 @@
-"""The one clock format carehub writes: UTC, milliseconds, ``Z`` (``2026-11-03T22:00:01.250Z``)."""
+"""The one clock format carehub writes: UTC, milliseconds, ``Z`` (``2026-11-03T22:00:01.250Z``).
+
+``now`` is the hub's wall clock. It can be set (``set_clock``) for a simulation: the scorecard's
+simulated-month test plays a month of traffic through a real hub in minutes, with every journal
+timestamp (delivery receipts, Task changes, overdue flags) read from the simulated time. Nothing
+in production sets it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+_source: Callable[[], datetime] | None = None
+
+
+def set_clock(source: Callable[[], datetime] | None) -> None:
+    """Read ``now`` from ``source`` (an aware datetime) from here on; None: the system clock again."""
+    global _source
+    _source = source
+
+
+def now() -> datetime:
+    """Now, an aware UTC datetime (the system clock unless a simulation set another)."""
+    return (_source or _system)().astimezone(UTC)
+
+
+def _system() -> datetime:
+    return datetime.now(UTC)
 
 
 def iso(moment: datetime) -> str:
@@ -12,4 +36,4 @@ def iso(moment: datetime) -> str:
 
 def now_iso() -> str:
     """Now, as carehub writes times."""
-    return iso(datetime.now(UTC))
+    return iso(now())

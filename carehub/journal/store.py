@@ -15,6 +15,7 @@ from typing import Any
 from carehub.core.clock import now_iso
 from carehub.core.records import Delivery, DeliveryOutcome
 from carehub.journal.audit import AuditStore
+from carehub.journal.carefacts import CareFactStore
 from carehub.journal.db import Database
 from carehub.journal.messages import MessageStore
 from carehub.journal.pauses import PauseStore
@@ -91,6 +92,7 @@ class Journal:
         self.security = SecurityEventStore(self.db)
         self.messages = MessageStore(self.db)
         self.pauses = PauseStore(self.db)
+        self.facts = CareFactStore(self.db)
 
     @property
     def dialect(self) -> str:
@@ -174,7 +176,7 @@ class Journal:
 
     # merged patients ---------------------------------------------------------
     def link_patients(self, retired: list[str], survivor: str) -> None:
-        """Record a merge; the retired patients' Tasks follow the survivor."""
+        """Record a merge; the retired patients' Tasks and care facts follow the survivor."""
         with self.db.transaction():
             for old in retired:
                 self.db.execute(
@@ -185,6 +187,7 @@ class Journal:
                 )
                 self.db.execute("UPDATE patient_links SET survivor_key = ? WHERE survivor_key = ?", (survivor, old))
         self.tasks.reassign(retired, survivor)
+        self.facts.reassign(retired, survivor)
 
     def retired_into(self, survivor: str) -> list[str]:
         """The patient keys merged into ``survivor`` (their consents apply to it)."""

@@ -140,6 +140,7 @@ def attributes(ctx: BuildContext, message: Message, merges: list[dict[str, str]]
         "discharge_disposition": disposition[0].get("code", "") if disposition else "",
         "patient_class": pv1.get(2, 1) if pv1 is not None else "",
         "hospital_service": pv1.get(10, 1) if pv1 is not None else "",
+        "admission_type": pv1.get(4, 1) if pv1 is not None else "",
         "assigned_location": _location_parts(pv1),
         "prior_location": _location_parts(pv1, 6),
         "diagnosis_texts": [text for dg1 in message.all("DG1") if (text := dg1.get(4, 1).strip())],

@@ -19,6 +19,8 @@ import orjson
 from carehub.core.records import CareEvent, JSONObject
 
 DV = "http://hl7.org/fhir/us/davinci-alerts"
+#: The hub's risk-score code system (streams.risk; kept here so notify does not import the scorer).
+RISK_SYSTEM = "urn:carehub:risk"
 EVENT_SYSTEM = f"{DV}/CodeSystem/notification-event"
 V2_EVENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0003"
 PROVENANCE_AGENT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
@@ -105,6 +107,11 @@ def _entry(base: str, resource: JSONObject) -> JSONObject:
     return {"fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}", "resource": resource}
 
 
+def _is_risk(resource: JSONObject) -> bool:
+    """The hub's own risk scores (the LACE index at discharge, streams.risk) travel with the notification."""
+    return any(c.get("system") == RISK_SYSTEM for c in resource.get("code", {}).get("coding", []))
+
+
 def _organization(org_id: str, name: str) -> JSONObject:
     return {"resourceType": "Organization", "id": org_id, "active": True, "name": name}
 
@@ -119,7 +126,8 @@ def notification_bundle(
     """
     available = _resources_by_ref(event.bundle)
     focus = f"Encounter/{event.encounter_id}" if event.encounter_id else f"Patient/{event.patient_id}"
-    content = _closure([focus, f"Patient/{event.patient_id}"], available)
+    risk = [ref for ref, r in available.items() if ref.startswith("Observation/") and _is_risk(r)]
+    content = _closure([focus, f"Patient/{event.patient_id}", *risk], available)
     header_id = str(uuid.uuid5(_NS, f"header|{key}"))
     source_org_id = str(uuid.uuid5(_NS, f"facility|{event.facility}"))
     hub_org = _organization(hub.organization_id, hub.name)

@@ -14,7 +14,9 @@ hub has opened. From it, for each new event:
   recipients were told about.
 
 Per visit the state also keeps what was sent for it (delivery id, recipient, action),
-so a correction (streams.corrections) reaches every recipient that got the original.
+so a correction (streams.corrections) reaches every recipient that got the original, and what
+the LACE index at discharge needs (streams.risk): when the visit was admitted, its admission
+type (PV1-4) and the ICD-10 codes seen on it; ED visits are kept for 6 months.
 A cancelled discharge or admission takes its discharge and its tasks out of the state,
 so readmission and open follow-up are recomputed as if it had not happened.
 """
@@ -26,13 +28,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carehub.core.records import CareEvent
+from carehub.streams.routing.match import diagnosis_codes
 
 READMISSION_WINDOW = timedelta(days=30)
 ED_WINDOW = timedelta(days=60)
+#: How long ED visits are remembered: the LACE index counts those of the 6 months before an admission.
+ED_HISTORY = timedelta(days=183)
 ED_VISITS = 3
 TASK_GRACE = timedelta(days=30)
 #: Visits remembered per patient (for corrections); the oldest are dropped first.
 MAX_VISITS = 20
+#: ICD-10 codes remembered per visit.
+MAX_CODES = 40
 #: Cancels that take a visit's discharge (and its tasks) back.
 UNDO_DISCHARGE = frozenset({"cancel-discharge", "cancel-admit", "cancel-pre-admit"})
 UNDO_ADMIT = frozenset({"cancel-admit", "cancel-pre-admit"})
@@ -71,6 +78,11 @@ class Visit:
     encounter_class: str = ""
     discharged_at: str = ""
     sent: tuple[Sent, ...] = ()
+    admitted_at: str = ""
+    admission_type: str = ""
+    diagnoses: tuple[str, ...] = ()
+    #: An A11 (or A38) cancelled the admission: the visit did not happen.
+    cancelled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +106,10 @@ class PatientState:
                     v.encounter_class,
                     v.discharged_at,
                     [[s.delivery_id, s.recipient_id, s.action] for s in v.sent],
+                    v.admitted_at,
+                    v.admission_type,
+                    list(v.diagnoses),
+                    v.cancelled,
                 ]
                 for v in self.visits
             ],
@@ -107,8 +123,15 @@ class PatientState:
             tuple(data.get("discharges", ())),
             tuple((str(a), str(b)) for a, b in data.get("ed_visits", ())),
             tuple(OpenTask(*t) for t in data.get("open_tasks", ())),
-            tuple(Visit(v[0], v[1], v[2], tuple(Sent(*x) for x in v[3])) for v in data.get("visits", ())),
+            tuple(_visit(v) for v in data.get("visits", ())),
         )
+
+
+def _visit(v: list[Any]) -> Visit:
+    """A visit as stored; entries written before the LACE fields existed have four items."""
+    extra: list[Any] = list(v[4:8]) if len(v) >= 8 else ["", "", [], False]
+    return Visit(v[0], v[1], v[2], tuple(Sent(*x) for x in v[3]), str(extra[0]), str(extra[1]),
+                 tuple(str(c) for c in extra[2]), bool(extra[3]))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,11 +206,19 @@ def _visits(state: PatientState, event: CareEvent, sent: list[Sent]) -> tuple[Vi
     elif event.kind in UNDO_DISCHARGE:
         discharged = ""
     corrected = event.kind.startswith("cancel-")
+    admitted = old.admitted_at
+    if event.kind in ADMISSIONS or (event.kind == "register" and event.encounter_class == "EMER"):
+        admitted = admitted or event.occurred_at
+    codes = old.diagnoses if corrected else tuple(dict.fromkeys((*old.diagnoses, *diagnosis_codes(event))))
     visit = Visit(
         visit_id,
         old.encounter_class if corrected or not event.encounter_class else event.encounter_class,
         discharged,
         (*old.sent, *(s for s in sent if s.delivery_id not in known)),
+        admitted,
+        old.admission_type if corrected else str(event.attributes.get("admission_type") or old.admission_type),
+        codes[-MAX_CODES:],
+        old.cancelled or event.kind in UNDO_ADMIT,
     )
     others = [v for v in state.visits if v.visit_id != visit_id]
     return (*others, visit)[-MAX_VISITS:]
@@ -214,7 +245,7 @@ def observe(
     ]
     if event.kind == "discharge":
         discharges.append(event.occurred_at)
-    ed = [(raw, enc) for raw, enc in state.ed_visits if (t := parse_time(raw)) and at - t <= ED_WINDOW]
+    ed = [(raw, enc) for raw, enc in state.ed_visits if (t := parse_time(raw)) and at - t <= ED_HISTORY]
     if event.kind in UNDO_ADMIT:
         ed = [(raw, enc) for raw, enc in ed if enc != event.encounter_id]
     if _is_ed(event) and all(enc != (event.encounter_id or event.event_id) for _, enc in ed):

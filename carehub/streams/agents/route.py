@@ -22,6 +22,8 @@ from carehub.streams.consent.deps import following_merges
 from carehub.streams.consent.enforce import Gatekeeper
 from carehub.streams.context import AgentContext
 from carehub.streams.corrections import IDENTITY_CORRECTIONS, originals
+from carehub.streams.facts import cancel_of, fact_of, tasks_of
+from carehub.streams.risk import lace, with_lace
 from carehub.streams.routing.decide import RoutingDecision, decide
 from carehub.streams.signals import OpenTask, PatientState, Sent, merged, observe, signals
 from carehub.streams.tables import JsonTable
@@ -94,6 +96,9 @@ def register(app: faust.App, ctx: AgentContext) -> None:
                 retired = [PatientState.from_dict(table.get(k)) for k in retired_keys]
                 if retired:  # a merge: the retired records' history, tasks and visits follow the survivor
                     state = merged(state, retired)
+                score = lace(state, care_event)
+                if score is not None:  # a discharge carries its LACE index (an Observation), rules may test it
+                    care_event = with_lace(care_event, score)
                 found = signals(state, care_event)
                 received = originals(state, care_event, retired)
                 decision = decide(care_event, ctx.deps.routing.current(), found.flags, received)
@@ -106,6 +111,12 @@ def register(app: faust.App, ctx: AgentContext) -> None:
                     table.put(old, PatientState().to_dict())
                 if retired_keys and journal is not None:
                     await journal.db.run(journal.link_patients, retired_keys, key)
+                if journal is not None:  # what the scorecard counts (journal.carefacts)
+                    recipients = ctx.deps.routing.current().recipients
+                    fact = fact_of(care_event, planned, recipients)
+                    opened, cancel = tasks_of(care_event, planned), cancel_of(care_event)
+                    if fact is not None or opened or cancel is not None:
+                        await journal.db.run(journal.facts.record, fact, opened, cancel)
             except Exception as exc:
                 await ctx.dead_letter("route", exc, event)
                 continue

@@ -30,6 +30,8 @@ from carehub.streams.routing.model import (
 )
 from carehub.streams.routing.rosters import load_rosters, roster_files
 
+#: ``risk: {lace: ...}``: the Observation code of each risk score the hub computes (streams.risk).
+RISK_SCORES = {"lace": "lace-index"}
 ROUTES_FILE = "routes.yaml"
 RECIPIENTS_FILE = "recipients.yaml"
 ROSTERS_DIR = "rosters"
@@ -73,7 +75,8 @@ def _condition(data: dict[str, Any]) -> Condition:
         age_max=age.get("max"),
         flags=tuple(data.get("flags", ())),
         not_flags=tuple(data.get("not_flags", ())),
-        thresholds=tuple(Threshold(s["name"], s.get("gte"), s.get("lte")) for s in data.get("score", ())),
+        thresholds=tuple(Threshold(s["name"], s.get("gte"), s.get("lte")) for s in data.get("score", ()))
+        + tuple(Threshold(RISK_SCORES[name], b.get("gte"), b.get("lte")) for name, b in data.get("risk", {}).items()),
     )
 
 
