@@ -12,7 +12,9 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from carehub.adapters.hl7.charset import decode
 from carehub.adapters.hl7.header import read_header
 from carehub.adapters.hl7.tokenizer import parse_message
 from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core.clock import set_clock, travel_to
 from carehub.core.defaults import shipped
 from carehub.core.errors import DeliveryError, UnreadableMessageError
 from carehub.core.metrics import Metrics
@@ -31,6 +34,8 @@ from carehub.demo_signin import demo_signin
 from carehub.hub import Hub
 from carehub.journal import open_journal
 from carehub.mappings.batch import read_messages
+from carehub.mappings.transforms.datetimes import to_datetime
+from carehub.scorecard.demo import demo_scorecard
 from carehub.streams.routing.load import RECIPIENTS_FILE, load_routing_map
 
 DEFAULT_FEED = shipped("demo") / "feed"
@@ -38,6 +43,13 @@ DEFAULT_CONFIG = shipped("config")
 DEFAULT_CONSENTS = shipped("demo") / "consents"
 #: Relative to the working directory (``make demo``: the checkout), so an installed carehub writes where it runs.
 DEMO_JOURNAL = Path("var") / "demo" / "journal.db"
+#: The measures the demo's closing scorecard shows (carehub scorecard shows them all).
+DEMO_MEASURES = (
+    "trc-admission-notification", "trc-discharge-information", "trc-patient-engagement",
+    "trc-medication-reconciliation", "pcr-readmission-30d", "follow-up-7d-after-discharge",
+    "follow-up-7d-after-ed", "service-completion", "notification-latency",
+)  # fmt: skip
+BeforeSend = Callable[[bytes, "DemoReport"], Awaitable[None]]
 
 
 @dataclass
@@ -58,6 +70,9 @@ class DemoReport:
     failed: int = 0
     per_recipient: dict[str, int] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
+    #: The closing scorecard of the run's own traffic: period and one line per measure.
+    scorecard_period: str = ""
+    scorecard: list[dict[str, Any]] = field(default_factory=list)
     messages: list[SentMessage] = field(default_factory=list)
     idle: bool = True
     map_version: str = ""
@@ -119,7 +134,20 @@ def _header_fields(payload: bytes) -> tuple[str, str]:
     return header.control_id, "^".join(p for p in (header.message_type, header.trigger_event, header.structure) if p)
 
 
-async def play_feed(feed: Path, port: int, report: DemoReport) -> None:
+def message_time(payload: bytes) -> datetime | None:
+    """MSH-7 of a feed message as an aware datetime (None when absent or unreadable)."""
+    try:
+        text = to_datetime(read_header(parse_message(decode(payload)[0])).timestamp or "")
+    except UnreadableMessageError:
+        return None
+    if not text or len(text) < 16:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def play_feed(feed: Path, port: int, report: DemoReport, before: BeforeSend | None = None) -> None:
+    """Send every message of the feed; ``before`` (if given) runs before each send (the demo's timeline)."""
     client = MLLPClient("127.0.0.1", port, timeout_s=30)
     try:
         for path in sorted(feed.glob("*.hl7")):
@@ -132,6 +160,8 @@ async def play_feed(feed: Path, port: int, report: DemoReport) -> None:
                 continue
             for payload in messages:
                 control, kind = _header_fields(payload)
+                if before is not None:
+                    await before(payload, report)
                 try:
                     code = ack_code(await client.send(payload)) or "none"
                 except DeliveryError:
@@ -229,13 +259,23 @@ async def run_demo(
         report.console_url = f"http://127.0.0.1:{hub.http_port}/console"
         report.map_version = hub.routing.current().version
         await load_consents(hub, consents, report)
-        await play_feed(feed, hub.mllp_port, report)
+
+        async def on_its_timeline(payload: bytes, sent: DemoReport) -> None:
+            """The feed is replayed on its own timeline: the previous message is finished, then the hub's
+            clock reads this one's MSH-7 (so receipts fall where they would have, for the scorecard)."""
+            await wait_idle(hub.metrics, sent.acked.get("AA", 0), timeout_s, quiet_s=0.2)
+            moment = message_time(payload)
+            if moment is not None:
+                travel_to(moment)
+
+        await play_feed(feed, hub.mllp_port, report, before=on_its_timeline)
         report.idle = await wait_idle(hub.metrics, report.acked.get("AA", 0), timeout_s)
         if serve:
             print("\n".join(console_lines(report, serving=True)), flush=True)
             await asyncio.Event().wait()  # until Ctrl-C
     finally:
         await hub.stop()
+        set_clock(None)
         for recipient in recipients:
             await recipient.stop()
     m = hub.metrics
@@ -255,6 +295,7 @@ async def run_demo(
     ) + sum(v for (name, labels), v in m.counts.items() if name == "consent" and ("rule", "tpo-class") in labels)
     report.journal = f"sqlite:///{DEMO_JOURNAL.resolve()}"
     _audit_summary(report, DEMO_JOURNAL)
+    report.scorecard_period, report.scorecard = demo_scorecard(report.journal, config_dir, DEMO_MEASURES)
     return report
 
 
@@ -286,6 +327,12 @@ def render(report: DemoReport) -> str:
         patient = report.suppressed[0]["patient"]
         lines.append(f"  every decision is audited: carehub audit disclosures --patient '{patient}' "
                      f"--database-url {report.journal}")  # fmt: skip
+    if report.scorecard:
+        start, _, end = report.scorecard_period.partition("/")
+        lines += ["", f"scorecard of this run's traffic ({report.scorecard_period}; the feed was replayed on its own "
+                  "timeline; all measures: carehub scorecard --from "
+                  f"{start} --to {end} --database-url {report.journal}):"]  # fmt: skip
+        lines += [f"  {row['line']}" for row in report.scorecard]
     if report.unreadable:
         lines.append(f"unreadable feed files (skipped): {', '.join(report.unreadable)}")
     if not report.idle:

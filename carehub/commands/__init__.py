@@ -20,6 +20,7 @@ from carehub.commands import (  # noqa: E402
     part2,
     routes,
     run,
+    scorecard,
     subscribe,
     subscriptions,
     token,
@@ -28,4 +29,5 @@ from carehub.commands import (  # noqa: E402
 
 COMMANDS: list[ModuleType] = [
     run, demo, convert, validate, routes, dlq, subscribe, subscriptions, consent, audit, part2, token, config, db,
+    scorecard,
 ]  # fmt: skip

@@ -8,8 +8,9 @@ in production sets it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _source: Callable[[], datetime] | None = None
 
@@ -18,6 +19,12 @@ def set_clock(source: Callable[[], datetime] | None) -> None:
     """Read ``now`` from ``source`` (an aware datetime) from here on; None: the system clock again."""
     global _source
     _source = source
+
+
+def travel_to(moment: datetime) -> None:
+    """From here on ``now`` starts at ``moment`` and runs at the real pace (a replay on its own timeline)."""
+    start = time.monotonic()
+    set_clock(lambda: moment + timedelta(seconds=time.monotonic() - start))
 
 
 def now() -> datetime:
