@@ -1,6 +1,6 @@
 """Worklists: today's open gaps, per recipient, each with the patient, the event, the Task and what to do next.
 
-* ``no-receipt``: an inpatient discharge whose notification no PCP has accepted yet;
+* ``no-receipt``: an inpatient discharge (not a death) whose notification no PCP has accepted yet;
 * ``not-accepted``: a follow-up Task still ``requested`` more than N hours after the hub created it;
 * ``overdue``: an open Task past its due time (the hub flagged it: journal.tasks.mark_overdue);
 * ``declined``: a Task its owner rejected or failed with no other Task of the same service for the
@@ -27,6 +27,8 @@ TITLES = {
     "declined": "Declined, no alternative",
 }
 OPEN = ("requested", "accepted", "in-progress", "on-hold")
+#: Discharge dispositions (HL7 table 0112) of a patient who died: nobody to follow up.
+EXPIRED = ("20", "40", "41", "42")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +83,8 @@ def _no_receipt(db: Database, kinds: dict[str, str], since: str) -> list[Gap]:
         " (SELECT MAX(o.status) FROM delivery_outcomes o WHERE o.event_id = f.event_id AND o.action = 'notify'"
         " AND o.recipient_id = f.pcp_recipient) FROM care_facts f"
         " WHERE f.kind = 'discharge' AND f.encounter_class = 'IMP' AND f.cancelled_by = '' AND f.occurred_at >= ?"
-        f"{delivered} ORDER BY f.occurred_at",
-        (since, *pcps),
+        f" AND f.disposition NOT IN ({_marks(EXPIRED)}){delivered} ORDER BY f.occurred_at",
+        (since, *EXPIRED, *pcps),
     )
     out = []
     for event_id, patient, at, facility, pcp, lace, status in rows:

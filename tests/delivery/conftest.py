@@ -45,6 +45,9 @@ def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]
             "tasks",
             "task_changes",
             "messages",
+            "care_facts",
+            "care_fact_tasks",
+            "patient_links",
         ):
             opened.db.execute(f"DELETE FROM {table}")
     opened.close()

@@ -66,6 +66,19 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
     assert "3 decision(s): 1 disclosed, 1 suppressed" in audit
     journal_file = Path(report["journal"].removeprefix("sqlite:///"))
     assert stat.S_IMODE(journal_file.stat().st_mode) == 0o600, "the journal holds PHI: owner-only"
+    # the run ends with a scorecard of its own traffic (replayed on the feed's timeline): Rivera's inpatient
+    # stay is the one discharge (Okafor's was cancelled by the A13); its PCP got both notifications in time
+    closing = {row["id"]: (row["numerator"], row["denominator"]) for row in report["scorecard"]}
+    assert report["scorecard_period"] == "2026-11-01/2026-11-08"
+    assert closing["trc-admission-notification"] == closing["trc-discharge-information"] == (1, 1)
+    assert closing["follow-up-7d-after-ed"] == (0, 0), "Rivera's ED visit led to an admission: excluded"
+    card = subprocess.run(
+        [CAREHUB, "scorecard", "--json", "--from", "2026-11-01", "--to", "2026-11-30", "--database-url",
+         report["journal"], "--config-dir", str(CONFIG)], capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    measures = json.loads(card)["measures"]
+    assert len(measures) == 13 and all({"numerator", "denominator", "rate"} <= set(m) for m in measures)
+    assert {m["id"]: m["rate"] for m in measures}["trc-discharge-information"] == 1.0
 
 
 def test_demo_counts_unreadable_feed_files(tmp_path: Path) -> None:
