@@ -17,6 +17,7 @@ from carehub.commands import (  # noqa: E402
     db,
     demo,
     dlq,
+    packet,
     part2,
     routes,
     run,
@@ -28,6 +29,6 @@ from carehub.commands import (  # noqa: E402
 )
 
 COMMANDS: list[ModuleType] = [
-    run, demo, convert, validate, routes, dlq, subscribe, subscriptions, consent, audit, part2, token, config, db,
-    scorecard,
+    run, demo, convert, validate, routes, packet, dlq, subscribe, subscriptions, consent, audit, part2, token, config,
+    db, scorecard,
 ]  # fmt: skip

@@ -68,7 +68,7 @@ def _profile(event: CareEvent) -> str:
     return f"{DV}/StructureDefinition/{name}"
 
 
-def _resources_by_ref(bundle: JSONObject) -> dict[str, JSONObject]:
+def resources_by_ref(bundle: JSONObject) -> dict[str, JSONObject]:
     found: dict[str, JSONObject] = {}
     for entry in bundle.get("entry", []):
         resource = entry.get("resource")
@@ -80,7 +80,7 @@ def _resources_by_ref(bundle: JSONObject) -> dict[str, JSONObject]:
 _REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
 
 
-def _references(value: Any) -> list[str]:
+def references(value: Any) -> list[str]:
     """Every ``reference`` string inside ``value``.
 
     Found in the serialized form (orjson + one regex run in C) rather than by a
@@ -90,7 +90,7 @@ def _references(value: Any) -> list[str]:
     return [str(orjson.loads(b'"' + m + b'"')) if b"\\" in m else m.decode() for m in found]
 
 
-def _closure(roots: list[str], available: dict[str, JSONObject]) -> list[JSONObject]:
+def closure(roots: list[str], available: dict[str, JSONObject]) -> list[JSONObject]:
     """The root resources and everything they reference, transitively, in order."""
     ordered: list[str] = []
     pending = [r for r in roots if r in available]
@@ -99,11 +99,11 @@ def _closure(roots: list[str], available: dict[str, JSONObject]) -> list[JSONObj
         if ref in ordered:
             continue
         ordered.append(ref)
-        pending.extend(r for r in _references(available[ref]) if r in available and r not in ordered)
+        pending.extend(r for r in references(available[ref]) if r in available and r not in ordered)
     return [available[r] for r in ordered]
 
 
-def _entry(base: str, resource: JSONObject) -> JSONObject:
+def entry(base: str, resource: JSONObject) -> JSONObject:
     return {"fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}", "resource": resource}
 
 
@@ -112,7 +112,7 @@ def _is_risk(resource: JSONObject) -> bool:
     return any(c.get("system") == RISK_SYSTEM for c in resource.get("code", {}).get("coding", []))
 
 
-def _organization(org_id: str, name: str) -> JSONObject:
+def organization(org_id: str, name: str) -> JSONObject:
     return {"resourceType": "Organization", "id": org_id, "active": True, "name": name}
 
 
@@ -124,14 +124,14 @@ def notification_bundle(
     ``key`` (the delivery's idempotency key) seeds the Bundle and MessageHeader
     ids, so a rebuilt bundle for the same delivery is identical.
     """
-    available = _resources_by_ref(event.bundle)
+    available = resources_by_ref(event.bundle)
     focus = f"Encounter/{event.encounter_id}" if event.encounter_id else f"Patient/{event.patient_id}"
     risk = [ref for ref, r in available.items() if ref.startswith("Observation/") and _is_risk(r)]
-    content = _closure([focus, f"Patient/{event.patient_id}", *risk], available)
+    content = closure([focus, f"Patient/{event.patient_id}", *risk], available)
     header_id = str(uuid.uuid5(_NS, f"header|{key}"))
     source_org_id = str(uuid.uuid5(_NS, f"facility|{event.facility}"))
-    hub_org = _organization(hub.organization_id, hub.name)
-    source_org = _organization(source_org_id, event.facility or "unknown sender")
+    hub_org = organization(hub.organization_id, hub.name)
+    source_org = organization(source_org_id, event.facility or "unknown sender")
     header: JSONObject = {
         "resourceType": "MessageHeader",
         "id": header_id,
@@ -166,5 +166,5 @@ def notification_bundle(
         "meta": {"profile": [f"{DV}/StructureDefinition/notifications-bundle"]},
         "type": "message",
         "timestamp": timestamp,
-        "entry": [_entry(hub.base_url, r) for r in unique],
+        "entry": [entry(hub.base_url, r) for r in unique],
     }

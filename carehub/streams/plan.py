@@ -8,11 +8,14 @@ later stage (consent) can wrap it without knowing how payloads are built.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from carehub.core.records import CareEvent, Delivery, JSONObject
 from carehub.streams.corrections import cancel_task_bundle
 from carehub.streams.forward import forward_message
 from carehub.streams.notify import Hub, notification_bundle
+from carehub.streams.packet.careplan import revocation_message
+from carehub.streams.packet.document import packet_document, packet_message
 from carehub.streams.referrals import TASK_IDENTIFIER, TaskRequest, task_bundle
 from carehub.streams.routing.decide import PlannedAction, RoutingDecision
 from carehub.streams.routing.match import diagnosis_codes
@@ -28,7 +31,7 @@ def idempotency_key(event_id: str, recipient_id: str, action: str) -> str:
 
 
 def action_key(planned: PlannedAction) -> str:
-    """``notify``, ``forward``, or ``task:<code>[:<category>]`` (two tasks for one owner differ)."""
+    """``notify``, ``forward``, ``packet``, or ``task:<code>[:<category>]`` (two tasks for one owner differ)."""
     spec = planned.spec
     if planned.corrects:
         return f"correct:{planned.corrects}"
@@ -37,7 +40,7 @@ def action_key(planned: PlannedAction) -> str:
     return f"task:{spec.task}" + (f":{planned.category}" if planned.category else "")
 
 
-def _task_request(event: CareEvent, planned: PlannedAction, key: str) -> TaskRequest:
+def task_request(event: CareEvent, planned: PlannedAction, key: str) -> TaskRequest:
     assert planned.spec is not None
     spec = planned.spec
     category = planned.category
@@ -47,25 +50,53 @@ def _task_request(event: CareEvent, planned: PlannedAction, key: str) -> TaskReq
     return TaskRequest(spec.task, planned.recipient, key, spec.due, category, part_of, event.patient_key)
 
 
-def _payload(event: CareEvent, planned: PlannedAction, hub: Hub, key: str, now: str) -> tuple[str, JSONObject]:
+def task_requests(event: CareEvent, decision: RoutingDecision) -> list[TaskRequest]:
+    """The follow-up tasks a decision plans (not corrections): a packet's CarePlan lists them."""
+    return [
+        task_request(event, p, idempotency_key(event.event_id, p.recipient.id, action_key(p)))
+        for p in decision.planned
+        if p.action == "task" and not p.corrects and p.spec is not None
+    ]
+
+
+def _payload(
+    event: CareEvent, planned: PlannedAction, hub: Hub, key: str, now: str, tasks: Sequence[TaskRequest]
+) -> tuple[str, JSONObject]:
     recipient = planned.recipient
+    if planned.action == "packet":
+        to, name = recipient.endpoint, recipient.name
+        if planned.corrects:  # a cancelled discharge: its CarePlan is revoked
+            return FHIR_JSON, revocation_message(event, hub=hub, destination=to, recipient_name=name, key=key,
+                                                 timestamp=now)  # fmt: skip
+        document = packet_document(event, hub=hub, key=key, timestamp=now, tasks=tasks)
+        return FHIR_JSON, packet_message(document, hub=hub, destination=to, recipient_name=name, key=key, timestamp=now)
     if planned.action == "forward":
         return HL7V2, {"hl7": forward_message(event, key[:20], now)}
     if planned.corrects and planned.action == "task":
         return FHIR_JSON, cancel_task_bundle(planned.corrects, event, system=TASK_IDENTIFIER, timestamp=now)
     if planned.action == "task":
-        return FHIR_JSON, task_bundle(event, _task_request(event, planned, key), hub=hub, timestamp=now)
+        return FHIR_JSON, task_bundle(event, task_request(event, planned, key), hub=hub, timestamp=now)
     bundle = notification_bundle(
         event, hub=hub, destination=recipient.endpoint, recipient_name=recipient.name, key=key, timestamp=now
     )
     return FHIR_JSON, bundle
 
 
-def plan_action(event: CareEvent, planned: PlannedAction, map_version: str, hub: Hub, now: str) -> Delivery:
-    """The Delivery for one planned (recipient, action), with its reason."""
+def plan_action(
+    event: CareEvent,
+    planned: PlannedAction,
+    map_version: str,
+    hub: Hub,
+    now: str,
+    tasks: Sequence[TaskRequest] = (),
+) -> Delivery:
+    """The Delivery for one planned (recipient, action), with its reason.
+
+    ``tasks``: the follow-up tasks of the same decision (``task_requests``), which a packet lists.
+    """
     recipient = planned.recipient
     key = idempotency_key(event.event_id, recipient.id, action_key(planned))
-    content_type, payload = _payload(event, planned, hub, key, now)
+    content_type, payload = _payload(event, planned, hub, key, now, tasks)
     if event.attributes.get("redacted") and content_type == FHIR_JSON:  # R + NORDSCLCD travel with the bundle
         payload = {**payload, "meta": {**payload.get("meta", {}), "security": list(event.labels)}}
     return Delivery(
@@ -87,5 +118,6 @@ def plan_action(event: CareEvent, planned: PlannedAction, map_version: str, hub:
 
 
 def plan_deliveries(event: CareEvent, decision: RoutingDecision, hub: Hub, now: str) -> list[Delivery]:
-    """One Delivery per planned action: notify, task and forward."""
-    return [plan_action(event, p, decision.map_version, hub, now) for p in decision.planned]
+    """One Delivery per planned action: notify, task, forward and packet."""
+    tasks = task_requests(event, decision)
+    return [plan_action(event, p, decision.map_version, hub, now, tasks) for p in decision.planned]

@@ -138,7 +138,7 @@ def _organization(name: str, identifiers: list[JSONObject]) -> JSONObject:
     return {"resourceType": "Organization", "active": True, "name": name, "identifier": identifiers}
 
 
-def _owner(recipient: Recipient) -> JSONObject:
+def owner_organization(recipient: Recipient) -> JSONObject:
     idents = [{"system": i.system, "value": i.value} if i.system else {"value": i.value} for i in recipient.identifiers]
     return _organization(recipient.name, [{"system": RECIPIENT_SYSTEM, "value": recipient.id}, *idents])
 
@@ -153,7 +153,7 @@ def _kind(code: str) -> TaskKind:
     return KINDS.get(code, TaskKind(code, Due(days=7), "requested"))
 
 
-def _service_request(event: CareEvent, request: TaskRequest, urls: dict[str, str], authored: str) -> JSONObject:
+def service_request(event: CareEvent, request: TaskRequest, urls: dict[str, str], authored: str) -> JSONObject:
     resource: JSONObject = {
         "resourceType": "ServiceRequest",
         "identifier": [{"system": TASK_IDENTIFIER, "value": f"sr-{request.key}"}],
@@ -176,7 +176,7 @@ def _service_request(event: CareEvent, request: TaskRequest, urls: dict[str, str
     return resource
 
 
-def _task(request: TaskRequest, urls: dict[str, str], authored: str) -> JSONObject:
+def task_resource(request: TaskRequest, urls: dict[str, str], authored: str) -> JSONObject:
     kind = _kind(request.code)
     task: JSONObject = {
         "resourceType": "Task",
@@ -221,9 +221,9 @@ def task_bundle(event: CareEvent, request: TaskRequest, *, hub: Hub, timestamp: 
         entries.append(_post(urls["encounter"], encounter, conditional=True))
     entries += [
         _post(urls["hub"], hub_org, conditional=True),
-        _post(urls["owner"], _owner(request.owner), conditional=True),
-        _post(urls["service_request"], _service_request(event, request, urls, authored)),
-        _post(urls["task"], _task(request, urls, authored)),
+        _post(urls["owner"], owner_organization(request.owner), conditional=True),
+        _post(urls["service_request"], service_request(event, request, urls, authored)),
+        _post(urls["task"], task_resource(request, urls, authored)),
     ]
     return {
         "resourceType": "Bundle",

@@ -61,7 +61,9 @@ def test_bench_admit_ids_are_pinned() -> None:
                 "f6e632b2-7f59-5778-9cb9-cafa0f9fca9b",
                 "61e6d51a-d371-50c9-b233-dd9a6b44992a",
             ),
-            "a527833cc7fd4269b871441fe88424b8e1163808",
+            # PV1-37 (discharged to location) is mapped since #18: one Location more, every earlier id unchanged
+            # (without Location/55e51eee-181e-507a-a88e-6ee114e1ea46 the digest is a527833cc7fd...).
+            "63ad6a2ed2441d0997038159679810d5c80bc06f",
         ),
         (
             "lfh__ADT_A40__HL7MergeFHIRConversionTest_L277.hl7",

@@ -29,7 +29,7 @@ def broken(tmp_path: Path) -> Path:
 def test_shipped_config_validates() -> None:
     proc = _routes("validate", str(CONFIG))
     assert proc.returncode == 0, proc.stderr
-    assert "10 rules, 4 recipients, 2 rosters (5 members)" in proc.stdout
+    assert "11 rules, 4 recipients, 2 rosters (5 members)" in proc.stdout
 
 
 def test_every_problem_is_reported_with_file_and_line(broken: Path) -> None:
@@ -88,7 +88,12 @@ def test_explain_an_hl7_file_and_a_care_event_json(tmp_path: Path) -> None:
     proc = _routes("explain", str(tmp_path / "event.json"), "--json", "--flag", "readmission")
     doc = json.loads(proc.stdout)
     assert doc["flags"] == ["readmission"]
-    assert {p["rule"] for p in doc["planned"]} == {"adt-to-pcp", "inpatient-to-payer", "tcm-after-readmission"}
+    assert {p["rule"] for p in doc["planned"]} == {
+        "adt-to-pcp",
+        "inpatient-to-payer",
+        "toc-packet",
+        "tcm-after-readmission",
+    }
     assert doc["unresolved"][0]["target"] == "attributed:pharmacy"
 
 

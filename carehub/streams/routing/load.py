@@ -41,6 +41,7 @@ ACTION_FORMATS = {
     "task": "fhir-task",
     "forward": "hl7v2",
     "correct": "davinci-notification",
+    "packet": "toc-packet",
 }
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 RECIPIENT_KINDS = ("pcp", "specialist", "payer", "pharmacy", "cbo", "hie", "care-manager")
 CHANNELS = ("webhook", "fhir-rest", "mllp", "kafka")
-ACTION_TYPES = ("notify", "task", "forward", "correct")
+ACTION_TYPES = ("notify", "task", "forward", "correct", "packet")
 #: The one target of ``correct``: every recipient the journal shows received the original.
 RECEIVED = "received"
 #: Attribution roles a roster can assign, and the selector that resolves each.
