@@ -42,10 +42,16 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not integration"
+	$(BIN)/pytest $(XDIST) -m "not integration" $(ARGS)
+
+# The suite runs in TEST_WORKERS processes (pytest-xdist), a test file per process at a time so its
+# module-scoped hub and broker are shared; most tests wait on sockets and subprocesses, so three
+# workers fit on two cores. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 3
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest $(XDIST) $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
