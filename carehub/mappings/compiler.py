@@ -1,4 +1,4 @@
-"""Compile mapping rules (YAML data) into plain Python closures, once.
+"""The pieces of a mapping rule (YAML data), compiled once: inputs, values, conditions, paths.
 
 A rule reads one input, produces one value, and writes it at a path:
 
@@ -14,8 +14,10 @@ A rule reads one input, produces one value, and writes it at a path:
 * path: ``a.b.c``; a trailing ``[]`` appends (every repetition), otherwise
   only the first non-empty value is kept.
 
-Everything here runs at load time except the returned closures, which are the
-hot path: no dict lookups of rule options, no YAML, no string parsing of paths.
+Everything here runs at load time except the returned closures (producers,
+conditions, setters, leaves), which ``codegen`` binds into the function it
+generates for each composite map and segment section: the hot path has no
+dict lookups of rule options, no YAML, no string parsing of paths.
 """
 
 from __future__ import annotations
@@ -35,8 +37,6 @@ Producer = Callable[[Parts, "str | None", BuildContext], Any]
 Selector = Callable[[Parts, "str | None", BuildContext], list[Input]]
 SegmentSelector = Callable[[Segment, BuildContext], list[Input]]
 Setter = Callable[[dict[str, Any], Any], None]
-Applier = Callable[[Parts, "str | None", BuildContext, dict[str, Any]], None]
-SegmentApplier = Callable[[Segment, BuildContext, dict[str, Any]], None]
 Predicate = Callable[[Parts, "str | None", BuildContext], bool]
 
 
@@ -50,20 +50,13 @@ class MappingSpecError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class DatatypeMap:
-    """Rules over the parts of one composite value, each with the component it reads (0: all)."""
+    """A composite map: ``build(parts, child, ctx)`` answers the value (a dict) or None when empty.
+
+    ``build`` is generated from the map's rules (``codegen.compile_map``).
+    """
 
     name: str
-    rules: tuple[tuple[int, Applier], ...]
-
-    def build(self, parts: Parts, child: str | None, ctx: BuildContext) -> dict[str, Any] | None:
-        out: dict[str, Any] = {}
-        size = len(parts)
-        for component, rule in self.rules:
-            # Most components of a composite are empty: skip their rules without a call.
-            if component and (component > size or not parts[component - 1]):
-                continue
-            rule(parts, child, ctx, out)
-        return out or None
+    build: Producer
 
 
 DatatypeLookup = Callable[[str], DatatypeMap]
@@ -72,7 +65,7 @@ DatatypeLookup = Callable[[str], DatatypeMap]
 # -- inputs -------------------------------------------------------------------------------------
 
 
-def _narrow(parts: Parts, child: str | None, ctx: BuildContext, component: int, sub: int) -> Input:
+def narrow(parts: Parts, child: str | None, ctx: BuildContext, component: int, sub: int) -> Input:
     raw = parts[component - 1] if component <= len(parts) else ""
     if child is None:
         inner, next_child = [raw], None
@@ -91,7 +84,7 @@ def part_selector(component: int, sub: int) -> Selector:
         return lambda parts, child, ctx: [(parts, child)]
 
     def select(parts: Parts, child: str | None, ctx: BuildContext) -> list[Input]:
-        return [_narrow(parts, child, ctx, component, sub)]
+        return [narrow(parts, child, ctx, component, sub)]
 
     return select
 
@@ -115,7 +108,7 @@ def field_selector(field: int, repeat: bool, component: int, sub: int) -> Segmen
             if not rep:
                 continue
             parts = rep.split(ctx.comp) if ctx.comp in rep else [rep]
-            out.append(_narrow(parts, ctx.sub, ctx, component, sub) if component else (parts, ctx.sub))
+            out.append(narrow(parts, ctx.sub, ctx, component, sub) if component else (parts, ctx.sub))
         return out
 
     return select
@@ -218,7 +211,13 @@ def _create(resource_type: str, body_of: Producer) -> Producer:
     return produce
 
 
-def compile_producer(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> Producer:
+InlineMap = Callable[[list[dict[str, Any]], list[str | int]], DatatypeMap]
+
+
+def compile_producer(
+    spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int], inline_map: InlineMap
+) -> Producer:
+    """The value of a rule; ``inline_map(rules, loc)`` compiles a ``map:`` (``codegen.compile_map``)."""
     produce: Producer
     if "const" in spec:
         constant = spec["const"]
@@ -235,7 +234,7 @@ def compile_producer(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[
         except KeyError:
             raise MappingSpecError(f"unknown datatype map {spec['datatype']!r}", [*loc, "datatype"]) from None
     elif "map" in spec:
-        produce = DatatypeMap("inline", compile_rules(spec["map"], datatypes, [*loc, "map"])).build
+        produce = inline_map(spec["map"], [*loc, "map"]).build
     elif "transform" in spec:
         produce = _transform_producer(spec["transform"], [*loc, "transform"])
     elif "code" in spec:
@@ -362,13 +361,13 @@ def compile_setter(path: str) -> Setter:
     return set_first
 
 
-# -- fast paths ---------------------------------------------------------------------------------
+# -- leaves -------------------------------------------------------------------------------------
 
 LeafFn = Callable[[str], Any]
 _PRODUCER_KEYS = ("const", "ref", "datatype", "map", "create")
 
 
-def _leaf(spec: dict[str, Any], loc: list[str | int]) -> LeafFn | None:
+def leaf_of(spec: dict[str, Any], loc: list[str | int]) -> LeafFn | None:
     """For rules whose value is one string (plain, value transform, code): str -> value.
 
     Most rules are of this shape; giving them a closure without input lists and
@@ -394,181 +393,9 @@ def _leaf(spec: dict[str, Any], loc: list[str | int]) -> LeafFn | None:
             return None if found_code is None else _shape_code(found_code, shape, source)
 
         return lookup
-    return _text
+    return text_leaf
 
 
-def _text(text: str) -> str:
+def text_leaf(text: str) -> str:
     """The leaf of a plain rule (the text itself); recognised by identity, never called."""
     return text
-
-
-def _fast_component_rule(component: int, leaf: LeafFn, path: str) -> Applier:
-    """One component, one string, one value; the datatype map has checked it is not empty."""
-    index = component - 1
-    setter = compile_setter(path)
-    plain_key = path if leaf is _text and "." not in path and not path.endswith("[]") else None
-
-    if plain_key is not None:
-
-        def apply_plain(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
-            if plain_key in out:
-                return
-            raw = parts[index] if index < len(parts) else ""
-            if child is not None and child in raw:
-                raw = raw.split(child, 1)[0]
-            if not raw or raw == '""':
-                return
-            text = (unescape(raw, ctx.delimiters) if ctx.esc in raw else raw).strip()
-            if text:
-                out[plain_key] = text
-
-        return apply_plain
-
-    def apply(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
-        raw = parts[index] if index < len(parts) else ""
-        if child is not None and child in raw:
-            raw = raw.split(child, 1)[0]
-        if not raw or raw == '""':
-            return
-        text = (unescape(raw, ctx.delimiters) if ctx.esc in raw else raw).strip()
-        if text:
-            value = leaf(text)
-            if value is not None and value != "":
-                setter(out, value)
-
-    return apply
-
-
-def _fast_field_rule(field: int, component: int, leaf: LeafFn, setter: Setter) -> SegmentApplier:
-    index = component - 1
-    msh_special = field <= 2
-
-    def apply(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
-        fields = seg.fields
-        raw = fields[field] if field < len(fields) else ""
-        if ctx.rep in raw and not (msh_special and seg.name == "MSH"):
-            raw = raw.split(ctx.rep, 1)[0]
-        if ctx.comp in raw:
-            comps = raw.split(ctx.comp)
-            raw = comps[index] if index < len(comps) else ""
-        elif component > 1:
-            return
-        if ctx.sub in raw:
-            raw = raw.split(ctx.sub, 1)[0]
-        if not raw or raw == '""':
-            return
-        text = (unescape(raw, ctx.delimiters) if ctx.esc in raw else raw).strip()
-        if text:
-            value = leaf(text)
-            if value is not None and value != "":
-                setter(out, value)
-
-    return apply
-
-
-# -- rules --------------------------------------------------------------------------------------
-
-
-def _empty(value: Any) -> bool:
-    """Nothing to set: None, or an empty string, object or array (False and 0 are values)."""
-    return value is None or (not value and isinstance(value, str | dict | list))
-
-
-def compile_rule(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> Applier:
-    """A rule inside a datatype map (reads components of its parts)."""
-    leaf = _leaf(spec, loc) if spec.get("component") else None
-    if leaf is not None:
-        return _fast_component_rule(spec["component"], leaf, spec["path"])
-    component, sub = spec.get("component", 0), spec.get("sub", 0)
-    produce = compile_producer(spec, datatypes, loc)
-    setter = compile_setter(spec["path"])
-    when = compile_when(spec.get("when"), in_segment=False)
-    if when is None and not component:
-
-        def apply_whole(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
-            value = produce(parts, child, ctx)
-            if value is not None and (value or not isinstance(value, str | dict | list)):
-                setter(out, value)
-
-        return apply_whole
-
-    def apply(parts: Parts, child: str | None, ctx: BuildContext, out: dict[str, Any]) -> None:
-        if when is not None and not when(parts, child, ctx):
-            return
-        if component:
-            parts, child = _narrow(parts, child, ctx, component, sub)
-        value = produce(parts, child, ctx)
-        if value is not None and (value or not isinstance(value, str | dict | list)):
-            setter(out, value)
-
-    return apply
-
-
-def compile_rules(
-    specs: list[dict[str, Any]], datatypes: DatatypeLookup, loc: list[str | int]
-) -> tuple[tuple[int, Applier], ...]:
-    return tuple((spec.get("component", 0), compile_rule(spec, datatypes, [*loc, i])) for i, spec in enumerate(specs))
-
-
-def _first_input(field: int, component: int, sub: int) -> Callable[[Segment, BuildContext], Input | None]:
-    """The first repetition of a field as parts (narrowed to a component), or None when empty."""
-    msh_special = field <= 2
-
-    def first(seg: Segment, ctx: BuildContext) -> Input | None:
-        fields = seg.fields
-        raw = fields[field] if field < len(fields) else ""
-        if not raw or raw == '""':
-            return None
-        if ctx.rep in raw and not (msh_special and seg.name == "MSH"):
-            raw = raw.split(ctx.rep, 1)[0]
-            if not raw:
-                return None
-        parts = raw.split(ctx.comp) if ctx.comp in raw else [raw]
-        return _narrow(parts, ctx.sub, ctx, component, sub) if component else (parts, ctx.sub)
-
-    return first
-
-
-def compile_segment_rule(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> SegmentApplier:
-    """A rule of a segment section (reads a field of the segment)."""
-    leaf = _leaf(spec, loc) if spec.get("field") and not spec.get("repeat") else None
-    if leaf is not None:
-        return _fast_field_rule(spec["field"], spec.get("component", 1), leaf, compile_setter(spec["path"]))
-    produce = compile_producer(spec, datatypes, loc)
-    setter = compile_setter(spec["path"])
-    when = compile_when(spec.get("when"), in_segment=True)
-    if "field" not in spec:
-
-        def apply_whole(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
-            if when is not None and not when(seg, ctx):
-                return
-            # The whole segment is a composite whose components are its fields.
-            value = produce(seg.fields[1:], ctx.comp, ctx)
-            if not _empty(value):
-                setter(out, value)
-
-        return apply_whole
-    if not spec.get("repeat", False):
-        first = _first_input(spec["field"], spec.get("component", 0), spec.get("sub", 0))
-
-        def apply_first(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
-            if when is not None and not when(seg, ctx):
-                return
-            found = first(seg, ctx)
-            if found is not None:
-                value = produce(found[0], found[1], ctx)
-                if value is not None and (value or not isinstance(value, str | dict | list)):
-                    setter(out, value)
-
-        return apply_first
-    select = field_selector(spec["field"], True, spec.get("component", 0), spec.get("sub", 0))
-
-    def apply(seg: Segment, ctx: BuildContext, out: dict[str, Any]) -> None:
-        if when is not None and not when(seg, ctx):
-            return
-        for parts, child in select(seg, ctx):
-            value = produce(parts, child, ctx)
-            if value is not None and (value or not isinstance(value, str | dict | list)):
-                setter(out, value)
-
-    return apply

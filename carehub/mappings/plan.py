@@ -23,15 +23,8 @@ from typing import Any
 from carehub.adapters.hl7.tokenizer import Segment
 from carehub.core.errors import ConfigError
 from carehub.mappings import ids
-from carehub.mappings.compiler import (
-    DatatypeMap,
-    MappingSpecError,
-    SegmentApplier,
-    compile_rules,
-    compile_segment_rule,
-    compile_when,
-    field_selector,
-)
+from carehub.mappings.codegen import SectionFn, compile_map, compile_section
+from carehub.mappings.compiler import DatatypeMap, MappingSpecError, field_selector
 from carehub.mappings.context import BuildContext
 from carehub.mappings.loader import MAPPINGS_DIR, line_of, load_mapping_file
 
@@ -40,39 +33,13 @@ IdFn = Callable[[Segment, BuildContext], str]
 
 @dataclass(frozen=True, slots=True)
 class Section:
-    """What one segment contributes to one resource."""
+    """What one segment contributes to one resource: ``apply(seg, ctx)`` (generated, ``codegen``)
+    answers whether the section took the segment."""
 
     resource_type: str
     segment: str
     merge: bool
-    make_id: IdFn | None
-    when: Callable[..., bool] | None
-    rules: tuple[tuple[int, SegmentApplier], ...]
-    profile: str | None
-
-    def apply(self, seg: Segment, ctx: BuildContext) -> bool:
-        if self.when is not None and not self.when(seg, ctx):
-            return False
-        if self.merge:
-            target = ctx.latest.get(self.resource_type)
-            if target is None:
-                return False
-        else:
-            assert self.make_id is not None
-            target = {"resourceType": self.resource_type, "id": self.make_id(seg, ctx)}
-            if self.profile:
-                target["meta"] = {"profile": [self.profile]}
-            ctx.latest[self.resource_type] = target
-        fields = seg.fields
-        size = len(fields)
-        for field_no, rule in self.rules:
-            # Most fields are empty: skip their rules without a call.
-            if field_no and (field_no >= size or not fields[field_no]):
-                continue
-            rule(seg, ctx, target)
-        if not self.merge:
-            ctx.add(target)
-        return True
+    apply: SectionFn
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +68,7 @@ class _Files:
             raise KeyError(name)
         data = load_mapping_file(path, "datatype")
         try:
-            built = DatatypeMap(name, compile_rules(data["rules"], self.datatype, ["rules"]))
+            built = compile_map(name, data["rules"], self.datatype, ["rules"])
         except MappingSpecError as exc:
             raise self._error(path, exc) from None
         self._datatypes[name] = built
@@ -173,12 +140,10 @@ def _section(
     profile: str | None,
 ) -> Section:
     merge = bool(spec.get("merge", False))
-    rules = tuple(
-        (r.get("field", 0), compile_segment_rule(r, datatypes, [*loc, "rules", i]))
-        for i, r in enumerate(spec.get("rules", []))
-    )
     make_id = None if merge else _id_fn(spec.get("id", {}), resource_type)
-    return Section(resource_type, segment, merge, make_id, compile_when(spec.get("when"), True), rules, profile)
+    return Section(
+        resource_type, segment, merge, compile_section(resource_type, segment, spec, datatypes, loc, make_id, profile)
+    )
 
 
 def build_plan(files: _Files, structure: str) -> MessagePlan:
