@@ -175,8 +175,8 @@ async def play_feed(feed: Path, port: int, report: DemoReport, before: BeforeSen
 
 def _progress(m: Metrics, accepted: int) -> tuple[bool, tuple[int, ...]]:
     normalized = m.total("normalized")
-    handled = normalized + m.total("normalize_failed")
-    routed_events = m.total("routed_events") + m.total("route_failed")
+    handled = normalized + m.get("stage_failed", stage="normalize")
+    routed_events = m.total("routed_events") + m.get("stage_failed", stage="route")
     planned, done = m.total("routed"), m.total("delivered") + m.total("delivery_failed")
     decided, audited = m.total("consent"), m.total("audited")
     settled = handled >= accepted and routed_events >= normalized and done >= planned and audited >= decided
@@ -282,7 +282,8 @@ async def run_demo(
     report.normalized = m.total("normalized")
     report.routed = m.total("routed")
     report.delivered = m.total("delivered")
-    report.failed = m.total("delivery_failed") + m.total("normalize_failed") + m.total("route_failed")
+    failed_in = m.by_label("stage_failed", "stage")
+    report.failed = m.total("delivery_failed") + failed_in.get("normalize", 0) + failed_in.get("route", 0)
     report.per_recipient = {r.recipient_id: len(r.received) for r in recipients}
     report.signatures_verified = sum(1 for r in recipients for got in r.received if got.signature_ok)
     report.cancels = [
@@ -290,9 +291,8 @@ async def run_demo(
     ]
     report.cancel_notices = sum(1 for r in recipients for got in r.received if got.event_code in ("A11", "A12", "A13"))
     report.tasks_cancelled = sum(1 for r in recipients for got in r.received if got.event_code == "task-cancelled")
-    report.disclosed_with_consent = sum(
-        v for (name, labels), v in m.counts.items() if name == "consent" and ("rule", "named-recipient") in labels
-    ) + sum(v for (name, labels), v in m.counts.items() if name == "consent" and ("rule", "tpo-class") in labels)
+    by_rule = m.by_label("consent", "rule")
+    report.disclosed_with_consent = by_rule.get("named-recipient", 0) + by_rule.get("tpo-class", 0)
     report.journal = f"sqlite:///{DEMO_JOURNAL.resolve()}"
     _audit_summary(report, DEMO_JOURNAL)
     report.scorecard_period, report.scorecard = demo_scorecard(report.journal, config_dir, DEMO_MEASURES)

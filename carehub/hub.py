@@ -260,7 +260,13 @@ class Hub:
             preflight=functools.partial(care_event_bytes, default_authorities=s.default_authorities),
             default_authorities=s.default_authorities,
         )
-        self._mllp = MLLPServer(handler, s.mllp, listener=f"mllp:{s.mllp.host}:{s.mllp.port}")
+        listener = f"mllp:{s.mllp.host}:{s.mllp.port}"
+
+        def acked(code: str, seconds: float) -> None:
+            self.metrics.inc("mllp_acks", listener=listener, code=code)
+            self.metrics.observe("ack_latency_seconds", seconds, listener=listener, code=code)
+
+        self._mllp = MLLPServer(handler, s.mllp, listener=listener, on_ack=acked)
         await self._mllp.start()
 
     def ready(self) -> bool:

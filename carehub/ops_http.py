@@ -10,7 +10,7 @@ from aiohttp.typedefs import Middleware
 
 from carehub.adapters.mllp.server import make_server_ssl_context
 from carehub.core.errors import ConfigError
-from carehub.core.metrics import Metrics
+from carehub.core.metrics import CONTENT_TYPE, Metrics
 from carehub.core.settings import HTTPSettings
 from carehub.core.transport import is_loopback
 
@@ -24,7 +24,7 @@ def ops_routes(metrics: Metrics, ready: Callable[[], bool]) -> list[web.RouteDef
         return web.json_response({"ready": ok}, status=200 if ok else 503)
 
     async def prometheus(_: web.Request) -> web.Response:
-        return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
+        return web.Response(body=metrics.render().encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
 
     return [web.get("/health", health), web.get("/ready", readiness), web.get("/metrics", prometheus)]
 

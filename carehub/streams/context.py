@@ -138,7 +138,7 @@ class AgentContext:
                 code,
                 f" ({held} more dead letters of this kind not logged)" if held else "",
             )
-        self.metrics.inc(f"{stage}_failed")
+        self.metrics.inc("stage_failed", stage=stage)
         value = event.value if isinstance(event.value, bytes) else str(event.value).encode()
         kept = {"value_b64": base64.b64encode(value).decode("ascii")}
         if len(kept["value_b64"]) > self.max_record_bytes - DEAD_LETTER_ROOM:

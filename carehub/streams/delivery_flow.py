@@ -176,7 +176,12 @@ class DeliveryFlow:
         destination = self.destinations.get(d.channel)
         if destination is None:
             return Attempt(ok=False, permanent=True, detail=f"no connector for channel {d.channel}")
-        return await attempt_once(d, destination, self.breaker, self.timeout_s)
+        started = time.monotonic()
+        attempt = await attempt_once(d, destination, self.breaker, self.timeout_s)
+        if not attempt.skipped:
+            self.metrics.observe("delivery_seconds", time.monotonic() - started, recipient=d.recipient_id,
+                                 result=attempt.result)  # fmt: skip
+        return attempt
 
     async def _correction(self, d: Delivery) -> Delivery | str:
         """The correction to send (a Task cancellation carries the journal's Task), or why none is needed."""

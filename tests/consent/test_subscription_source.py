@@ -68,7 +68,7 @@ async def test_a_consent_from_a_subscription_source_takes_effect(
 
         source.put({**CONSENT, "id": "broken", "status": "signed"})
         assert await source.event(sub_id, "Consent/broken") == 200
-        await eventually(lambda: hub.metrics.total("fhir-map_failed") >= 1)
+        await eventually(lambda: hub.metrics.get("stage_failed", stage="fhir-map") >= 1)
         assert hub.consents.read("broken") is None, "an unusable consent is dead-lettered, not applied"
     finally:
         await hub.stop()

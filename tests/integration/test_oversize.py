@@ -63,7 +63,7 @@ async def test_an_event_over_the_record_limit_is_dead_lettered_and_the_next_one_
             await producer.stop()
         pcp = recipients["pcp-riverside"]
         await eventually(lambda: len(pcp.received) >= 1, timeout_s=30)
-        assert hub.metrics.get("normalize_failed") == 4
+        assert hub.metrics.get("stage_failed", stage="normalize") == 4
         lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("normalize failed")]
         assert len(lines) == 1 and "error=record-too-large" in lines[0], "one line per cause per 10 s"
         letters: list[DeadLetter] = []

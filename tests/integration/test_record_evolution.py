@@ -68,7 +68,8 @@ async def test_old_and_new_minor_records_are_read_and_a_newer_major_is_dead_lett
         finally:
             await producer.stop()
         pcp = recipients["pcp-riverside"]
-        await eventually(lambda: hub.metrics.total("normalized") == 2 and hub.metrics.get("normalize_failed") == 1, 40)
+        m = hub.metrics
+        await eventually(lambda: (m.total("normalized"), m.get("stage_failed", stage="normalize")) == (2, 1), 40)
         await eventually(lambda: len({r.focus for r in pcp.received}) >= 2, 40)  # both visits notified
         letters = [d for d in await dead_letters(hub.bootstrap, hub.topics.dead_letters) if d.stage == "normalize"]
     finally:

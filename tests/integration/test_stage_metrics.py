@@ -1,12 +1,16 @@
-"""Stage latency and consumer lag on /metrics: where an event's time went, read as an operator would."""
+"""Stage, ACK and delivery latency and consumer lag on /metrics, read by Prometheus's own parser."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.core.principal import OPS_READ
@@ -18,6 +22,8 @@ from tests.integration.conftest import eventually
 
 pytestmark = pytest.mark.integration
 STAGES = ("normalize", "route", "deliver")
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "carehub.json"
+METRIC = re.compile(r"\bcarehub_[a-z0-9_]+")
 
 
 async def _scrape(http_port: int) -> str:
@@ -30,9 +36,42 @@ async def _scrape(http_port: int) -> str:
         return await response.text()
 
 
-def _value(body: str, pattern: str) -> float | None:
-    found = re.search(rf"^{pattern} (\S+)$", body, re.MULTILINE)
-    return float(found.group(1)) if found else None
+def _queries(node: Any) -> list[str]:
+    """Every PromQL text in a Grafana dashboard: panel target ``expr`` and variable ``query`` strings."""
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if k in ("expr", "query", "definition") and isinstance(v, str)]
+        return found + [q for v in node.values() for q in _queries(v)]
+    if isinstance(node, list):
+        return [q for v in node for q in _queries(v)]
+    return []
+
+
+def _exported(body: str) -> set[str]:
+    """The series names a scrape can hold, from its HELP/TYPE families (also those with no sample yet)."""
+    names: set[str] = set()
+    for family in text_string_to_metric_families(body):
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names.update(f"{family.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+        else:
+            names.add(family.name)
+    return names
+
+
+def _samples(body: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The exposition read by Prometheus's own parser: (series, labels) -> value."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
+def _of(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> list[float]:
+    """Values of ``name`` whose labels include ``labels``, in exposition order."""
+    want = set(labels.items())
+    return [value for (series, got), value in samples.items() if series == name and want <= got]
 
 
 async def test_each_stage_reports_a_latency_histogram_and_its_consumer_lag(
@@ -48,30 +87,35 @@ async def test_each_stage_reports_a_latency_histogram_and_its_consumer_lag(
     deadline = asyncio.get_running_loop().time() + 60
     while True:
         body = await _scrape(hub.http_port)
-        counts = [_value(body, rf'carehub_stage_latency_seconds_count\{{stage="{s}"\}}') or 0 for s in STAGES]
-        caught_up = not re.search(r"^carehub_consumer_lag\{.*\} [1-9]", body, re.MULTILINE)
+        samples = _samples(body)
+        counts = [sum(_of(samples, "carehub_stage_latency_seconds_count", stage=s)) for s in STAGES]
+        caught_up = not any(v > 0 for v in _of(samples, "carehub_consumer_lag"))
         if (all(c >= 1 for c in counts) and caught_up) or asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(0.1)
     assert "# TYPE carehub_stage_latency_seconds histogram" in body
     assert "# TYPE carehub_consumer_lag gauge" in body
     for stage in STAGES:
-        count = _value(body, rf'carehub_stage_latency_seconds_count\{{stage="{stage}"\}}')
-        inf = _value(body, rf'carehub_stage_latency_seconds_bucket\{{stage="{stage}",le="\+Inf"\}}')
-        total = _value(body, rf'carehub_stage_latency_seconds_sum\{{stage="{stage}"\}}')
-        assert count is not None and count >= 1 and inf == count, stage
-        assert total is not None and total >= 0, stage
-        buckets = [
-            float(v)
-            for v in re.findall(
-                rf'^carehub_stage_latency_seconds_bucket\{{stage="{stage}",le="[^"]+"\}} (\S+)$', body, re.MULTILINE
-            )
-        ]
-        assert buckets == sorted(buckets), f"{stage}: buckets are cumulative"
-        lags = re.findall(
-            rf'^carehub_consumer_lag\{{partition="\d+",stage="{stage}",topic="([^"]+)"\}} (\d+)$', body, re.MULTILINE
-        )
+        (count,) = _of(samples, "carehub_stage_latency_seconds_count", stage=stage)
+        (inf,) = _of(samples, "carehub_stage_latency_seconds_bucket", stage=stage, le="+Inf")
+        (total,) = _of(samples, "carehub_stage_latency_seconds_sum", stage=stage)
+        assert count >= 1 and inf == count, stage
+        assert total >= 0, stage
+        buckets = _of(samples, "carehub_stage_latency_seconds_bucket", stage=stage)
+        assert len(buckets) == 16 and buckets == sorted(buckets), f"{stage}: buckets are cumulative"
+        lags = _of(samples, "carehub_consumer_lag", stage=stage)
         assert lags, f"{stage}: a lag gauge for the partition it consumed"
-        assert all(int(behind) == 0 for _topic, behind in lags), f"{stage}: everything consumed, nothing behind"
-    # The counters that were there before are still there under their names.
-    assert re.search(r'^carehub_normalized\{kind="[a-z-]+"\} [1-9]', body, re.MULTILINE), body
+        assert all(behind == 0 for behind in lags), f"{stage}: everything consumed, nothing behind"
+    # Counters carry _total; the ACKs and their latency are there by listener and code.
+    assert any(v >= 1 for v in _of(samples, "carehub_normalized_total")), body
+    assert sum(_of(samples, "carehub_mllp_acks_total", code="AA")) == 2
+    (acked,) = _of(samples, "carehub_ack_latency_seconds_count", code="AA")
+    assert acked == 2
+    assert sum(_of(samples, "carehub_delivery_seconds_count", recipient="pcp-riverside", result="ok")) >= 2
+
+    # docs/grafana/carehub.json queries exactly what this hub exports (a renamed metric breaks it here).
+    queries = _queries(json.loads(DASHBOARD.read_text()))
+    named = {name for query in queries for name in METRIC.findall(query)}
+    assert len(named) >= 10, named
+    missing = named - _exported(body)
+    assert not missing, f"the dashboard queries metrics /metrics does not export: {missing}"

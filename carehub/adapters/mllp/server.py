@@ -18,6 +18,7 @@ import asyncio
 import collections
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, cast
@@ -119,6 +120,10 @@ def _context_from_settings(settings: MLLPSettings) -> ssl.SSLContext | None:
     return None
 
 
+#: Told of each ACK written: (ACK code, seconds from the block's arrival to the write).
+AckObserver = Callable[[str, float], None]
+
+
 class MLLPServer:
     """An MLLP listener. ``start()`` binds (port 0 picks a free port), ``stop()`` drains.
 
@@ -134,8 +139,11 @@ class MLLPServer:
         ssl_context: ssl.SSLContext | None = None,
         *,
         listener: str = "mllp",
+        on_ack: AckObserver | None = None,
     ) -> None:
+        """``on_ack`` is told of every ACK written: its code and the seconds since its block arrived."""
         self.handler = handler
+        self.on_ack = on_ack
         self.settings = settings
         self.listener = listener
         self.stats = ListenerStats()
@@ -193,7 +201,7 @@ class _Connection(asyncio.Protocol):
         self._server = server
         self._stats = server.stats
         self._decoder = MLLPDecoder(server.settings.max_message_bytes)
-        self._queue: collections.deque[Decoded] = collections.deque()
+        self._queue: collections.deque[tuple[Decoded, float]] = collections.deque()  # (block, arrival)
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._receipt = Receipt(server.listener, "?")
@@ -230,7 +238,8 @@ class _Connection(asyncio.Protocol):
             self._sync_decoder_counters()
         if not items:
             return
-        self._queue.extend(items)
+        arrived = self._loop.time()
+        self._queue.extend((item, arrived) for item in items)
         self._wake()
         if len(self._queue) >= QUEUE_HIGH and not self._reading_paused and self._transport is not None:
             self._transport.pause_reading()
@@ -285,7 +294,8 @@ class _Connection(asyncio.Protocol):
     async def _serve(self) -> None:
         """Handle queued blocks one at a time, writing each ACK before taking the next."""
         try:
-            while (item := await self._next()) is not None:
+            while (queued := await self._next()) is not None:
+                item, arrived = queued
                 self._busy = True
                 try:
                     reply = await self._dispatch(item)
@@ -293,7 +303,7 @@ class _Connection(asyncio.Protocol):
                     self._busy = False
                 if self._lost:
                     continue
-                await self._send(reply, item)
+                await self._send(reply, item, arrived)
         except Exception as exc:
             # Even the handler's fallback answer failed: this connection cannot keep its
             # ACKs in order, so it is closed and the sender resends. Type only, never text.
@@ -303,7 +313,7 @@ class _Connection(asyncio.Protocol):
         finally:
             self.close()
 
-    async def _next(self) -> Decoded | None:
+    async def _next(self) -> tuple[Decoded, float] | None:
         while not self._queue:
             if self._done:
                 return None
@@ -328,7 +338,7 @@ class _Connection(asyncio.Protocol):
             log.error("MLLP handler raised %s for a block from %s", type(exc).__name__, self._receipt.peer)
             return handler.fail(self._receipt)
 
-    async def _send(self, reply: Reply, item: Decoded) -> None:
+    async def _send(self, reply: Reply, item: Decoded, arrived: float) -> None:
         """Write the ACK, then log it: a log line never claims an answer that was not sent."""
         assert self._transport is not None
         if self._writable is not None and not self._writable.done():
@@ -342,6 +352,8 @@ class _Connection(asyncio.Protocol):
         self._transport.write(encode_frame(reply.ack))
         self._last_activity = self._loop.time()
         self._stats.record(reply)
+        if self._server.on_ack is not None:
+            self._server.on_ack(reply.code, self._loop.time() - arrived)
         if isinstance(item, RejectedFrame):
             held = _rejected_lines.allow(self._receipt.peer.rsplit(":", 1)[0])
             if held is not None:
