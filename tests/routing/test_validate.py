@@ -29,7 +29,7 @@ def broken(tmp_path: Path) -> Path:
 def test_shipped_config_validates() -> None:
     proc = _routes("validate", str(CONFIG))
     assert proc.returncode == 0, proc.stderr
-    assert "11 rules, 4 recipients, 2 rosters (5 members)" in proc.stdout
+    assert "12 rules, 7 recipients, 2 rosters (5 members)" in proc.stdout
 
 
 def test_every_problem_is_reported_with_file_and_line(broken: Path) -> None:
@@ -197,7 +197,7 @@ def test_a_specialist_recipient_is_a_recipient_kind(broken: Path) -> None:
     )
     proc = _routes("validate", str(broken))
     assert proc.returncode == 0, proc.stderr
-    assert "5 recipients" in proc.stdout
+    assert "8 recipients" in proc.stdout
 
 
 def test_routes_apply_installs_only_a_valid_staged_config(tmp_path: Path) -> None:
@@ -223,3 +223,40 @@ def test_routes_apply_installs_only_a_valid_staged_config(tmp_path: Path) -> Non
     version = installed.stdout.split()[2]
     check = _routes("validate", str(live))
     assert check.returncode == 0 and f"routing map {version}" in check.stdout, check.stderr
+
+
+def test_vendor_and_order_problems_are_reported_together_with_file_and_line(broken: Path) -> None:
+    """Issue 19: a vendor's capabilities, area and hours, and the orders that need them, are validated."""
+    recipients = broken / "recipients.yaml"
+    text = recipients.read_text()
+    text = text.replace("capabilities: [oxygen, hospital-bed, walker]", "capabilities: [oxygn, hospital-bed]")
+    text = text.replace('hours: {from: "05:00", to: "23:00"}', 'hours: {from: "23:00", to: "05:00"}')
+    food = "    services: [food-insecurity]\n"
+    text = text.replace(food, food + "    capacity_per_day: 3\n")
+    recipients.write_text(text)
+    routes = broken / "routes.yaml"
+    routes.write_text(
+        routes.read_text().replace("when: {at: follow-up, days: -1}", "when: {at: follow-up, task: tcm-vist}")
+    )
+    proc = _routes("validate", str(broken))
+    assert proc.returncode == 1
+    lines = text.splitlines()
+    route_lines = routes.read_text().splitlines()
+
+    def line(needle: str, source: list[str]) -> int:
+        return next(n for n, t in enumerate(source, 1) if needle in t)
+
+    expected = [
+        f"recipients.yaml:{line('to: ' + chr(34) + '05:00', lines)}: recipient 'nemt-prairie': hours from 23:00",
+        f"recipients.yaml:{line('oxygn', lines)}: recipient 'dme-lincoln': 'oxygn' is not a dme capability",
+        f"recipients.yaml:{line('capacity_per_day: 3', lines)}: recipient 'cbo-foodbank': capacity_per_day is for",
+        f"routes.yaml:{line('capability: oxygen', route_lines)}: rule 'heart-failure-logistics': no dme vendor",
+        f"routes.yaml:{line('tcm-vist', route_lines)}: rule 'heart-failure-logistics': the order is timed from task"
+        " 'tcm-vist', which no rule plans; did you mean 'tcm-visit'?",
+    ]
+    for want in expected:
+        assert want in proc.stderr, (want, proc.stderr)
+    recipients.write_text(text.replace('area: {counties: ["17167", "17129"]}', 'area: {counties: ["Sangamon"]}'))
+    proc = _routes("validate", str(broken))
+    at = line('counties: ["17167", "17129"]', lines)
+    assert f"recipients.yaml:{at}: recipients/5/area/counties/0" in proc.stderr and "got 'Sangamon'" in proc.stderr

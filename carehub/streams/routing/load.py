@@ -18,17 +18,20 @@ from carehub.core.configfile import did_you_mean, file_problems, line_of, load_c
 from carehub.core.errors import ConfigError, DeliveryError
 from carehub.core.transport import insecure_url_reason
 from carehub.streams.routing.model import (
+    CAPABILITIES,
     RECEIVED,
     Action,
     Condition,
     Due,
     Identifier,
+    OrderSpec,
     Recipient,
     RoutingMap,
     Rule,
     Threshold,
 )
 from carehub.streams.routing.rosters import load_rosters, roster_files
+from carehub.streams.routing.vendors import vendor_of, vendor_problems
 
 #: ``risk: {lace: ...}``: the Observation code of each risk score the hub computes (streams.risk).
 RISK_SCORES = {"lace": "lace-index"}
@@ -42,7 +45,10 @@ ACTION_FORMATS = {
     "forward": "hl7v2",
     "correct": "davinci-notification",
     "packet": "toc-packet",
+    "order": "fhir-task",
 }
+#: The target of an ``order`` action: the hub's logistics desk for one service (streams.logistics).
+LOGISTICS_TARGET = "logistics:"
 
 
 def _recipient(data: dict[str, Any]) -> Recipient:
@@ -58,6 +64,7 @@ def _recipient(data: dict[str, Any]) -> Recipient:
         services=tuple(data.get("services", ())),
         rostered_only=bool(data.get("rostered_only", False)),
         connection=tuple(sorted((k, str(v)) for k, v in data.get("connection", {}).items())),
+        vendor=vendor_of(data),
     )
 
 
@@ -81,7 +88,25 @@ def _condition(data: dict[str, Any]) -> Condition:
     )
 
 
+def _order(spec: dict[str, Any]) -> OrderSpec:
+    when = spec.get("when", {})
+    return OrderSpec(
+        service=spec["service"],
+        capability=spec["capability"],
+        at=when.get("at", "discharge"),
+        task=when.get("task", "tcm-visit"),
+        offset_hours=float(when.get("hours", 0)) + 24 * float(when.get("days", 0)),
+        window_hours=float(spec.get("window", {}).get("hours", 2)),
+        offer_minutes=float(spec.get("offer", {}).get("minutes", 0)),
+        schedule_hours=float(spec.get("schedule_within", {}).get("hours", 0)),
+        max_offers=int(spec.get("max_offers", 0)),
+    )
+
+
 def _action(kind: str, spec: Any) -> Action:
+    if kind == "order":
+        order = _order(spec)
+        return Action(kind, LOGISTICS_TARGET + order.service, order=order)
     if isinstance(spec, str):
         return Action(kind, spec)
     due = spec.get("due")
@@ -99,9 +124,15 @@ def _actions(items: list[dict[str, Any]]) -> tuple[Action, ...]:
 
 
 def load_recipients(path: Path) -> dict[str, Recipient]:
+    return _directory(path)[0]
+
+
+def _directory(path: Path) -> tuple[dict[str, Recipient], list[dict[str, Any]]]:
+    """The recipients by id, and the entries as written (for problems by line)."""
     data = load_config_file(path, "recipients.schema.json")
     recipients: dict[str, Recipient] = {}
-    for index, item in enumerate(data.get("recipients", [])):
+    items: list[dict[str, Any]] = data.get("recipients", [])
+    for index, item in enumerate(items):
         if item["id"] in recipients:
             raise ConfigError(
                 f"recipient id {item['id']!r} is defined twice",
@@ -109,7 +140,7 @@ def load_recipients(path: Path) -> dict[str, Recipient]:
                 line=line_of(path, ["recipients", index]),
             )
         recipients[item["id"]] = _recipient(item)
-    return recipients
+    return recipients, items
 
 
 #: Channels that POST over HTTP(S): their endpoints must be https:// (http:// to loopback only).
@@ -151,7 +182,21 @@ def _recipient_problems(recipients: dict[str, Recipient], path: Path) -> list[Co
     return problems
 
 
+def _order_problem(rule: Rule, order: OrderSpec, recipients: dict[str, Recipient]) -> str | None:
+    known = CAPABILITIES.get(order.service, ())
+    if order.capability not in known:
+        hint = did_you_mean(order.capability, known)
+        return f"rule {rule.id!r}: {order.capability!r} is not a {order.service} capability ({', '.join(known)}){hint}"
+    offering = [r for r in recipients.values() if r.kind == order.service and r.vendor is not None
+                and order.capability in r.vendor.capabilities]  # fmt: skip
+    if not offering:
+        return f"rule {rule.id!r}: no {order.service} vendor in {RECIPIENTS_FILE} offers {order.capability}"
+    return None
+
+
 def _action_problem(rule: Rule, action: Action, recipients: dict[str, Recipient]) -> str | None:
+    if action.order is not None:
+        return _order_problem(rule, action.order, recipients)
     if (action.type == "correct") != (action.to == RECEIVED):
         return f"rule {rule.id!r}: correct goes to {RECEIVED!r} (whoever received the original), and only correct does"
     if action.to.startswith("attributed:") or action.type == "correct":
@@ -214,7 +259,23 @@ def _load_rules(path: Path, recipients: dict[str, Recipient]) -> tuple[str, tupl
         if any(r.id == rule.id for r in rules):
             problems.append(ConfigError(f"rule id {rule.id!r} is used twice", file=str(path), line=line))
         rules.append(rule)
+    problems.extend(_follow_up_problems(rules, path))
     return str(data["version"]), tuple(rules), problems
+
+
+def _follow_up_problems(rules: list[Rule], path: Path) -> list[ConfigError]:
+    """An order timed from a follow-up Task needs some rule that plans a Task with that code."""
+    codes = {a.task for r in rules for a in r.actions if a.type == "task"}
+    problems = []
+    for index, rule in enumerate(rules):
+        for a_index, action in enumerate(rule.actions):
+            order = action.order
+            if order is not None and order.at == "follow-up" and order.task not in codes:
+                hint = did_you_mean(order.task, codes)
+                message = f"rule {rule.id!r}: the order is timed from task {order.task!r}, which no rule plans{hint}"
+                where: list[str | int] = ["rules", index, "actions", a_index]
+                problems.append(ConfigError(message, file=str(path), line=line_of(path, where)))
+    return problems
 
 
 def watched_files(config_dir: Path) -> list[Path]:
@@ -231,11 +292,12 @@ def _digest(config_dir: Path) -> str:
 
 def _build(config_dir: Path) -> tuple[RoutingMap | None, list[ConfigError]]:
     try:
-        recipients = load_recipients(config_dir / RECIPIENTS_FILE)
+        recipients, items = _directory(config_dir / RECIPIENTS_FILE)
     except ConfigError as exc:
         return None, [exc]
     rosters, problems = load_rosters(config_dir / ROSTERS_DIR, recipients)
-    problems = [*_recipient_problems(recipients, config_dir / RECIPIENTS_FILE), *problems]
+    directory = config_dir / RECIPIENTS_FILE
+    problems = [*_recipient_problems(recipients, directory), *vendor_problems(recipients, items, directory), *problems]
     try:
         declared, rules, rule_problems = _load_rules(config_dir / ROUTES_FILE, recipients)
     except ConfigError as exc:

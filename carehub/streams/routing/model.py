@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-RECIPIENT_KINDS = ("pcp", "specialist", "payer", "pharmacy", "cbo", "hie", "care-manager")
+#: Logistics vendor kinds (issue 19): non-emergency medical transport, durable medical equipment, home health.
+VENDOR_KINDS = ("nemt", "dme", "home-health")
+RECIPIENT_KINDS = ("pcp", "specialist", "payer", "pharmacy", "cbo", "hie", "care-manager", *VENDOR_KINDS)
+#: What each vendor kind may list as ``capabilities`` (an order asks for one of them).
+CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "nemt": ("ambulatory", "wheelchair", "stretcher", "bariatric"),
+    "dme": ("oxygen", "hospital-bed", "wheelchair", "walker", "cpap", "nebulizer"),
+    "home-health": ("skilled-nursing", "pt", "ot", "speech", "aide", "infusion"),
+}
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CHANNELS = ("webhook", "fhir-rest", "mllp", "kafka")
-ACTION_TYPES = ("notify", "task", "forward", "correct", "packet")
+ACTION_TYPES = ("notify", "task", "forward", "correct", "packet", "order")
 #: The one target of ``correct``: every recipient the journal shows received the original.
 RECEIVED = "received"
 #: Attribution roles a roster can assign, and the selector that resolves each.
@@ -31,6 +40,30 @@ class Identifier:
 
 
 @dataclass(frozen=True, slots=True)
+class Hours:
+    """When a vendor works: weekdays (empty = every day) and a local time-of-day range ``HH:MM``."""
+
+    days: tuple[str, ...] = ()
+    start: str = "00:00"
+    end: str = "24:00"
+
+
+@dataclass(frozen=True, slots=True)
+class Vendor:
+    """What makes a recipient a logistics vendor: capabilities, service area, hours, capacity, preference."""
+
+    capabilities: tuple[str, ...] = ()
+    zips: tuple[str, ...] = ()
+    counties: tuple[str, ...] = ()
+    hours: Hours = Hours()
+    capacity_per_day: int | None = None
+    #: Lower is offered first among vendors of equal network standing and performance.
+    rank: int = 100
+    #: Payer ids (IN1-3) whose network the vendor is in: in-network vendors are offered first.
+    networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Recipient:
     id: str
     name: str
@@ -44,6 +77,8 @@ class Recipient:
     rostered_only: bool = False
     #: Connector options (auth, TLS, topic) as sorted (name, value) pairs.
     connection: tuple[tuple[str, str], ...] = ()
+    #: Set for the vendor kinds (nemt, dme, home-health).
+    vendor: Vendor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +118,26 @@ class Due:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderSpec:
+    """A logistics order a rule places (``order:``): what, for when, and how the offer cascade runs.
+
+    The window opens at the anchor (``discharge``: the discharge time; ``follow-up``: the due time of
+    the follow-up Task the same event plans) shifted by ``offset_hours``, and lasts ``window_hours``.
+    Durations left 0 take the service's defaults (streams.logistics.policy).
+    """
+
+    service: str
+    capability: str
+    at: str = "discharge"
+    task: str = "tcm-visit"
+    offset_hours: float = 0.0
+    window_hours: float = 2.0
+    offer_minutes: float = 0.0
+    schedule_hours: float = 0.0
+    max_offers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Action:
     """One thing a rule does: ``type`` to a recipient, fixed or resolved.
 
@@ -96,10 +151,13 @@ class Action:
     task: str = ""
     due: Due | None = None
     part_of: str = ""
+    order: OrderSpec | None = None
 
     @property
     def key(self) -> str:
         """What makes two actions for one recipient the same (first rule wins)."""
+        if self.order is not None:
+            return f"order:{self.order.service}:{self.order.capability}"
         return f"{self.type}:{self.task}" if self.task else self.type
 
 
