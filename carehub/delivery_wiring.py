@@ -20,14 +20,17 @@ from carehub.adapters.taskapi import task_routes
 from carehub.connectors.base import Destination
 from carehub.connectors.fhir_rest import FhirRestDestination
 from carehub.connectors.kafka_topic import KafkaTopicDestination
+from carehub.connectors.logistics import LogisticsDesk
 from carehub.connectors.mllp import MLLPDestination
-from carehub.core.clock import iso
+from carehub.core.clock import iso, now
 from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
 from carehub.core.records import Delivery, Record, TaskEvent
 from carehub.core.settings import Settings
 from carehub.core.topics import Topics
 from carehub.journal import Journal, open_journal
 from carehub.kafka import Replication, ensure_topics
+from carehub.streams.logistics.engine import LogisticsEngine
+from carehub.streams.routing.model import Recipient
 from carehub.streams.routing.source import ReloadingRoutingMap
 from carehub.streams.task_alerts import overdue_alert, requester_recipient, watch_overdue
 
@@ -77,7 +80,10 @@ class DeliveryParts:
             "kafka": self.kafka,
         }
         self.journal: Journal | None = None
+        self.logistics: LogisticsEngine | None = None
+        self.destinations["logistics"] = LogisticsDesk(lambda: self.journal, self._orders_placed)
         self._overdue: asyncio.Task[None] | None = None
+        self._logistics: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
 
     def options_for(self, recipient_id: str) -> Mapping[str, str]:
@@ -88,7 +94,24 @@ class DeliveryParts:
         self.journal = await asyncio.to_thread(open_journal, self.database_url)
         self._overdue = asyncio.create_task(watch_overdue(self.journal, self._overdue_alert))
         self._retention = asyncio.create_task(self._purge_expired())
+        self.logistics = LogisticsEngine(
+            self.journal,
+            self._vendors,
+            self.republish,
+            hub_url=self.settings.hub_base_url,
+            clock=now,
+            map_version=lambda: self.routing.current().version,
+            care_manager=self.settings.delivery.overdue_owner,
+        )
+        self._logistics = asyncio.create_task(self.logistics.run())
         return self.journal
+
+    def _vendors(self) -> dict[str, Recipient]:
+        return self.routing.current().recipients
+
+    def _orders_placed(self) -> None:
+        if self.logistics is not None:
+            self.logistics.kick()
 
     async def purge_expired_once(self) -> int:
         """Delete the dead letters older than ``delivery.dead_letter_retention_days``; how many."""
@@ -155,7 +178,7 @@ class DeliveryParts:
         ]
 
     async def stop(self) -> None:
-        for task in (self._overdue, self._retention):
+        for task in (self._overdue, self._retention, self._logistics):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -44,3 +44,17 @@ def iso(moment: datetime) -> str:
 def now_iso() -> str:
     """Now, as carehub writes times."""
     return iso(now())
+
+
+class ManualClock:
+    """A clock that moves only when told (tests, replays): call it for now, ``advance`` to move it."""
+
+    def __init__(self, start: datetime) -> None:
+        self.moment = start
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def advance(self, seconds: float) -> datetime:
+        self.moment += timedelta(seconds=seconds)
+        return self.moment

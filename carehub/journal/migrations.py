@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from carehub.core.clock import now_iso
-from carehub.journal import audit, carefacts, messages, pauses, security, store, tasks
+from carehub.journal import audit, carefacts, logistics, messages, pauses, security, store, tasks
 from carehub.journal.db import Database
 
 #: Any constant: the PostgreSQL advisory lock id migrations hold.
@@ -103,6 +103,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "messages: the message journal (console search), indexed", _statements(messages.SCHEMA)),
     Migration(6, "recipient_pauses: recipients paused by hand (console)", _statements(pauses.SCHEMA)),
     Migration(7, "care_facts, care_fact_tasks: what the scorecard counts", _statements(carefacts.SCHEMA)),
+    Migration(
+        8,
+        "orders, offers (one holder per order), order_steps, logistics_lease: the discharge logistics cascade",
+        _statements(logistics.SCHEMA),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

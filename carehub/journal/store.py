@@ -17,6 +17,7 @@ from carehub.core.records import Delivery, DeliveryOutcome
 from carehub.journal.audit import AuditStore
 from carehub.journal.carefacts import CareFactStore
 from carehub.journal.db import Database
+from carehub.journal.logistics import LogisticsStore
 from carehub.journal.messages import MessageStore
 from carehub.journal.pauses import PauseStore
 from carehub.journal.security import SecurityEventStore
@@ -93,6 +94,7 @@ class Journal:
         self.messages = MessageStore(self.db)
         self.pauses = PauseStore(self.db)
         self.facts = CareFactStore(self.db)
+        self.logistics = LogisticsStore(self.db)
 
     @property
     def dialect(self) -> str:

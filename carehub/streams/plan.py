@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from carehub.core.records import CareEvent, Delivery, JSONObject
 from carehub.streams.corrections import cancel_task_bundle
 from carehub.streams.forward import forward_message
+from carehub.streams.logistics.place import resolve_order
 from carehub.streams.notify import Hub, notification_bundle
 from carehub.streams.packet.careplan import revocation_message
 from carehub.streams.packet.document import packet_document, packet_message
@@ -35,6 +36,8 @@ def action_key(planned: PlannedAction) -> str:
     spec = planned.spec
     if planned.corrects:
         return f"correct:{planned.corrects}"
+    if spec is not None and spec.order is not None:
+        return spec.key
     if spec is None or planned.action != "task":
         return planned.action
     return f"task:{spec.task}" + (f":{planned.category}" if planned.category else "")
@@ -76,6 +79,9 @@ def _payload(
         return FHIR_JSON, cancel_task_bundle(planned.corrects, event, system=TASK_IDENTIFIER, timestamp=now)
     if planned.action == "task":
         return FHIR_JSON, task_bundle(event, task_request(event, planned, key), hub=hub, timestamp=now)
+    if planned.action == "order" and planned.spec is not None and planned.spec.order is not None:
+        order = planned.spec.order
+        return FHIR_JSON, resolve_order(event, order, key, planned.notify, planned.anchor, event.occurred_at or now)
     bundle = notification_bundle(
         event, hub=hub, destination=recipient.endpoint, recipient_name=recipient.name, key=key, timestamp=now
     )

@@ -43,6 +43,7 @@ from carehub.streams.consent.model import ConsentDirective, parse_consent
 from carehub.streams.consent.policy import load_policy
 from carehub.streams.delivery_flow import DeliveryFlow
 from carehub.streams.delivery_policy import RetryPolicy
+from carehub.streams.logistics.place import LOGISTICS_CHANNEL
 from carehub.streams.routing.source import ReloadingRoutingMap
 from tests.conftest import CONFIG, REPO
 from tests.consent.consents import consent
@@ -81,7 +82,9 @@ def test_the_channels_wired_and_allowed_are_the_inventory() -> None:
     allowed = set(schema["properties"]["recipients"]["items"]["properties"]["channel"]["enum"])
     parts = DeliveryParts(Settings(config_dir=CONFIG), ReloadingRoutingMap(CONFIG), Topics(), "127.0.0.1:1", "t")
     wired = {"webhook", *parts.destinations}  # the hub adds the webhook destination (carehub/hub.py)
-    assert allowed == wired == set(channels()), (allowed, wired, set(channels()))
+    # the logistics desk is the hub's own channel (an order to journal): no directory recipient may name it
+    assert LOGISTICS_CHANNEL not in allowed
+    assert allowed | {LOGISTICS_CHANNEL} == wired == set(channels()), (allowed, wired, set(channels()))
 
 
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:

@@ -51,7 +51,8 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
     # to it); CBO: 1 food-insecurity referral (Z59.41 on Okafor's discharge). Then the A13 cancels
     # Okafor's discharge: the PCP and the payer get the cancel notification, and the PCP (2), the
     # pharmacy and the CBO get their Tasks back as status=cancelled.
-    assert report["per_recipient"] == {"pcp-riverside": 15, "payer-acme": 6, "pharmacy-mainst": 2, "cbo-foodbank": 2}
+    assert report["per_recipient"] == {"pcp-riverside": 15, "payer-acme": 6, "pharmacy-mainst": 2, "cbo-foodbank": 2,
+                                       "nemt-metro": 0, "nemt-prairie": 0, "dme-lincoln": 0}  # fmt: skip
     assert report["cancels"] == ["10-a13-cancel-discharge-okafor.hl7"]
     assert report["cancel_notices"] == 2 and report["tasks_cancelled"] == 4
     assert sum(report["per_recipient"].values()) == report["delivered"]

@@ -56,6 +56,10 @@ INVENTORY: tuple[Egress, ...] = (
            "carehub.connectors.mllp:MLLPDestination", (HL7V2,)),  # fmt: skip
     Egress("kafka", "channel", True, SEND_GATE + "; FHIR JSON only, never source_hl7",
            "carehub.connectors.kafka_topic:KafkaTopicDestination", (FHIR_JSON,)),  # fmt: skip
+    Egress("logistics", "channel", False,
+           SEND_GATE + "; the hub's logistics desk journals the order; its offers to vendors leave as Task "
+           "deliveries through the same gate",
+           "carehub.connectors.logistics:LogisticsDesk", (FHIR_JSON,)),  # fmt: skip
     Egress("recipient topics (kafka channel, e.g. HIE topics carehub.out.hie.<id>)", "topic", True,
            "written only by the kafka channel, i.e. behind the send-time gate", "carehub.connectors.kafka_topic"),
     Egress("dead-letter replay (carehub dlq replay, POST /admin/dlq/replay)", "api", True,

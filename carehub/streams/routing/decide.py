@@ -10,12 +10,13 @@ that could not be resolved, recipients that were resolved but do not apply.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from carehub.core.records import CareEvent
+from carehub.streams.referrals import KINDS, due_at
 from carehub.streams.routing.load import ACTION_FORMATS
 from carehub.streams.routing.match import evaluate
-from carehub.streams.routing.model import Action, Recipient, RoutingMap, Rule
+from carehub.streams.routing.model import Action, Due, Recipient, RoutingMap, Rule
 from carehub.streams.routing.resolve import Resolution, Unresolved, is_rostered_with, resolve
 from carehub.streams.signals import Sent
 
@@ -31,6 +32,9 @@ class PlannedAction:
     category: str = ""
     #: A correction: the delivery id of the original it corrects (``correct: received``).
     corrects: str = ""
+    #: An order: the care team told of each step (PCP, care manager), and the instant its window counts from.
+    notify: tuple[str, ...] = ()
+    anchor: str = ""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -130,6 +134,35 @@ class _Collector:
                 continue
             self.planned[item.key] = item
 
+    def anchor_orders(self, event: CareEvent, routing_map: RoutingMap) -> None:
+        """Give each planned order its care team and the instant its window counts from (or unresolve it)."""
+        team = [
+            found.recipient.id
+            for role in ("attributed:pcp", "attributed:care-manager")
+            for found in resolve(event, routing_map, role)
+            if isinstance(found, Resolution)
+        ]
+        for key, item in list(self.planned.items()):
+            order = item.spec.order if item.spec is not None else None
+            if order is None:
+                continue
+            anchor = event.occurred_at
+            if order.at == "follow-up":
+                spec = next((p.spec for p in self.planned.values() if p.action == "task" and p.spec is not None
+                             and p.spec.task == order.task), None)  # fmt: skip
+                if spec is None:
+                    why = f"no {order.task} task is planned for this event to time the order from"
+                    self.unresolved.append(UnresolvedTarget(item.rule_id, order_key(item), item.recipient.id, why))
+                    del self.planned[key]
+                    continue
+                anchor = due_at(event.occurred_at, spec.due or KINDS[order.task].due if order.task in KINDS else
+                                spec.due or Due(days=7))  # fmt: skip
+            self.planned[key] = replace(item, notify=tuple(dict.fromkeys(team)), anchor=anchor)
+
+
+def order_key(item: PlannedAction) -> str:
+    return item.spec.key if item.spec is not None else item.action
+
 
 def decide(
     event: CareEvent,
@@ -155,6 +188,7 @@ def decide(
                 collector.correct(routing_map, rule, action, why, received)
             else:
                 collector.add(event, routing_map, rule, action, why)
+    collector.anchor_orders(event, routing_map)
     return RoutingDecision(
         event.event_id,
         routing_map.version,

@@ -99,6 +99,10 @@ def _service(routing_map: RoutingMap, category: str, why: str) -> list[Resolutio
 
 
 def resolve(event: CareEvent, routing_map: RoutingMap, target: str) -> list[Resolution | Unresolved]:
+    if target.startswith("logistics:"):  # an order goes to the hub's desk; vendors are chosen by the cascade
+        from carehub.streams.logistics.place import LOGISTICS_DESK
+
+        return [Resolution(LOGISTICS_DESK, f"logistics desk ({target.removeprefix('logistics:')} vendors)")]
     if target.startswith("attributed:"):
         return _attributed(event, routing_map, target.removeprefix("attributed:"))
     if target == "service:sdoh":

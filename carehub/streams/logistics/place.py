@@ -1,0 +1,124 @@
+"""Placing an order: from a routing decision's ``order`` action (pure), from a planner's request, at the desk.
+
+The routing map's ``order`` action plans a delivery to the hub's *logistics desk*
+(``LOGISTICS_DESK``, channel ``logistics``): like every delivery it passes the send-time
+consent gate, and the desk (connectors.logistics.LogisticsDesk) journals the order it carries (idempotent on
+the delivery id) and wakes the engine. The order is resolved from the event: the window from
+the discharge time or the follow-up Task's due time, the place from PV1-37 (discharged to
+location) or the patient's home address (PID-11), the ZIP and county (PID-11.5, PID-11.9)
+the vendors must serve, the payer (IN1-3) whose network is preferred.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from carehub.core.errors import DeliveryError
+from carehub.core.records import CareEvent, JSONObject
+from carehub.journal.logistics import Order
+from carehub.journal.tasks import PATIENT_SYSTEM
+from carehub.streams.logistics.engine import moment
+from carehub.streams.logistics.fhir import order_bundle, resource_of
+from carehub.streams.routing.match import payer_ids
+from carehub.streams.routing.model import OrderSpec, Recipient
+
+#: Per service: (offer window s, accepted -> scheduled s, vendors tried) when the action does not say.
+DEFAULTS: dict[str, tuple[float, float, int]] = {
+    "nemt": (30 * 60.0, 2 * 3600.0, 5),
+    "dme": (60 * 60.0, 4 * 3600.0, 5),
+    "home-health": (4 * 3600.0, 24 * 3600.0, 5),
+}
+LOGISTICS_CHANNEL = "logistics"
+LOGISTICS_DESK = Recipient(
+    id="carehub-logistics",
+    name="carehub logistics desk",
+    kind="hub",
+    channel=LOGISTICS_CHANNEL,
+    endpoint="journal:orders",
+    formats=("fhir-task",),
+)
+
+
+def pv1_37(source_hl7: str) -> str:
+    """PV1-37 (discharged to location), first component, from the original HL7v2 ('' when absent)."""
+    for segment in source_hl7.replace("\n", "\r").split("\r"):
+        if segment.startswith("PV1|"):
+            fields = segment.split("|")
+            if len(fields) > 37:
+                return fields[37].split("^")[0]
+    return ""
+
+
+def _patient(event: CareEvent) -> JSONObject:
+    for entry in event.bundle.get("entry", []):
+        resource = entry.get("resource", {})
+        if resource.get("resourceType") == "Patient" and resource.get("id") == event.patient_id:
+            keep = ("identifier", "name", "birthDate", "gender", "telecom", "address")
+            patient: JSONObject = {"resourceType": "Patient", **{k: resource[k] for k in keep if k in resource}}
+            ident = {"system": PATIENT_SYSTEM, "value": event.patient_key}
+            patient["identifier"] = [*patient.get("identifier", []), ident]
+            return patient
+    return {"resourceType": "Patient", "identifier": [{"system": PATIENT_SYSTEM, "value": event.patient_key}]}
+
+
+def home_of(patient: JSONObject) -> tuple[str, str, str]:
+    """(ZIP, county, one-line address) of the patient's first address."""
+    address: dict[str, Any] = next(iter(patient.get("address", [])), {})
+    line = ", ".join([*address.get("line", []), address.get("city", ""), address.get("postalCode", "")])
+    return str(address.get("postalCode", ""))[:5], str(address.get("district", "")), line.strip(", ")
+
+
+def resolve_order(
+    event: CareEvent, spec: OrderSpec, key: str, notify: tuple[str, ...], anchor: str, authored: str
+) -> JSONObject:
+    """The order bundle for one planned ``order`` action; ``anchor``: the instant its window counts from."""
+    offer_s, schedule_s, max_offers = DEFAULTS[spec.service]
+    start = moment(anchor) + timedelta(hours=spec.offset_hours)
+    end = start + timedelta(hours=spec.window_hours)
+    patient = _patient(event)
+    zip_code, county, home = home_of(patient)
+    payers = payer_ids(event)
+    order = Order(
+        id=key,
+        patient_key=event.patient_key,
+        service=spec.service,
+        capability=spec.capability,
+        payer=payers[0] if payers else "",
+        zip=zip_code,
+        county=county,
+        window_start=start.isoformat(),
+        window_end=end.isoformat(),
+        offer_s=spec.offer_minutes * 60 or offer_s,
+        schedule_s=spec.schedule_hours * 3600 or schedule_s,
+        max_offers=spec.max_offers or max_offers,
+        notify=notify,
+    )
+    place = pv1_37(event.source_hl7) or home
+    return order_bundle(order, patient, place, authored)
+
+
+def order_from_bundle(bundle: JSONObject, order_id: str, patient_key: str, placed_by: str) -> Order:
+    """The order a desk delivery carries; DeliveryError (permanent) when it is not one."""
+    sr, params = resource_of(bundle, "ServiceRequest"), resource_of(bundle, "Parameters")
+    if not sr or not params:
+        raise DeliveryError("not a logistics order: no ServiceRequest and Parameters", permanent=True)
+    values: dict[str, list[Any]] = {}
+    for p in params.get("parameter", []):
+        values.setdefault(str(p.get("name")), []).append(p.get("valueString", p.get("valueDecimal")))
+
+    def one(name: str) -> Any:
+        return values.get(name, [""])[0]
+
+    try:
+        service, capability = str(sr["code"]["coding"][0]["code"]).split(":", 1)
+        period = sr["occurrencePeriod"]
+        return Order(
+            id=order_id, patient_key=patient_key, service=service, capability=capability, payer=str(one("payer")),
+            zip=str(one("zip")), county=str(one("county")), window_start=str(period["start"]),
+            window_end=str(period["end"]), offer_s=float(one("offer-seconds")),
+            schedule_s=float(one("schedule-seconds")), max_offers=int(one("max-offers")),
+            notify=tuple(str(v) for v in values.get("notify", [])), placed_by=placed_by, resource=bundle,
+        )  # fmt: skip
+    except (KeyError, IndexError, ValueError, TypeError) as exc:
+        raise DeliveryError(f"not a logistics order: {type(exc).__name__}", permanent=True) from exc

@@ -1,0 +1,204 @@
+"""The offer cascade against real HTTP vendor endpoints over a controllable clock (issue 19).
+
+A hub (real broker, stream workers, journal, Task endpoint with token auth) offers orders to the
+shipped directory's transport vendors, whose endpoints are aiohttp servers here. The vendors
+answer as vendors do, on the hub's Task endpoint with their own tokens: one declines, one stays
+silent, one accepts late (refused: the offer was withdrawn), one completes late. Time moves
+only when the test says so (core.clock.ManualClock); the engine ticks when the test asks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from carehub.broker import free_port
+from carehub.core.clock import ManualClock
+from carehub.hub import Hub
+from carehub.journal import Journal
+from carehub.journal.logistics import Order
+from carehub.ops_http import HTTPServer
+from carehub.streams.logistics.engine import LogisticsEngine
+from carehub.streams.logistics.fhir import order_bundle
+from tests.authkit import RECIPIENT, Issuer
+from tests.delivery.test_faults import settings, start_hub
+from tests.integration.conftest import eventually
+
+pytestmark = pytest.mark.integration
+START = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)  # a Tuesday, 08:00 at UTC-06:00
+
+
+@dataclass
+class Endpoint:
+    """A vendor's (or the care team's) webhook: records every Bundle it receives."""
+
+    port: int = field(default_factory=free_port)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    server: HTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/fhir/$process-message"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append(json.loads(await request.read()))
+        return web.json_response({"resourceType": "OperationOutcome", "issue": []})
+
+    def offers(self) -> list[str]:
+        """The Task ids of the offers received (one per offer, repeats included)."""
+        return [
+            e["resource"]["identifier"][0]["value"]
+            for b in self.received
+            if b["type"] == "transaction"
+            for e in b["entry"]
+            if e["resource"]["resourceType"] == "Task"
+        ]
+
+    def steps(self) -> list[str]:
+        return [b["entry"][0]["resource"]["eventCoding"]["code"] for b in self.received if b["type"] == "message"]
+
+    async def start(self) -> None:
+        self.server = HTTPServer([web.post("/fhir/{op}", self.handle)], "127.0.0.1", self.port)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+
+
+def order(order_id: str, zip_code: str = "62704", window: str = "2026-12-02T10:00:00-06:00") -> Order:
+    bare = Order(
+        id=order_id, patient_key="RGH|L1", service="nemt", capability="wheelchair", payer="PAYER-ACME",
+        zip=zip_code, county="17167", window_start=window, window_end=window.replace("T10:", "T12:"),
+        offer_s=1800.0, schedule_s=4 * 3600.0, max_offers=5, notify=("pcp-riverside",),
+    )  # fmt: skip
+    patient = {"resourceType": "Patient", "address": [{"line": ["88 RIVER RD"], "postalCode": zip_code}]}
+    return replace(bare, resource=order_bundle(bare, patient, "88 RIVER RD", "2026-12-01T14:00:00Z"))
+
+
+def holders(journal: Journal, order_id: str) -> list[str]:
+    return [o.vendor_id for o in journal.logistics.offers(order_id) if o.state in ("offered", "accepted", "scheduled")]
+
+
+@pytest.fixture
+async def world(broker: str, tmp_path: Path, issuer: Issuer, monkeypatch: pytest.MonkeyPatch) -> Any:
+    endpoints = {name: Endpoint() for name in ("nemt-metro", "nemt-prairie", "pcp-riverside")}
+    for name, endpoint in endpoints.items():
+        monkeypatch.setenv(f"CAREHUB_ENDPOINT_{name.upper().replace('-', '_')}", endpoint.url)
+        await endpoint.start()
+    hub = await start_hub(settings(tmp_path, broker))
+    parts = hub._delivery
+    assert parts is not None and parts.logistics is not None and parts.journal is not None
+    clock = ManualClock(START)
+    parts.logistics.clock = clock  # the engine's timers run on the test's clock, and it ticks when told
+    assert parts._logistics is not None
+    parts._logistics.cancel()
+    yield hub, parts.logistics, parts.journal, clock, endpoints
+    await hub.stop()
+    for endpoint in endpoints.values():
+        await endpoint.stop()
+
+
+async def answer(hub: Hub, issuer: Issuer, vendor: str, task_id: str, body: dict[str, Any]) -> int:
+    url = f"http://127.0.0.1:{hub.http_port}/fhir/Task/{task_id}"
+    headers = issuer.headers(*RECIPIENT, recipient=vendor)
+    async with aiohttp.ClientSession(headers=headers) as http, http.patch(url, json=body) as response:
+        return response.status
+
+
+async def test_decline_silence_and_a_late_accept_cascade_to_the_end(world: Any, issuer: Issuer) -> None:
+    hub, engine, journal, clock, ep = world
+    metro, prairie, pcp = ep["nemt-metro"], ep["nemt-prairie"], ep["pcp-riverside"]
+    assert journal.logistics.place(order("o-decline"), "2026-12-01T14:00:00Z")
+    await engine.tick()
+    assert holders(journal, "o-decline") == ["nemt-metro"], "in network, rank 1: Metro first"
+    await eventually(lambda: len(metro.offers()) == 1)
+    task = metro.offers()[0]
+    assert await answer(hub, issuer, "nemt-prairie", task, {"status": "accepted"}) == 403, "not Prairie's offer"
+    declined = {"status": "rejected", "statusReason": {"text": "no wheelchair van free on 12/2"}}
+    assert await answer(hub, issuer, "nemt-metro", task, declined) == 200
+    await engine.tick()
+    assert holders(journal, "o-decline") == ["nemt-prairie"]
+    await eventually(lambda: len(prairie.offers()) == 1)
+    late = prairie.offers()[0]
+    clock.advance(29 * 60)
+    await engine.tick()
+    assert holders(journal, "o-decline") == ["nemt-prairie"], "the offer window has a minute left"
+    clock.advance(2 * 60)  # Prairie stays silent past its 30 minutes
+    await engine.tick()
+    assert holders(journal, "o-decline") == []
+    assert journal.logistics.get("o-decline").state == "exhausted"
+    assert await answer(hub, issuer, "nemt-prairie", late, {"status": "accepted"}) == 422, "accepted late: withdrawn"
+    offers = journal.logistics.offers("o-decline")
+    assert [(o.vendor_id, o.state) for o in offers] == [("nemt-metro", "declined"), ("nemt-prairie", "expired")]
+    assert offers[0].reason == "no wheelchair van free on 12/2"
+    steps = [s["step"] for s in journal.logistics.steps("o-decline")]
+    assert steps == ["placed", "offered", "declined", "offered", "expired", "exhausted"]
+    await eventually(lambda: len(pcp.steps()) == 6)
+    assert pcp.steps() == [f"order-{s}" for s in steps], "the PCP is told of each step, in order"
+    assert metro.offers() == [task] and prairie.offers() == [late], "each offer reached its vendor once"
+
+
+async def test_accept_schedule_and_complete_late_raise_the_sla_alerts(world: Any, issuer: Issuer) -> None:
+    hub, engine, journal, clock, ep = world
+    metro, pcp = ep["nemt-metro"], ep["pcp-riverside"]
+    journal.logistics.place(order("o-late"), "2026-12-01T14:00:00Z")
+    await engine.tick()
+    await eventually(lambda: len(metro.offers()) == 1)
+    task = metro.offers()[0]
+    assert await answer(hub, issuer, "nemt-metro", task, {"status": "accepted"}) == 200
+    await engine.tick()
+    assert journal.logistics.get("o-late").state == "accepted"
+    clock.advance(4 * 3600 + 1)  # accepted, not scheduled within 4 h
+    await engine.tick()
+    assert await answer(hub, issuer, "nemt-metro", task, {"status": "in-progress"}) == 200
+    await engine.tick()
+    assert journal.logistics.get("o-late").state == "scheduled"
+    clock.moment = datetime(2026, 12, 2, 18, 30, tzinfo=UTC)  # 12:30 local: the window closed at 12:00
+    await engine.tick()
+    assert await answer(hub, issuer, "nemt-metro", task, {"status": "completed"}) == 200
+    await engine.tick()
+    done = journal.logistics.get("o-late")
+    assert done.state == "completed" and done.late and done.vendor_id == "nemt-metro"
+    steps = [s["step"] for s in journal.logistics.steps("o-late")]
+    assert steps == ["placed", "offered", "accepted", "accepted-not-scheduled", "scheduled",
+                     "not-completed-in-window", "completed-late"]  # fmt: skip
+    await eventually(lambda: "order-completed-late" in pcp.steps())
+    stats = journal.logistics.performance("nemt")["nemt-metro"]
+    assert stats["finished"] == 1 and stats["on_time"] == 0 and stats["on_time_rate"] == 0.0
+
+
+async def test_a_restart_mid_offer_neither_loses_nor_duplicates_it(world: Any) -> None:
+    hub, engine, journal, clock, ep = world
+    metro = ep["nemt-metro"]
+
+    async def crash(_: object) -> None:
+        raise ConnectionError("the worker died before it published the offer")
+
+    dying = LogisticsEngine(journal, engine.directory, crash, hub_url="http://hub", clock=clock, holder="dying")
+    engine.holder = "survivor"
+    journal.db.execute("DELETE FROM logistics_lease")  # the hub's start-up tick held it on the real clock
+    journal.logistics.place(order("o-restart"), "2026-12-01T14:00:00Z")
+    with pytest.raises(ConnectionError):
+        await dying.tick()
+    assert holders(journal, "o-restart") == ["nemt-metro"], "the offer is journaled before it is published"
+    assert not await engine.tick(), "the dying worker's lease still runs"
+    clock.advance(16)
+    assert await engine.tick(), "its lease ran out: the survivor takes over"
+    await engine.tick()
+    await eventually(lambda: len(metro.offers()) == 1)
+    assert [o.seq for o in journal.logistics.offers("o-restart")] == [1], "the same offer, not a second one"
+    published = journal.logistics.offers("o-restart")[0].published_at
+    assert published is not None
+    engine.store.db.execute("UPDATE offers SET published_at = NULL WHERE order_id = 'o-restart'")
+    await engine.tick()  # died after publishing, before marking: published again with the same delivery id
+    await eventually(lambda: hub.metrics.total("delivery_redelivered_skipped") >= 1)
+    assert len(metro.offers()) == 1, "the vendor gets the offer once"
+    assert holders(journal, "o-restart") == ["nemt-metro"]
