@@ -20,7 +20,7 @@ from carehub.hub import Hub
 from carehub.streams.consent.notice import NOTICE, NOTICE_EXTENSION
 from tests.authkit import CONSENT_ADMIN, TEST_ISSUER
 from tests.conftest import FEED, REPO
-from tests.integration.conftest import eventually
+from tests.integration.conftest import ON_EACH_JOURNAL, eventually
 
 pytestmark = pytest.mark.integration
 ADMIT = (FEED / "09-a01-admit-recovery-center-part2.hl7").read_bytes()
@@ -65,6 +65,7 @@ def _mine(recipient: DemoRecipient) -> list[Any]:
     return [r for r in recipient.received if "RRC-20931" in json.dumps(r.bundle)]
 
 
+@ON_EACH_JOURNAL
 async def test_part2_admit_is_suppressed_until_consent_then_stops_on_revocation(
     hub: Hub, recipients: dict[str, DemoRecipient]
 ) -> None:

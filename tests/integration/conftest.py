@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -19,6 +22,7 @@ from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
 from tests.authkit import TEST_ISSUER, Issuer
 from tests.conftest import CONFIG
+from tests.delivery.conftest import PG_ADMIN
 
 _ids = itertools.count(1)
 PCP_SECRET = "pcp-test-shared-secret-0001"
@@ -61,14 +65,47 @@ async def recipients(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str,
         await recipient.stop()
 
 
+@contextlib.contextmanager
+def fresh_pg_journal() -> Iterator[str]:
+    """A journal URL on the machine's real PostgreSQL in a schema of its own, dropped afterwards."""
+    schema = f"carehub_h_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}: {exc}")
+    with admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            yield f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
+            tables = admin.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s", (schema,))
+            assert (tables.fetchone() or (0,))[0] > 0, f"nothing was journaled in PostgreSQL schema {schema}"
+        finally:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+#: ``@ON_EACH_JOURNAL`` runs a hub-level test once on SQLite and once on PostgreSQL (a fresh schema).
+ON_EACH_JOURNAL = pytest.mark.parametrize("hub", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
 async def hub(
-    broker: str, config_dir: Path, recipients: dict[str, DemoRecipient], issuer: Issuer
+    request: pytest.FixtureRequest,
+    broker: str,
+    config_dir: Path,
+    recipients: dict[str, DemoRecipient],
+    issuer: Issuer,
 ) -> AsyncIterator[Hub]:
-    running = Hub(hub_settings(config_dir, broker))
-    await running.start()
-    yield running
-    await running.stop()
+    """A hub on a SQLite journal, or on PostgreSQL for tests marked ``ON_EACH_JOURNAL``."""
+    with contextlib.ExitStack() as stack:
+        settings = hub_settings(config_dir, broker)
+        if getattr(request, "param", "sqlite") == "postgresql":
+            settings = replace(settings, database_url=stack.enter_context(fresh_pg_journal()))
+        running = Hub(settings)
+        await running.start()
+        try:
+            yield running
+        finally:
+            await running.stop()
 
 
 async def eventually(check: object, timeout_s: float = 20.0) -> None:

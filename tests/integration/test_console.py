@@ -25,7 +25,7 @@ from carehub.journal.messages import MessageQuery
 from carehub.journal.store import Journal
 from tests.authkit import Issuer
 from tests.conftest import FEED
-from tests.integration.conftest import PCP_SECRET, eventually
+from tests.integration.conftest import ON_EACH_JOURNAL, PCP_SECRET, eventually
 
 pytestmark = pytest.mark.integration
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -88,6 +88,7 @@ async def test_sign_in_gives_a_strict_httponly_session_that_only_the_console_acc
         assert r.status == 401, "the API takes tokens, never the console's cookie"
 
 
+@ON_EACH_JOURNAL
 async def test_trace_a_message_see_why_not_delivered_view_raw_audited_and_replay(
     hub: Hub, issuer: Issuer, recipients: dict[str, DemoRecipient]
 ) -> None:

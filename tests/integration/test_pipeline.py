@@ -16,10 +16,11 @@ from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.core.records import Delivery, DeliveryOutcome
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
+from carehub.journal.messages import MessageQuery, MessageRow
 from tests.conftest import FEED
 from tests.core.test_record_versions import schema_of
 from tests.delivery.test_faults import read_keyed
-from tests.integration.conftest import eventually
+from tests.integration.conftest import ON_EACH_JOURNAL, eventually
 
 pytestmark = pytest.mark.integration
 MLLP_SEND = Path(sys.executable).parent / "mllp_send"
@@ -29,6 +30,7 @@ def _bundle_resources(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"] for e in bundle["entry"]}
 
 
+@ON_EACH_JOURNAL
 async def test_external_mllp_client_gets_aa_and_the_pcp_gets_an_admit_notification(
     hub: Hub, recipients: dict[str, DemoRecipient], tmp_path: Path
 ) -> None:
@@ -66,6 +68,23 @@ async def test_external_mllp_client_gets_aa_and_the_pcp_gets_an_admit_notificati
             errors = [e.message for e in jsonschema.Draft202012Validator(schema_of(cls)).iter_errors(json.loads(value))]
             assert not errors, (topic, errors)
             assert key == b"RGH|MRN100234", f"{topic} is keyed by patient key, as documented"
+
+    # the journal (SQLite or PostgreSQL) holds the receipt, both deliveries and their attempts
+    journal = hub._delivery.journal  # type: ignore[union-attr]
+    assert journal is not None
+
+    def found() -> list[MessageRow]:
+        return journal.messages.search(MessageQuery(control_id="RGH0002"))[0]
+
+    await eventually(lambda: found() and found()[0].status == "delivered", 30)
+    (row,) = found()
+    assert (row.source, row.message_type, row.ack_code, row.patient_key) == ("mllp", "ADT^A01", "AA", "RGH|MRN100234")
+    outcomes = journal.db.query("SELECT recipient_id, status FROM delivery_outcomes WHERE event_id = ?",
+                                (row.event_id,))  # fmt: skip
+    assert {r for r, _ in outcomes} == {"payer-acme", "pcp-riverside"}
+    assert {status for _, status in outcomes} == {"delivered"}
+    attempts = journal.db.query("SELECT COUNT(*) FROM delivery_attempts")
+    assert attempts[0][0] >= 2
 
 
 async def test_notification_content_matches_the_message(hub: Hub, recipients: dict[str, DemoRecipient]) -> None:
