@@ -27,6 +27,7 @@ from carehub.mappings.compiler import (
     compile_producer,
     compile_setter,
     compile_when,
+    is_pure,
     leaf_of,
     narrow,
     text_leaf,
@@ -139,7 +140,7 @@ def compile_map(name: str, specs: list[dict[str, Any]], datatypes: DatatypeLooku
             _emit_produce(src, indent, producer, "parts, child, ctx", "out", spec["path"])
     src.emit(1, "return out or None")
     build: Producer = src.build("build", name)
-    return DatatypeMap(name, build)
+    return DatatypeMap(name, build, all(is_pure(spec, datatypes) for spec in specs))
 
 
 def _producer(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> Producer:

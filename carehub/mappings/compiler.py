@@ -52,11 +52,14 @@ class MappingSpecError(ValueError):
 class DatatypeMap:
     """A composite map: ``build(parts, child, ctx)`` answers the value (a dict) or None when empty.
 
-    ``build`` is generated from the map's rules (``codegen.compile_map``).
+    ``build`` is generated from the map's rules (``codegen.compile_map``). ``pure``: the value
+    depends on the input alone (no ``ref`` and no ``create`` inside, however deep), so one input
+    gives one value however often it recurs in a message.
     """
 
     name: str
     build: Producer
+    pure: bool
 
 
 DatatypeLookup = Callable[[str], DatatypeMap]
@@ -197,18 +200,45 @@ def _ref_producer(resource_type: str) -> Producer:
     return lambda parts, child, ctx: ctx.reference(resource_type)
 
 
-def _create(resource_type: str, body_of: Producer) -> Producer:
-    """Build a resource from the value and answer with a reference to it."""
+def _create(resource_type: str, body_of: Producer, pure: bool) -> Producer:
+    """Build a resource from the value and answer with a reference to it.
+
+    ``pure`` (the body depends on the input alone): the same input again in this message (the
+    attending, admitting and PD1 practitioner are often one XCN) is the same resource, so it is
+    not built twice: ``ctx.memo`` keeps the id it got, and ``ctx.add`` of an equal resource would
+    only have made the stored one the latest of its type again.
+    """
 
     def produce(parts: Parts, child: str | None, ctx: BuildContext) -> Any:
+        memo_key = (produce, child, *parts) if pure else None
+        if memo_key is not None and memo_key in ctx.memo:
+            key = ctx.memo[memo_key]
+            if key is None:
+                return None
+            ctx.latest[resource_type] = ctx.resources[key]
+            return {"reference": key}
         body = body_of(parts, child, ctx)
         if not body:
+            if memo_key is not None:
+                ctx.memo[memo_key] = None
             return None
         resource = {"resourceType": resource_type, "id": ids.content_id(resource_type, body), **body}
         stored = ctx.add(resource)
-        return {"reference": f"{resource_type}/{stored['id']}"}
+        key = f"{resource_type}/{stored['id']}"
+        if memo_key is not None:
+            ctx.memo[memo_key] = key
+        return {"reference": key}
 
     return produce
+
+
+def is_pure(spec: dict[str, Any], datatypes: DatatypeLookup) -> bool:
+    """A rule's value depends on its input alone: no ``ref`` or ``create``, nor in a map it uses."""
+    if "ref" in spec or "create" in spec:
+        return False
+    if "datatype" in spec:
+        return datatypes(spec["datatype"]).pure
+    return all(is_pure(rule, datatypes) for rule in spec.get("map", ()))
 
 
 InlineMap = Callable[[list[dict[str, Any]], list[str | int]], DatatypeMap]
@@ -242,7 +272,8 @@ def compile_producer(
     else:
         produce = _scalar
     if "create" in spec:
-        produce = _create(spec["create"], produce)
+        body = {k: v for k, v in spec.items() if k != "create"}
+        produce = _create(spec["create"], produce, is_pure(body, datatypes))
     return produce
 
 

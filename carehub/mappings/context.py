@@ -30,6 +30,7 @@ class BuildContext:
         "issues",
         "message_key",
         "default_authority",
+        "memo",
     )
 
     def __init__(self, delimiters: Delimiters, patient_key: str, message_key: str, default_authority: str = "") -> None:
@@ -47,6 +48,8 @@ class BuildContext:
         self.default_authority = default_authority
         self.segment: Segment | None = None
         self.issues: list[str] = []
+        #: Values already built in this message, by producer and input (``compiler._create``).
+        self.memo: dict[tuple[Any, ...], str | None] = {}
 
     def text(self, raw: str) -> str | None:
         """Unescaped, trimmed value; ``None`` for empty and for the HL7 null ``""``."""
