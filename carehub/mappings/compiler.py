@@ -142,10 +142,14 @@ def _cloner(value: Any) -> Callable[[], Any]:
     return lambda: value
 
 
-def _clean(parts: Parts, ctx: BuildContext) -> list[str]:
-    """``ctx.text`` of every part, with "" for nothing (the input of a parts transform)."""
+def _clean(parts: Parts, child: str | None, ctx: BuildContext) -> list[str]:
+    """``ctx.text`` of every part (its first ``child`` piece), with "" for nothing (a parts transform's input)."""
+    if child is not None:
+        parts = [p.split(child, 1)[0] if child in p else p for p in parts]
     esc = ctx.esc
-    return ["" if p == '""' else (unescape(p, ctx.delimiters) if esc in p else p).strip() for p in parts]
+    if esc in "".join(parts):
+        return ["" if p == '""' else (unescape(p, ctx.delimiters) if esc in p else p).strip() for p in parts]
+    return ["" if p == '""' else p.strip() for p in parts]
 
 
 def _shape_code(found: Code, shape: str, source: str) -> Any:
@@ -188,9 +192,7 @@ def _transform_producer(name: str, loc: list[str | int]) -> Producer:
         return value_fn
 
     def parts_fn(parts: Parts, child: str | None, ctx: BuildContext) -> Any:
-        if child is not None:
-            parts = [p.split(child, 1)[0] if child in p else p for p in parts]
-        clean = _clean(parts, ctx)
+        clean = _clean(parts, child, ctx)
         return fn(clean) if any(clean) else None
 
     return parts_fn
