@@ -29,6 +29,7 @@ from carehub.core.defaults import shipped
 from carehub.core.errors import DeliveryError, UnreadableMessageError
 from carehub.core.metrics import Metrics
 from carehub.core.settings import HTTPSettings, Settings, load_settings
+from carehub.demo_logistics import connect, demo_vendors, logistics_lines, orders_summary, wait_orders
 from carehub.demo_receivers import DemoRecipient
 from carehub.demo_signin import demo_signin
 from carehub.hub import Hub
@@ -73,6 +74,8 @@ class DemoReport:
     #: The closing scorecard of the run's own traffic: period and one line per measure.
     scorecard_period: str = ""
     scorecard: list[dict[str, Any]] = field(default_factory=list)
+    #: Discharge logistics orders of the run, each with its offer cascade (carehub.demo_logistics).
+    logistics: list[dict[str, Any]] = field(default_factory=list)
     messages: list[SentMessage] = field(default_factory=list)
     idle: bool = True
     map_version: str = ""
@@ -241,11 +244,9 @@ async def run_demo(
     serve: bool = False,
 ) -> DemoReport:
     demo_secrets(config_dir)
-    recipients = [
-        DemoRecipient(r.id, r.secret)
-        for r in load_routing_map(config_dir).recipients.values()
-        if r.channel == "webhook"
-    ]
+    directory = [r for r in load_routing_map(config_dir).recipients.values() if r.channel == "webhook"]
+    vendors = demo_vendors([(r.id, r.secret) for r in directory if r.vendor is not None])
+    recipients = [DemoRecipient(r.id, r.secret) for r in directory if r.vendor is None] + vendors
     for recipient in recipients:
         await recipient.start()
         os.environ[endpoint_variable(recipient.recipient_id)] = recipient.url
@@ -257,6 +258,7 @@ async def run_demo(
     try:
         await hub.start()
         report.console_url = f"http://127.0.0.1:{hub.http_port}/console"
+        connect(vendors, f"http://127.0.0.1:{hub.http_port}", signin.recipient_token)
         report.map_version = hub.routing.current().version
         await load_consents(hub, consents, report)
 
@@ -264,12 +266,16 @@ async def run_demo(
             """The feed is replayed on its own timeline: the previous message is finished, then the hub's
             clock reads this one's MSH-7 (so receipts fall where they would have, for the scorecard)."""
             await wait_idle(hub.metrics, sent.acked.get("AA", 0), timeout_s, quiet_s=0.2)
+            if await wait_orders(DEMO_JOURNAL, timeout_s):  # a discharge's orders run their cascade on its day
+                await wait_idle(hub.metrics, sent.acked.get("AA", 0), timeout_s, quiet_s=0.2)
             moment = message_time(payload)
             if moment is not None:
                 travel_to(moment)
 
         await play_feed(feed, hub.mllp_port, report, before=on_its_timeline)
         report.idle = await wait_idle(hub.metrics, report.acked.get("AA", 0), timeout_s)
+        if await wait_orders(DEMO_JOURNAL, timeout_s):  # the vendors answered: the last steps go out
+            report.idle = await wait_idle(hub.metrics, report.acked.get("AA", 0), timeout_s, quiet_s=1.2)
         if serve:
             print("\n".join(console_lines(report, serving=True)), flush=True)
             await asyncio.Event().wait()  # until Ctrl-C
@@ -295,6 +301,7 @@ async def run_demo(
     report.disclosed_with_consent = by_rule.get("named-recipient", 0) + by_rule.get("tpo-class", 0)
     report.journal = f"sqlite:///{DEMO_JOURNAL.resolve()}"
     _audit_summary(report, DEMO_JOURNAL)
+    report.logistics = orders_summary(DEMO_JOURNAL)
     report.scorecard_period, report.scorecard = demo_scorecard(report.journal, config_dir, DEMO_MEASURES)
     return report
 
@@ -313,7 +320,8 @@ def render(report: DemoReport) -> str:
         "what reached whom:",
     ]
     lines += [f"  {rid:<24} {count} received" for rid, count in report.per_recipient.items()]
-    lines.append(f"  webhook signatures verified by the recipients: {report.signatures_verified} of {report.delivered} "
+    webhooks = sum(report.per_recipient.values())  # the rest went to the hub's logistics desk (the orders)
+    lines.append(f"  webhook signatures verified by the recipients: {report.signatures_verified} of {webhooks} "
                  "(signing secrets generated for this run)")  # fmt: skip
     if report.cancels:
         lines += ["", f"corrections: {', '.join(report.cancels)} cancelled what recipients were told; "
@@ -327,6 +335,7 @@ def render(report: DemoReport) -> str:
         patient = report.suppressed[0]["patient"]
         lines.append(f"  every decision is audited: carehub audit disclosures --patient '{patient}' "
                      f"--database-url {report.journal}")  # fmt: skip
+    lines += logistics_lines(report.logistics)
     if report.scorecard:
         start, _, end = report.scorecard_period.partition("/")
         lines += ["", f"scorecard of this run's traffic ({report.scorecard_period}; the feed was replayed on its own "

@@ -3,15 +3,18 @@
 They stand in for the PCP practice, payer, pharmacy and CBO during ``carehub
 demo``: they accept Da Vinci notification Bundles and task transaction
 Bundles, check the HMAC signature when they share a secret with the hub, discard repeats by Idempotency-Key, and keep
-what they received so the demo can show what reached whom.
+what they received so the demo can show what reached whom. The logistics vendors (``DemoVendor``)
+also answer the offers they receive, on the hub's Task endpoint, as a vendor's system would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from carehub.connectors.webhook import SIGNATURE_HEADER, verify
@@ -100,3 +103,71 @@ class DemoRecipient:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
+
+
+#: How each demo vendor answers an offer: the first transport vendor declines, everyone else takes it.
+DEMO_ANSWERS = {"nemt-metro": "no wheelchair van free that afternoon"}
+#: Pause between a vendor's answers, so the logistics engine (a tick a second) sees each step.
+STEP_PAUSE_S = 1.2
+
+
+def offered_task(bundle: dict[str, Any]) -> str | None:
+    """The Task id of an offer (a transaction Bundle whose Task is businessStatus offered)."""
+    if bundle.get("type") != "transaction":
+        return None
+    for entry in bundle.get("entry", []):
+        task = entry.get("resource", {})
+        codes = [c.get("code") for c in task.get("businessStatus", {}).get("coding", [])]
+        if task.get("resourceType") == "Task" and "offered" in codes:
+            return str(task["identifier"][0]["value"])
+    return None
+
+
+@dataclass
+class DemoVendor(DemoRecipient):
+    """A logistics vendor: answers each offer on the hub's Task endpoint with its own token.
+
+    ``decline``: the reason it declines with; empty, it accepts, schedules and completes.
+    """
+
+    decline: str = ""
+    hub_url: str = ""
+    token: str = ""
+    answers: list[tuple[str, str, int]] = field(default_factory=list)
+    _work: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        before = len(self.received)
+        response = await super().handle(request)
+        if len(self.received) > before and self.hub_url:
+            task_id = offered_task(self.received[-1].bundle)
+            if task_id is not None:
+                work = asyncio.create_task(self._answer(task_id))
+                self._work.add(work)
+                work.add_done_callback(self._work.discard)
+        return response
+
+    async def _patch(self, http: aiohttp.ClientSession, task_id: str, body: dict[str, Any]) -> int:
+        url = f"{self.hub_url}/fhir/Task/{task_id}"
+        for _ in range(100):  # the Task is known to the hub once the delivery is journaled: a moment after this
+            async with http.patch(url, json=body) as r:
+                if r.status != 404:
+                    self.answers.append((task_id, str(body["status"]), r.status))
+                    return r.status
+            await asyncio.sleep(0.1)
+        return 404
+
+    async def _answer(self, task_id: str) -> None:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"}) as http:
+            if self.decline:
+                await self._patch(http, task_id, {"status": "rejected", "statusReason": {"text": self.decline}})
+                return
+            for status in ("accepted", "in-progress", "completed"):
+                await asyncio.sleep(STEP_PAUSE_S)
+                if await self._patch(http, task_id, {"status": status}) != 200:
+                    return
+
+    async def stop(self) -> None:
+        for work in list(self._work):
+            work.cancel()
+        await super().stop()

@@ -3,13 +3,15 @@
 A fresh EC key per run; its public key is written beside the demo journal and
 configured as an ``auth.issuers`` entry with ``public_key_files``, so the hub
 verifies the demo token exactly as it verifies an identity provider's. The
-token holds the ops and PHI scopes for one hour; nothing else trusts the issuer.
+token holds the ops and PHI scopes for one hour; nothing else trusts the issuer. The demo vendors
+answer their offer Tasks with tokens of the same issuer bound to their directory entries.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from carehub.core.principal import OPS_READ, OPS_WRITE, PHI_READ
+from carehub.core.principal import OPS_READ, OPS_WRITE, PHI_READ, TASK_READ, TASK_WRITE
 from carehub.core.settings import IssuerSettings
 
 DEMO_ISSUER = "urn:carehub:demo-issuer"
@@ -30,6 +32,8 @@ TOKEN_LIFETIME_S = 3600
 class DemoSignIn:
     issuer: IssuerSettings
     token: str
+    #: A Task read/write token bound to one directory recipient (the demo vendors answer their offers with it).
+    recipient_token: Callable[[str], str]
 
 
 def demo_signin(folder: Path) -> DemoSignIn:
@@ -46,4 +50,10 @@ def demo_signin(folder: Path) -> DemoSignIn:
     }  # fmt: skip
     issuer = IssuerSettings(issuer=DEMO_ISSUER, audience=DEMO_AUDIENCE, public_key_files=(str(public),),
                             algorithms=("ES256",))  # fmt: skip
-    return DemoSignIn(issuer, jwt.encode(claims, key, algorithm="ES256"))
+
+    def recipient_token(recipient_id: str) -> str:
+        bound = {**claims, "sub": f"demo-{recipient_id}", "jti": uuid.uuid4().hex,
+                 "scope": f"{TASK_READ} {TASK_WRITE}", "carehub_recipient": recipient_id}  # fmt: skip
+        return jwt.encode(bound, key, algorithm="ES256")
+
+    return DemoSignIn(issuer, jwt.encode(claims, key, algorithm="ES256"), recipient_token)

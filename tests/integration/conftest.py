@@ -55,10 +55,13 @@ async def recipients(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str,
         "pcp-riverside": DemoRecipient("pcp-riverside", PCP_SECRET),
         "payer-acme": DemoRecipient("payer-acme", os.environ["CAREHUB_SECRET_PAYER_ACME"]),
     }
+    # the logistics vendors: Rivera's heart-failure discharge orders oxygen and a ride (config/routes.yaml)
+    for vendor in ("nemt-metro", "nemt-prairie", "dme-lincoln"):
+        started[vendor] = DemoRecipient(vendor, os.environ[f"CAREHUB_SECRET_{vendor.upper().replace('-', '_')}"])
     for recipient in started.values():
         await recipient.start()
-    monkeypatch.setenv("CAREHUB_ENDPOINT_PCP_RIVERSIDE", started["pcp-riverside"].url)
-    monkeypatch.setenv("CAREHUB_ENDPOINT_PAYER_ACME", started["payer-acme"].url)
+    for rid, recipient in started.items():
+        monkeypatch.setenv(f"CAREHUB_ENDPOINT_{rid.upper().replace('-', '_')}", recipient.url)
     monkeypatch.setenv("CAREHUB_SECRET_PCP_RIVERSIDE", PCP_SECRET)
     yield started
     for recipient in started.values():

@@ -21,6 +21,7 @@ import pytest
 from carehub.broker import free_port
 from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.core.principal import OPS_READ
+from carehub.demo_logistics import logistics_lines
 from tests.authkit import Issuer, trust_test_issuer
 from tests.conftest import CONFIG, FEED
 
@@ -44,19 +45,34 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
     assert report["sent"] == len(feed)
     assert report["acked"] == {"AA": len(feed), "AE": 0, "AR": 0}
     assert report["normalized"] == len(feed)
-    assert report["delivered"] == report["routed"] == 25 and report["failed"] == 0
+    # routed: 25 notifications and tasks, 4 transition-of-care packets (Rivera's and Okafor's inpatient
+    # discharges, to the PCP and the payer) and Rivera's 2 logistics orders (heart failure, I50.22) to the
+    # hub's logistics desk. Delivered besides: the 3 offers to vendors and the order steps told to the PCP.
+    assert report["routed"] == 31 and report["failed"] == 0
     # PCP: 8 ADT notifications (the A08 goes nowhere; the Part 2 admit under the patient's consent)
-    # + TCM contact and visit tasks for 2 discharges; payer: 5 inpatient admits/discharges (the Part 2
-    # admit is suppressed: its consent names the PCP only); pharmacy: 1 med-rec (Okafor is rostered
-    # to it); CBO: 1 food-insecurity referral (Z59.41 on Okafor's discharge). Then the A13 cancels
-    # Okafor's discharge: the PCP and the payer get the cancel notification, and the PCP (2), the
+    # + TCM contact and visit tasks for 2 discharges + 2 packets; payer: 5 inpatient admits/discharges (the
+    # Part 2 admit is suppressed: its consent names the PCP only) + 2 packets; pharmacy: 1 med-rec (Okafor
+    # is rostered to it); CBO: 1 food-insecurity referral (Z59.41 on Okafor's discharge). Then the A13
+    # cancels Okafor's discharge: the PCP and the payer get the cancel notification, and the PCP (2), the
     # pharmacy and the CBO get their Tasks back as status=cancelled.
-    assert report["per_recipient"] == {"pcp-riverside": 15, "payer-acme": 6, "pharmacy-mainst": 2, "cbo-foodbank": 2,
-                                       "nemt-metro": 0, "nemt-prairie": 0, "dme-lincoln": 0}  # fmt: skip
+    orders = {o["service"]: o for o in report["logistics"]}
+    steps = sum(len(o["steps"]) for o in report["logistics"])  # every step of an order is told to the PCP
+    assert report["per_recipient"] == {
+        "pcp-riverside": 17 + steps, "payer-acme": 8, "pharmacy-mainst": 2, "cbo-foodbank": 2,
+        "nemt-metro": 1, "nemt-prairie": 1, "dme-lincoln": 1,
+    }  # fmt: skip
+    # the cascade: the first transport vendor (in network, rank 1) declines, the second takes the ride
+    ride = [(step, vendor) for step, vendor, _ in orders["nemt"]["steps"]]
+    assert ride[:4] == [("placed", ""), ("offered", "nemt-metro"), ("declined", "nemt-metro"),
+                        ("offered", "nemt-prairie")]  # fmt: skip
+    assert orders["nemt"]["state"] == "completed" and orders["nemt"]["vendor"] == "nemt-prairie"
+    assert orders["dme"]["state"] == "completed" and orders["dme"]["vendor"] == "dme-lincoln"
+    shown = "\n".join(logistics_lines(report["logistics"]))  # the summary's lines (carehub.demo.render)
+    assert "declined                 nemt-metro (no wheelchair van free that afternoon)" in shown
     assert report["cancels"] == ["10-a13-cancel-discharge-okafor.hl7"]
     assert report["cancel_notices"] == 2 and report["tasks_cancelled"] == 4
-    assert sum(report["per_recipient"].values()) == report["delivered"]
-    assert report["signatures_verified"] == report["delivered"], "every webhook is signed and verifies"
+    assert sum(report["per_recipient"].values()) + len(orders) == report["delivered"]
+    assert report["signatures_verified"] == sum(report["per_recipient"].values()), "every webhook is signed"
     assert report["consents"] == ["harper-rrc-2026"] and report["disclosed_with_consent"] == 1
     assert [(s["recipient"], s["patient"]) for s in report["suppressed"]] == [("payer-acme", "RRC|RRC-20931")]
     audit = subprocess.run(
