@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from carehub.adapters.resthook.receiver import Publisher, RestHookReceiver
+from carehub.adapters.resthook.receiver import Publisher, RefusalObserver, RestHookReceiver
 from carehub.connectors.fhir_source import AsyncFhirSource, FhirSource
 from carehub.core.errors import BrokerError
 from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
@@ -27,11 +27,13 @@ def subscription_deps(config: SubscriptionsConfig) -> SubscriptionDeps | None:
     return SubscriptionDeps(config=config, readers=readers)
 
 
-def resthook_routes(publisher: Publisher | None, config: SubscriptionsConfig) -> list[web.RouteDef]:
+def resthook_routes(
+    publisher: Publisher | None, config: SubscriptionsConfig, on_refusal: RefusalObserver | None = None
+) -> list[web.RouteDef]:
     """``POST /fhir/notify/{source}/{subscription}`` when this process ingests and sources are configured."""
     if publisher is None or not config.sources:
         return []
-    return RestHookReceiver(publisher, config).routes()
+    return RestHookReceiver(publisher, config, on_refusal=on_refusal).routes()
 
 
 async def read_states(

@@ -42,6 +42,7 @@ from carehub.journal import Journal, open_journal
 from carehub.kafka import KafkaPublisher, Replication, ensure_topics
 from carehub.message_journal import MessageJournalFeed
 from carehub.ops_http import HTTPServer, check_listener, ops_routes, server_ssl_context
+from carehub.refusals import RefusalRecorder
 from carehub.streams.app import build_app, changelog_topics
 from carehub.streams.context import StreamDeps
 from carehub.streams.delivery_policy import RetryPolicy
@@ -112,6 +113,7 @@ class Hub:
         self._broker_log = broker_log
         self._broker: EmbeddedBroker | None = None
         self._publisher: KafkaPublisher | None = None
+        self._refusals: RefusalRecorder | None = None
         self._mllp: MLLPServer | None = None
         self._http: HTTPServer | None = None
         self._webhook: WebhookDestination | None = None
@@ -248,17 +250,21 @@ class Hub:
             self.topics.hl7v2_inbound,
             s.kafka.produce_timeout_s,
             notification_topic=self.topics.fhir_inbound,
+            refusal_topic=self.topics.inbound_refused,
             max_request_size=s.kafka.max_record_bytes,
             on_back=self._ensure_topics,
             security=self.kafka_security,
         )
         await self._publisher.start()
+        self._refusals = RefusalRecorder(self._publisher.publish_refusal, self.metrics)
+        await self._refusals.start()
         handler = InboundHandler(
             self._publisher,
             s.mllp,
             max_record_bytes=s.kafka.max_record_bytes,
             preflight=functools.partial(care_event_bytes, default_authorities=s.default_authorities),
             default_authorities=s.default_authorities,
+            on_refusal=self._refusals.record,
         )
         listener = f"mllp:{s.mllp.host}:{s.mllp.port}"
 
@@ -279,7 +285,7 @@ class Hub:
     def _http_routes(self) -> list[web.RouteDef]:
         """Every HTTP route the hub serves; each feature adds its own here."""
         delivery = self._delivery.routes() if self._delivery is not None else []
-        fhir = resthook_routes(self._publisher, self.subscriptions)
+        fhir = resthook_routes(self._publisher, self.subscriptions, self._refusals.record if self._refusals else None)
         consent = self._consent.routes() if self._consent is not None else []
         config = config_routes(self.routing)
         return [*ops_routes(self.metrics, self.ready), *config, *delivery, *fhir, *consent, *self._console_routes()]
@@ -370,6 +376,9 @@ class Hub:
             await self._mllp.stop(grace_s=self.settings.drain_s * MLLP_DRAIN_SHARE)
         if self._http is not None:
             await self._http.stop()
+        if self._refusals is not None:
+            await self._refusals.stop()
+            self._refusals = None
         if self._publisher is not None:
             await self._publisher.stop()
         if self._app is not None:

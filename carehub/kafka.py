@@ -24,7 +24,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from carehub.core.errors import BrokerError, MessageTooLargeError, StorageUnavailableError
 from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
-from carehub.core.records import FhirNotification, InboundMessage
+from carehub.core.records import FhirNotification, InboundMessage, InboundRefusal
 from carehub.health import DependencyHealth
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,7 @@ class KafkaPublisher:
         timeout_s: float,
         *,
         notification_topic: str = "",
+        refusal_topic: str = "",
         max_request_size: int = 1_000_000,
         on_back: Callable[[], Awaitable[None]] | None = None,
         security: KafkaSecurity = PLAINTEXT,
@@ -144,6 +145,7 @@ class KafkaPublisher:
         self._topic = topic
         self._timeout_s = timeout_s
         self._notification_topic = notification_topic
+        self._refusal_topic = refusal_topic
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -202,3 +204,19 @@ class KafkaPublisher:
         except (AIOKafkaError, TimeoutError, OSError) as exc:
             self.health.observe(False)
             raise StorageUnavailableError("the notification could not be stored durably; resend it") from exc
+
+    async def publish_refusal(self, record: InboundRefusal) -> None:
+        """A refused message for the message journal, keyed by sending facility, acks=all."""
+        if not self._refusal_topic:
+            raise StorageUnavailableError("no topic is configured for refused messages")
+        if not self.health.healthy:
+            raise StorageUnavailableError("the broker is unreachable")
+        try:
+            key = record.sending_facility.encode()
+            pending = await self._producer.send(self._refusal_topic, record.to_json(), key=key)
+            await pending
+        except _TOO_LARGE as exc:
+            raise MessageTooLargeError("the refusal record is too large to store") from exc
+        except (AIOKafkaError, TimeoutError, OSError) as exc:
+            self.health.observe(False)
+            raise StorageUnavailableError("the refusal could not be stored") from exc

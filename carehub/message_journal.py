@@ -5,7 +5,9 @@ this consumer reads ``hl7v2.inbound`` and ``fhir.inbound`` afterwards and
 writes each batch to the journal in one transaction before committing its
 offsets, so a restart re-reads at most one batch (rows are keyed by topic,
 partition and offset; a repeat is skipped). Every record on the inbound topic
-was answered AA (the listener publishes only what it accepts).
+was answered AA (the listener publishes only what it accepts); the refused ones
+come from ``inbound.refused`` (carehub.refusals), written by whichever ingest
+process answered them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from aiokafka.structs import ConsumerRecord
 
 from carehub.core.clock import now_iso
 from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
-from carehub.core.records import InboundMessage
+from carehub.core.records import InboundMessage, InboundRefusal
 from carehub.core.topics import Topics
 from carehub.journal import Journal
 from carehub.journal.messages import MessageRow
@@ -42,6 +44,16 @@ def _inbound_row(record: ConsumerRecord, body: dict[str, object], defaults: dict
         message.listener,
     )  # fmt: skip
     return row, message.text()
+
+
+def _refusal_row(record: ConsumerRecord) -> tuple[MessageRow, str]:
+    refusal = InboundRefusal.from_json(record.value)
+    row = MessageRow(
+        record.topic, record.partition, record.offset, refusal.source, refusal.control_id, refusal.message_type,
+        refusal.sending_facility, refusal.patient_key, "", refusal.received_at, now_iso(), refusal.ack_code,
+        refusal.listener, refusal.error_code or "refused", refusal.reason,
+    )  # fmt: skip
+    return row, refusal.text()
 
 
 def _notification_row(record: ConsumerRecord, body: dict[str, object]) -> tuple[MessageRow, str]:
@@ -67,6 +79,8 @@ def journal_rows(
             body = orjson.loads(record.value)
             if record.topic == topics.hl7v2_inbound:
                 rows.append(_inbound_row(record, body, defaults))
+            elif record.topic == topics.inbound_refused:
+                rows.append(_refusal_row(record))
             else:
                 rows.append(_notification_row(record, body))
         except Exception as exc:  # a record the journal cannot read is skipped, never fatal
@@ -94,6 +108,7 @@ class MessageJournalFeed:
         self._consumer = AIOKafkaConsumer(
             topics.hl7v2_inbound,
             topics.fhir_inbound,
+            topics.inbound_refused,
             bootstrap_servers=bootstrap,
             group_id=group,
             enable_auto_commit=False,

@@ -49,6 +49,8 @@ CATALOG: Mapping[str, Spec] = {
     "ack_latency_seconds": Spec(
         "histogram", "Seconds from an MLLP block's arrival to its ACK being written", ("listener", "code")
     ),
+    "refusals_recorded": Spec("counter", "Refused inbound messages written to the inbound.refused topic", ("source",)),
+    "refusals_dropped": Spec("counter", "Refused inbound messages not journaled: the buffer was full"),
     "normalized": Spec("counter", "Inbound messages turned into CareEvents, by event kind", ("kind",)),
     "duplicates_suppressed": Spec("counter", "CareEvents already seen and not routed again", ("kind",)),
     "consents_from_subscriptions": Spec("counter", "Consents taken from a FHIR subscription source", ("source",)),

@@ -126,6 +126,39 @@ class InboundMessage(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class InboundRefusal(Record):
+    """An inbound message the hub refused (MLLP AE/AR or CE/CR; a FHIR notification answered 4xx/5xx).
+
+    Written by the ingest process that answered, after the answer, so the message journal shows
+    refused messages beside accepted ones. ``control_id``, ``message_type`` and
+    ``sending_facility`` are what the header said (possibly untrusted: the message was refused);
+    ``reason`` is the error text the sender got (ERR-8 / OperationOutcome). ``raw_b64`` holds at
+    most the first ``raw_bytes`` limit of the payload (``raw_size`` is the whole size). The Kafka
+    key is the sending facility (the patient may be unknown).
+    """
+
+    SCHEMA: ClassVar[str] = "carehub.inbound-refusal/1"
+
+    source: str
+    listener: str
+    peer: str
+    received_at: str
+    control_id: str
+    message_type: str
+    sending_facility: str
+    patient_key: str
+    ack_code: str
+    error_code: str
+    reason: str
+    raw_b64: str
+    raw_size: int
+    charset: str = "utf-8"
+
+    def text(self) -> str:
+        return base64.b64decode(self.raw_b64).decode(self.charset, errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
 class CareEvent(Record):
     """A normalized care event: what happened to which patient, as FHIR R4.
 

@@ -17,6 +17,11 @@ class Topics:
         return f"{self.prefix}hl7v2.inbound"
 
     @property
+    def inbound_refused(self) -> str:
+        """Inbound messages the hub refused (InboundRefusal), for the message journal."""
+        return f"{self.prefix}inbound.refused"
+
+    @property
     def care_events(self) -> str:
         return f"{self.prefix}care.events"
 
@@ -83,6 +88,7 @@ class Topics:
     def all(self) -> list[str]:
         return [
             self.hl7v2_inbound,
+            self.inbound_refused,
             self.care_events,
             self.deliveries,
             self.delivery_outcomes,

@@ -4,7 +4,9 @@ Written from the stream side (carehub.message_journal consumes the inbound
 topics in batches), never on the MLLP ACK path. One row per topic record,
 keyed by topic, partition and offset, so a redelivered batch is recorded once.
 The raw payload is kept for the PHI role's views; searches return the receipt
-facts only.
+facts only. Refused messages (AE/AR, CE/CR) come from the ``inbound.refused`` topic
+with their ACK code, error code and the reason the sender was given (journal
+migration 9 added ``error_code`` and ``reason``); their status is ``refused``.
 """
 
 from __future__ import annotations
@@ -28,10 +30,15 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS messages_by_event ON messages (event_id)",
     "CREATE INDEX IF NOT EXISTS delivery_outcomes_by_event ON delivery_outcomes (event_id)",
 ]
+#: Migration 9: why a refused message was refused (empty for accepted ones).
+REFUSAL_COLUMNS = (("error_code", "TEXT NOT NULL DEFAULT ''"), ("reason", "TEXT NOT NULL DEFAULT ''"))
 _FIELDS = ("topic, partition_no, topic_offset, source, control_id, message_type, sending_facility, patient_key, "
-           "event_id, received_at, journaled_at, ack_code, listener")  # fmt: skip
+           "event_id, received_at, journaled_at, ack_code, listener, error_code, reason")  # fmt: skip
+#: ACK codes of a refusal (original and enhanced mode).
+REFUSED = ("AE", "AR", "CE", "CR")
 #: What became of a message's deliveries, worst first (SQL over delivery_outcomes and dead_letters).
 _STATUS = """CASE
+    WHEN m.error_code <> '' THEN 'refused'
     WHEN m.event_id = '' THEN 'received'
     WHEN EXISTS (SELECT 1 FROM delivery_outcomes o JOIN dead_letters d ON d.delivery_id = o.delivery_id
                  WHERE o.event_id = m.event_id AND d.state = 'parked') THEN 'dead-lettered'
@@ -42,7 +49,7 @@ _STATUS = """CASE
     WHEN EXISTS (SELECT 1 FROM delivery_outcomes o WHERE o.event_id = m.event_id AND o.status = 'delivered')
         THEN 'delivered'
     ELSE 'routed or pending' END"""
-STATUSES = ("received", "dead-lettered", "failed", "suppressed", "delivered", "routed or pending")
+STATUSES = ("refused", "received", "dead-lettered", "failed", "suppressed", "delivered", "routed or pending")
 PAGE_SIZE = 50
 
 
@@ -61,6 +68,8 @@ class MessageRow:
     journaled_at: str
     ack_code: str
     listener: str
+    error_code: str = ""
+    reason: str = ""
     status: str = ""
 
     @property
@@ -97,9 +106,9 @@ class MessageStore:
         with self.db.transaction():
             for row, raw in rows:
                 self.db.execute(
-                    f"INSERT INTO messages ({_FIELDS}, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    f"INSERT INTO messages ({_FIELDS}, raw) VALUES ({', '.join('?' * 16)})"
                     " ON CONFLICT (topic, partition_no, topic_offset) DO NOTHING",
-                    (*asdict(row).values(),)[:13] + (raw,),
+                    (*asdict(row).values(),)[:15] + (raw,),
                 )
 
     def search(self, q: MessageQuery) -> tuple[list[MessageRow], bool]:

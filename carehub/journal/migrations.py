@@ -108,6 +108,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "orders, offers (one holder per order), order_steps, logistics_lease: the discharge logistics cascade",
         _statements(logistics.SCHEMA),
     ),
+    Migration(
+        9, "messages: error_code, reason (refused messages are journaled)",
+        _add_columns("messages", messages.REFUSAL_COLUMNS),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -19,6 +19,7 @@ from carehub.core.records import (
     DeliveryOutcome,
     FhirNotification,
     InboundMessage,
+    InboundRefusal,
     Record,
     TaskEvent,
     parse_schema_id,
@@ -28,6 +29,7 @@ from tests.delivery.helpers import delivery
 
 RECORDS: list[type[Record]] = [
     InboundMessage,
+    InboundRefusal,
     CareEvent,
     Delivery,
     DeliveryOutcome,

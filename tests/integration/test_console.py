@@ -228,3 +228,39 @@ async def test_a_recipient_paused_from_the_console_gets_nothing_until_resumed_th
     actions = [e["entity"][0]["detail"][1]["valueString"] for e in journal.security.events()
                if e["type"]["code"] == "110100"]  # fmt: skip
     assert actions[-2:] == ["recipient-pause", "recipient-resume"]
+
+
+async def test_refused_messages_are_journaled_with_their_ack_code_and_reason_and_no_phi_in_logs(
+    hub: Hub, issuer: Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AR for a type the hub does not take, AE for an ADT without PID-3: both searchable as refused."""
+    admit = (FEED / "02-a01-admit-rivera.hl7").read_bytes()
+    unsupported = admit.replace(b"RGH0002", b"REFUSE01").replace(b"ADT^A01^ADT_A01", b"ZZZ^Z01^ZZZ_Z01")
+    no_pid = b"\r".join(s for s in admit.replace(b"RGH0002", b"REFUSE02").split(b"\r") if not s.startswith(b"PID|"))
+    client = MLLPClient("127.0.0.1", hub.mllp_port)
+    codes = [ack_code(await client.send(m)) for m in (unsupported, no_pid)]
+    await client.close()
+    assert codes == ["AR", "AE"]
+    journal = hub._delivery.journal  # type: ignore[union-attr]
+    assert journal is not None
+    await eventually(lambda: len(journal.messages.search(MessageQuery(status="refused"))[0]) == 2, timeout_s=30)
+    rows = {r.control_id: r for r in journal.messages.search(MessageQuery(status="refused"))[0]}
+    first, second = rows["REFUSE01"], rows["REFUSE02"]
+    assert (first.ack_code, first.message_type, first.sending_facility, first.topic) == (
+        "AR", "ZZZ^Z01", "RGH", hub.topics.inbound_refused,
+    )  # fmt: skip
+    assert "not accepted" in first.reason and first.error_code
+    assert (second.ack_code, second.patient_key) == ("AE", "") and "PID-3" in second.reason
+    assert journal.messages.search(MessageQuery(ack_code="AE"))[0] == [second]
+
+    ops = await signed_in(hub, issuer.token(OPS_READ, sub="analyst-2"))
+    try:
+        status, html = await page(ops, hub, "/console/messages?status=refused")
+        assert status == 200 and "REFUSE01" in html and "REFUSE02" in html
+        status, html = await page(ops, hub, f"/console/messages/{first.ref}")
+        assert status == 200 and 'id="refusal"' in html and "not accepted" in html
+        assert "refused at receipt: answered AR" in html and "RIVERA" not in html
+    finally:
+        await ops.close()
+    for phi in ("RIVERA", "MARIA", "MRN100234", "19580412", "ELM ST"):
+        assert phi not in caplog.text, f"PHI {phi!r} in the logs"

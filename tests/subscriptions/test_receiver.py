@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from carehub.adapters.resthook.receiver import Channel, RestHookReceiver, endpoint_path
-from carehub.core.records import FhirNotification
+from carehub.core.records import FhirNotification, InboundRefusal
 from carehub.kafka import KafkaPublisher, ensure_topics
 from carehub.ops_http import HTTPServer
 from tests.core.test_record_versions import schema_of
@@ -29,12 +30,18 @@ class OneChannel:
 
 
 @pytest.fixture
-async def endpoint(broker: str) -> AsyncIterator[tuple[str, str, KafkaPublisher]]:
+def refusals() -> list[InboundRefusal]:
+    """What the receiver reported for the message journal."""
+    return []
+
+
+@pytest.fixture
+async def endpoint(broker: str, refusals: list[InboundRefusal]) -> AsyncIterator[tuple[str, str, KafkaPublisher]]:
     topic = f"fhir-inbound-{uuid.uuid4().hex[:8]}"
     ensure_topics(broker, [topic], 1)
     publisher = KafkaPublisher(broker, "unused", 5.0, notification_topic=topic)
     await publisher.start()
-    server = HTTPServer(RestHookReceiver(publisher, OneChannel()).routes(), "127.0.0.1", 0)
+    server = HTTPServer(RestHookReceiver(publisher, OneChannel(), on_refusal=refusals.append).routes(), "127.0.0.1", 0)
     await server.start()
     yield f"http://127.0.0.1:{server.port}{endpoint_path('ehr', 'adt')}", topic, publisher
     await server.stop()
@@ -86,7 +93,9 @@ async def test_corpus_notifications_are_stored_then_acknowledged(
     assert stored[4].bundle["entry"][1]["resource"]["resourceType"] == "Encounter"
 
 
-async def test_refusals_carry_an_operation_outcome(endpoint: tuple[str, str, KafkaPublisher], backport: Path) -> None:
+async def test_refusals_carry_an_operation_outcome(
+    endpoint: tuple[str, str, KafkaPublisher], backport: Path, refusals: list[InboundRefusal]
+) -> None:
     url, _, _ = endpoint
     good = (backport / "heartbeat_bundle_example.json").read_bytes()
     cases = [
@@ -104,6 +113,13 @@ async def test_refusals_carry_an_operation_outcome(endpoint: tuple[str, str, Kaf
                 assert res.status == want, (want, await res.text())
                 outcome = await res.json()
                 assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"][0]["severity"] == "error"
+    # the proven caller's refusals are reported for the message journal; strangers' 401s are not
+    assert [r.ack_code for r in refusals] == ["415", "400", "422", "400"]
+    assert {(r.source, r.sending_facility, r.control_id, r.message_type) for r in refusals} == {
+        ("fhir", "ehr", "adt", "fhir:notification")
+    }
+    assert refusals[1].error_code and refusals[1].reason
+    assert base64.b64decode(refusals[1].raw_b64) == b"\xff\xfe garbage"
 
 
 async def test_unconfirmed_write_gets_503_so_the_source_retries(

@@ -382,10 +382,11 @@ def console_routes(deps: ConsoleDeps) -> list[web.RouteDef]:
             response.set_status(404)
             return response
         raw = await journal.db.run(journal.messages.raw, ref) if row.source == "mllp" else ""
-        routing = _routing(deps, raw) if raw else None
+        routing = _routing(deps, raw) if raw and not row.error_code else None  # a refused message was never routed
         data = await journal.db.run(_detail, journal, row)
-        return _render(request, deps, "detail.html", m=row, routing=routing, why=why_not_delivered(routing, data),
-                       **data)  # fmt: skip
+        why = ([f"refused at receipt: answered {row.ack_code} ({row.error_code}): {row.reason}"] if row.error_code
+               else why_not_delivered(routing, data))  # fmt: skip
+        return _render(request, deps, "detail.html", m=row, routing=routing, why=why, **data)
 
     async def raw_view(request: web.Request) -> web.Response:
         ref = request.match_info["ref"]

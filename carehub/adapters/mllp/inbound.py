@@ -41,7 +41,7 @@ from carehub.core.errors import (
 )
 from carehub.core.lograte import LogThrottle
 from carehub.core.patient import sender_patient_key
-from carehub.core.records import InboundMessage
+from carehub.core.records import InboundMessage, InboundRefusal
 from carehub.core.settings import MLLPSettings
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,12 @@ class Reply:
 
 #: Computes the size of the CareEvent a record will become (None: cannot tell, let the stream decide).
 Preflight = Callable[[InboundMessage], int | None]
+#: Told of every refused block (AE/AR, CE/CR) with what the journal shows; must not block.
+RefusalObserver = Callable[[InboundRefusal], None]
+#: A refusal carries at most this much of the payload (the sender still has the message).
+REFUSAL_RAW_BYTES = 65_536
+#: Header fields copied into a refusal are cut to this length (they were not validated).
+_REFUSAL_FIELD = 64
 
 
 def ack_code_for(error: MessageError | None) -> str:
@@ -123,6 +129,7 @@ class InboundHandler:
         max_record_bytes: int | None = None,
         preflight: Preflight | None = None,
         default_authorities: Mapping[str, str] | None = None,
+        on_refusal: RefusalObserver | None = None,
     ) -> None:
         """``publish_timeout_s`` caps the wait for the broker; past it the answer is AR 207.
 
@@ -131,6 +138,7 @@ class InboundHandler:
         ``settings.preflight_bytes``) whose CareEvent as measured by
         ``preflight``, would not fit is refused before it is stored.
         ``default_authorities`` (sender -> authority) qualifies PID-3 identifiers without CX.4.
+        ``on_refusal`` is told of each refused block (the message journal's record of it).
         """
         self._publisher = publisher
         self._types = frozenset(t.strip().upper() for t in settings.accept_message_types)
@@ -144,6 +152,7 @@ class InboundHandler:
         self._preflight_from = settings.preflight_bytes
         self._answers = AckPolicy(settings)
         self._authorities: Mapping[str, str] = dict(default_authorities or {})
+        self._on_refusal = on_refusal
 
     async def handle(self, payload: bytes, receipt: Receipt) -> Reply:
         """Check, store and answer one payload. Never raises (except cancellation)."""
@@ -158,10 +167,14 @@ class InboundHandler:
         try:
             decoding = read_charset(frame.head)
             header, delimiters = salvage_header(decoding.text)
-            return self._answers.reply(_Context(decoding.codec, header, delimiters), frame.error)
+            ctx = _Context(decoding.codec, header, delimiters)
+            reply = self._answers.reply(ctx, frame.error)
         except Exception as exc:
             _log_unexpected(exc, receipt)
-            return self._answers.reply(_Context(DEFAULT_CODEC), frame.error)
+            ctx = _Context(DEFAULT_CODEC)
+            reply = self._answers.reply(ctx, frame.error)
+        self._refused(frame.head, "", receipt, now_iso(), ctx, reply, frame.error)
+        return reply
 
     def fail(self, receipt: Receipt) -> Reply:
         """AR 207 for a block whose handling raised where it must not have (see the server)."""
@@ -183,13 +196,54 @@ class InboundHandler:
         except MessageError as exc:
             if ctx.header is None:
                 ctx.header, ctx.delimiters = salvage_header(decoding.text)
-            return self._answers.reply(ctx, exc)
+            reply = self._answers.reply(ctx, exc)
+            self._refused(payload, decoding.text, receipt, received_at, ctx, reply, exc)
+            return reply
         except Exception as exc:
             _log_unexpected(exc, receipt, ctx)
-            return self._answers.reply(ctx, InternalHandlingError(_INTERNAL))
+            error = InternalHandlingError(_INTERNAL)
+            reply = self._answers.reply(ctx, error)
+            self._refused(payload, decoding.text, receipt, received_at, ctx, reply, error)
+            return reply
         if decoding.codec == UNDECLARED_FALLBACK:
             _warn_undeclared(record, receipt)
         return self._answers.reply(ctx, None)
+
+    def _refused(
+        self,
+        payload: bytes,
+        text: str,
+        receipt: Receipt,
+        received_at: str,
+        ctx: _Context,
+        reply: Reply,
+        error: MessageError,
+    ) -> None:
+        """Tell ``on_refusal`` what the journal should show of a refused block (never raises)."""
+        if self._on_refusal is None:
+            return
+        try:
+            header = ctx.header
+            self._on_refusal(
+                InboundRefusal(
+                    source="mllp",
+                    listener=receipt.listener,
+                    peer=receipt.peer,
+                    received_at=received_at,
+                    control_id=header.control_id[:_REFUSAL_FIELD] if header else "",
+                    message_type=header.type_label[:_REFUSAL_FIELD] if header else "",
+                    sending_facility=header.sending_facility[:_REFUSAL_FIELD] if header else "",
+                    patient_key=_patient_key_or_blank(text, header, self._authorities),
+                    ack_code=reply.code,
+                    error_code=error.code,
+                    reason=error.message,
+                    raw_b64=InboundMessage.encode_raw(payload[:REFUSAL_RAW_BYTES]),
+                    raw_size=len(payload),
+                    charset=ctx.codec,
+                )
+            )
+        except Exception as exc:  # the answer matters more than its journal entry
+            _log_unexpected(exc, receipt, ctx)
 
     def _admit(
         self, payload: bytes, message: Message, header: Header, codec: str, receipt: Receipt, received_at: str
@@ -299,6 +353,16 @@ def _trigger_event(message: Message, header: Header) -> str:
     if not trigger:
         raise RequiredFieldMissingError("message has no trigger event", ErrorLocation("MSH", 1, 9))
     return trigger
+
+
+def _patient_key_or_blank(text: str, header: Header | None, default_authorities: Mapping[str, str]) -> str:
+    """A refused message's patient key when its PID-3 can still be read, else ""."""
+    if header is None or not text:
+        return ""
+    try:
+        return _patient_key(parse_message(text), header, default_authorities)
+    except MessageError:
+        return ""
 
 
 def _patient_key(message: Message, header: Header, default_authorities: Mapping[str, str]) -> str:

@@ -16,8 +16,11 @@ Logs carry source, subscription, type and event numbers, never content.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,12 +36,16 @@ from carehub.adapters.resthook.errors import (
 )
 from carehub.adapters.resthook.notification import Notification, parse_notification
 from carehub.core.clock import now_iso
-from carehub.core.errors import StorageUnavailableError
-from carehub.core.records import FhirNotification
+from carehub.core.errors import CarehubError, StorageUnavailableError
+from carehub.core.records import FhirNotification, InboundRefusal
 
 log = logging.getLogger(__name__)
 
 PATH = "/fhir/notify/{source}/{subscription}"
+#: A refusal carries at most this much of the body.
+REFUSAL_RAW_BYTES = 65_536
+#: Told of each notification refused from a caller that proved itself (for the message journal).
+RefusalObserver = Callable[[InboundRefusal], None]
 _JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 
 
@@ -81,7 +88,17 @@ def to_record(source: str, subscription: str, notification: Notification, receiv
 
 
 class RestHookReceiver:
-    def __init__(self, publisher: Publisher, channels: Channels, *, publish_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        channels: Channels,
+        *,
+        publish_timeout_s: float = 15.0,
+        on_refusal: RefusalObserver | None = None,
+    ) -> None:
+        """``on_refusal`` hears of refusals to a configured subscription's proven caller; not of 401/404
+        (strangers must not fill the message journal; the security journal records those)."""
+        self._on_refusal = on_refusal
         self._publisher = publisher
         self._channels = channels
         self._timeout = publish_timeout_s
@@ -113,6 +130,8 @@ class RestHookReceiver:
         if error is not None:
             self._log_refusal(source, subscription, error)
         status, outcome = answer_for(error)
+        if error is not None and not isinstance(error, UnauthorizedNotificationError | UnknownSubscriptionError):
+            await self._refused(request, source, subscription, status, error)
         return web.json_response(outcome, status=status, content_type="application/fhir+json")
 
     async def _accept(self, request: web.Request, source: str, subscription: str) -> FhirNotification:
@@ -131,6 +150,32 @@ class RestHookReceiver:
             raise NotificationError("the body is too large") from None
         notification = parse_notification(body)
         return to_record(source, subscription, notification, now_iso())
+
+    async def _refused(
+        self, request: web.Request, source: str, subscription: str, status: int, error: BaseException
+    ) -> None:
+        if self._on_refusal is None:
+            return
+        body = b""
+        with contextlib.suppress(Exception):  # too large or unreadable: the refusal goes without it
+            body = await request.read()
+        self._on_refusal(
+            InboundRefusal(
+                source="fhir",
+                listener="rest-hook",
+                peer=str(request.remote or ""),
+                received_at=now_iso(),
+                control_id=subscription[:64],
+                message_type="fhir:notification",
+                sending_facility=source[:64],
+                patient_key="",
+                ack_code=str(status),
+                error_code=error.code if isinstance(error, CarehubError) else "internal-error",
+                reason=error.message if isinstance(error, CarehubError) else "internal error",
+                raw_b64=base64.b64encode(body[:REFUSAL_RAW_BYTES]).decode("ascii"),
+                raw_size=len(body),
+            )
+        )
 
     @staticmethod
     def _log_refusal(source: str, subscription: str, error: BaseException) -> None:
