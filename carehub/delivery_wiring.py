@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from carehub.adapters.dlqapi import dlq_routes
+from carehub.adapters.logisticsapi import logistics_routes
 from carehub.adapters.taskapi import task_routes
 from carehub.connectors.base import Destination
 from carehub.connectors.fhir_rest import FhirRestDestination
@@ -173,9 +174,15 @@ class DeliveryParts:
         if self.journal is None:
             return []
         return [
-            *task_routes(self.journal, self._task_event, self.settings.hub_base_url),
+            *task_routes(self.journal, self._task_answered, self.settings.hub_base_url),
             *dlq_routes(self.journal, self.republish),
+            *logistics_routes(self.journal, self._vendors, self._orders_placed),
         ]
+
+    async def _task_answered(self, event: TaskEvent) -> None:
+        """A performer changed a Task: published, and the logistics engine looks at once (it may be an offer)."""
+        await self._task_event(event)
+        self._orders_placed()
 
     async def stop(self) -> None:
         for task in (self._overdue, self._retention, self._logistics):

@@ -17,6 +17,7 @@ from carehub.commands import (  # noqa: E402
     db,
     demo,
     dlq,
+    orders,
     packet,
     part2,
     routes,
@@ -30,5 +31,5 @@ from carehub.commands import (  # noqa: E402
 
 COMMANDS: list[ModuleType] = [
     run, demo, convert, validate, routes, packet, dlq, subscribe, subscriptions, consent, audit, part2, token, config,
-    db, scorecard,
+    db, scorecard, orders,
 ]  # fmt: skip

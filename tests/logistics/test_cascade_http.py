@@ -9,7 +9,11 @@ only when the test says so (core.clock.ManualClock); the engine ticks when the t
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +25,7 @@ from aiohttp import web
 
 from carehub.broker import free_port
 from carehub.core.clock import ManualClock
+from carehub.core.principal import OPS_READ, OPS_WRITE, PHI_READ
 from carehub.hub import Hub
 from carehub.journal import Journal
 from carehub.journal.logistics import Order
@@ -32,6 +37,7 @@ from tests.delivery.test_faults import settings, start_hub
 from tests.integration.conftest import eventually
 
 pytestmark = pytest.mark.integration
+CAREHUB = str(Path(sys.executable).parent / "carehub")
 START = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)  # a Tuesday, 08:00 at UTC-06:00
 
 
@@ -202,3 +208,40 @@ async def test_a_restart_mid_offer_neither_loses_nor_duplicates_it(world: Any) -
     await eventually(lambda: hub.metrics.total("delivery_redelivered_skipped") >= 1)
     assert len(metro.offers()) == 1, "the vendor gets the offer once"
     assert holders(journal, "o-restart") == ["nemt-metro"]
+
+
+async def test_a_planner_places_an_order_by_hand_and_follows_it(world: Any, issuer: Issuer) -> None:
+    hub, engine, journal, clock, ep = world
+    base = f"http://127.0.0.1:{hub.http_port}"
+    body = {
+        "patient_key": "RGH|L2", "service": "nemt", "capability": "stretcher", "zip": "62704",
+        "window": {"start": "2026-12-03T09:00:00-06:00", "end": "2026-12-03T10:00:00-06:00"},
+        "address": "88 RIVER RD", "notify": ["pcp-riverside"],
+    }  # fmt: skip
+    planner = issuer.headers(OPS_WRITE, PHI_READ, sub="planner-7")
+    async with aiohttp.ClientSession(headers=planner) as http:
+        async with http.post(f"{base}/logistics/orders", json={**body, "capability": "sedan", "zip": "627"}) as r:
+            problems = (await r.json())["problems"]
+            assert r.status == 422 and len(problems) == 2, problems  # every problem at once
+        async with http.post(f"{base}/logistics/orders", json=body) as r:
+            placed = await r.json()
+            assert r.status == 201 and placed["state"] == "open" and placed["placed_by"].endswith("planner-7")
+        async with http.post(f"{base}/logistics/orders", json=body) as r:
+            assert r.status == 200, "the same order again is the same order"
+    await engine.tick()
+    # only Prairie has a stretcher: Metro is never offered it
+    await eventually(lambda: len(ep["nemt-prairie"].offers()) == 1)
+    env = {**os.environ, "CAREHUB_TOKEN": issuer.token(OPS_READ, PHI_READ)}
+
+    async def cli(*argv: str, token: bool = True) -> subprocess.CompletedProcess[str]:
+        bare = {k: v for k, v in env.items() if token or k != "CAREHUB_TOKEN"}
+        run = [CAREHUB, "orders", *argv, "--hub", base]
+        return await asyncio.to_thread(subprocess.run, run, env=bare, capture_output=True, text=True, timeout=60)
+
+    shown = await cli("show", placed["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert "offer 1 to nemt-prairie: offered" in shown.stdout and "placed" in shown.stdout
+    listed = await cli("list", "--state", "offered", "--json")
+    assert [o["id"] for o in json.loads(listed.stdout)] == [placed["id"]]
+    nobody = await cli("list", token=False)
+    assert nobody.returncode == 2 and "HTTP 401" in nobody.stderr

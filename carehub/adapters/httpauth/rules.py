@@ -48,6 +48,7 @@ OPS = "ops (operator, console)"
 CONSOLE = "console user (session cookie from /console/signin, or a token)"
 CONSENT_ADMIN = "consent administrator (EHR consent module, registrar)"
 RECIPIENT = "recipient principal bound to a directory recipient"
+LOGISTICS = "discharge planner or logistics coordinator (docs/logistics.md)"
 
 RULES: tuple[Rule, ...] = (
     Rule("GET", "/health", public=True, who="anyone (liveness)"),
@@ -72,6 +73,10 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/fhir/Consent/{id}", (CONSENT_READ,), CONSENT_ADMIN),
     Rule("GET", "/fhir/Consent", (CONSENT_READ,), CONSENT_ADMIN),
     Rule("GET", "/fhir/Consent/{id}/_history", (CONSENT_READ,), CONSENT_ADMIN),
+    Rule("POST", "/logistics/orders", (OPS_WRITE, PHI_READ), LOGISTICS),
+    Rule("GET", "/logistics/orders", (OPS_READ, PHI_READ), LOGISTICS),
+    Rule("GET", "/logistics/orders/{id}", (OPS_READ, PHI_READ), LOGISTICS),
+    Rule("GET", "/logistics/vendors", (OPS_READ,), OPS),
     Rule("POST", "/admin/part2/emergency", (PART2_ATTEST,), "clinician attesting a §2.51 medical emergency"),
     Rule("GET", "/fhir/Task", (TASK_READ,), RECIPIENT, recipient_bound=True),
     Rule("GET", "/fhir/Task/{id}", (TASK_READ,), RECIPIENT, recipient_bound=True),

@@ -60,6 +60,9 @@ INVENTORY: tuple[Egress, ...] = (
            SEND_GATE + "; the hub's logistics desk journals the order; its offers to vendors leave as Task "
            "deliveries through the same gate",
            "carehub.connectors.logistics:LogisticsDesk", (FHIR_JSON,)),  # fmt: skip
+    Egress("GET /logistics/orders, /logistics/orders/{id}", "api", True,
+           "orders, offers and steps (patient keys, addresses) to planners holding phi.read; no clinical data",
+           "carehub.adapters.logisticsapi"),  # fmt: skip
     Egress("recipient topics (kafka channel, e.g. HIE topics carehub.out.hie.<id>)", "topic", True,
            "written only by the kafka channel, i.e. behind the send-time gate", "carehub.connectors.kafka_topic"),
     Egress("dead-letter replay (carehub dlq replay, POST /admin/dlq/replay)", "api", True,

@@ -11,6 +11,9 @@ the vendors must serve, the payer (IN1-3) whose network is preferred.
 
 from __future__ import annotations
 
+import hashlib
+import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +24,7 @@ from carehub.journal.tasks import PATIENT_SYSTEM
 from carehub.streams.logistics.engine import moment
 from carehub.streams.logistics.fhir import order_bundle, resource_of
 from carehub.streams.routing.match import payer_ids
-from carehub.streams.routing.model import OrderSpec, Recipient
+from carehub.streams.routing.model import CAPABILITIES, OrderSpec, Recipient
 
 #: Per service: (offer window s, accepted -> scheduled s, vendors tried) when the action does not say.
 DEFAULTS: dict[str, tuple[float, float, int]] = {
@@ -122,3 +125,64 @@ def order_from_bundle(bundle: JSONObject, order_id: str, patient_key: str, place
         )  # fmt: skip
     except (KeyError, IndexError, ValueError, TypeError) as exc:
         raise DeliveryError(f"not a logistics order: {type(exc).__name__}", permanent=True) from exc
+
+
+def _problems(body: dict[str, Any], directory: dict[str, Recipient]) -> list[str]:
+    found = []
+    service, capability = body.get("service"), body.get("capability")
+    if service not in DEFAULTS:
+        found.append(f"service must be one of {', '.join(DEFAULTS)}")
+    elif capability not in CAPABILITIES[str(service)]:
+        found.append(f"capability must be one of {', '.join(CAPABILITIES[str(service)])} for {service}")
+    if not isinstance(body.get("patient_key"), str) or "|" not in str(body.get("patient_key")):
+        found.append("patient_key must be a patient key, e.g. RGH|MRN100234")
+    if not re.fullmatch(r"[0-9]{5}", str(body.get("zip", ""))):
+        found.append("zip must be the 5-digit ZIP code of the pickup or delivery address")
+    window: dict[str, Any] = body["window"] if isinstance(body.get("window"), dict) else {}
+    try:
+        start, end = moment(str(window["start"])), moment(str(window["end"]))
+        if start.tzinfo is None or end.tzinfo is None or start >= end:
+            found.append("window.start must be before window.end, both with a UTC offset")
+    except (KeyError, ValueError):
+        found.append("window must be {start, end}: ISO 8601 date-times with a UTC offset")
+    notify = body.get("notify", [])
+    if not isinstance(notify, list) or any(n not in directory for n in notify):
+        found.append("notify must list directory recipient ids (the care team told of each step)")
+    for name in ("offer_minutes", "schedule_hours", "max_offers"):
+        if name in body and (not isinstance(body[name], int | float) or body[name] <= 0):
+            found.append(f"{name} must be a positive number")
+    return found
+
+
+def order_request(body: Any, directory: dict[str, Recipient], placed_by: str, authored: str) -> Order | list[str]:
+    """An order placed by hand (HTTP API, CLI), or every problem of the request."""
+    if not isinstance(body, dict):
+        return ["the body must be a JSON object"]
+    problems = _problems(body, directory)
+    if problems:
+        return problems
+    service = str(body["service"])
+    offer_s, schedule_s, max_offers = DEFAULTS[service]
+    window = body["window"]
+    key = "|".join(str(body[k]) for k in ("patient_key", "service", "capability")) + f"|{window['start']}"
+    order = Order(
+        id=str(body.get("id") or hashlib.sha256(f"manual|{key}".encode()).hexdigest()[:32]),
+        patient_key=str(body["patient_key"]),
+        service=service,
+        capability=str(body["capability"]),
+        payer=str(body.get("payer", "")),
+        zip=str(body["zip"]),
+        county=str(body.get("county", "")),
+        window_start=str(window["start"]),
+        window_end=str(window["end"]),
+        offer_s=float(body.get("offer_minutes", 0)) * 60 or offer_s,
+        schedule_s=float(body.get("schedule_hours", 0)) * 3600 or schedule_s,
+        max_offers=int(body.get("max_offers", 0)) or max_offers,
+        notify=tuple(str(n) for n in body.get("notify", [])),
+        placed_by=placed_by,
+    )
+    address = {"line": [str(body.get("address", ""))], "postalCode": order.zip, "district": order.county}
+    patient = {"resourceType": "Patient", "identifier": [{"system": PATIENT_SYSTEM, "value": order.patient_key}],
+               "address": [address]}  # fmt: skip
+    place = str(body.get("place") or body.get("address") or "")
+    return replace(order, resource=order_bundle(order, patient, place, authored))
