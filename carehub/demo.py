@@ -180,7 +180,8 @@ def _progress(m: Metrics, accepted: int) -> tuple[bool, tuple[int, ...]]:
     normalized = m.total("normalized")
     handled = normalized + m.get("stage_failed", stage="normalize")
     routed_events = m.total("routed_events") + m.get("stage_failed", stage="route")
-    planned, done = m.total("routed"), m.total("delivered") + m.total("delivery_failed")
+    planned = m.total("routed")
+    done = sum(m.total(c) for c in ("delivered", "delivery_failed", "delivery_suppressed", "delivery_not_needed"))
     decided, audited = m.total("consent"), m.total("audited")
     settled = handled >= accepted and routed_events >= normalized and done >= planned and audited >= decided
     return settled, (handled, routed_events, planned, done, audited)

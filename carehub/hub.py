@@ -22,8 +22,10 @@ from aiohttp import web
 
 from carehub.adapters.configapi import config_routes
 from carehub.adapters.console import ConsoleDeps, SessionStore, console_routes, signin_redirect
+from carehub.adapters.console.scorecard import scorecard_routes
 from carehub.adapters.httpauth import Access
 from carehub.adapters.httpauth.tokens import TokenVerifier
+from carehub.adapters.measureapi import measure_routes
 from carehub.adapters.mllp.inbound import InboundHandler
 from carehub.adapters.mllp.server import MLLPServer
 from carehub.broker import EmbeddedBroker
@@ -288,7 +290,19 @@ class Hub:
         fhir = resthook_routes(self._publisher, self.subscriptions, self._refusals.record if self._refusals else None)
         consent = self._consent.routes() if self._consent is not None else []
         config = config_routes(self.routing)
-        return [*ops_routes(self.metrics, self.ready), *config, *delivery, *fhir, *consent, *self._console_routes()]
+        routes = [*ops_routes(self.metrics, self.ready), *config, *delivery, *fhir, *consent, *self._console_routes()]
+        return [*routes, *self._scorecard_routes()]
+
+    def _scorecard_routes(self) -> list[web.RouteDef]:
+        """GET /fhir/MeasureReport, where this process has the delivery journal (the streams role)."""
+        if self._delivery is None or self._delivery.journal is None:
+            return []
+
+        def kinds() -> dict[str, str]:
+            return {r.id: r.kind for r in self.routing.current().recipients.values()}
+
+        s = self.settings
+        return measure_routes(self._delivery.journal, kinds, s.config_dir, s.hub_base_url, "carehub")
 
     def _console_routes(self) -> list[web.RouteDef]:
         """The console's pages, where this process has the delivery journal (the streams role)."""
@@ -303,7 +317,7 @@ class Hub:
             journal, self.routing, self._delivery.republish, self._tokens, self.console_sessions, audit,
             secure_cookies=self.settings.http.tls,
         )  # fmt: skip
-        return console_routes(deps)
+        return [*console_routes(deps), *scorecard_routes(deps, self.settings.config_dir)]
 
     async def _start_http(self) -> None:
         """The HTTP listener, every route behind the access check (adapters.httpauth), TLS when configured."""

@@ -174,7 +174,7 @@ class Calculator:
         if measure.subject == "event":
             subjects = self._events(measure, period, as_of)
         elif measure.subject == "task":
-            subjects = self._tasks(measure, period)
+            subjects = self._tasks(measure, period, as_of)
         else:
             subjects = self._notifications(measure, period)
         strata: dict[str, dict[str, Summary]] = {}
@@ -322,7 +322,7 @@ class Calculator:
         return sql, (extra, [], tail)
 
     # tasks ----------------------------------------------------------------------------------------
-    def _tasks(self, m: Measure, period: Period) -> list[Subject]:
+    def _tasks(self, m: Measure, period: Period, as_of: date) -> list[Subject]:
         where = ["t.authored_on >= ?", "t.authored_on < ?"]
         params: list[Any] = [*TAKEN_ON, period.low, period.high]
         if m.codes:
@@ -339,15 +339,15 @@ class Calculator:
             " t.completed_at, (SELECT MIN(ch.at) FROM task_changes ch WHERE ch.task_id = t.id),"
             " (SELECT MIN(ch.at) FROM task_changes ch WHERE ch.task_id = t.id"
             f" AND ch.to_status IN ({_marks(TAKEN_ON)})),"
-            " COALESCE(f.facility, ''), COALESCE(f.payer, ''), COALESCE(f.cancelled_by, ''), t.authored_on"
+            " COALESCE(f.facility, ''), COALESCE(f.payer, ''), COALESCE(f.cancelled_by, ''), t.authored_on, t.due"
             " FROM care_fact_tasks c JOIN tasks t ON t.id = c.task_id"
             " LEFT JOIN care_facts f ON f.event_id = c.event_id"
             f" WHERE {' AND '.join(where)} ORDER BY t.authored_on, c.task_id",
             params,
         )
-        return [self._task_subject(m, row) for row in rows]
+        return [self._task_subject(m, row, as_of) for row in rows]
 
-    def _task_subject(self, m: Measure, row: Sequence[Any]) -> Subject:
+    def _task_subject(self, m: Measure, row: Sequence[Any], as_of: date) -> Subject:
         task_id, patient, recipient, code, category, status = (str(v) for v in row[:6])
         overdue, completed, created, accepted = row[6], row[7], row[8], row[9]
         facility, payer, cancelled = str(row[10]), str(row[11]), str(row[12])
@@ -363,8 +363,9 @@ class Calculator:
             return replace(base, status="met", evidence_at=str(completed or ""), why=status)
         if status in TERMINAL:
             return replace(base, status="unmet", why=status)
-        if overdue:
-            return replace(base, status="unmet", why=f"past due since {overdue}, still {status}")
+        due = str(row[14] or "")
+        if overdue or (due and _day(due) < as_of):
+            return replace(base, status="unmet", why=f"past due ({due}), still {status}")
         return replace(base, status="pending", why=f"{status}, not yet due")
 
     # notifications --------------------------------------------------------------------------------

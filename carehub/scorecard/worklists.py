@@ -27,8 +27,8 @@ TITLES = {
     "declined": "Declined, no alternative",
 }
 OPEN = ("requested", "accepted", "in-progress", "on-hold")
-#: Discharge dispositions (HL7 table 0112) of a patient who died: nobody to follow up.
-EXPIRED = ("20", "40", "41", "42")
+#: Discharge dispositions of a patient who died (FHIR discharge-disposition exp; v2 0112 codes 40-42 kept as they are).
+EXPIRED = ("exp", "40", "41", "42")
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,10 @@ from carehub.streams.routing.match import diagnosis_codes
 
 READMISSION_WINDOW = timedelta(days=30)
 ED_WINDOW = timedelta(days=60)
-#: How long ED visits are remembered: the LACE index counts those of the 6 months before an admission.
+#: The LACE index counts the ED visits of the 6 months before an admission; they are remembered a year
+#: (events between an admission and its discharge must not prune what the discharge's LACE counts).
 ED_HISTORY = timedelta(days=183)
+ED_KEEP = timedelta(days=366)
 ED_VISITS = 3
 TASK_GRACE = timedelta(days=30)
 #: Visits remembered per patient (for corrections); the oldest are dropped first.
@@ -245,7 +247,7 @@ def observe(
     ]
     if event.kind == "discharge":
         discharges.append(event.occurred_at)
-    ed = [(raw, enc) for raw, enc in state.ed_visits if (t := parse_time(raw)) and at - t <= ED_HISTORY]
+    ed = [(raw, enc) for raw, enc in state.ed_visits if (t := parse_time(raw)) and at - t <= ED_KEEP]
     if event.kind in UNDO_ADMIT:
         ed = [(raw, enc) for raw, enc in ed if enc != event.encounter_id]
     if _is_ed(event) and all(enc != (event.encounter_id or event.event_id) for _, enc in ed):

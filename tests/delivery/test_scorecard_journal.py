@@ -74,7 +74,7 @@ def build(journal: Journal) -> None:
     change(journal, "t-visit-a", "completed", "2026-11-08T11:00:00.000Z")  # day 3: follow-up met
     task(journal, "t-medrec-a", "a-dis", "A", "pharmacy-mainst", "med-rec", "2026-11-05T15:00:00.000Z")
     change(journal, "t-medrec-a", "rejected", "2026-11-06T10:00:00.000Z")  # declined, no alternative
-    rec(fact("b-dis", "B", "vb1", "discharge", "2026-11-10T12:00:00.000Z", disposition="20"), [])  # died: excluded
+    rec(fact("b-dis", "B", "vb1", "discharge", "2026-11-10T12:00:00.000Z", disposition="exp"), [])  # died: excluded
     rec(fact("c-dis", "C1", "vc1", "discharge", "2026-11-12T12:00:00.000Z"), [])  # no notification: a gap
     rec(fact("c-visit", "C2", "vc2", "register", "2026-11-15T09:00:00.000Z", "AMB"), [])
     journal.link_patients(["C1"], "C2")  # A40: C1's discharge and C2's clinic visit are one patient's
@@ -105,7 +105,7 @@ def test_rates_follow_the_evidence_across_merges_and_cancels(journal: Journal) -
     assert {k: (s.numerator, s.denominator) for k, s in by_facility.strata["facility"].items()} == {
         "LAKESIDE": (1, 1), "RGH": (0, 2)}  # fmt: skip
     subjects = {s.id: s for s in by_facility.subjects}
-    assert subjects["c-dis"].patient_key == "C2" and subjects["b-dis"].why == "discharge disposition 20"
+    assert subjects["c-dis"].patient_key == "C2" and subjects["b-dis"].why == "discharge disposition exp"
     assert "d-dis" not in subjects
 
 

@@ -63,6 +63,7 @@ RULES: tuple[Rule, ...] = (
     Rule("POST", "/console/signout", (OPS_READ,), CONSOLE),
     Rule("GET", "/console", (OPS_READ,), CONSOLE),
     Rule("GET", "/console/messages", (OPS_READ,), CONSOLE),
+    Rule("GET", "/console/scorecard", (OPS_READ,), CONSOLE),
     Rule("GET", "/console/messages/{ref}", (OPS_READ,), CONSOLE),
     Rule("GET", "/console/messages/{ref}/raw", (OPS_READ, PHI_READ), "console user allowed to see PHI (audited)"),
     Rule("POST", "/console/dlq/replay", (OPS_WRITE,), CONSOLE),
@@ -82,6 +83,7 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/fhir/Task/{id}", (TASK_READ,), RECIPIENT, recipient_bound=True),
     Rule("PUT", "/fhir/Task/{id}", (TASK_WRITE,), RECIPIENT, recipient_bound=True),
     Rule("PATCH", "/fhir/Task/{id}", (TASK_WRITE,), RECIPIENT, recipient_bound=True),
+    Rule("GET", "/fhir/MeasureReport", (OPS_READ,), "quality lead, payer analytics (subject-list: also phi.read)"),
     Rule(
         "POST",
         "/fhir/notify/{source}/{subscription}",
