@@ -13,7 +13,7 @@ from carehub.core.errors import BrokerError
 from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
 from carehub.streams.subscriptions.config import SourceConfig, SubscriptionsConfig
 from carehub.streams.subscriptions.deps import SubscriptionDeps
-from carehub.streams.subscriptions.state import SubscriptionState
+from carehub.streams.subscriptions.state import SubscriptionState, state_key
 
 
 def source_client(source: SourceConfig) -> FhirSource:
@@ -64,3 +64,24 @@ async def read_states(
         return latest
     finally:
         await consumer.stop()
+
+
+def health_rows(config: SubscriptionsConfig, states: dict[str, SubscriptionState]) -> list[dict[str, object]]:
+    """One row per enabled subscription: health, last event number and heartbeat, gaps (status, console)."""
+    out: list[dict[str, object]] = []
+    for source, sub in config.enabled():
+        state = states.get(state_key(source.name, sub.name)) or SubscriptionState(source.name, sub.name)
+        out.append(
+            {
+                "source": source.name,
+                "subscription": sub.name,
+                "health": state.health,
+                "last_event_number": state.last_event_number,
+                "last_heartbeat_at": state.last_heartbeat_at,
+                "last_notification_at": state.last_notification_at,
+                "missing": len(state.missing),
+                "recovered": state.recovered,
+                "reason": state.reason,
+            }
+        )
+    return out

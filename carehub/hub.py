@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from aiohttp import web
+from aiokafka.errors import KafkaError as AIOKafkaError
 
 from carehub.adapters.configapi import config_routes
 from carehub.adapters.console import ConsoleDeps, SessionStore, console_routes, signin_redirect
@@ -31,6 +32,7 @@ from carehub.adapters.mllp.server import MLLPServer
 from carehub.broker import EmbeddedBroker
 from carehub.connectors.webhook import WebhookDestination
 from carehub.consents import ConsentParts, ConsentService
+from carehub.core.errors import BrokerError
 from carehub.core.kafka_security import KafkaSecurity
 from carehub.core.metrics import Metrics
 from carehub.core.records import InboundMessage
@@ -38,7 +40,7 @@ from carehub.core.settings import Settings
 from carehub.core.topics import Topics
 from carehub.core.transport import is_loopback
 from carehub.delivery_wiring import DeliveryParts, journal_url
-from carehub.fhir_subscriptions import resthook_routes, subscription_deps
+from carehub.fhir_subscriptions import health_rows, read_states, resthook_routes, subscription_deps
 from carehub.health import DependencyHealth
 from carehub.journal import Journal, open_journal
 from carehub.kafka import KafkaPublisher, Replication, ensure_topics
@@ -73,6 +75,8 @@ def care_event_bytes(record: InboundMessage, default_authorities: Mapping[str, s
 ROLES = ("ingest", "streams")
 #: Share of ``drain_s`` the MLLP listener may use on stop to answer blocks it already received.
 MLLP_DRAIN_SHARE = 2 / 3
+#: How long the console reuses the subscription health it read from Kafka.
+SUBSCRIPTION_HEALTH_TTL_S = 10.0
 
 
 def worker_app_id(settings: Settings) -> str:
@@ -116,6 +120,7 @@ class Hub:
         self._broker: EmbeddedBroker | None = None
         self._publisher: KafkaPublisher | None = None
         self._refusals: RefusalRecorder | None = None
+        self._subscription_rows: tuple[float, list[dict[str, object]]] | None = None  # (read at, rows): a cache
         self._mllp: MLLPServer | None = None
         self._http: HTTPServer | None = None
         self._webhook: WebhookDestination | None = None
@@ -315,9 +320,23 @@ class Hub:
 
         deps = ConsoleDeps(
             journal, self.routing, self._delivery.republish, self._tokens, self.console_sessions, audit,
-            secure_cookies=self.settings.http.tls,
+            secure_cookies=self.settings.http.tls, subscriptions=self._subscription_health,
         )  # fmt: skip
         return [*console_routes(deps), *scorecard_routes(deps, self.settings.config_dir)]
+
+    async def _subscription_health(self) -> list[dict[str, object]]:
+        """Each enabled subscription's health from the compacted state topic (read at most every 10 s)."""
+        if not self.subscriptions.enabled():
+            return []
+        now = asyncio.get_running_loop().time()
+        if self._subscription_rows is None or now - self._subscription_rows[0] > SUBSCRIPTION_HEALTH_TTL_S:
+            try:
+                states = await read_states(self.bootstrap, self.topics.subscription_state, 5.0,
+                                           security=self.kafka_security)  # fmt: skip
+            except (AIOKafkaError, OSError) as exc:
+                raise BrokerError(f"cannot read {self.topics.subscription_state}: {type(exc).__name__}") from exc
+            self._subscription_rows = (now, health_rows(self.subscriptions, states))
+        return self._subscription_rows[1]
 
     async def _start_http(self) -> None:
         """The HTTP listener, every route behind the access check (adapters.httpauth), TLS when configured."""

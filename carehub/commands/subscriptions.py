@@ -16,9 +16,9 @@ from carehub.core.errors import CarehubError
 from carehub.core.kafka_security import KafkaSecurity
 from carehub.core.settings import load_settings
 from carehub.core.topics import Topics
-from carehub.fhir_subscriptions import read_states
+from carehub.fhir_subscriptions import health_rows, read_states
 from carehub.streams.subscriptions.config import load_subscriptions
-from carehub.streams.subscriptions.state import SubscriptionState, state_key
+from carehub.streams.subscriptions.state import SubscriptionState
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,24 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def rows(config_dir: Path, states: dict[str, SubscriptionState]) -> list[dict[str, object]]:
-    config = load_subscriptions(config_dir)
-    out: list[dict[str, object]] = []
-    for source, sub in config.enabled():
-        state = states.get(state_key(source.name, sub.name)) or SubscriptionState(source.name, sub.name)
-        out.append(
-            {
-                "source": source.name,
-                "subscription": sub.name,
-                "health": state.health,
-                "last_event_number": state.last_event_number,
-                "last_heartbeat_at": state.last_heartbeat_at,
-                "last_notification_at": state.last_notification_at,
-                "missing": len(state.missing),
-                "recovered": state.recovered,
-                "reason": state.reason,
-            }
-        )
-    return out
+    return health_rows(load_subscriptions(config_dir), states)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -164,6 +164,8 @@ async def test_dashboard_latency_and_a_routing_reload_from_the_page_keeps_a_good
             await eventually(lambda: "payer-acme" in delivery_latencies(journal_of(hub), ""), timeout_s=30)
             status, html = await page(ops, hub, "/console")
         assert latency_shown(), "p50 seconds from receipt to delivery, per recipient"
+        assert re.search(r'<svg[^>]*id="latency".*<polyline points="[\d.]+,[\d.]+" [^>]*id="p99"', html), "over time"
+        assert 'id="throughput"' in html and "no FHIR subscriptions enabled" in html
 
         (config_dir / "routes.yaml").write_text("rules: [this is not a rule\n", encoding="utf-8")
         csrf = CSRF.search(html)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +19,7 @@ import pytest
 
 from carehub.commands import subscribe, subscriptions
 from carehub.connectors.mllp import MLLPClient, ack_code
-from carehub.core.principal import CONSENT_WRITE, NOTIFY_WRITE
+from carehub.core.principal import CONSENT_WRITE, NOTIFY_WRITE, OPS_READ
 from carehub.core.records import CareEvent, FhirNotification
 from carehub.demo_receivers import DemoRecipient
 from carehub.fhir_subscriptions import read_states
@@ -29,6 +30,7 @@ from tests.conftest import FEED
 from tests.core.test_record_versions import schema_of
 from tests.delivery.test_faults import read_keyed
 from tests.integration.conftest import eventually, hub_settings
+from tests.integration.test_console import page, signed_in
 from tests.subscriptions.conftest import SECRET, subscriptions_yaml
 from tests.subscriptions.fixtures import encounter
 from tests.subscriptions.source_server import SourceServer
@@ -134,6 +136,16 @@ async def test_subscription_to_delivery_with_gap_and_heartbeat_recovery(
             "reason": "recovered 1 event(s) by $events",
         }
         assert (rows[1]["subscription"], rows[1]["health"]) == ("starts", "unknown")
+
+        # the console's dashboard shows the same health, read from the same topic
+        http = await signed_in(hub, TEST_ISSUER.token(OPS_READ))
+        try:
+            status, html = await page(http, hub, "/console")
+        finally:
+            await http.close()
+        assert status == 200
+        assert re.search(r'id="health-ehr-encounters">healthy<', html), "subscription health on the dashboard"
+        assert re.search(r'id="health-[a-z]+-starts">unknown<', html) and "recovered 1 event(s) by $events" in html
 
         # 4. a source that goes silent past its heartbeat period is marked unhealthy and searched
         assert await _subscribe(config_dir, "quiet") == 0

@@ -43,6 +43,8 @@ ENV = jinja2.Environment(
 #: Dashboard windows a user can pick.
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 Audit = Callable[[dict[str, Any]], Awaitable[None]]
+#: The health of every enabled FHIR subscription (rows as ``carehub subscriptions status --json``).
+SubscriptionHealth = Callable[[], Awaitable[list[dict[str, object]]]]
 
 
 def page_query(q: MessageQuery, page: int) -> str:
@@ -64,6 +66,7 @@ class ConsoleDeps:
     sessions: SessionStore
     audit: Audit
     secure_cookies: bool
+    subscriptions: SubscriptionHealth | None = None
 
 
 def access_event(request: web.Request, who: Principal, code: str, what: str, patient_key: str = "") -> dict[str, Any]:
@@ -129,6 +132,38 @@ def throughput_svg(times: list[str], since: datetime, until: datetime, buckets: 
         f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" stroke="#555"/>'
         f'<text x="0" y="{height + 14}" font-size="11">{iso(since)}</text>'
         f'<text x="{width}" y="{height + 14}" font-size="11" text-anchor="end">peak {top}/bucket</text></svg>'
+    )
+
+
+def latency_svg(points: list[tuple[str, float]], since: datetime, until: datetime, buckets: int = 24) -> str:
+    """p50 and p99 seconds (receipt to the recipient's answer) per time bucket, as an inline SVG line chart."""
+    span = max((until - since).total_seconds(), 1.0)
+    per: list[list[float]] = [[] for _ in range(buckets)]
+    for text, seconds in points:
+        try:
+            at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        per[min(max(int((at - since).total_seconds() / span * buckets), 0), buckets - 1)].append(seconds)
+    width, height = 480, 120
+    p50 = [float(percentile(v, 0.50)) if v else None for v in per]
+    p99 = [float(percentile(v, 0.99)) if v else None for v in per]
+    top = max([v for v in p99 if v is not None], default=0.0) or 1.0
+    step = width / buckets
+
+    def line(values: list[float | None], colour: str, name: str) -> str:
+        xy = [f"{(i + 0.5) * step:.1f},{height - v / top * (height - 14):.1f}" for i, v in enumerate(values)
+              if v is not None]  # fmt: skip
+        dots = "".join(f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="2" fill="{colour}"/>' for p in xy)
+        return f'<polyline points="{" ".join(xy)}" fill="none" stroke="{colour}" id="{name}"/>{dots}'
+
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 16}" role="img" '
+        f'aria-label="delivery latency over time" id="latency">'
+        f'{line(p50, "#2b6cb0", "p50")}{line(p99, "#c53030", "p99")}'
+        f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" stroke="#555"/>'
+        f'<text x="0" y="{height + 14}" font-size="11">{iso(since)}; blue p50, red p99</text>'
+        f'<text x="{width}" y="{height + 14}" font-size="11" text-anchor="end">top {top:.3f} s</text></svg>'
     )
 
 
@@ -269,16 +304,21 @@ def percentile(values: list[float], share: float) -> str:
     return f"{ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]:.3f}"
 
 
-def delivery_latencies(journal: Journal, since: str) -> dict[str, list[float]]:
-    """Seconds from receipt (the message journal) to delivery (the outcome), per recipient."""
+def delivered_latencies(journal: Journal, since: str) -> list[tuple[str, str, float]]:
+    """(recipient, delivered at, seconds from receipt in the message journal) of deliveries since ``since``."""
     rows = journal.db.query(
         "SELECT o.recipient_id, m.received_at, o.finished_at FROM delivery_outcomes o"
         " JOIN messages m ON m.event_id = o.event_id WHERE o.status = 'delivered' AND o.finished_at >= ?",
         (since,),
     )
+    return [(str(r), str(finished), _seconds(str(received), str(finished))) for r, received, finished in rows]
+
+
+def delivery_latencies(journal: Journal, since: str) -> dict[str, list[float]]:
+    """Seconds from receipt (the message journal) to delivery (the outcome), per recipient."""
     found: dict[str, list[float]] = {}
-    for recipient, received, finished in rows:
-        found.setdefault(str(recipient), []).append(_seconds(str(received), str(finished)))
+    for recipient, _, seconds in delivered_latencies(journal, since):
+        found.setdefault(recipient, []).append(seconds)
     return found
 
 
@@ -360,10 +400,20 @@ def console_routes(deps: ConsoleDeps) -> list[web.RouteDef]:
         data = await journal.db.run(dashboard_data, journal, iso(since))
         times = await journal.db.run(journal.messages.received_times, iso(since))
         chart = throughput_svg(times, since, until)
+        latencies = await journal.db.run(delivered_latencies, journal, iso(since))
+        latency_chart = latency_svg([(at, seconds) for _, at, seconds in latencies], since, until)
+        subscriptions, subscriptions_error = [], ""
+        if deps.subscriptions is not None:
+            try:
+                subscriptions = await deps.subscriptions()
+            except CarehubError as exc:
+                subscriptions_error = exc.message
         error = deps.routing.last_error
         paused = await journal.db.run(journal.pauses.paused)
         directory = sorted(deps.routing.current().recipients)
         return _render(request, deps, "dashboard.html", window=window, windows=list(WINDOWS), chart=chart,
+                       latency_chart=latency_chart, subscriptions=subscriptions,
+                       subscriptions_error=subscriptions_error,
                        received=len(times), map_version=deps.routing.current().version, paused=paused,
                        directory=directory,
                        map_error=error.message if error is not None else "", **data)  # fmt: skip
