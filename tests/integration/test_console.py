@@ -119,8 +119,13 @@ async def test_trace_a_message_see_why_not_delivered_view_raw_audited_and_replay
         csrf = CSRF.search(html)
         assert csrf is not None
         pcp_before = len(recipients["pcp-riverside"].received)
+        assert 'id="replay-pcp-riverside"' in html and 'id="replay-payer-acme"' not in html
         async with ops.post(f"http://127.0.0.1:{hub.http_port}/console/dlq/replay",
-                            data={"all": "1", "csrf": csrf.group(1)}, allow_redirects=False) as r:  # fmt: skip
+                            data={"recipient": "payer-acme", "csrf": csrf.group(1)}) as r:  # fmt: skip
+            assert r.status == 400 and "no dead letters of payer-acme" in await r.text()
+        async with ops.post(f"http://127.0.0.1:{hub.http_port}/console/dlq/replay",
+                            data={"recipient": "pcp-riverside", "csrf": csrf.group(1)},
+                            allow_redirects=False) as r:  # fmt: skip
             assert r.status == 303 and "replayed=1" in r.headers["Location"]
         await eventually(lambda: len(recipients["pcp-riverside"].received) > pcp_before, timeout_s=60)
         status, html = await page(ops, hub, "/console")
@@ -142,6 +147,8 @@ async def test_trace_a_message_see_why_not_delivered_view_raw_audited_and_replay
     assert any(e["entity"][-1]["what"].get("identifier", {}).get("value") == row.patient_key for e in views)
     replays = [e for e in events if e["type"]["code"] == "110100"]
     assert replays and replays[-1]["agent"][0]["who"]["identifier"]["value"] == "analyst-1"
+    targets = [d["valueString"] for e in replays for d in e["entity"][0]["detail"] if d["type"] == "target"]
+    assert "recipient pcp-riverside" in targets
 
 
 async def test_dashboard_latency_and_a_routing_reload_from_the_page_keeps_a_good_map_over_a_bad_edit(

@@ -454,10 +454,17 @@ def console_routes(deps: ConsoleDeps) -> list[web.RouteDef]:
             raise web.HTTPForbidden(text="the form's CSRF token is missing or stale; reload the page")
         ids = [str(v) for v in form.getall("delivery_id", [])]
         who = _principal(request)
-        wanted = None if form.get("all") == "1" else ids
+        recipient = str(form.get("recipient", ""))
+        target = ",".join(ids) if ids else "all"
+        if recipient:  # one recipient's dead letters, as they are parked now
+            parked = await journal.db.run(journal.dead_letters, "parked")
+            ids = [row.delivery_id for row in parked if row.recipient_id == recipient]
+            target = f"recipient {recipient}"
+        wanted = None if form.get("all") == "1" and not recipient else ids
         if wanted == []:
-            raise web.HTTPBadRequest(text="choose a dead letter to replay")
-        await deps.audit(access_event(request, who, "dlq-replay", ",".join(ids) if wanted else "all"))
+            raise web.HTTPBadRequest(text="choose a dead letter to replay" if not recipient else
+                                     f"no dead letters of {recipient} are parked")  # fmt: skip
+        await deps.audit(access_event(request, who, "dlq-replay", target))
         result = await replay_dead_letters(journal, deps.republish, wanted)
         log.info("console replay by %s/%s: %d replayed, %d failed", who.issuer, who.subject,
                  len(result["replayed"]), len(result["failed"]))  # fmt: skip
