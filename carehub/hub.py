@@ -32,6 +32,7 @@ from carehub.adapters.mllp.server import MLLPServer
 from carehub.broker import EmbeddedBroker
 from carehub.connectors.webhook import WebhookDestination
 from carehub.consents import ConsentParts, ConsentService
+from carehub.consumer_lag import group_lag
 from carehub.core.errors import BrokerError
 from carehub.core.kafka_security import KafkaSecurity
 from carehub.core.metrics import Metrics
@@ -75,7 +76,7 @@ def care_event_bytes(record: InboundMessage, default_authorities: Mapping[str, s
 ROLES = ("ingest", "streams")
 #: Share of ``drain_s`` the MLLP listener may use on stop to answer blocks it already received.
 MLLP_DRAIN_SHARE = 2 / 3
-#: How long the console reuses the subscription health it read from Kafka.
+#: How long the console reuses the subscription health and consumer lag it read from Kafka.
 SUBSCRIPTION_HEALTH_TTL_S = 10.0
 
 
@@ -121,6 +122,7 @@ class Hub:
         self._publisher: KafkaPublisher | None = None
         self._refusals: RefusalRecorder | None = None
         self._subscription_rows: tuple[float, list[dict[str, object]]] | None = None  # (read at, rows): a cache
+        self._lag_rows: tuple[float, list[dict[str, object]]] | None = None  # the same for consumer lag
         self._mllp: MLLPServer | None = None
         self._http: HTTPServer | None = None
         self._webhook: WebhookDestination | None = None
@@ -145,6 +147,11 @@ class Hub:
     @property
     def app_id(self) -> str:
         return worker_app_id(self.settings)
+
+    @property
+    def journal_group(self) -> str:
+        """The consumer group that feeds the message journal from the inbound topics."""
+        return f"{self.app_id}-message-journal"
 
     @property
     def consents(self) -> ConsentService:
@@ -220,7 +227,7 @@ class Hub:
             journal,
             self.bootstrap,
             self.topics,
-            f"{app_id}-message-journal",
+            self.journal_group,
             default_authorities=dict(s.default_authorities),
             security=self.kafka_security,
         )
@@ -320,7 +327,7 @@ class Hub:
 
         deps = ConsoleDeps(
             journal, self.routing, self._delivery.republish, self._tokens, self.console_sessions, audit,
-            secure_cookies=self.settings.http.tls, subscriptions=self._subscription_health,
+            secure_cookies=self.settings.http.tls, subscriptions=self._subscription_health, lag=self._consumer_lag,
         )  # fmt: skip
         return [*console_routes(deps), *scorecard_routes(deps, self.settings.config_dir)]
 
@@ -337,6 +344,15 @@ class Hub:
                 raise BrokerError(f"cannot read {self.topics.subscription_state}: {type(exc).__name__}") from exc
             self._subscription_rows = (now, health_rows(self.subscriptions, states))
         return self._subscription_rows[1]
+
+    async def _consumer_lag(self) -> list[dict[str, object]]:
+        """The stream workers' and the message journal's groups: records behind per topic (at most every 10 s)."""
+        now = asyncio.get_running_loop().time()
+        if self._lag_rows is None or now - self._lag_rows[0] > SUBSCRIPTION_HEALTH_TTL_S:
+            groups = [self.app_id, self.journal_group]
+            rows = await group_lag(self.bootstrap, groups, self.topics.prefix, security=self.kafka_security)
+            self._lag_rows = (now, [row.to_dict() for row in rows])
+        return self._lag_rows[1]
 
     async def _start_http(self) -> None:
         """The HTTP listener, every route behind the access check (adapters.httpauth), TLS when configured."""

@@ -45,6 +45,8 @@ WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta
 Audit = Callable[[dict[str, Any]], Awaitable[None]]
 #: The health of every enabled FHIR subscription (rows as ``carehub subscriptions status --json``).
 SubscriptionHealth = Callable[[], Awaitable[list[dict[str, object]]]]
+#: Records behind per consumer group and topic, as the cluster sees it (rows: group, topic, partitions, behind).
+ConsumerLag = Callable[[], Awaitable[list[dict[str, object]]]]
 
 
 def page_query(q: MessageQuery, page: int) -> str:
@@ -67,6 +69,7 @@ class ConsoleDeps:
     audit: Audit
     secure_cookies: bool
     subscriptions: SubscriptionHealth | None = None
+    lag: ConsumerLag | None = None
 
 
 def access_event(request: web.Request, who: Principal, code: str, what: str, patient_key: str = "") -> dict[str, Any]:
@@ -408,12 +411,18 @@ def console_routes(deps: ConsoleDeps) -> list[web.RouteDef]:
                 subscriptions = await deps.subscriptions()
             except CarehubError as exc:
                 subscriptions_error = exc.message
+        lag, lag_error = [], ""
+        if deps.lag is not None:
+            try:
+                lag = await deps.lag()
+            except CarehubError as exc:
+                lag_error = exc.message
         error = deps.routing.last_error
         paused = await journal.db.run(journal.pauses.paused)
         directory = sorted(deps.routing.current().recipients)
         return _render(request, deps, "dashboard.html", window=window, windows=list(WINDOWS), chart=chart,
                        latency_chart=latency_chart, subscriptions=subscriptions,
-                       subscriptions_error=subscriptions_error,
+                       subscriptions_error=subscriptions_error, lag=lag, lag_error=lag_error,
                        received=len(times), map_version=deps.routing.current().version, paused=paused,
                        directory=directory,
                        map_error=error.message if error is not None else "", **data)  # fmt: skip
