@@ -139,6 +139,8 @@ async def test_trace_a_message_see_why_not_delivered_view_raw_audited_and_replay
         assert 'id="raw-link"' in html
         status, html = await page(phi, hub, f"/console/messages/{ref}/raw")
         assert status == 200 and "MSH|" in html and "RGH0002" in html
+        assert 'id="care-event"' in html and "&#34;kind&#34;: &#34;admit&#34;" in html, "the CareEvent it became"
+        assert 'id="bundle"' in html and "&#34;resourceType&#34;: &#34;Bundle&#34;" in html and "RIVERA" in html
     finally:
         await phi.close()
     events = journal.security.events()

@@ -10,6 +10,9 @@ the principal (journal.security).
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -219,6 +222,20 @@ def _routing(deps: ConsoleDeps, raw: str) -> dict[str, Any] | None:
     except Exception:  # a message that does not convert: normalize dead-lettered it with its reason
         return None
     return describe(event, decide(event, deps.routing.current(), frozenset()))
+
+
+def became(raw: str) -> tuple[str, str, str]:
+    """The CareEvent (without its bundle and copy of the HL7) and the FHIR bundle ``raw`` converts to now,
+    as indented JSON, or why it does not convert (PHI: only for the raw view)."""
+    try:
+        conversion = convert_text(raw, validate=False)
+    except CarehubError as exc:
+        return "", "", exc.message
+    except Exception as exc:  # the stream dead-lettered it; the console still shows the receipt
+        return "", "", type(exc).__name__
+    event = {k: v for k, v in conversion.event.to_dict().items() if k not in ("bundle", "source_hl7")}
+    dump = functools.partial(json.dumps, indent=2, ensure_ascii=False)
+    return dump(event), dump(conversion.bundle), ""
 
 
 def _detail(journal: Journal, row: MessageRow) -> dict[str, Any]:
@@ -455,7 +472,10 @@ def console_routes(deps: ConsoleDeps) -> list[web.RouteDef]:
         who = _principal(request)
         await deps.audit(access_event(request, who, "phi-view", ref, row.patient_key))  # audited before it is shown
         raw = await journal.db.run(journal.messages.raw, ref)
-        return _render(request, deps, "raw.html", m=row, raw=raw.replace("\r", "\n"))
+        convertible = row.source == "mllp" and not row.error_code
+        event, bundle, problem = await asyncio.to_thread(became, raw) if convertible else ("", "", "")
+        return _render(request, deps, "raw.html", m=row, raw=raw.replace("\r", "\n"), event=event, bundle=bundle,
+                       problem=problem)  # fmt: skip
 
     async def replay(request: web.Request) -> web.StreamResponse:
         form = await request.post()
