@@ -37,6 +37,7 @@ from carehub.journal import open_journal
 from carehub.mappings.batch import read_messages
 from carehub.mappings.transforms.datetimes import to_datetime
 from carehub.scorecard.demo import demo_scorecard
+from carehub.streams.packet.document import packet_of
 from carehub.streams.routing.load import RECIPIENTS_FILE, load_routing_map
 
 DEFAULT_FEED = shipped("demo") / "feed"
@@ -90,6 +91,11 @@ class DemoReport:
     #: Notifications of a cancel the recipients received, and Task updates ``status=cancelled`` they received.
     cancel_notices: int = 0
     tasks_cancelled: int = 0
+    #: Transition-of-care packets received (docs/packet.md), per recipient; CarePlans revoked by a cancel.
+    packets: dict[str, int] = field(default_factory=dict)
+    careplans_revoked: int = 0
+    #: The sections of the first packet the PCP received: title -> entries, or the reason it is empty.
+    packet_sections: dict[str, str] = field(default_factory=dict)
     #: The operations console of this run and a token to sign in with (docs/console.md).
     console_url: str = ""
     console_token: str = ""
@@ -298,6 +304,7 @@ async def run_demo(
     ]
     report.cancel_notices = sum(1 for r in recipients for got in r.received if got.event_code in ("A11", "A12", "A13"))
     report.tasks_cancelled = sum(1 for r in recipients for got in r.received if got.event_code == "task-cancelled")
+    _packets(report, recipients)
     by_rule = m.by_label("consent", "rule")
     report.disclosed_with_consent = by_rule.get("named-recipient", 0) + by_rule.get("tpo-class", 0)
     report.journal = f"sqlite:///{DEMO_JOURNAL.resolve()}"
@@ -305,6 +312,20 @@ async def run_demo(
     report.logistics = orders_summary(DEMO_JOURNAL)
     report.scorecard_period, report.scorecard = demo_scorecard(report.journal, config_dir, DEMO_MEASURES)
     return report
+
+
+def _packets(report: DemoReport, recipients: list[DemoRecipient]) -> None:
+    """What the recipients show of transition-of-care packets: how many, and the PCP's first one by section."""
+    report.packets = {
+        r.recipient_id: n for r in recipients if (n := sum(g.event_code == "toc-packet" for g in r.received))
+    }
+    report.careplans_revoked = sum(1 for r in recipients for got in r.received if got.event_code == "careplan-revoked")
+    pcp = next((r for r in recipients if r.recipient_id == "pcp-riverside"), None)
+    first = next((g for g in pcp.received if g.event_code == "toc-packet"), None) if pcp is not None else None
+    document = packet_of(first.bundle) if first is not None else None
+    for section in (document or {}).get("entry", [{}])[0].get("resource", {}).get("section", []):
+        empty = section.get("emptyReason", {}).get("coding", [{}])[0].get("code", "")
+        report.packet_sections[section["title"]] = str(len(section["entry"])) if "entry" in section else empty
 
 
 def render(report: DemoReport) -> str:
@@ -315,7 +336,7 @@ def render(report: DemoReport) -> str:
     lines += [
         "",
         f"sent {report.sent} messages; ACKs: {acks}",
-        f"normalized {report.normalized} care events; routed {report.routed} deliveries (notifications and tasks) "
+        f"normalized {report.normalized} care events; routed {report.routed} deliveries (notifications, tasks and packets) "
         f"(routing map {report.map_version}); delivered {report.delivered}; failed {report.failed}",
         "",
         "what reached whom:",
@@ -328,6 +349,13 @@ def render(report: DemoReport) -> str:
         lines += ["", f"corrections: {', '.join(report.cancels)} cancelled what recipients were told; "
                   f"{report.cancel_notices} cancel notification(s) and {report.tasks_cancelled} Task(s) "
                   "status=cancelled reached the recipients (also cancelled in the journal)"]  # fmt: skip
+    if report.packets:
+        got = ", ".join(f"{rid} {n}" for rid, n in report.packets.items())
+        lines += ["", f"transition-of-care packets (docs/packet.md): {sum(report.packets.values())} received ({got}); "
+                  f"{report.careplans_revoked} CarePlan(s) revoked by a cancel"]  # fmt: skip
+        if report.packet_sections:
+            shown = "; ".join(f"{title} {what}" for title, what in report.packet_sections.items())
+            lines.append(f"  the PCP's first packet, entries per section: {shown}")
     lines += ["", f"42 CFR Part 2: consents on file {', '.join(report.consents) or '(none)'}; "
               f"{report.disclosed_with_consent} disclosure(s) under a consent, with the redisclosure notice; "
               f"{len(report.suppressed)} suppressed:"]  # fmt: skip

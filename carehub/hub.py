@@ -47,6 +47,7 @@ from carehub.journal import Journal, open_journal
 from carehub.kafka import KafkaPublisher, Replication, ensure_topics
 from carehub.message_journal import MessageJournalFeed
 from carehub.ops_http import HTTPServer, check_listener, ops_routes, server_ssl_context
+from carehub.packets import packet_deps
 from carehub.refusals import RefusalRecorder
 from carehub.streams.app import build_app, changelog_topics
 from carehub.streams.context import StreamDeps
@@ -222,6 +223,7 @@ class Hub:
             subscriptions=subscription_deps(self.subscriptions),
             consent=self._consent.deps() if self._consent is not None else None,
             default_authorities=s.default_authorities,
+            packet=packet_deps(s.config_dir, self.subscriptions),
         )
         self._message_feed = MessageJournalFeed(
             journal,

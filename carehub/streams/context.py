@@ -28,6 +28,7 @@ from carehub.journal import Journal
 from carehub.streams.consent.deps import ConsentDeps
 from carehub.streams.delivery_policy import RetryPolicy
 from carehub.streams.notify import Hub
+from carehub.streams.packet.step import PacketDeps
 from carehub.streams.routing.model import RoutingMap
 from carehub.streams.subscriptions.deps import SubscriptionDeps
 
@@ -60,6 +61,8 @@ class StreamDeps:
     consent: ConsentDeps | None = None
     #: The ``default_authorities`` setting: sender -> authority for PID-3 without CX.4 (core.patient).
     default_authorities: Mapping[str, str] = field(default_factory=dict)
+    #: Transition-of-care packets: the enrichment budget and a FHIR source per facility (None: no enrichment).
+    packet: PacketDeps | None = None
 
 
 class AgentContext:

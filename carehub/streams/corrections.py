@@ -14,7 +14,9 @@ checked in the journal when the correction is about to leave
   ``cancelled``, A13 ``in-progress``; a merge carries ``Patient.link``);
 * every Task of a cancelled admission or discharge gets a Task update,
   ``status`` cancelled with a ``statusReason``, and is cancelled in the
-  journal's task table.
+  journal's task table;
+* every recipient of a cancelled discharge's transition-of-care packet gets
+  its CarePlan revoked (streams.packet.careplan.revocation_message).
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ def originals(state: PatientState, event: CareEvent, retired: Iterable[PatientSt
     if visit is None:
         return []
     found = _latest_notify_per_recipient(visit.sent)
-    if event.kind in TASK_CANCELS:
-        found += [s for s in visit.sent if s.action == "task"]
+    if event.kind in TASK_CANCELS:  # its Tasks are cancelled, its transition-of-care packet's CarePlan revoked
+        found += [s for s in visit.sent if s.action in ("task", "packet")]
     return found
 
 

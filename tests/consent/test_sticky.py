@@ -129,7 +129,8 @@ async def test_later_events_of_a_program_visit_keep_the_labels_also_after_a_rest
         await eventually(lambda: len(_received(pcp, "MRN-S1")) >= 4, timeout_s=60)
         await _settle(restarted, 6)  # each discharge: PCP and payer notifications, two TCM tasks
         codes = [r.event_code for r in _received(pcp, "MRN-S1")]
-        assert codes == ["A08", "notification-discharge", "task:tcm-contact", "task:tcm-visit"], codes
+        # the general visit's packet too; the program visit's discharge sends nothing, its packet neither
+        assert codes == ["A08", "notification-discharge", "task:tcm-contact", "task:tcm-visit", "toc-packet"], codes
         assert [r for r in _received(pcp, "MRN-S1") if "V-S1" in json.dumps(r.bundle)] == []
         assert _rules(restarted, "RGH|MRN-S1")[-2:] == ["no-permitting-consent", "not-part2"]
     finally:

@@ -46,9 +46,9 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
     assert report["acked"] == {"AA": len(feed), "AE": 0, "AR": 0}
     assert report["normalized"] == len(feed)
     # routed: 25 notifications and tasks, 4 transition-of-care packets (Rivera's and Okafor's inpatient
-    # discharges, to the PCP and the payer) and Rivera's 2 logistics orders (heart failure, I50.22) to the
+    # discharges, to the PCP and the payer), the 2 CarePlan revocations of Okafor's A13 and Rivera's 2 logistics orders (heart failure, I50.22) to the
     # hub's logistics desk. Delivered besides: the 3 offers to vendors and the order steps told to the PCP.
-    assert report["routed"] == 31 and report["failed"] == 0
+    assert report["routed"] == 33 and report["failed"] == 0
     # PCP: 8 ADT notifications (the A08 goes nowhere; the Part 2 admit under the patient's consent)
     # + TCM contact and visit tasks for 2 discharges + 2 packets; payer: 5 inpatient admits/discharges (the
     # Part 2 admit is suppressed: its consent names the PCP only) + 2 packets; pharmacy: 1 med-rec (Okafor
@@ -58,7 +58,7 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
     orders = {o["service"]: o for o in report["logistics"]}
     steps = sum(len(o["steps"]) for o in report["logistics"])  # every step of an order is told to the PCP
     assert report["per_recipient"] == {
-        "pcp-riverside": 17 + steps, "payer-acme": 8, "pharmacy-mainst": 2, "cbo-foodbank": 2,
+        "pcp-riverside": 18 + steps, "payer-acme": 9, "pharmacy-mainst": 2, "cbo-foodbank": 2,
         "nemt-metro": 1, "nemt-prairie": 1, "dme-lincoln": 1,
     }  # fmt: skip
     # the cascade: the first transport vendor (in network, rank 1) declines, the second takes the ride
@@ -69,6 +69,12 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
     assert orders["dme"]["state"] == "completed" and orders["dme"]["vendor"] == "dme-lincoln"
     shown = "\n".join(logistics_lines(report["logistics"]))  # the summary's lines (carehub.demo.render)
     assert "declined                 nemt-metro (no wheelchair van free that afternoon)" in shown
+    # Both inpatient discharges send a transition-of-care packet to the PCP and the payer (docs/packet.md);
+    # the A13 revokes Okafor's CarePlan at both.
+    assert report["packets"] == {"pcp-riverside": 2, "payer-acme": 2} and report["careplans_revoked"] == 2
+    sections = report["packet_sections"]
+    assert sections["Encounter and responsible practitioner"] == "2" and sections["Plan of care"] == "3"
+    assert sections["Medications"] == "unavailable", "the demo configures no FHIR source to complete packets from"
     assert report["cancels"] == ["10-a13-cancel-discharge-okafor.hl7"]
     assert report["cancel_notices"] == 2 and report["tasks_cancelled"] == 4
     assert sum(report["per_recipient"].values()) + len(orders) == report["delivered"]

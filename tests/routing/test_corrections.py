@@ -124,8 +124,10 @@ async def test_a_cancelled_discharge_cancels_its_tasks_at_every_recipient(
     pharmacy, cbo, cm = others["pharmacy-mainst"], others["cbo-foodbank"], others["cm-springfield"]
     admit, discharge = _feed("05-a01-admit-okafor.hl7"), _feed("07-a03-discharge-okafor.hl7")
     await _send(hub.mllp_port, admit, discharge)
-    await eventually(lambda: len(pcp.received) == 4 and pharmacy.received and cbo.received and len(payer.received) == 2)
-    task_keys = {r.bundle["entry"][-1]["resource"]["identifier"][0]["value"] for r in [*pcp.received[2:],
+    # the PCP: A01, A03, two Tasks and the transition-of-care packet (last); the payer: A01, A03, the packet
+    await eventually(lambda: len(pcp.received) == 5 and pharmacy.received and cbo.received and len(payer.received) == 3)
+    assert _codes(pcp)[4] == _codes(payer)[2] == "toc-packet"
+    task_keys = {r.bundle["entry"][-1]["resource"]["identifier"][0]["value"] for r in [*pcp.received[2:4],
                  pharmacy.received[0], cbo.received[0]]}  # fmt: skip
     sent_task = _resource(pcp.received[2], "Task")
     assert sent_task["for"]["identifier"] == {"system": "urn:carehub:patient", "value": PATIENT}
@@ -160,10 +162,11 @@ async def test_a_cancelled_discharge_cancels_its_tasks_at_every_recipient(
 
     cancel = _as(discharge, "A13", "ADT_A01", "RGH0013")
     await _send(hub.mllp_port, cancel)
-    await eventually(lambda: len(pcp.received) == 7 and len(pharmacy.received) == 2 and len(cbo.received) == 2
-                     and len(payer.received) == 3)  # fmt: skip
-    assert sorted(_codes(pcp)[4:]) == ["A13", "task-cancelled", "task-cancelled"]
-    assert _codes(payer)[2] == "A13" and _codes(pharmacy)[1] == _codes(cbo)[1] == "task-cancelled"
+    await eventually(lambda: len(pcp.received) == 9 and len(pharmacy.received) == 2 and len(cbo.received) == 2
+                     and len(payer.received) == 5)  # fmt: skip
+    assert sorted(_codes(pcp)[5:]) == ["A13", "careplan-revoked", "task-cancelled", "task-cancelled"]
+    assert _codes(payer)[3:] == ["A13", "careplan-revoked"]
+    assert _codes(pharmacy)[1] == _codes(cbo)[1] == "task-cancelled"
     notice = next(r for r in pcp.received if r.event_code == "A13")
     assert _resource(notice, "Encounter")["status"] == "in-progress"  # A13: the patient is still in (v2-to-FHIR)
     cancelled = [r for r in [*pcp.received, pharmacy.received[1], cbo.received[1]] if r.event_code == "task-cancelled"]
@@ -181,7 +184,7 @@ async def test_a_cancelled_discharge_cancels_its_tasks_at_every_recipient(
     await _send(hub.mllp_port, _feed("06-a08-update-okafor.hl7", RGH0006="RGH0106"))
     await eventually(lambda: hub.metrics.total("routed_events") == 4)
     assert _signal(hub, "open-follow-up") == before
-    assert len(pcp.received) == 7, "an A08 that corrects nothing is not sent as a correction"
+    assert len(pcp.received) == 9, "an A08 that corrects nothing is not sent as a correction"
 
 
 async def test_a_cancelled_admission_and_a_merge_reach_who_was_told(
@@ -201,7 +204,7 @@ async def test_a_cancelled_admission_and_a_merge_reach_who_was_told(
     swap = {"MRN100871": "MRN300001", "V77002": "V99001"}
     await _send(hub.mllp_port, _feed("05-a01-admit-okafor.hl7", RGH0005="RGH3005", **swap),
                 _feed("07-a03-discharge-okafor.hl7", RGH0007="RGH3007", **swap))  # fmt: skip
-    await eventually(lambda: len(pcp.received) == 6)
+    await eventually(lambda: len(pcp.received) == 7)  # A01, A03, two Tasks, the packet
     retired, survivor = "RGH|MRN300001", "RGH|MRN300002"
     assert len(await _tasks(hub, issuer, "pcp-riverside", f"patient={retired}")) == 2
     pid = next(s for s in _feed("05-a01-admit-okafor.hl7").split(b"\r") if s.startswith(b"PID|"))
@@ -213,9 +216,9 @@ async def test_a_cancelled_admission_and_a_merge_reach_who_was_told(
         b"MRG|MRN300001^^^RGH^MR",
     ]) + b"\r"  # fmt: skip
     await _send(hub.mllp_port, merge)
-    await eventually(lambda: len(pcp.received) == 7)
-    assert pcp.received[6].event_code == "A40"
-    linked = _resource(pcp.received[6], "Patient")
+    await eventually(lambda: len(pcp.received) == 8)
+    assert pcp.received[7].event_code == "A40"
+    linked = _resource(pcp.received[7], "Patient")
     assert linked["identifier"][0]["value"] == "MRN300002"
     moved = await _tasks(hub, issuer, "pcp-riverside", f"patient={survivor}")
     assert len(moved) == 2 and all(t["for"]["identifier"]["value"] == survivor for t in moved)

@@ -64,12 +64,13 @@ async def test_discharge_tasks_signals_and_hot_reload(
         (FEED / "05-a01-admit-okafor.hl7").read_bytes(),
         (FEED / "07-a03-discharge-okafor.hl7").read_bytes(),
     )
-    await eventually(lambda: pharmacy.received and cbo.received and len(pcp.received) == 4)
+    await eventually(lambda: pharmacy.received and cbo.received and len(pcp.received) == 5)
     assert [r.event_code for r in pcp.received] == [
         "notification-admit",
         "notification-discharge",
         "task:tcm-contact",
         "task:tcm-visit",
+        "toc-packet",  # after everything else of the discharge (docs/packet.md)
     ]
     assert pharmacy.received[0].event_code == "task:med-rec" and cbo.received[0].event_code == "task:sdoh-referral"
 

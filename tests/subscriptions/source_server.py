@@ -4,12 +4,15 @@ Serves resources from fixtures (read, search by ``beneficiary`` and
 ``_lastUpdated``), accepts Subscription create/update (then performs the
 handshake against the channel endpoint), answers ``$status`` and ``$events``,
 issues SMART Backend Services tokens for JWT assertions signed by the
-registered client key, and POSTs R4 Backport notifications (empty, id-only or
-full-resource) to carehub's endpoint like a real source does.
+registered client key, searches by identifier, patient, status and type (token
+search) held or failing per type or patient (a slow or broken source),
+and POSTs R4 Backport notifications (empty, id-only or full-resource) to
+carehub's endpoint like a real source does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 from dataclasses import dataclass, field
@@ -21,6 +24,12 @@ import jwt
 from aiohttp import web
 
 BP = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
+
+
+def _token(codings: list[dict[str, Any]], value: str) -> bool:
+    """FHIR token search: ``code`` (any system) or ``system|code`` against identifiers or codings."""
+    system, bar, code = value.rpartition("|")
+    return any((c.get("value") or c.get("code")) == code and (not bar or c.get("system") == system) for c in codings)
 
 
 def _now() -> str:
@@ -63,6 +72,10 @@ class SourceServer:
         self.resources: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[str, Sub] = {}
         self.requests: list[str] = []
+        #: Searches that wait for the event before answering, by ``Type`` or ``Type?patient=<ref>``.
+        self.holds: dict[str, asyncio.Event] = {}
+        #: HTTP status a search answers with instead of results, keyed the same way.
+        self.failures: dict[str, int] = {}
         self._token = token
         self._client_key = client_public_key
         self._client_id = client_id
@@ -187,10 +200,29 @@ class SourceServer:
                 return False
             if name == "_lastUpdated" and resource["meta"]["lastUpdated"] < value.removeprefix("ge"):
                 return False
+            if name == "identifier" and not _token(resource.get("identifier", []), value):
+                return False
+            if name == "patient" and value not in (
+                (resource.get("subject") or resource.get("patient") or {}).get("reference"),
+            ):
+                return False
+            if name == "status" and resource.get("status") not in value.split(","):
+                return False
+            if name == "type" and not any(
+                _token(resource.get("type", {}).get("coding", []), v) for v in value.split(",")
+            ):
+                return False
         return True
 
     async def _search(self, request: web.Request) -> web.Response:
         kind = request.match_info["type"]
+        keyed = f"{kind}?patient={request.query.get('patient', '')}"
+        held = self.holds.get(keyed) or self.holds.get(kind)
+        if held is not None:
+            await held.wait()  # a source that does not answer (until the test releases it)
+        failing = self.failures.get(keyed) or self.failures.get(kind)
+        if failing:
+            return web.json_response({"resourceType": "OperationOutcome"}, status=failing)
         if kind == "Subscription":
             found = [
                 {**s.resource, "id": i} for i, s in self.subscriptions.items() if s.endpoint == request.query.get("url")

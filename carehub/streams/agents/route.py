@@ -23,6 +23,9 @@ from carehub.streams.consent.enforce import Gatekeeper
 from carehub.streams.context import AgentContext
 from carehub.streams.corrections import IDENTITY_CORRECTIONS, originals
 from carehub.streams.facts import cancel_of, fact_of, tasks_of
+from carehub.streams.packet.step import PacketStep, packets_sent, split
+from carehub.streams.plan import task_requests
+from carehub.streams.referrals import TaskRequest
 from carehub.streams.risk import lace, with_lace
 from carehub.streams.routing.decide import RoutingDecision, decide
 from carehub.streams.signals import OpenTask, PatientState, Sent, merged, observe, signals
@@ -72,12 +75,41 @@ def retired_of(event: CareEvent) -> list[str]:
     return [str(k) for k in event.attributes.get("merged_from", []) if str(k) != event.patient_key]
 
 
+async def send_packets(
+    ctx: AgentContext,
+    step: PacketStep,
+    gatekeeper: Gatekeeper,
+    care_event: CareEvent,
+    packets: RoutingDecision,
+    tasks: list[TaskRequest],
+    event: Any,
+) -> None:
+    """The transition-of-care packets of an event whose other deliveries are sent (streams.packet.step)."""
+    topics = ctx.deps.topics
+    try:
+        verdicts = await step.verdicts(care_event, packets, tasks, gatekeeper, ctx.deps.hub, now_iso())
+        planned = [v.delivery for v in verdicts if v.delivery is not None]
+        audits = [ctx.fit(orjson.dumps(v.audit), "an AuditEvent") for v in verdicts]
+        outputs = [ctx.fit(item.to_json(), "a Delivery") for item in planned]
+    except Exception as exc:  # the event's other deliveries are out; a replay re-plans them under the same keys
+        await ctx.dead_letter("packet", exc, event)
+        return
+    for verdict, audit in zip(verdicts, audits, strict=True):
+        ctx.metrics.inc("consent", outcome=verdict.decision.outcome, rule=verdict.decision.rule)
+        await ctx.send_bytes(topics.audit_events, care_event.patient_key, audit)
+    for item, value in zip(planned, outputs, strict=True):
+        ctx.metrics.inc("routed", recipient=item.recipient_id)
+        ctx.metrics.inc("packets_planned", recipient=item.recipient_id)
+        await ctx.send_bytes(topics.deliveries, item.patient_key, value)
+
+
 def register(app: faust.App, ctx: AgentContext) -> None:
     topics = ctx.deps.topics
     table = JsonTable(app, SIGNALS_TABLE)
     journal = ctx.deps.journal
     merged_consent = following_merges(ctx.deps.consent, journal.retired_into) if journal else ctx.deps.consent
     gatekeeper = Gatekeeper(merged_consent)  # a merged record's consents follow the survivor
+    packet_step = PacketStep(ctx.deps.packet)  # enrichment from the facility's FHIR source, within its budget
     once = VisitOnce(app, ctx)  # the same visit by ADT and by FHIR is routed once (streams.dedup)
     consent = ctx.deps.consent
     part2 = Part2Statuses(app, ctx, consent.policy.registry) if consent is not None else None  # sticky labels
@@ -102,11 +134,13 @@ def register(app: faust.App, ctx: AgentContext) -> None:
                 found = signals(state, care_event)
                 received = originals(state, care_event, retired)
                 decision = decide(care_event, ctx.deps.routing.current(), found.flags, received)
+                decision, packets = split(decision)  # packets wait for enrichment, after everything else is sent
                 verdicts = gatekeeper.verdicts(care_event, decision, ctx.deps.hub, now_iso())
                 planned = [v.delivery for v in verdicts if v.delivery is not None]
                 audits = [ctx.fit(orjson.dumps(v.audit), "an AuditEvent") for v in verdicts]
                 outputs = [ctx.fit(item.to_json(), "a Delivery") for item in planned]  # all fit, or none is sent
-                table.put(key, observe(state, care_event, opened_tasks(planned), sent_for_visit(planned)).to_dict())
+                sent = [*sent_for_visit(planned), *packets_sent(care_event, packets)]
+                table.put(key, observe(state, care_event, opened_tasks(planned), sent).to_dict())
                 for old in retired_keys:
                     table.put(old, PatientState().to_dict())
                 if retired_keys and journal is not None:
@@ -130,6 +164,9 @@ def register(app: faust.App, ctx: AgentContext) -> None:
             for item, value in zip(planned, outputs, strict=True):
                 ctx.metrics.inc("routed", recipient=item.recipient_id)
                 await ctx.send_bytes(topics.deliveries, item.patient_key, value)
+            if packets.planned:
+                tasks = task_requests(care_event, decision)
+                await send_packets(ctx, packet_step, gatekeeper, care_event, packets, tasks, event)
             ctx.stage_done("route", event)
 
     app.agent(ctx.topic(topics.care_events), name="route")(route_agent)

@@ -84,13 +84,16 @@ class Gatekeeper:
         self._consents = deps.consents if deps is not None else None
 
     def verdicts(self, event: CareEvent, decision: RoutingDecision, hub: Hub, now: str) -> list[Verdict]:
-        labelled = apply_labels(event, self._policy.registry)
-        on_file = self._consents.for_patient(event.patient_key) if self._consents is not None else []
-        attested = self._consents.emergencies_for(event.patient_key) if self._consents is not None else []
-
         def plan(allowed: CareEvent, planned: PlannedAction) -> Delivery:
             return plan_action(allowed, planned, decision.map_version, hub, now)
 
+        return self.verdicts_with(event, decision, plan, now)
+
+    def verdicts_with(self, event: CareEvent, decision: RoutingDecision, plan: PlanAction, now: str) -> list[Verdict]:
+        """The verdicts with deliveries built by ``plan`` (the packet step lists the decision's tasks)."""
+        labelled = apply_labels(event, self._policy.registry)
+        on_file = self._consents.for_patient(event.patient_key) if self._consents is not None else []
+        attested = self._consents.emergencies_for(event.patient_key) if self._consents is not None else []
         return enforce(labelled, decision, plan, on_file, self._policy, now, attested)
 
 

@@ -1,0 +1,244 @@
+"""Packets through a running hub: a real broker, a real FHIR source (SMART backend auth), real HTTP recipients.
+
+One hub for the module. Each test uses its own patient: a discharge completed
+from the source; one whose medication search the source never answers within the
+budget (and whose problem search fails); the A13 that cancels a discharge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.demo_receivers import DemoRecipient, Received
+from carehub.hub import Hub
+from carehub.streams.packet.document import packet_of, packet_problems
+from tests.authkit import Issuer
+from tests.conftest import CONFIG
+from tests.integration.conftest import PCP_SECRET, eventually, hub_settings
+from tests.packet.events import FULL_DISCHARGE, allergy, medication_request
+from tests.packet.test_document import Doc
+from tests.subscriptions.fixtures import patient
+from tests.subscriptions.source_server import SourceServer
+
+pytestmark = pytest.mark.integration
+CLIENT_ID = "carehub-packets"
+BUDGET_S = 1.0
+SLOW_MRN = "MRN555001"
+
+
+@dataclass
+class World:
+    hub: Hub
+    source: SourceServer
+    pcp: DemoRecipient
+    payer: DemoRecipient
+    config_dir: Path
+
+
+def _sources_yaml(source: SourceServer, key_file: Path) -> str:
+    return f"""
+sources:
+  - name: ehr
+    base_url: {source.base_url}
+    facility: RGH
+    timeout_s: 3
+    auth: {{type: smart-backend, token_url: {source.token_url}, client_id: {CLIENT_ID},
+            private_key_file: {key_file}, key_id: k1}}
+    subscriptions:
+      - name: encounters
+        topic: http://hl7.org/SubscriptionTopic/admission
+        endpoint: http://127.0.0.1:1/fhir/notify/ehr/encounters
+        secret: ""
+"""
+
+
+def _fixtures(source: SourceServer) -> None:
+    """Rivera (MRN100234): medications, an allergy, a problem, a pending report, the discharge summary."""
+    source.put(patient())
+    source.put(patient("p-slow", SLOW_MRN))
+    for rx in (medication_request("Patient/p-rivera"), medication_request("Patient/p-slow", "rx-2")):
+        source.put(rx)
+    source.put(allergy("Patient/p-rivera"))
+    source.put({**allergy("Patient/p-slow"), "id": "al-10"})
+    source.put({
+        "resourceType": "Condition", "id": "c-ckd", "subject": {"reference": "Patient/p-rivera"},
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                                  "code": "problem-list-item"}]}],
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "431855005",
+                             "display": "Chronic kidney disease stage 1"}]},
+    })  # fmt: skip
+    source.put({
+        "resourceType": "DiagnosticReport", "id": "dr-echo", "status": "preliminary",
+        "subject": {"reference": "Patient/p-rivera"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "34552-0", "display": "2D echocardiogram panel"}]},
+    })  # fmt: skip
+    source.put({
+        "resourceType": "DocumentReference", "id": "doc-ds", "status": "current",
+        "subject": {"reference": "Patient/p-rivera"}, "description": "Discharge summary, cardiology",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5", "display": "Discharge summary"}]},
+        "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/ds-1"}}],
+    })  # fmt: skip
+
+
+def _key_pair(folder: Path) -> tuple[Path, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path = folder / "client.pem"
+    path.write_bytes(pem)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return path, public.decode()
+
+
+@pytest.fixture(scope="module")
+async def world(broker: str, issuer: Issuer, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    folder = tmp_path_factory.mktemp("packet")
+    key_file, public = _key_pair(folder)
+    source = SourceServer(client_public_key=public, client_id=CLIENT_ID)
+    await source.start()
+    _fixtures(source)
+    never = asyncio.Event()
+    source.holds["MedicationRequest?patient=Patient/p-slow"] = never
+    source.failures["Condition?patient=Patient/p-slow"] = 500
+    config_dir = folder / "config"
+    shutil.copytree(CONFIG, config_dir, ignore=shutil.ignore_patterns("schemas"))
+    (config_dir / "subscriptions.yaml").write_text(_sources_yaml(source, key_file))
+    (config_dir / "packet.yaml").write_text(f"enrichment:\n  budget_s: {BUDGET_S}\n  sources: [ehr]\n")
+    pcp = DemoRecipient("pcp-riverside", PCP_SECRET)
+    payer = DemoRecipient("payer-acme", os.environ["CAREHUB_SECRET_PAYER_ACME"])
+    with pytest.MonkeyPatch.context() as env:
+        for recipient in (pcp, payer):
+            await recipient.start()
+        env.setenv("CAREHUB_ENDPOINT_PCP_RIVERSIDE", pcp.url)
+        env.setenv("CAREHUB_ENDPOINT_PAYER_ACME", payer.url)
+        env.setenv("CAREHUB_SECRET_PCP_RIVERSIDE", PCP_SECRET)
+        hub = Hub(hub_settings(config_dir, broker))
+        await hub.start()
+        try:
+            yield World(hub, source, pcp, payer, config_dir)
+        finally:
+            never.set()
+            await hub.stop()
+            for recipient in (pcp, payer):
+                await recipient.stop()
+            await source.stop()
+
+
+async def _send(port: int, *messages: bytes) -> None:
+    client = MLLPClient("127.0.0.1", port)
+    try:
+        for message in messages:
+            assert ack_code(await client.send(message)) == "AA"
+    finally:
+        await client.close()
+
+
+def _discharge(**swap: str) -> bytes:
+    raw = FULL_DISCHARGE.read_bytes()
+    for old, new in swap.items():
+        raw = raw.replace(old.encode(), new.encode())
+    return raw
+
+
+def _cancel(raw: bytes, control: str) -> bytes:
+    """The discharge re-typed as its A13 (cancel discharge)."""
+    header, _, rest = raw.partition(b"\r")
+    fields = header.split(b"|")
+    fields[8], fields[9] = b"ADT^A13^ADT_A01", control.encode()
+    return b"|".join(fields) + b"\r" + rest.replace(b"EVN|A03", b"EVN|A13", 1)
+
+
+def _of(recipient: DemoRecipient, mrn: str, code: str) -> list[Received]:
+    return [r for r in recipient.received if r.event_code == code and mrn.encode() in _raw(r)]
+
+
+def _raw(got: Received) -> bytes:
+    return json.dumps(got.bundle).encode()
+
+
+def _document(got: Received) -> Doc:
+    document = packet_of(got.bundle)
+    assert document is not None
+    return Doc(document)
+
+
+async def test_a_discharge_packet_is_completed_from_the_source_with_smart_backend_auth(world: World) -> None:
+    pcp, payer, source = world.pcp, world.payer, world.source
+    await _send(world.hub.mllp_port, _discharge())
+    await eventually(lambda: _of(pcp, "MRN100234", "toc-packet") and _of(payer, "MRN100234", "toc-packet"))
+    codes = [r.event_code for r in pcp.received if b"MRN100234" in _raw(r)]
+    assert codes.index("notification-discharge") < codes.index("toc-packet"), "the notification goes first"
+    got = _of(pcp, "MRN100234", "toc-packet")[0]
+    assert got.signature_ok and packet_problems(got.bundle) == []
+    doc = _document(got)
+    meds = doc.entries("10183-2", "MedicationRequest")
+    assert [m["medicationCodeableConcept"]["coding"][0]["code"] for m in meds] == ["200031"]
+    assert doc.by_ref[meds[0]["subject"]["reference"]]["identifier"][0]["value"] == "MRN100234"
+    allergies = {c["code"] for a in doc.entries("48765-2", "AllergyIntolerance") for c in a["code"]["coding"]}
+    assert allergies == {"70618", "91936005"}, "AL1 and the source's allergy"
+    assert [p["code"]["coding"][0]["code"] for p in doc.entries("11450-4", "Condition")] == ["431855005"]
+    pending = {r["resourceType"]: r for r in doc.entries("pending")}
+    assert pending["DiagnosticReport"]["status"] == "preliminary" and pending["Observation"]["status"] == "preliminary"
+    summary = doc.entries("8648-8", "DocumentReference")
+    assert [d["description"] for d in summary] == ["Discharge summary, cardiology"]
+    assert summary[0]["content"][0]["attachment"]["url"] == "Binary/ds-1"
+    assert all(s["code"]["coding"][0]["code"] != "missing" for s in doc.composition["section"])
+    assert source.requests.count("POST /token") == 1, "one SMART token, cached for every search"
+    searched = {r.split("?")[0] for r in source.requests if r.startswith("GET /fhir/")}
+    assert searched >= {"GET /fhir/Patient", "GET /fhir/MedicationRequest", "GET /fhir/MedicationStatement",
+                        "GET /fhir/AllergyIntolerance", "GET /fhir/Condition", "GET /fhir/DiagnosticReport",
+                        "GET /fhir/DocumentReference"}  # fmt: skip
+    assert world.hub.metrics.get("packets_planned", recipient="pcp-riverside") >= 1
+
+
+async def test_a_source_that_does_not_answer_in_time_leaves_a_packet_that_says_so(world: World) -> None:
+    pcp = world.pcp
+    discharge = _discharge(MRN100234=SLOW_MRN, V77001="V55501", RGH0104="RGH5104")
+    await _send(world.hub.mllp_port, discharge)
+    await eventually(lambda: _of(pcp, SLOW_MRN, "notification-discharge"))
+    await eventually(lambda: _of(pcp, SLOW_MRN, "toc-packet"))
+    assert not world.source.holds["MedicationRequest?patient=Patient/p-slow"].is_set(), "still no answer"
+    doc = _document(_of(pcp, SLOW_MRN, "toc-packet")[0])
+    meds = doc.section("10183-2")
+    assert "entry" not in meds and meds["emptyReason"]["coding"][0]["code"] == "unavailable"
+    assert f"MedicationRequest: no answer within {BUDGET_S:g} s" in meds["emptyReason"]["text"]
+    assert "Condition: search Condition: the source answered 500" in doc.section("11450-4")["emptyReason"]["text"]
+    missing = doc.narrative("missing")
+    assert "MedicationRequest: no answer within" in missing and "Condition: search Condition" in missing
+    assert {c["code"] for a in doc.entries("48765-2") for c in a["code"]["coding"]} == {"70618", "91936005"}, (
+        "what answered in time is in"
+    )
+    assert _codes(doc.entries("11535-2")) == {"I21.4", "I50.22"}, "the ADT's content is all there"
+
+
+def _codes(resources: list[dict[str, Any]]) -> set[str]:
+    return {c["code"] for r in resources for c in r["code"]["coding"]}
+
+
+async def test_a13_revokes_the_careplan_at_every_packet_recipient(world: World) -> None:
+    pcp, payer = world.pcp, world.payer
+    mrn = "MRN700013"
+    discharge = _discharge(MRN100234=mrn, V77001="V70013", RGH0104="RGH7104")
+    await _send(world.hub.mllp_port, discharge)
+    await eventually(lambda: _of(pcp, mrn, "toc-packet") and _of(payer, mrn, "toc-packet"))
+    plan = _document(_of(pcp, mrn, "toc-packet")[0]).entries("18776-5", "CarePlan")[0]
+    await _send(world.hub.mllp_port, _cancel(discharge, "RGH7113"))
+    await eventually(lambda: _of(pcp, mrn, "careplan-revoked") and _of(payer, mrn, "careplan-revoked"))
+    for recipient in (pcp, payer):
+        got = _of(recipient, mrn, "careplan-revoked")[0]
+        assert packet_problems(got.bundle) == []
+        revoked = next(e["resource"] for e in got.bundle["entry"] if e["resource"]["resourceType"] == "CarePlan")
+        assert revoked["id"] == plan["id"] and revoked["identifier"] == plan["identifier"], "the same CarePlan"
+        assert revoked["status"] == "revoked" and "discharge was cancelled (A13)" in revoked["note"][0]["text"]
+    assert len(_of(pcp, mrn, "task-cancelled")) == 2, "and its Tasks are cancelled"
