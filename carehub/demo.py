@@ -336,8 +336,8 @@ def render(report: DemoReport) -> str:
     lines += [
         "",
         f"sent {report.sent} messages; ACKs: {acks}",
-        f"normalized {report.normalized} care events; routed {report.routed} deliveries (notifications, tasks and packets) "
-        f"(routing map {report.map_version}); delivered {report.delivered}; failed {report.failed}",
+        f"normalized {report.normalized} care events; routed {report.routed} deliveries (notifications, tasks and "
+        f"packets) (routing map {report.map_version}); delivered {report.delivered}; failed {report.failed}",
         "",
         "what reached whom:",
     ]
