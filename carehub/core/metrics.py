@@ -71,6 +71,12 @@ CATALOG: Mapping[str, Spec] = {
     "consent": Spec("counter", "Consent decisions, by outcome and policy rule", ("outcome", "rule")),
     "audited": Spec("counter", "FHIR AuditEvents written"),
     "audit_failed": Spec("counter", "AuditEvents that could not be written"),
+    # transition-of-care packets (docs/packet.md)
+    "packets_planned": Spec("counter", "Transition-of-care packets planned, by recipient", _R),
+    "packet_enrichment": Spec(
+        "counter", "Packet enrichments from a FHIR source: complete, or partial (something missing)", ("outcome",)
+    ),
+    "careplan_updates": Spec("counter", "CarePlan updates planned for a care team member after a Task changed", _R),
     # delivery
     "delivered": Spec("counter", "Deliveries the recipient accepted", _R),
     "delivery_failed": Spec("counter", "Deliveries that failed for good (dead-lettered or unreadable)", _R),

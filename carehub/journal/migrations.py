@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from carehub.core.clock import now_iso
-from carehub.journal import audit, carefacts, logistics, messages, pauses, security, store, tasks
+from carehub.journal import audit, carefacts, careplans, logistics, messages, pauses, security, store, tasks
 from carehub.journal.db import Database
 
 #: Any constant: the PostgreSQL advisory lock id migrations hold.
@@ -111,6 +111,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         9, "messages: error_code, reason (refused messages are journaled)",
         _add_columns("messages", messages.REFUSAL_COLUMNS),
+    ),
+    Migration(
+        10,
+        "care_plans, care_plan_members, care_plan_tasks: transition-of-care CarePlans kept in step with their Tasks",
+        _statements(careplans.SCHEMA),
     ),
 )
 LATEST = MIGRATIONS[-1].version

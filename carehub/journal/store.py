@@ -16,6 +16,7 @@ from carehub.core.clock import now_iso
 from carehub.core.records import Delivery, DeliveryOutcome
 from carehub.journal.audit import AuditStore
 from carehub.journal.carefacts import CareFactStore
+from carehub.journal.careplans import CarePlanStore
 from carehub.journal.db import Database
 from carehub.journal.logistics import LogisticsStore
 from carehub.journal.messages import MessageStore
@@ -95,6 +96,7 @@ class Journal:
         self.pauses = PauseStore(self.db)
         self.facts = CareFactStore(self.db)
         self.logistics = LogisticsStore(self.db)
+        self.careplans = CarePlanStore(self.db)
 
     @property
     def dialect(self) -> str:

@@ -46,7 +46,8 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
     assert report["acked"] == {"AA": len(feed), "AE": 0, "AR": 0}
     assert report["normalized"] == len(feed)
     # routed: 25 notifications and tasks, 4 transition-of-care packets (Rivera's and Okafor's inpatient
-    # discharges, to the PCP and the payer), the 2 CarePlan revocations of Okafor's A13 and Rivera's 2 logistics orders (heart failure, I50.22) to the
+    # discharges, to the PCP and the payer), the 2 CarePlan revocations of Okafor's A13 and Rivera's 2
+    # logistics orders (heart failure, I50.22) to the
     # hub's logistics desk. Delivered besides: the 3 offers to vendors and the order steps told to the PCP.
     assert report["routed"] == 33 and report["failed"] == 0
     # PCP: 8 ADT notifications (the A08 goes nowhere; the Part 2 admit under the patient's consent)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -23,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.demo_receivers import DemoRecipient, Received
 from carehub.hub import Hub
+from carehub.journal import Journal
 from carehub.streams.packet.document import packet_of, packet_problems
-from tests.authkit import Issuer
+from tests.authkit import RECIPIENT, Issuer
 from tests.conftest import CONFIG
 from tests.integration.conftest import PCP_SECRET, eventually, hub_settings
 from tests.packet.events import FULL_DISCHARGE, allergy, medication_request
@@ -200,6 +202,7 @@ async def test_a_discharge_packet_is_completed_from_the_source_with_smart_backen
                         "GET /fhir/AllergyIntolerance", "GET /fhir/Condition", "GET /fhir/DiagnosticReport",
                         "GET /fhir/DocumentReference"}  # fmt: skip
     assert world.hub.metrics.get("packets_planned", recipient="pcp-riverside") >= 1
+    assert world.hub.metrics.get("packet_enrichment", outcome="complete") >= 1
 
 
 async def test_a_source_that_does_not_answer_in_time_leaves_a_packet_that_says_so(world: World) -> None:
@@ -220,6 +223,7 @@ async def test_a_source_that_does_not_answer_in_time_leaves_a_packet_that_says_s
         "what answered in time is in"
     )
     assert _codes(doc.entries("11535-2")) == {"I21.4", "I50.22"}, "the ADT's content is all there"
+    assert world.hub.metrics.get("packet_enrichment", outcome="partial") >= 1
 
 
 def _codes(resources: list[dict[str, Any]]) -> set[str]:
@@ -242,3 +246,102 @@ async def test_a13_revokes_the_careplan_at_every_packet_recipient(world: World) 
         assert revoked["id"] == plan["id"] and revoked["identifier"] == plan["identifier"], "the same CarePlan"
         assert revoked["status"] == "revoked" and "discharge was cancelled (A13)" in revoked["note"][0]["text"]
     assert len(_of(pcp, mrn, "task-cancelled")) == 2, "and its Tasks are cancelled"
+
+
+def _journal(world: World) -> Journal:
+    journal = world.hub._delivery.journal if world.hub._delivery else None
+    assert journal is not None
+    return journal
+
+
+async def _set_status(world: World, issuer: Issuer, task_id: str, status: str, recipient: str) -> None:
+    url = f"http://127.0.0.1:{world.hub.http_port}/fhir/Task/{task_id}"
+    headers = {**issuer.headers(*RECIPIENT, recipient=recipient), "Content-Type": "application/fhir+json"}
+    async with aiohttp.ClientSession(headers=headers) as http, http.patch(url, json={"status": status}) as r:
+        assert r.status == 200, await r.text()
+
+
+def _plan_of(got: Received) -> dict[str, Any]:
+    return next(e["resource"] for e in got.bundle["entry"] if e["resource"]["resourceType"] == "CarePlan")
+
+
+def _tasks_of(got: Received) -> dict[str, dict[str, Any]]:
+    return {e["resource"]["id"]: e["resource"] for e in got.bundle["entry"] if e["resource"]["resourceType"] == "Task"}
+
+
+async def test_task_updates_through_the_task_endpoint_keep_the_careplan_in_step(world: World, issuer: Issuer) -> None:
+    pcp, payer = world.pcp, world.payer
+    mrn = "MRN800001"
+    await _send(world.hub.mllp_port, _discharge(MRN100234=mrn, V77001="V80001", RGH0104="RGH8104"))
+    await eventually(lambda: _of(pcp, mrn, "toc-packet") and _of(payer, mrn, "toc-packet"))
+    sent_plan = _document(_of(pcp, mrn, "toc-packet")[0]).entries("18776-5", "CarePlan")[0]
+    contact, visit = (a["reference"]["reference"].removeprefix("Task/") for a in sent_plan["activity"])
+    await eventually(lambda: _journal(world).tasks.get(contact) is not None and _journal(world).tasks.get(visit))
+
+    await _set_status(world, issuer, contact, "completed", "pcp-riverside")  # the practice made the TCM contact
+    await eventually(lambda: _of(pcp, mrn, "careplan-update") and _of(payer, mrn, "careplan-update"))
+    for recipient in (pcp, payer):  # every member of the care team sees the same plan
+        got = _of(recipient, mrn, "careplan-update")[0]
+        assert got.signature_ok and packet_problems(got.bundle) == []
+        plan, tasks = _plan_of(got), _tasks_of(got)
+        assert plan["id"] == sent_plan["id"] and plan["status"] == "active"
+        progress = {a["reference"]["reference"]: a.get("progress", [{}])[0].get("text") for a in plan["activity"]}
+        assert progress == {f"Task/{contact}": "Task completed", f"Task/{visit}": "Task requested"}
+        assert tasks[contact]["status"] == "completed" and tasks[visit]["status"] == "requested"
+        assert tasks[contact]["owner"]["identifier"]["value"] == "pcp-riverside"
+
+    await _set_status(world, issuer, visit, "completed", "pcp-riverside")
+    await eventually(
+        lambda: len(_of(pcp, mrn, "careplan-update")) == 2 and len(_of(payer, mrn, "careplan-update")) == 2
+    )
+    assert _plan_of(_of(payer, mrn, "careplan-update")[1])["status"] == "completed", "every Task done: plan completed"
+    stored = _journal(world).careplans.get(sent_plan["id"])
+    assert stored is not None and stored.status == "completed" and stored.patient_key == f"RGH|{mrn}"
+    assert {m.recipient_id for m in stored.members} == {"pcp-riverside", "payer-acme"}
+
+
+async def test_a13_revokes_the_plan_in_the_journal_and_its_cancelled_tasks_send_no_update(world: World) -> None:
+    pcp = world.pcp
+    mrn = "MRN800013"
+    discharge = _discharge(MRN100234=mrn, V77001="V80013", RGH0104="RGH8113")
+    await _send(world.hub.mllp_port, discharge)
+    await eventually(lambda: _of(pcp, mrn, "toc-packet"))
+    plan_id = _document(_of(pcp, mrn, "toc-packet")[0]).entries("18776-5", "CarePlan")[0]["id"]
+    await _send(world.hub.mllp_port, _cancel(discharge, "RGH8114"))
+    await eventually(lambda: len(_of(pcp, mrn, "task-cancelled")) == 2 and _of(pcp, mrn, "careplan-revoked"))
+    stored = _journal(world).careplans.get(plan_id)
+    assert stored is not None and stored.status == "revoked"
+    await eventually(
+        lambda: all(
+            "cancelled" in (a.get("progress") or [{}])[0].get("text", "")
+            for a in _journal(world).careplans.get(plan_id).resource["activity"]
+        )
+    )  # type: ignore[union-attr]
+    assert _of(pcp, mrn, "careplan-update") == [], "the revocation told them; the cancelled Tasks add nothing"
+
+
+async def test_a_merge_keeps_the_careplan_and_it_follows_the_survivor(world: World, issuer: Issuer) -> None:
+    pcp = world.pcp
+    retired, survivor = "MRN900001", "MRN900002"
+    await _send(world.hub.mllp_port, _discharge(MRN100234=retired, V77001="V90001", RGH0104="RGH9104"))
+    await eventually(lambda: _of(pcp, retired, "toc-packet"))
+    plan = _document(_of(pcp, retired, "toc-packet")[0]).entries("18776-5", "CarePlan")[0]
+    pid = next(s for s in FULL_DISCHARGE.read_bytes().split(b"\r") if s.startswith(b"PID|"))
+    merge = b"\r".join([
+        b"MSH|^~\\&|EPICADT|RGH^2.16.840.1.113883.3.9999.1^ISO|CAREHUB|CAREHUB|20261107090000-0500||ADT^A40^ADT_A39|"
+        b"RGH9140|P|2.5.1",
+        b"EVN|A40|20261107090000-0500",
+        pid.replace(b"MRN100234", survivor.encode()),
+        b"MRG|" + retired.encode() + b"^^^RGH^MR",
+    ]) + b"\r"  # fmt: skip
+    await _send(world.hub.mllp_port, merge)
+    await eventually(lambda: _journal(world).careplans.of_patient(f"RGH|{survivor}") == [plan["id"]])
+    assert _journal(world).careplans.of_patient(f"RGH|{retired}") == []
+    task = plan["activity"][0]["reference"]["reference"].removeprefix("Task/")
+    await eventually(lambda: _journal(world).tasks.get(task) is not None)
+    await _set_status(world, issuer, task, "in-progress", "pcp-riverside")
+    await eventually(lambda: _of(pcp, survivor, "careplan-update"))
+    got = _of(pcp, survivor, "careplan-update")[0]
+    assert _plan_of(got)["id"] == plan["id"], "one CarePlan per episode, across the merge"
+    patient = next(e["resource"] for e in got.bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    assert patient["identifier"] == [{"system": "urn:carehub:patient", "value": f"RGH|{survivor}"}]

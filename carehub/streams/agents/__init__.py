@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from carehub.streams.agents import audit, deliver, fhir_inbound, normalize, retry, route
+from carehub.streams.agents import audit, careplan, deliver, fhir_inbound, normalize, retry, route
 
-AGENTS: list[ModuleType] = [normalize, route, deliver, retry, fhir_inbound, audit]
+AGENTS: list[ModuleType] = [normalize, route, deliver, retry, fhir_inbound, audit, careplan]

@@ -21,9 +21,10 @@ from carehub.streams.agents.visit_once import VisitOnce
 from carehub.streams.consent.deps import following_merges
 from carehub.streams.consent.enforce import Gatekeeper
 from carehub.streams.context import AgentContext
-from carehub.streams.corrections import IDENTITY_CORRECTIONS, originals
+from carehub.streams.corrections import IDENTITY_CORRECTIONS, TASK_CANCELS, originals
 from carehub.streams.facts import cancel_of, fact_of, tasks_of
 from carehub.streams.packet.step import PacketStep, packets_sent, split
+from carehub.streams.packet.sync import episode_changes, record_packets
 from carehub.streams.plan import task_requests
 from carehub.streams.referrals import TaskRequest
 from carehub.streams.risk import lace, with_lace
@@ -91,6 +92,9 @@ async def send_packets(
         planned = [v.delivery for v in verdicts if v.delivery is not None]
         audits = [ctx.fit(orjson.dumps(v.audit), "an AuditEvent") for v in verdicts]
         outputs = [ctx.fit(item.to_json(), "a Delivery") for item in planned]
+        journal = ctx.deps.journal
+        if journal is not None and planned:  # the CarePlan and who holds it, kept in step with its Tasks
+            await journal.db.run(record_packets, journal, care_event, planned, tasks, ctx.deps.hub, now_iso())
     except Exception as exc:  # the event's other deliveries are out; a replay re-plans them under the same keys
         await ctx.dead_letter("packet", exc, event)
         return
@@ -109,7 +113,9 @@ def register(app: faust.App, ctx: AgentContext) -> None:
     journal = ctx.deps.journal
     merged_consent = following_merges(ctx.deps.consent, journal.retired_into) if journal else ctx.deps.consent
     gatekeeper = Gatekeeper(merged_consent)  # a merged record's consents follow the survivor
-    packet_step = PacketStep(ctx.deps.packet)  # enrichment from the facility's FHIR source, within its budget
+    packet_step = PacketStep(
+        ctx.deps.packet, lambda outcome: ctx.metrics.inc("packet_enrichment", outcome=outcome)
+    )  # enrichment from the facility's FHIR source, within its budget
     once = VisitOnce(app, ctx)  # the same visit by ADT and by FHIR is routed once (streams.dedup)
     consent = ctx.deps.consent
     part2 = Part2Statuses(app, ctx, consent.policy.registry) if consent is not None else None  # sticky labels
@@ -145,6 +151,8 @@ def register(app: faust.App, ctx: AgentContext) -> None:
                     table.put(old, PatientState().to_dict())
                 if retired_keys and journal is not None:
                     await journal.db.run(journal.link_patients, retired_keys, key)
+                if journal is not None and (retired_keys or care_event.kind in TASK_CANCELS):
+                    await journal.db.run(episode_changes, journal, care_event, retired_keys)  # CarePlans (#18)
                 if journal is not None:  # what the scorecard counts (journal.carefacts)
                     recipients = ctx.deps.routing.current().recipients
                     fact = fact_of(care_event, planned, recipients)

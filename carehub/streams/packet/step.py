@@ -11,7 +11,7 @@ enriched event, listing the follow-up tasks of the same decision.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -83,8 +83,10 @@ def packets_sent(event: CareEvent, packets: RoutingDecision) -> list[Sent]:
 
 
 class PacketStep:
-    def __init__(self, deps: PacketDeps | None) -> None:
+    def __init__(self, deps: PacketDeps | None, count: Callable[[str], None] = lambda _: None) -> None:
+        """``count(outcome)``: one call per enrichment, ``complete`` or ``partial`` (something missing)."""
         self._deps = deps or PacketDeps()
+        self._count = count
 
     async def enriched(self, event: CareEvent) -> CareEvent:
         """``event`` completed from its facility's source within the budget (unchanged without a source)."""
@@ -92,7 +94,9 @@ class PacketStep:
         if found is None:
             return event
         name, reader = found
-        return with_enrichment(event, await enrich(reader, name, event, self._deps.budget_s))
+        enrichment = await enrich(reader, name, event, self._deps.budget_s)
+        self._count("partial" if enrichment.note.missing else "complete")
+        return with_enrichment(event, enrichment)
 
     async def verdicts(
         self,
