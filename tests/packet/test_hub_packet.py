@@ -345,3 +345,28 @@ async def test_a_merge_keeps_the_careplan_and_it_follows_the_survivor(world: Wor
     assert _plan_of(got)["id"] == plan["id"], "one CarePlan per episode, across the merge"
     patient = next(e["resource"] for e in got.bundle["entry"] if e["resource"]["resourceType"] == "Patient")
     assert patient["identifier"] == [{"system": "urn:carehub:patient", "value": f"RGH|{survivor}"}]
+
+
+async def test_a_part2_unit_discharge_reaches_the_payer_redacted_and_the_pcp_not_at_all(world: World) -> None:
+    pcp, payer = world.pcp, world.payer
+    mrn = "MRNP20001"
+    discharge = _discharge(MRN100234=mrn, V77001="VP2001", RGH0104="RGHP2104", **{
+        "CCU^02^A^RGH^^^^CARDIAC ICU": "4W-SUD^401^A^RGH",  # the hospital's addiction medicine unit (part2.yaml)
+        "I50.22^Chronic systolic heart failure": "F11.20^Opioid dependence, uncomplicated",
+    })  # fmt: skip
+    await _send(world.hub.mllp_port, discharge)
+    await eventually(lambda: _of(payer, mrn, "toc-packet"))
+    got = _of(payer, mrn, "toc-packet")[0]
+    assert packet_problems(got.bundle) == []
+    text = json.dumps(got.bundle)
+    for revealing in ("F11.20", "Opioid", "4W-SUD", "I21.4", "Penicillin", "carvedilol"):
+        assert revealing not in text, revealing
+    doc = _document(got)
+    for code in ("11535-2", "47519-4", "48765-2", "30954-2", "10183-2", "pending", "11450-4"):
+        section = doc.section(code)
+        assert "entry" not in section and section["emptyReason"]["coding"][0]["code"] == "withheld", code
+    assert doc.entries("8648-8", "Encounter"), "what the allow-list keeps: the stay itself"
+    security = {s["code"] for s in got.bundle["meta"]["security"]}
+    assert {"R", "NORDSCLCD"} <= security
+    assert _of(pcp, mrn, "toc-packet") == [], "no permitting consent: the PCP gets no packet"
+    assert _of(pcp, mrn, "notification-discharge") == []

@@ -173,7 +173,8 @@ def register(app: faust.App, ctx: AgentContext) -> None:
                 ctx.metrics.inc("routed", recipient=item.recipient_id)
                 await ctx.send_bytes(topics.deliveries, item.patient_key, value)
             if packets.planned:
-                tasks = task_requests(care_event, decision)
+                sent_keys = {item.delivery_id for item in planned}  # the Tasks the consent gate let out
+                tasks = [t for t in task_requests(care_event, decision) if t.key in sent_keys]
                 await send_packets(ctx, packet_step, gatekeeper, care_event, packets, tasks, event)
             ctx.stage_done("route", event)
 
