@@ -140,6 +140,12 @@ def observation(event: CareEvent, score: Lace) -> JSONObject:
     return resource
 
 
+def _hub_risk(resource: JSONObject) -> bool:
+    """An Observation in the hub's risk system: only the hub writes those (a sender's is dropped)."""
+    codings = resource.get("code", {}).get("coding", []) if resource.get("resourceType") == "Observation" else []
+    return any(c.get("system") == RISK_SYSTEM for c in codings)
+
+
 def _component(code: str, points: int) -> JSONObject:
     return {"code": {"coding": [{"system": RISK_SYSTEM, "code": f"lace-{code}"}]}, "valueInteger": points}
 
@@ -147,9 +153,7 @@ def _component(code: str, points: int) -> JSONObject:
 def with_lace(event: CareEvent, score: Lace) -> CareEvent:
     """``event`` with the LACE Observation in its bundle (replacing an earlier one) and in ``attributes``."""
     obs = observation(event, score)
-    entries = [
-        e for e in event.bundle.get("entry", []) if e.get("resource", {}).get("id") != obs["id"]
-    ]
+    entries = [e for e in event.bundle.get("entry", []) if not _hub_risk(e.get("resource", {}))]
     entries.append({"fullUrl": f"urn:uuid:{obs['id']}", "resource": obs})
     attributes = {**event.attributes, "lace": score.score, "lace_detail": score.detail()}
     return replace(event, bundle={**event.bundle, "entry": entries}, attributes=attributes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -160,3 +161,34 @@ def test_measure_files_report_every_problem_with_file_and_line(tmp_path: Path) -
     assert f"{folder / 'a.yaml'}:2: measures/0 (one): numerator: an event measure needs numerator.any_of" in text
     assert f"{folder / 'a.yaml'}:6: measures/1 (two): duration: a task duration runs from ['created']" in text
     assert f"{folder / 'b.yaml'}:4: measures/0/subject:" in text and "did you mean 'event'" in text
+
+
+def test_the_command_prints_csv_json_and_the_worklist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from carehub.cli import main
+    from carehub.journal import open_journal
+
+    url = f"sqlite:///{tmp_path / 'journal.db'}"
+    journal = open_journal(url)
+    build(journal)
+    journal.close()
+    common = ["--from", "2026-11-01", "--to", "2026-11-30", "--database-url", url, "--config-dir", str(CONFIG)]
+    at("2027-01-31T00:00:00Z")
+    assert main(["scorecard", *common, "--csv", "--by", "facility", "--measure", "trc-discharge-information"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].startswith("measure,stratifier,stratum,numerator,denominator,rate")
+    assert "trc-discharge-information,,,1,3,0.3333,1,0" in rows[1]
+    assert "trc-discharge-information,facility,LAKESIDE,1,1,1.0000" in rows[2]
+    assert main(["scorecard", *common, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [m["id"] for m in doc["measures"]][:4] == [
+        "trc-admission-notification", "trc-discharge-information", "trc-patient-engagement",
+        "trc-medication-reconciliation"]  # fmt: skip
+    assert all({"numerator", "denominator", "rate"} <= set(m) for m in doc["measures"])
+    assert main(["scorecard", *common]) == 0
+    assert "pcr-readmission-30d" in capsys.readouterr().out
+    at("2026-11-20T12:00:00Z")
+    assert main(["scorecard", "--worklist", "--json", "--database-url", url, "--config-dir", str(CONFIG)]) == 0
+    gaps = json.loads(capsys.readouterr().out)
+    assert {(g["list"], g["patient_key"]) for g in gaps} == {("no-receipt", "C2"), ("declined", "A")}
+    assert main(["scorecard", *common, "--measure", "nope"]) == 2
+    assert "no measure nope" in capsys.readouterr().err

@@ -131,3 +131,10 @@ def test_the_score_rides_on_the_notification_and_routing_rules_test_it(tmp_path:
     low = decide(with_lace(discharge, Lace(1, False, 0, 0)), routing)
     assert low.planned == ()
     assert decide(discharge, routing).planned == (), "no LACE index in the event: no match"
+    forged = with_lace(discharge, Lace(1, False, 0, 0))
+    forged_bundle = {**forged.bundle, "entry": [*forged.bundle["entry"], {"resource": {
+        "resourceType": "Observation", "id": "sender", "code": {"coding": [{"code": "lace-index"}]},
+        "valueInteger": 19}}]}  # fmt: skip
+    assert decide(replace(forged, bundle=forged_bundle), routing).planned == (), "a sender's code is not the hub's"
+    assert len([e for e in with_lace(event, score).bundle["entry"] if e["resource"]["resourceType"] == "Observation"
+                and e["resource"]["code"].get("coding", [{}])[0].get("system") == "urn:carehub:risk"]) == 1  # fmt: skip

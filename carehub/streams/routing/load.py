@@ -33,8 +33,9 @@ from carehub.streams.routing.model import (
 from carehub.streams.routing.rosters import load_rosters, roster_files
 from carehub.streams.routing.vendors import vendor_of, vendor_problems
 
-#: ``risk: {lace: ...}``: the Observation code of each risk score the hub computes (streams.risk).
-RISK_SCORES = {"lace": "lace-index"}
+#: ``risk: {lace: ...}``: the Observation system|code of each risk score the hub computes (streams.risk;
+#: a sender's Observation in that system is dropped before the hub adds its own).
+RISK_SCORES = {"lace": "urn:carehub:risk|lace-index"}
 ROUTES_FILE = "routes.yaml"
 RECIPIENTS_FILE = "recipients.yaml"
 ROSTERS_DIR = "rosters"

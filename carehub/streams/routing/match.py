@@ -83,14 +83,16 @@ def _number(resource: dict[str, Any]) -> float | None:
 
 
 def scores(event: CareEvent) -> dict[str, float]:
-    """Numeric Observations in the event bundle by code, display and text (casefolded)."""
+    """Numeric Observations in the event bundle by code, display, text and ``system|code`` (casefolded)."""
     found: dict[str, float] = {}
     for entry in event.bundle.get("entry", []):
         resource = entry.get("resource", {})
         if resource.get("resourceType") != "Observation" or (value := _number(resource)) is None:
             continue
         code = resource.get("code", {})
-        names = [code.get("text", "")] + [c.get(k, "") for c in code.get("coding", []) for k in ("code", "display")]
+        codings = code.get("coding", [])
+        names = [code.get("text", "")] + [c.get(k, "") for c in codings for k in ("code", "display")]
+        names += [f"{c['system']}|{c['code']}" for c in codings if c.get("system") and c.get("code")]
         found.update({n.casefold(): value for n in names if n})
     return found
 
