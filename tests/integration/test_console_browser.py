@@ -58,6 +58,16 @@ async def text_of(driver: WebDriver, element_id: str) -> str:
     return str(await run(lambda: driver.find_element(By.ID, element_id).text))
 
 
+async def url_becomes(driver: WebDriver, prefix: str, timeout_s: float = 30.0) -> bool:
+    """The page the browser ends up on after a form post (the hub answers it from this event loop)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if str(await run(lambda: driver.current_url)).startswith(prefix):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 async def shot(driver: WebDriver, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     assert await run(driver.save_screenshot, str(SHOTS / f"{name}.png"))
@@ -96,7 +106,7 @@ async def test_sign_in_search_open_detail_replay_the_dead_letter_and_see_the_cou
 
     before = len(recipients["pcp-riverside"].received)
     await run(lambda: browser.find_element(By.CSS_SELECTOR, "#deliveries button.replay").click())
-    assert browser.current_url.startswith(f"{base}/console?replayed=1")
+    assert await url_becomes(browser, f"{base}/console?replayed=1"), "the replay redirects to the dashboard"
     await eventually(lambda: len(recipients["pcp-riverside"].received) > before, timeout_s=60)
     await run(browser.refresh)
     assert await text_of(browser, "dlq-size") == "0", "the replayed dead letter left the queue"
