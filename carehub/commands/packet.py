@@ -26,7 +26,7 @@ from carehub.core.errors import CarehubError
 from carehub.core.settings import load_settings
 from carehub.streams.notify import Hub
 from carehub.streams.packet.document import packet_of, packet_problems
-from carehub.streams.plan import plan_action, task_requests
+from carehub.streams.plan import order_requests, plan_action, task_requests
 from carehub.streams.routing.decide import decide
 from carehub.streams.routing.load import load_routing_map
 from carehub.streams.routing.model import FLAGS
@@ -77,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
               " (carehub routes explain says why)", file=sys.stderr)  # fmt: skip
         return 1
     planned = chosen[0]
-    delivery = plan_action(event, planned, decision.map_version, hub, now_iso(), task_requests(event, decision))
+    now = now_iso()
+    ordered = [plan_action(event, p, decision.map_version, hub, now) for p in decision.planned if p.action == "order"]
+    tasks, orders = task_requests(event, decision), order_requests(ordered)
+    delivery = plan_action(event, planned, decision.map_version, hub, now, tasks, orders)
     document = packet_of(delivery.payload)
     assert document is not None
     problems = packet_problems(delivery.payload)

@@ -63,7 +63,13 @@ def task_requests(event: CareEvent, decision: RoutingDecision) -> list[TaskReque
 
 
 def _payload(
-    event: CareEvent, planned: PlannedAction, hub: Hub, key: str, now: str, tasks: Sequence[TaskRequest]
+    event: CareEvent,
+    planned: PlannedAction,
+    hub: Hub,
+    key: str,
+    now: str,
+    tasks: Sequence[TaskRequest],
+    orders: Sequence[JSONObject],
 ) -> tuple[str, JSONObject]:
     recipient = planned.recipient
     if planned.action == "packet":
@@ -71,7 +77,7 @@ def _payload(
         if planned.corrects:  # a cancelled discharge: its CarePlan is revoked
             return FHIR_JSON, revocation_message(event, hub=hub, destination=to, recipient_name=name, key=key,
                                                  timestamp=now)  # fmt: skip
-        document = packet_document(event, hub=hub, key=key, timestamp=now, tasks=tasks)
+        document = packet_document(event, hub=hub, key=key, timestamp=now, tasks=tasks, orders=orders)
         return FHIR_JSON, packet_message(document, hub=hub, destination=to, recipient_name=name, key=key, timestamp=now)
     if planned.action == "forward":
         return HL7V2, {"hl7": forward_message(event, key[:20], now)}
@@ -95,14 +101,16 @@ def plan_action(
     hub: Hub,
     now: str,
     tasks: Sequence[TaskRequest] = (),
+    orders: Sequence[JSONObject] = (),
 ) -> Delivery:
     """The Delivery for one planned (recipient, action), with its reason.
 
-    ``tasks``: the follow-up tasks of the same decision (``task_requests``), which a packet lists.
+    ``tasks``: the follow-up tasks of the same decision (``task_requests``), which a packet lists, and
+    ``orders`` its logistics orders (``order_requests``: transport, DME, home health).
     """
     recipient = planned.recipient
     key = idempotency_key(event.event_id, recipient.id, action_key(planned))
-    content_type, payload = _payload(event, planned, hub, key, now, tasks)
+    content_type, payload = _payload(event, planned, hub, key, now, tasks, orders)
     if event.attributes.get("redacted") and content_type == FHIR_JSON:  # R + NORDSCLCD travel with the bundle
         payload = {**payload, "meta": {**payload.get("meta", {}), "security": list(event.labels)}}
     return Delivery(
@@ -126,4 +134,20 @@ def plan_action(
 def plan_deliveries(event: CareEvent, decision: RoutingDecision, hub: Hub, now: str) -> list[Delivery]:
     """One Delivery per planned action: notify, task, forward and packet."""
     tasks = task_requests(event, decision)
-    return [plan_action(event, p, decision.map_version, hub, now, tasks) for p in decision.planned]
+    planned = {id(p): plan_action(event, p, decision.map_version, hub, now) for p in decision.planned
+               if p.action != "packet" or p.corrects}  # fmt: skip
+    orders = order_requests(list(planned.values()))
+    return [planned.get(id(p)) or plan_action(event, p, decision.map_version, hub, now, tasks, orders)
+            for p in decision.planned]  # fmt: skip
+
+
+def order_requests(deliveries: Sequence[Delivery]) -> list[JSONObject]:
+    """The ServiceRequests of the logistics orders among ``deliveries`` (id: the order's delivery id)."""
+    found = []
+    for d in deliveries:
+        if d.action == "order" and not d.corrects:
+            request = next((e["resource"] for e in d.payload.get("entry", [])
+                            if e.get("resource", {}).get("resourceType") == "ServiceRequest"), None)  # fmt: skip
+            if request is not None:
+                found.append({**request, "id": d.delivery_id})
+    return found

@@ -74,7 +74,8 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
     # the A13 revokes Okafor's CarePlan at both.
     assert report["packets"] == {"pcp-riverside": 2, "payer-acme": 2} and report["careplans_revoked"] == 2
     sections = report["packet_sections"]
-    assert sections["Encounter and responsible practitioner"] == "2" and sections["Plan of care"] == "3"
+    assert sections["Encounter and responsible practitioner"] == "2"
+    assert sections["Plan of care"] == "5", "the CarePlan, 2 Tasks and Rivera's 2 logistics orders"
     assert sections["Medications"] == "unavailable", "the demo configures no FHIR source to complete packets from"
     assert report["cancels"] == ["10-a13-cancel-discharge-okafor.hl7"]
     assert report["cancel_notices"] == 2 and report["tasks_cancelled"] == 4

@@ -124,7 +124,9 @@ def test_allergies_disposition_care_team_and_plan() -> None:
     plan = doc.entries("18776-5", "CarePlan")[0]
     assert plan["status"] == "active" and plan["intent"] == "plan"
     task_keys = {d.idempotency_key for d in _deliveries(event) if d.action == "task"}
-    activity = {a["reference"]["reference"] for a in plan["activity"]}
+    activity = {
+        a["reference"]["reference"] for a in plan["activity"] if a["reference"]["reference"].startswith("Task/")
+    }
     assert activity == {f"Task/{k}" for k in task_keys}, "activities are the Tasks delivered, by their hub ids"
     for ref in activity:
         task = doc.by_ref[ref]
@@ -196,3 +198,24 @@ def test_carehub_packet_prints_the_dry_run(capsys: pytest.CaptureFixture[str]) -
     admit = REPO / "demo" / "feed" / "02-a01-admit-rivera.hl7"
     assert main(["packet", str(admit), "--config-dir", str(CONFIG)]) == 1
     assert "sends a packet" in capsys.readouterr().err
+
+
+def test_the_careplan_lists_the_logistics_orders_of_the_discharge_too() -> None:
+    rivera = discharge(REPO / "demo" / "feed" / "04-a03-discharge-rivera.hl7")  # heart failure: oxygen, a ride
+    deliveries = _deliveries(rivera)
+    orders = {d.delivery_id for d in deliveries if d.action == "order"}
+    assert len(orders) == 2
+    packet = next(d for d in deliveries if d.action == "packet" and d.recipient_id == "pcp-riverside")
+    assert packet_problems(packet.payload) == []
+    document = packet_of(packet.payload)
+    assert document is not None
+    doc = Doc(document)
+    plan = doc.entries("18776-5", "CarePlan")[0]
+    ordered = {
+        a["reference"]["reference"]
+        for a in plan["activity"]
+        if a["reference"]["reference"].startswith("ServiceRequest/")
+    }
+    assert ordered == {f"ServiceRequest/{key}" for key in orders}
+    assert {doc.by_ref[r]["category"][0]["coding"][0]["code"] for r in ordered} == {"dme", "nemt"}
+    assert "Non-emergency medical transport: wheelchair: arranged by carehub" in doc.narrative("8653-8")

@@ -15,7 +15,7 @@ import faust
 import orjson
 
 from carehub.core.clock import now_iso
-from carehub.core.records import CareEvent, Delivery
+from carehub.core.records import CareEvent, Delivery, JSONObject
 from carehub.streams.agents.part2_status import Part2Statuses
 from carehub.streams.agents.visit_once import VisitOnce
 from carehub.streams.consent.deps import following_merges
@@ -25,7 +25,7 @@ from carehub.streams.corrections import IDENTITY_CORRECTIONS, TASK_CANCELS, orig
 from carehub.streams.facts import cancel_of, fact_of, tasks_of
 from carehub.streams.packet.step import PacketStep, packets_sent, split
 from carehub.streams.packet.sync import episode_changes, record_packets
-from carehub.streams.plan import task_requests
+from carehub.streams.plan import order_requests, task_requests
 from carehub.streams.referrals import TaskRequest
 from carehub.streams.risk import lace, with_lace
 from carehub.streams.routing.decide import RoutingDecision, decide
@@ -83,12 +83,13 @@ async def send_packets(
     care_event: CareEvent,
     packets: RoutingDecision,
     tasks: list[TaskRequest],
+    orders: list[JSONObject],
     event: Any,
 ) -> None:
     """The transition-of-care packets of an event whose other deliveries are sent (streams.packet.step)."""
     topics = ctx.deps.topics
     try:
-        verdicts = await step.verdicts(care_event, packets, tasks, gatekeeper, ctx.deps.hub, now_iso())
+        verdicts = await step.verdicts(care_event, packets, tasks, gatekeeper, ctx.deps.hub, now_iso(), orders)
         planned = [v.delivery for v in verdicts if v.delivery is not None]
         audits = [ctx.fit(orjson.dumps(v.audit), "an AuditEvent") for v in verdicts]
         outputs = [ctx.fit(item.to_json(), "a Delivery") for item in planned]
@@ -175,7 +176,8 @@ def register(app: faust.App, ctx: AgentContext) -> None:
             if packets.planned:
                 sent_keys = {item.delivery_id for item in planned}  # the Tasks the consent gate let out
                 tasks = [t for t in task_requests(care_event, decision) if t.key in sent_keys]
-                await send_packets(ctx, packet_step, gatekeeper, care_event, packets, tasks, event)
+                orders = order_requests(planned)
+                await send_packets(ctx, packet_step, gatekeeper, care_event, packets, tasks, orders, event)
             ctx.stage_done("route", event)
 
     app.agent(ctx.topic(topics.care_events), name="route")(route_agent)

@@ -229,7 +229,14 @@ def _due(task: JSONObject) -> str:
 class _Plan:
     """The follow-up Tasks (with their ServiceRequests and owners), the CareTeam and the CarePlan."""
 
-    def __init__(self, content: _Content, tasks: Sequence[TaskRequest], hub_org: JSONObject, created: str) -> None:
+    def __init__(
+        self,
+        content: _Content,
+        tasks: Sequence[TaskRequest],
+        orders: Sequence[JSONObject],
+        hub_org: JSONObject,
+        created: str,
+    ) -> None:
         event = content.event
         self.resources: list[JSONObject] = []
         self.tasks: list[tuple[TaskRequest, JSONObject]] = []
@@ -258,7 +265,13 @@ class _Plan:
         addresses = [_ref(c) for c in _diagnoses(content)]
         self.plan = care_plan(event, tasks, patient_ref=patient_ref, author_ref=_ref(hub_org),
                               care_team_ref=_ref(self.care_team), addresses=addresses, created=created)  # fmt: skip
-        self.resources.append(self.plan)
+        # logistics orders (transport, DME, home health) the hub's desk arranges: activities too
+        self.orders = [{**o, "subject": {"reference": patient_ref}} for o in orders]
+        if self.orders:
+            extra = [{"reference": {"reference": _ref(o), "display": str(o.get("code", {}).get("text", "order"))}}
+                     for o in self.orders]  # fmt: skip
+            self.plan = {**self.plan, "activity": [*self.plan.get("activity", []), *extra]}
+        self.resources += [*self.orders, self.plan]
 
     def _care_team(self, content: _Content, patient_ref: str) -> JSONObject:
         event = content.event
@@ -291,6 +304,10 @@ def _instruction_lines(plan: _Plan) -> list[str]:
     for request, task in plan.tasks:
         kind = KINDS.get(request.code)
         lines.append(f"{kind.display if kind else request.code}: {request.owner.name}, due by {_due(task)}")
+    for order in plan.orders:
+        window = order.get("occurrencePeriod", {})
+        lines.append(f"{order.get('code', {}).get('text', 'order')}: arranged by carehub, "
+                     f"{str(window.get('start', '?'))[:16]} to {str(window.get('end', '?'))[:16]}")  # fmt: skip
     return lines
 
 
@@ -315,7 +332,8 @@ def _sections(content: _Content, plan: _Plan, available: dict[str, JSONObject]) 
                 content.why_empty("The ADT message carried no allergy (AL1).", ["AllergyIntolerance"])),
         _listed("results", results, content.why_empty("The ADT message carried no final result (OBX).")),
         _disposition_section(content),
-        _section(BY_KEY["instructions"], [_ref(d) for d in instructions] + [_ref(t) for _, t in plan.tasks],
+        _section(BY_KEY["instructions"],
+                 [_ref(d) for d in instructions] + [_ref(t) for _, t in plan.tasks] + [_ref(o) for o in plan.orders],
                  instruction_lines,
                  content.why_empty("No follow-up was planned and no instructions were sent.", ["DocumentReference"])),
         _listed("medications", content.of("MedicationRequest", "MedicationStatement"),
@@ -324,7 +342,8 @@ def _sections(content: _Content, plan: _Plan, available: dict[str, JSONObject]) 
         _listed("problems", problems, content.why_empty("An ADT message carries no problem list.", ["Condition"])),
         _section(BY_KEY["care-team"], [_ref(team)] if team.get("participant") else [], team_lines,
                  content.why_empty("No practitioner or follow-up owner is known.")),
-        _section(BY_KEY["plan"], [_ref(plan.plan), *(_ref(t) for _, t in plan.tasks)], plan_lines, None),
+        _section(BY_KEY["plan"], [_ref(plan.plan), *(_ref(t) for _, t in plan.tasks), *(_ref(o) for o in plan.orders)],
+                 plan_lines, None),
     ]  # fmt: skip
 
 
@@ -348,13 +367,19 @@ def _agent(system: str, code: str, who: JSONObject) -> JSONObject:
 
 
 def packet_document(
-    event: CareEvent, *, hub: Hub, key: str, timestamp: str, tasks: Sequence[TaskRequest]
+    event: CareEvent,
+    *,
+    hub: Hub,
+    key: str,
+    timestamp: str,
+    tasks: Sequence[TaskRequest],
+    orders: Sequence[JSONObject] = (),
 ) -> JSONObject:
     """The document Bundle for one recipient's disclosure of ``event`` (already gated and maybe redacted)."""
     content = _Content(event)
     hub_org = organization(hub.organization_id, hub.name)
     source_org = organization(_uuid(event.facility, "facility"), event.facility or "unknown sender")
-    plan = _Plan(content, tasks, hub_org, timestamp)
+    plan = _Plan(content, tasks, orders, hub_org, timestamp)
     available = {**content.available, **{_ref(r): r for r in [hub_org, source_org, *plan.resources]}}
     sections = _sections(content, plan, available)
     missing = _missing_section(content)

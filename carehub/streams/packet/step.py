@@ -17,7 +17,7 @@ from pathlib import Path
 
 from carehub.core.configfile import did_you_mean, line_of, load_config_file
 from carehub.core.errors import ConfigError
-from carehub.core.records import CareEvent, Delivery
+from carehub.core.records import CareEvent, Delivery, JSONObject
 from carehub.streams.consent.enforce import Gatekeeper, Verdict
 from carehub.streams.notify import Hub
 from carehub.streams.packet.enrich import Reader, enrich, with_enrichment
@@ -106,13 +106,17 @@ class PacketStep:
         gatekeeper: Gatekeeper,
         hub: Hub,
         now: str,
+        orders: Sequence[JSONObject] = (),
     ) -> list[Verdict]:
-        """One verdict per packet, each built from the enriched event as its recipient may see it."""
+        """One verdict per packet, each built from the enriched event as its recipient may see it.
+
+        ``tasks`` and ``orders``: the follow-up Tasks and logistics orders of the same event its CarePlan lists.
+        """
         if not packets.planned:
             return []
         complete = await self.enriched(event)
 
         def plan(allowed: CareEvent, planned: PlannedAction) -> Delivery:
-            return plan_action(allowed, planned, packets.map_version, hub, now, tasks)
+            return plan_action(allowed, planned, packets.map_version, hub, now, tasks, orders)
 
         return gatekeeper.verdicts_with(complete, packets, plan, now)
