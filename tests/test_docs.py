@@ -15,7 +15,7 @@ from tests.conftest import REPO
 
 BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-RUNNABLE = {"convert", "validate"}
+RUNNABLE = {"convert", "validate", "packet"}
 
 
 def _commands() -> list[tuple[str, list[str]]]:

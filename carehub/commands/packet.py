@@ -6,7 +6,9 @@ document Bundle the first recipient of a ``packet:`` action would receive
 (``--recipient`` picks another, ``--message`` prints the message that carries
 it). Nothing is sent and no source server is asked: the packet holds what the
 ADT gives and says what enrichment would have completed. No consent is applied
-(a recipient without a permitting Part 2 consent would get the redacted form).
+(a recipient without a permitting Part 2 consent would get the redacted form). Webhook
+signing secrets the environment does not set are generated for the run, as ``carehub demo``
+does: nothing is signed or sent.
 A summary of the sections goes to stderr; exit 1 when no rule plans a packet
 or the packet has a schema or reference problem.
 """
@@ -24,6 +26,7 @@ from carehub.core.clock import now_iso
 from carehub.core.defaults import shipped
 from carehub.core.errors import CarehubError
 from carehub.core.settings import load_settings
+from carehub.demo import demo_secrets
 from carehub.streams.notify import Hub
 from carehub.streams.packet.document import packet_of, packet_problems
 from carehub.streams.plan import order_requests, plan_action, task_requests
@@ -57,6 +60,7 @@ def summary(document: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    demo_secrets(args.config_dir)  # nothing is signed or sent: missing webhook secrets get one for this run
     try:
         routing_map = load_routing_map(args.config_dir)
         hub = Hub(base_url=load_settings(args.config_dir).hub_base_url)
