@@ -2,7 +2,8 @@
 
 Nothing leaves here: the desk reads the order a delivery carries (streams.logistics.place),
 journals it (idempotent on the delivery id, so a redelivery places nothing new) and wakes the
-logistics engine, whose offers to vendors leave as Task deliveries through the consent gate.
+logistics engine; a correction of the visit (a cancel) cancels the order and withdraws its offer.
+The engine's offers to vendors leave as Task deliveries through the consent gate.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ class LogisticsDesk:
         journal = self.journal()
         if journal is None:
             raise DeliveryError("the logistics desk has no journal yet", permanent=False)
+        if delivery.corrects:  # the visit was cancelled (A11/A13): so is its order
+            withdrawn = await journal.db.run(journal.logistics.cancel, delivery.corrects, self.clock(),
+                                             "the visit was cancelled")  # fmt: skip
+            if withdrawn is not None:
+                await journal.db.run(journal.tasks.cancel, withdrawn, "the visit was cancelled", "hub:logistics")
+            self.placed()
+            return 200
         order = order_from_bundle(delivery.payload, delivery.delivery_id, delivery.patient_key, delivery.rule_id)
         await journal.db.run(journal.logistics.place, order, self.clock())
         self.placed()

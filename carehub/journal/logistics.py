@@ -170,6 +170,31 @@ class LogisticsStore:
         )
         return changed == 1
 
+    def cancel(self, order_id: str, at: str, reason: str) -> str | None:
+        """Cancel an open order (its visit was cancelled); the offer withdrawn from its holder, if one.
+
+        Returns the withdrawn offer's id (its Task is cancelled by the caller); None otherwise,
+        also when the order is unknown or already finished (idempotent for a redelivered cancel).
+        """
+        with self.db.transaction():
+            rows = self.db.query("SELECT state FROM orders WHERE id = ?", (order_id,))
+            if not rows or rows[0][0] not in ("open", "offered", "accepted", "scheduled"):
+                return None
+            holding = self.db.query(
+                "SELECT id, vendor_id FROM offers WHERE order_id = ? AND state IN ('offered', 'accepted', 'scheduled')",
+                (order_id,),
+            )
+            self.db.execute("UPDATE orders SET state = 'cancelled', version = version + 1 WHERE id = ?", (order_id,))
+            vendor = ""
+            if holding:
+                self.db.execute(
+                    "UPDATE offers SET state = 'withdrawn', answered_at = ?, reason = ? WHERE id = ?",
+                    (at, reason, holding[0][0]),
+                )
+                vendor = str(holding[0][1])
+            self.step(order_id, at, "cancelled", vendor, reason)
+        return str(holding[0][0]) if holding else None
+
     # offers ----------------------------------------------------------------
     def offers(self, order_id: str) -> list[OfferRow]:
         rows = self.db.query(

@@ -26,13 +26,16 @@ from aiohttp import web
 from carehub.broker import free_port
 from carehub.core.clock import ManualClock
 from carehub.core.principal import OPS_READ, OPS_WRITE, PHI_READ
+from carehub.core.records import Delivery
 from carehub.hub import Hub
 from carehub.journal import Journal
 from carehub.journal.logistics import Order
 from carehub.ops_http import HTTPServer
 from carehub.streams.logistics.engine import LogisticsEngine
 from carehub.streams.logistics.fhir import order_bundle
+from carehub.streams.routing.model import LOGISTICS_DESK
 from tests.authkit import RECIPIENT, Issuer
+from tests.delivery.helpers import produce
 from tests.delivery.test_faults import settings, start_hub
 from tests.integration.conftest import eventually
 
@@ -64,7 +67,7 @@ class Endpoint:
             for b in self.received
             if b["type"] == "transaction"
             for e in b["entry"]
-            if e["resource"]["resourceType"] == "Task"
+            if e["resource"]["resourceType"] == "Task" and e["request"]["method"] == "POST"
         ]
 
     def steps(self) -> list[str]:
@@ -115,8 +118,13 @@ async def world(broker: str, tmp_path: Path, issuer: Issuer, monkeypatch: pytest
 async def answer(hub: Hub, issuer: Issuer, vendor: str, task_id: str, body: dict[str, Any]) -> int:
     url = f"http://127.0.0.1:{hub.http_port}/fhir/Task/{task_id}"
     headers = issuer.headers(*RECIPIENT, recipient=vendor)
-    async with aiohttp.ClientSession(headers=headers) as http, http.patch(url, json=body) as response:
-        return response.status
+    async with aiohttp.ClientSession(headers=headers) as http:
+        for _ in range(50):  # the hub knows the Task once the offer's delivery is journaled, a moment after the POST
+            async with http.patch(url, json=body) as response:
+                if response.status != 404:
+                    return response.status
+            await asyncio.sleep(0.1)
+        return 404
 
 
 async def test_decline_silence_and_a_late_accept_cascade_to_the_end(world: Any, issuer: Issuer) -> None:
@@ -245,3 +253,46 @@ async def test_a_planner_places_an_order_by_hand_and_follows_it(world: Any, issu
     assert [o["id"] for o in json.loads(listed.stdout)] == [placed["id"]]
     nobody = await cli("list", token=False)
     assert nobody.returncode == 2 and "HTTP 401" in nobody.stderr
+
+
+def withdrawn(endpoint: Endpoint) -> list[str]:
+    """Task ids the endpoint got back as cancelled (a withdrawn offer)."""
+    return [
+        e["resource"]["identifier"][0]["value"]
+        for b in endpoint.received
+        if b["type"] == "transaction"
+        for e in b["entry"]
+        if e["request"]["method"] == "PUT" and e["resource"]["status"] == "cancelled"
+    ]
+
+
+async def test_a_cancelled_visit_cancels_its_order_and_withdraws_the_offer(world: Any, issuer: Issuer) -> None:
+    """An order reaches the desk as a delivery (consent gate, journal); the visit's cancel follows it there."""
+    hub, engine, journal, clock, ep = world
+    metro = ep["nemt-metro"]
+    desk = Delivery(
+        delivery_id="o-desk", idempotency_key="o-desk", event_id="e-discharge", patient_key="RGH|L1",
+        recipient_id=LOGISTICS_DESK.id, action="order", channel=LOGISTICS_DESK.channel,
+        endpoint=LOGISTICS_DESK.endpoint, content_type="application/fhir+json",
+        payload=order("o-desk").resource or {}, rule_id="heart-failure-logistics", map_version="t",
+    )  # fmt: skip
+    await produce(hub.bootstrap, hub.topics.deliveries, [desk])
+    await eventually(lambda: journal.logistics.get("o-desk") is not None)
+    await engine.tick()
+    await eventually(lambda: len(metro.offers()) == 1)
+    task = metro.offers()[0]
+    cancel = replace(desk, delivery_id="c-desk", idempotency_key="c-desk", event_id="e-cancel", corrects="o-desk",
+                     payload={"resourceType": "Bundle", "type": "message", "entry": []})  # fmt: skip
+    await produce(hub.bootstrap, hub.topics.deliveries, [cancel])
+    await eventually(lambda: journal.logistics.get("o-desk").state == "cancelled")
+    assert [o.state for o in journal.logistics.offers("o-desk")] == ["withdrawn"]
+    await engine.tick()
+    await eventually(lambda: withdrawn(metro) == [task])
+    assert await answer(hub, issuer, "nemt-metro", task, {"status": "accepted"}) == 422
+    # the offer that expired in the first test's way is withdrawn at its vendor too
+    journal.logistics.place(order("o-expire"), "2026-12-01T14:00:00Z")
+    await engine.tick()
+    await eventually(lambda: len(metro.offers()) == 2)
+    clock.advance(31 * 60)
+    await engine.tick()
+    await eventually(lambda: metro.offers()[1] in withdrawn(metro))

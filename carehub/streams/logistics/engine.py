@@ -28,7 +28,7 @@ from carehub.core.records import Delivery
 from carehub.journal import Journal
 from carehub.journal.logistics import OfferRow, Order
 from carehub.streams.logistics.cascade import OfferView, OrderView, Step, advance
-from carehub.streams.logistics.fhir import offer_bundle, step_key, step_message
+from carehub.streams.logistics.fhir import offer_bundle, step_key, step_message, withdrawal_bundle
 from carehub.streams.logistics.select import Need, candidates
 from carehub.streams.routing.model import Recipient
 
@@ -37,6 +37,8 @@ FHIR_JSON = "application/fhir+json"
 LEASE_S = 15.0
 #: Steps a tick applies to one order at most (a decline and the next offer are two).
 MAX_STEPS = 8
+#: Steps after which the vendor that held the offer gets its Task back as cancelled.
+WITHDRAWN = ("expired", "cancelled")
 Publish = Callable[[Delivery], Awaitable[None]]
 Clock = Callable[[], datetime]
 
@@ -222,7 +224,22 @@ class LogisticsEngine:
                 payload = step_message(order, step, detail, vendor, key, self.hub_url, at)
                 await self.publish(self._delivery(key, order, recipient, "notify", payload, "logistics-step",
                                                   f"order {order_id}: {step}"))  # fmt: skip
+            if step in WITHDRAWN and vendor in directory:
+                await self._withdraw(order, directory[vendor], detail, at)
             await self.journal.db.run(self.store.mark_notified, step_id, iso(now))
+
+    async def _withdraw(self, order: Order, vendor: Recipient, reason: str, at: str) -> None:
+        """The vendor's offer was withdrawn: it gets its Task back as cancelled (as a correction would)."""
+        offers = await self.journal.db.run(self.store.offers, order.id)
+        offer = next((o for o in reversed(offers) if o.vendor_id == vendor.id and o.state in ("expired", "withdrawn")),
+                     None)  # fmt: skip
+        task = await self.journal.db.run(self.journal.tasks.get, offer.id) if offer is not None else None
+        if offer is None or task is None:
+            return  # never delivered: nothing to withdraw at the vendor
+        key = hashlib.sha256(f"withdrawn|{offer.id}".encode()).hexdigest()[:32]
+        payload = withdrawal_bundle(task, offer.id, reason, at)
+        await self.publish(self._delivery(key, order, vendor, "task", payload, "logistics-withdrawal",
+                                          f"offer {offer.seq} of order {order.id} withdrawn"))  # fmt: skip
 
     def _delivery(self, key: str, order: Order, to: Recipient, action: str, payload: dict[str, object],
                   rule: str, reason: str) -> Delivery:  # fmt: skip

@@ -185,3 +185,17 @@ def step_message(order: Order, step: str, detail: str, vendor: str, key: str, hu
         "timestamp": at,
         "entry": [{"fullUrl": _urn(key, "header"), "resource": header}, {"fullUrl": sr_url, "resource": sr}],
     }
+
+
+def withdrawal_bundle(task: JSONObject, offer_id: str, reason: str, at: str) -> JSONObject:
+    """Tell a vendor its offer is withdrawn (expired, or the visit cancelled): the Task, cancelled."""
+    sent = {k: v for k, v in task.items() if k not in ("id", "meta")}
+    sent.update(status="cancelled", statusReason={"text": reason})
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid5(_NS, f"withdrawn|{offer_id}")),
+        "type": "transaction",
+        "timestamp": at,
+        "entry": [{"fullUrl": _urn(offer_id, "task"), "resource": sent,
+                   "request": {"method": "PUT", "url": f"Task?identifier={TASK_IDENTIFIER}|{offer_id}"}}],
+    }  # fmt: skip

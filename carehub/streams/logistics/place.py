@@ -24,7 +24,9 @@ from carehub.journal.tasks import PATIENT_SYSTEM
 from carehub.streams.logistics.engine import moment
 from carehub.streams.logistics.fhir import order_bundle, resource_of
 from carehub.streams.routing.match import payer_ids
-from carehub.streams.routing.model import CAPABILITIES, OrderSpec, Recipient
+from carehub.streams.routing.model import CAPABILITIES, LOGISTICS_CHANNEL, LOGISTICS_DESK, OrderSpec, Recipient
+
+__all__ = ["LOGISTICS_CHANNEL", "LOGISTICS_DESK", "order_from_bundle", "order_request", "resolve_order"]
 
 #: Per service: (offer window s, accepted -> scheduled s, vendors tried) when the action does not say.
 DEFAULTS: dict[str, tuple[float, float, int]] = {
@@ -32,15 +34,6 @@ DEFAULTS: dict[str, tuple[float, float, int]] = {
     "dme": (60 * 60.0, 4 * 3600.0, 5),
     "home-health": (4 * 3600.0, 24 * 3600.0, 5),
 }
-LOGISTICS_CHANNEL = "logistics"
-LOGISTICS_DESK = Recipient(
-    id="carehub-logistics",
-    name="carehub logistics desk",
-    kind="hub",
-    channel=LOGISTICS_CHANNEL,
-    endpoint="journal:orders",
-    formats=("fhir-task",),
-)
 
 
 def pv1_37(source_hl7: str) -> str:

@@ -16,7 +16,7 @@ from carehub.core.records import CareEvent
 from carehub.streams.referrals import KINDS, due_at
 from carehub.streams.routing.load import ACTION_FORMATS
 from carehub.streams.routing.match import evaluate
-from carehub.streams.routing.model import Action, Due, Recipient, RoutingMap, Rule
+from carehub.streams.routing.model import LOGISTICS_DESK, Action, Due, Recipient, RoutingMap, Rule
 from carehub.streams.routing.resolve import Resolution, Unresolved, is_rostered_with, resolve
 from carehub.streams.signals import Sent
 
@@ -106,6 +106,8 @@ class _Collector:
         """One planned correction per original the recipient was sent (``correct: received``)."""
         for original in received:
             recipient = routing_map.recipients.get(original.recipient_id)
+            if original.recipient_id == LOGISTICS_DESK.id:  # the desk cancels the visit's orders
+                recipient = LOGISTICS_DESK
             if recipient is None:
                 why_not = f"{original.recipient_id} received the original but is no longer in the directory"
                 self.unresolved.append(UnresolvedTarget(rule.id, action.key, action.to, why_not))

@@ -81,6 +81,19 @@ class Recipient:
     vendor: Vendor | None = None
 
 
+#: Where ``order`` actions go: the hub's own logistics desk (channel ``logistics``, connectors.logistics),
+#: which journals the order; the vendors are chosen by the offer cascade (streams.logistics).
+LOGISTICS_CHANNEL = "logistics"
+LOGISTICS_DESK = Recipient(
+    id="carehub-logistics",
+    name="carehub logistics desk",
+    kind="hub",
+    channel=LOGISTICS_CHANNEL,
+    endpoint="journal:orders",
+    formats=("fhir-task",),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Threshold:
     """A numeric test on a risk score (e.g. LACE) found in the event."""

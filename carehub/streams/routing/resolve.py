@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from carehub.core.records import CareEvent
 from carehub.streams.routing.match import diagnosis_codes, payer_ids, pcp_ids
-from carehub.streams.routing.model import Recipient, RoutingMap
+from carehub.streams.routing.model import LOGISTICS_DESK, Recipient, RoutingMap
 from carehub.streams.routing.rosters import member_key
 from carehub.streams.routing.sdoh import categories
 
@@ -100,8 +100,6 @@ def _service(routing_map: RoutingMap, category: str, why: str) -> list[Resolutio
 
 def resolve(event: CareEvent, routing_map: RoutingMap, target: str) -> list[Resolution | Unresolved]:
     if target.startswith("logistics:"):  # an order goes to the hub's desk; vendors are chosen by the cascade
-        from carehub.streams.logistics.place import LOGISTICS_DESK
-
         return [Resolution(LOGISTICS_DESK, f"logistics desk ({target.removeprefix('logistics:')} vendors)")]
     if target.startswith("attributed:"):
         return _attributed(event, routing_map, target.removeprefix("attributed:"))
