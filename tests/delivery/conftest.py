@@ -48,6 +48,9 @@ def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]
             "care_facts",
             "care_fact_tasks",
             "patient_links",
+            "care_plans",
+            "care_plan_members",
+            "care_plan_tasks",
         ):
             opened.db.execute(f"DELETE FROM {table}")
     opened.close()
