@@ -34,6 +34,12 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS care_fact_tasks_by_event ON care_fact_tasks (event_id)",
     "CREATE INDEX IF NOT EXISTS care_fact_tasks_by_patient ON care_fact_tasks (patient_key)",
 ]
+#: Migration 11: a visit's admission (per discharge) and a Task's first change (per Task) are looked up
+#: per row; without these the planner scans (care_facts_by_kind, all of task_changes).
+INDEXES = [
+    "CREATE INDEX IF NOT EXISTS care_facts_by_visit_kind ON care_facts (visit_id, kind, occurred_at)",
+    "CREATE INDEX IF NOT EXISTS task_changes_by_task ON task_changes (task_id, id)",
+]
 #: The event kinds kept as facts, and what each cancel takes back (kinds of the same visit).
 FACT_KINDS = frozenset({"admit", "register", "discharge", "transfer", "outpatient-visit"})
 CANCELS: dict[str, tuple[str, ...]] = {

@@ -117,6 +117,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "care_plans, care_plan_members, care_plan_tasks: transition-of-care CarePlans kept in step with their Tasks",
         _statements(careplans.SCHEMA),
     ),
+    Migration(
+        11, "indexes: care_facts by (visit, kind), task_changes by task (the scorecard's per-row lookups)",
+        _statements(carefacts.INDEXES),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
