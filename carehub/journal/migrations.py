@@ -118,7 +118,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _statements(careplans.SCHEMA),
     ),
     Migration(
-        11, "indexes: care_facts by (visit, kind), task_changes by task (the scorecard's per-row lookups)",
+        11, "indexes: care_facts by (visit, kind, time), task_changes by task (the scorecard's per-row lookups)",
         _statements(carefacts.INDEXES),
     ),
 )
