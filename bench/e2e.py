@@ -122,8 +122,9 @@ async def _until_complete(recipients: Recipients, wanted: set[int], timeout_s: f
         await asyncio.sleep(0.05)
 
 
-async def _until_quiet(recipients: Recipients, timeout_s: float, quiet_s: float = 2.0) -> None:
-    """Until no delivery arrived for ``quiet_s`` (the warm-up, before the plan per trigger is known)."""
+async def _until_quiet(recipients: Recipients, timeout_s: float, quiet_s: float = 2.0) -> bool:
+    """Until no delivery arrived for ``quiet_s``: the warm-up (before the plan per trigger is known),
+    and between runs, so a backlog one run left behind does not slow the next one's figures."""
     deadline = time.monotonic() + timeout_s
     last, since = -1, time.monotonic()
     while time.monotonic() < deadline:
@@ -131,8 +132,17 @@ async def _until_quiet(recipients: Recipients, timeout_s: float, quiet_s: float 
         if total != last:
             last, since = total, time.monotonic()
         elif total and time.monotonic() - since >= quiet_s:
-            return
+            return True
         await asyncio.sleep(0.1)
+    return False
+
+
+async def _drain(recipients: Recipients, lines: list[str], timeout_s: float = 120.0) -> None:
+    started = time.monotonic()
+    if not await _until_quiet(recipients, timeout_s):
+        lines.append(f"    (backlog still arriving after {timeout_s:.0f} s: the next figures include it)")
+    elif time.monotonic() - started > 10:
+        lines.append(f"    (backlog drained in {time.monotonic() - started:.0f} s before the next run)")
 
 
 def _latencies(result: dict[str, Any], recipients: Recipients) -> list[float]:
@@ -186,6 +196,7 @@ async def _measure(
                 f"    paced {offered:>5.0f} msgs/s x {count:>5}: last delivery p50 {percentile(ms, 0.5):8.1f} ms   "
                 f"p99 {percentile(ms, 0.99):8.1f} ms   complete {len(ms)}/{count}"
             )
+            await _drain(recipients, lines)
         result = await load(port, 8, flood, 0, "F", FLOOD, mix=True)
         wanted = set(range(FLOOD, FLOOD + flood))
         await _until_complete(recipients, wanted, max(90.0, flood / 20))
