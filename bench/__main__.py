@@ -1,8 +1,11 @@
-"""``make bench``: ingest-to-ACK, end-to-end and conversion figures on this machine.
+"""``make bench``: conversion, ingest-to-ACK, end-to-end and soak figures on this machine.
 
-The hub runs in this process on the embedded broker; the load generator runs
-in a separate process (``bench.load``) so the two do not share an event loop.
-Figures are printed, never asserted.
+Everything runs on one embedded broker; the load generator runs in its own
+process (``bench.load``). Ingest-to-ACK measures ``carehub run --role ingest``
+and carehub's ingest in this process; end to end (``bench.e2e``) runs ingest and
+stream workers as their own processes on the shipped routing map. Each section
+prints a naive reference measured in the same run. Figures are printed, never
+asserted.
 """
 
 from __future__ import annotations
