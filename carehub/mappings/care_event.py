@@ -105,6 +105,8 @@ def _location_parts(pv1: Segment | None, field: int = 3) -> dict[str, str]:
     if pv1 is None:
         return {}
     location = pv1.field(field)
+    if not location.raw:
+        return {}
     found = ((name, location.component(i + 1)) for i, name in enumerate(_LOCATION_PARTS))
     return {name: value for name, value in found if value}
 

@@ -108,24 +108,31 @@ class _Files:
 def _id_fn(spec: Any, resource_type: str) -> IdFn:
     """``id: patient | encounter`` (precomputed) or ``{scope, keys}`` over fields."""
     if isinstance(spec, str):
-        return lambda seg, ctx: ctx.ids[spec.capitalize()]
+        known = spec.capitalize()
+        return lambda seg, ctx: ctx.ids[known]
     selectors = []
     for key in spec.get("keys", []):
         nums = [int(n) for n in str(key).split(".")]
         nums += [0] * (3 - len(nums))
-        selectors.append(field_selector(nums[0], False, nums[1], nums[2]))
+        selectors.append((nums[0], field_selector(nums[0], False, nums[1], nums[2])))
     scope = spec.get("scope", "patient")
 
     def make(seg: Segment, ctx: BuildContext) -> str:
         values = []
-        for select in selectors:
+        fields = seg.fields
+        size = len(fields)
+        for field_no, select in selectors:
+            if field_no >= size or not fields[field_no]:
+                values.append("")  # what the selector answers for an empty field, without the call
+                continue
             inputs = select(seg, ctx)
             values.append("^".join(inputs[0][0]) if inputs else "")
         if not any(values):
             values = [ctx.message_key, str(seg.index)]
-        base = ctx.patient_key if scope == "patient" else ctx.ids.get("Encounter", ctx.patient_key)
         if scope == "message":
             base = ctx.message_key
+        else:
+            base = ctx.patient_key if scope == "patient" else ctx.ids.get("Encounter", ctx.patient_key)
         return ids.resource_id(resource_type, base, *values)
 
     return make
