@@ -247,6 +247,10 @@ async def main(args: argparse.Namespace) -> None:
             from bench.scorecard import bench_scorecard
 
             print("\n".join(bench_scorecard(args.quick)), flush=True)
+        if "packet" in sections:  # not in the default set: the transition-of-care packet's costs
+            from bench.packet import bench_packet
+
+            print("\n".join(await bench_packet(args.quick)), flush=True)
         if "consumers" in sections:  # not in the default set: a design measurement, run on request
             from bench.consumers import bench_consumers
 
@@ -267,7 +271,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer messages (for a smoke run)")
-    parser.add_argument("--only", default="", help="convert,ingest,e2e,soak; or consumers, scorecard")
+    parser.add_argument("--only", default="", help="convert,ingest,e2e,soak; or consumers, scorecard, packet")
     parser.add_argument("--soak", type=float, default=60.0, help="seconds of mixed load with RSS figures (600: 10 min)")
     parser.add_argument("--soak-rate", type=float, default=50.0, help="offered rate during the soak")
     parser.add_argument("--rate", type=float, default=200.0, help="offered rate for the paced end-to-end run")
