@@ -4,7 +4,10 @@
 * ``not-accepted``: a follow-up Task still ``requested`` more than N hours after the hub created it;
 * ``overdue``: an open Task past its due time (the hub flagged it: journal.tasks.mark_overdue);
 * ``declined``: a Task its owner rejected or failed with no other Task of the same service for the
-  patient opened since.
+  patient opened since;
+* ``no-vendor``: a logistics order every vendor declined or let expire (exhausted, docs/logistics.md);
+* ``logistics-late``: an open logistics order past an SLA (accepted but not scheduled in time, or
+  not completed by the end of its window).
 
 Discharges and Tasks of cancelled visits are not gaps. The SQL is the same on SQLite and PostgreSQL.
 """
@@ -19,12 +22,14 @@ from typing import Any
 from carehub.core.clock import iso, now
 from carehub.journal.db import Database
 
-LISTS = ("no-receipt", "not-accepted", "overdue", "declined")
+LISTS = ("no-receipt", "not-accepted", "overdue", "declined", "no-vendor", "logistics-late")
 TITLES = {
     "no-receipt": "Discharged, no notification receipt by the PCP",
     "not-accepted": "Follow-up Task not accepted",
     "overdue": "Follow-up Task overdue",
     "declined": "Declined, no alternative",
+    "no-vendor": "Logistics order no vendor took",
+    "logistics-late": "Logistics order past its SLA",
 }
 OPEN = ("requested", "accepted", "in-progress", "on-hold")
 #: Discharge dispositions of a patient who died (FHIR discharge-disposition exp; v2 0112 codes 40-42 kept as they are).
@@ -66,6 +71,7 @@ def worklists(
         *_not_accepted(db, since, iso(moment - timedelta(hours=accept_hours)), accept_hours),
         *_overdue(db, since),
         *_declined(db, since),
+        *_logistics(db, since),
     ]
     return [g for g in gaps if not recipient or g.recipient == recipient]
 
@@ -156,4 +162,27 @@ def _declined(db: Database, since: str) -> list[Gap]:
         why = f" ({reason})" if reason else ""
         step = f"{r[1]} {r[9]} it{why}: refer to another provider of the service"
         out.append(_task_gap("declined", r, str(r[5]), step))
+    return out
+
+
+def _logistics(db: Database, since: str) -> list[Gap]:
+    """Orders no vendor took, and open orders past an SLA (journal.logistics)."""
+    rows = db.query(
+        "SELECT id, patient_key, service, capability, state, vendor_id, placed_at, window_start, schedule_alerted,"
+        " window_alerted FROM orders WHERE placed_at >= ? AND (state = 'exhausted' OR (state IN"
+        " ('accepted', 'scheduled') AND (schedule_alerted = 1 OR window_alerted = 1))) ORDER BY placed_at",
+        (since,),
+    )
+    out = []
+    for order_id, patient, service, capability, state, vendor, placed, start, scheduled_late, _window in rows:
+        what = f"{service}:{capability}"
+        if state == "exhausted":
+            step = f"no {service} vendor took it (carehub orders show {order_id}): arrange it by phone or add a vendor"
+            out.append(Gap("no-vendor", f"({service})", str(patient), str(order_id), "order", str(placed), "",
+                           str(order_id), what, str(state), str(placed), None, step))  # fmt: skip
+            continue
+        late = "not scheduled in time" if scheduled_late else "not completed by the end of its window"
+        step = f"{vendor} {state} it, {late} (window from {start}): call {vendor} or order from another vendor"
+        out.append(Gap("logistics-late", str(vendor), str(patient), str(order_id), "order", str(placed), "",
+                       str(order_id), what, str(state), str(placed), None, step))  # fmt: skip
     return out

@@ -51,6 +51,10 @@ def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]
             "care_plans",
             "care_plan_members",
             "care_plan_tasks",
+            "orders",
+            "offers",
+            "order_steps",
+            "logistics_lease",
         ):
             opened.db.execute(f"DELETE FROM {table}")
     opened.close()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
+from carehub.core.clock import set_clock
 from carehub.journal import Journal
 from carehub.journal.logistics import OfferRow, Order
+from carehub.scorecard.worklists import worklists
 
 
 def _order(order_id: str) -> Order:
@@ -49,3 +52,21 @@ def test_one_worker_holds_the_timer_lease_until_it_runs_out(journal: Journal) ->
 
 def replace_id(offer: OfferRow) -> OfferRow:
     return OfferRow(offer.id + "-again", *[getattr(offer, f) for f in OfferRow.__slots__[1:10]])  # type: ignore[attr-defined]
+
+
+def test_orders_no_vendor_took_and_late_orders_are_on_the_worklist(journal: Journal) -> None:
+    store = journal.logistics
+    exhausted, late, fine = (uuid.uuid4().hex for _ in range(3))
+    for order_id in (exhausted, late, fine):
+        store.place(_order(order_id), "2026-12-01T12:00:00Z")
+    store.move(exhausted, 1, {"state": "exhausted"})
+    store.move(late, 1, {"state": "accepted", "vendor_id": "dme-a", "schedule_alerted": 1})
+    store.move(fine, 1, {"state": "accepted", "vendor_id": "dme-b"})
+    set_clock(lambda: datetime(2026, 12, 2, tzinfo=UTC))
+    try:
+        gaps = {g.task_id: g for g in worklists(journal.db, {}) if g.event_kind == "order"}
+    finally:
+        set_clock(None)
+    assert gaps[exhausted].list == "no-vendor" and "arrange it by phone" in gaps[exhausted].next_step
+    assert gaps[late].list == "logistics-late" and gaps[late].recipient == "dme-a"
+    assert "not scheduled in time" in gaps[late].next_step and fine not in gaps
