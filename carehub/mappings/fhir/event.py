@@ -154,7 +154,14 @@ def _attributes(patient: Resource, encounter: Resource, by_ref: Mapping[str, Res
         "patient_class": classes[0] if classes else "",
         "hospital_service": service,
         "assigned_location": {},
+        # Encounter.priority EM (v3 ActPriority emergency) is PV1-4 E: the LACE index's acuity
+        "admission_type": "E" if _is_emergency(encounter) else "",
     }
+
+
+def _is_emergency(encounter: Resource) -> bool:
+    codings = (encounter.get("priority") or {}).get("coding") or []
+    return any(c.get("code") == "EM" for c in codings if isinstance(c, dict))
 
 
 def source_labels(resources: list[Resource]) -> list[dict[str, str]]:
