@@ -192,3 +192,28 @@ def test_the_command_prints_csv_json_and_the_worklist(tmp_path: Path, capsys: py
     assert {(g["list"], g["patient_key"]) for g in gaps} == {("no-receipt", "C2"), ("declined", "A")}
     assert main(["scorecard", *common, "--measure", "nope"]) == 2
     assert "no measure nope" in capsys.readouterr().err
+
+
+def test_measure_reports_are_deqm_shaped(journal: Journal) -> None:
+    from carehub.scorecard.measurereport import measure_report
+
+    build(journal)
+    result = Calculator(journal.db, KINDS).compute(MEASURES["trc-discharge-information"], NOV, date(2027, 1, 1))
+    summary = measure_report(result, base_url="https://hub.example.org/fhir", reporter="carehub")
+    assert summary["meta"]["profile"] == [
+        "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/summary-measurereport-deqm"]  # fmt: skip
+    assert summary["measure"] == "https://hub.example.org/fhir/Measure/trc-discharge-information"
+    assert summary["period"] == {"start": "2026-11-01", "end": "2026-11-30"} and summary["status"] == "complete"
+    group = summary["group"][0]
+    counts = {p["code"]["coding"][0]["code"]: p["count"] for p in group["population"]}
+    assert counts == {"initial-population": 4, "denominator": 3, "denominator-exclusion": 1, "numerator": 1}
+    assert group["measureScore"] == {"value": 0.3333} and "contained" not in summary
+    facility = next(s for s in group["stratifier"] if s["code"][0]["text"] == "facility")
+    scores = {s["value"]["text"]: s["measureScore"]["value"] for s in facility["stratum"]}
+    assert scores == {"LAKESIDE": 1.0, "RGH": 0.0}
+    listed = measure_report(result, base_url="https://hub.example.org/fhir", reporter="carehub",
+                            report_type="subject-list")  # fmt: skip
+    lists = {c["id"]: [e["item"]["identifier"]["value"] for e in c["entry"]] for c in listed["contained"]}
+    numerator = next(p for p in listed["group"][0]["population"] if p["code"]["coding"][0]["code"] == "numerator")
+    assert lists[numerator["subjectResults"]["reference"][1:]] == ["D"]
+    assert sorted(lists["denominator-trc-discharge-information"]) == ["A", "C2", "D"]
