@@ -31,6 +31,8 @@ from carehub.core.topics import Topics
 from carehub.journal import Journal, open_journal
 from carehub.kafka import Replication, ensure_topics
 from carehub.streams.logistics.engine import LogisticsEngine
+from carehub.streams.packet.step import load_packet_settings
+from carehub.streams.recipient_tasks import watch_recipient_tasks
 from carehub.streams.routing.model import Recipient
 from carehub.streams.routing.source import ReloadingRoutingMap
 from carehub.streams.task_alerts import overdue_alert, requester_recipient, watch_overdue
@@ -86,6 +88,10 @@ class DeliveryParts:
         self._overdue: asyncio.Task[None] | None = None
         self._logistics: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._recipient_tasks: asyncio.Task[None] | None = None
+
+    def _directory(self) -> Mapping[str, Recipient]:
+        return self.routing.current().recipients
 
     def options_for(self, recipient_id: str) -> Mapping[str, str]:
         recipient = self.routing.current().recipients.get(recipient_id)
@@ -94,6 +100,13 @@ class DeliveryParts:
     async def start(self) -> Journal:
         self.journal = await asyncio.to_thread(open_journal, self.database_url)
         self._overdue = asyncio.create_task(watch_overdue(self.journal, self._overdue_alert))
+        poll_s = load_packet_settings(self.settings.config_dir).poll_s
+        if poll_s > 0:  # Tasks worked on recipients' own FHIR servers (docs/packet.md)
+            self._recipient_tasks = asyncio.create_task(
+                watch_recipient_tasks(
+                    self.journal, self._directory, self._task_event, poll_s, self.settings.delivery.timeout_s
+                )
+            )
         self._retention = asyncio.create_task(self._purge_expired())
         self.logistics = LogisticsEngine(
             self.journal,
@@ -185,7 +198,7 @@ class DeliveryParts:
         self._orders_placed()
 
     async def stop(self) -> None:
-        for task in (self._overdue, self._retention, self._logistics):
+        for task in (self._overdue, self._retention, self._logistics, self._recipient_tasks):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -29,6 +29,7 @@ from carehub.streams.subscriptions.config import SubscriptionsConfig
 
 FILE = "packet.yaml"
 DEFAULT_BUDGET_S = 2.0
+DEFAULT_POLL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,17 +37,25 @@ class PacketSettings:
     budget_s: float = DEFAULT_BUDGET_S
     #: Source names (subscriptions.yaml) packets are completed from.
     sources: tuple[str, ...] = ()
+    #: How often the open Tasks of fhir-rest recipients are read back from their servers (0: never).
+    poll_s: float = DEFAULT_POLL_S
 
 
 def load_packet_settings(config_dir: Path, subscriptions: SubscriptionsConfig | None = None) -> PacketSettings:
-    """config/packet.yaml (defaults without it); a source it names must be in subscriptions.yaml."""
+    """config/packet.yaml (defaults without it); a source it names must be in ``subscriptions`` (when given)."""
     path = config_dir / FILE
     if not path.exists():
         return PacketSettings()
     data = load_config_file(path, "packet.schema.json") or {}
     enrichment = data.get("enrichment") or {}
-    settings = PacketSettings(float(enrichment.get("budget_s", DEFAULT_BUDGET_S)), tuple(enrichment.get("sources", ())))
-    known = {s.name for s in subscriptions.sources} if subscriptions is not None else set()
+    settings = PacketSettings(
+        float(enrichment.get("budget_s", DEFAULT_BUDGET_S)),
+        tuple(enrichment.get("sources", ())),
+        float((data.get("recipient_tasks") or {}).get("poll_s", DEFAULT_POLL_S)),
+    )
+    if subscriptions is None:  # the sources are checked where subscriptions.yaml is read
+        return settings
+    known = {s.name for s in subscriptions.sources}
     for index, name in enumerate(settings.sources):
         if name not in known:
             raise ConfigError(
