@@ -3,7 +3,8 @@
 The heart-failure discharge in the feed orders home oxygen and a wheelchair van to the follow-up
 (config/routes.yaml, rule heart-failure-logistics). The demo vendors answer on the hub's Task
 endpoint with tokens bound to their directory entries: the first transport vendor declines
-(``DEMO_ANSWERS``), the second and the oxygen supplier accept, schedule and complete. The summary
+(``DEMO_ANSWERS``), the second and the oxygen supplier accept and schedule, and complete once the
+window has opened on the hub's clock (the oxygen at discharge; the ride is still scheduled). The summary
 reads every order and its steps from the run's journal.
 """
 
@@ -17,7 +18,6 @@ from typing import Any
 
 from carehub.demo_receivers import DEMO_ANSWERS, DemoVendor
 from carehub.journal import open_journal
-from carehub.streams.logistics.cascade import OPEN_ORDER
 
 
 def demo_vendors(vendors: list[tuple[str, str | None]]) -> list[DemoVendor]:
@@ -51,12 +51,16 @@ def orders_summary(journal: Path) -> list[dict[str, Any]]:
         store.close()
 
 
+#: Where the demo's orders settle: done, or scheduled for a later day (the ride to the follow-up).
+SETTLED = ("scheduled", "completed", "exhausted", "cancelled")
+
+
 async def wait_orders(journal: Path, timeout_s: float) -> bool:
-    """Until no order of the run is open (each completed or exhausted); False at the timeout."""
+    """Until every order of the run is settled (scheduled for later, or finished); False at the timeout."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         orders = await asyncio.to_thread(orders_summary, journal)
-        if all(o["state"] not in OPEN_ORDER for o in orders):
+        if all(o["state"] in SETTLED for o in orders):
             return True
         await asyncio.sleep(0.2)
     return False

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from carehub.connectors.webhook import SIGNATURE_HEADER, verify
+from carehub.core.clock import now
 from carehub.ops_http import HTTPServer
 
 OK_OUTCOME = {
@@ -123,11 +125,21 @@ def offered_task(bundle: dict[str, Any]) -> str | None:
     return None
 
 
+def window_start(bundle: dict[str, Any]) -> datetime:
+    """When the offer's window opens (its ServiceRequest's occurrencePeriod.start)."""
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource", {})
+        if resource.get("resourceType") == "ServiceRequest":
+            return datetime.fromisoformat(str(resource["occurrencePeriod"]["start"]).replace("Z", "+00:00"))
+    return now()
+
+
 @dataclass
 class DemoVendor(DemoRecipient):
     """A logistics vendor: answers each offer on the hub's Task endpoint with its own token.
 
-    ``decline``: the reason it declines with; empty, it accepts, schedules and completes.
+    ``decline``: the reason it declines with; empty, it accepts and schedules, and completes when the
+    order's window has opened on the hub's clock (the oxygen at discharge; the ride on its own day).
     """
 
     decline: str = ""
@@ -142,7 +154,7 @@ class DemoVendor(DemoRecipient):
         if len(self.received) > before and self.hub_url:
             task_id = offered_task(self.received[-1].bundle)
             if task_id is not None:
-                work = asyncio.create_task(self._answer(task_id))
+                work = asyncio.create_task(self._answer(task_id, window_start(self.received[-1].bundle)))
                 self._work.add(work)
                 work.add_done_callback(self._work.discard)
         return response
@@ -157,12 +169,14 @@ class DemoVendor(DemoRecipient):
             await asyncio.sleep(0.1)
         return 404
 
-    async def _answer(self, task_id: str) -> None:
+    async def _answer(self, task_id: str, starts: datetime) -> None:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"}) as http:
             if self.decline:
                 await self._patch(http, task_id, {"status": "rejected", "statusReason": {"text": self.decline}})
                 return
             for status in ("accepted", "in-progress", "completed"):
+                if status == "completed" and now() < starts:
+                    return  # a ride on the day of the follow-up: scheduled now, completed then
                 await asyncio.sleep(STEP_PAUSE_S)
                 if await self._patch(http, task_id, {"status": status}) != 200:
                     return

@@ -117,15 +117,19 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _vendors(args: argparse.Namespace) -> int:
-    query = f"?service={args.service}" if args.service else ""
-    found = _call(args, f"/logistics/vendors{query}")["vendors"]
-    print(
-        f"{'vendor':18} {'service':12} {'finished':>8} {'on time':>8} {'rate':>7} {'turnaround':>11} {'not taken':>9}"
-    )
+def vendor_table(found: dict[str, dict[str, Any]]) -> list[str]:
+    """Per vendor: finished, on time, on-time rate, mean turnaround, offers not taken (a table)."""
+    lines = [f"{'vendor':18} {'service':12} {'finished':>8} {'on time':>8} {'rate':>7} {'turnaround':>11}"
+             f" {'not taken':>9}"]  # fmt: skip
     for vendor, v in sorted(found.items()):
         rate = f"{v['on_time_rate']:.0%}" if v["on_time_rate"] is not None else "-"
         turnaround = f"{v['mean_turnaround_s'] / 3600:.1f} h" if v["mean_turnaround_s"] is not None else "-"
-        print(f"{vendor:18} {v['service']:12} {v['finished']:>8} {v['on_time']:>8} {rate:>7} {turnaround:>11}"
-              f" {v['not_taken']:>9}")  # fmt: skip
+        lines.append(f"{vendor:18} {v['service']:12} {v['finished']:>8} {v['on_time']:>8} {rate:>7}"
+                     f" {turnaround:>11} {v['not_taken']:>9}")  # fmt: skip
+    return lines
+
+
+def _vendors(args: argparse.Namespace) -> int:
+    query = f"?service={args.service}" if args.service else ""
+    print("\n".join(vendor_table(_call(args, f"/logistics/vendors{query}")["vendors"])))
     return 0

@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from carehub.commands.orders import vendor_table
 from carehub.core.clock import now
 from carehub.core.errors import ConfigError
 from carehub.core.settings import load_settings
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
                     print(f"      next: {g.next_step}")
             return 0
         results = compute_all(Calculator(journal.db, kinds), measures, period_of(args))
+        vendors = journal.logistics.performance()  # discharge logistics: per vendor (docs/logistics.md)
     finally:
         journal.close()
     if args.json:
@@ -94,4 +96,7 @@ def run(args: argparse.Namespace) -> int:
         print(csv_text(results, args.by), end="")
     else:
         print(table(results, args.by), end="")
+        if vendors:
+            print("\nlogistics vendors (all orders; carehub orders vendors):")
+            print("\n".join(f"  {line}" for line in vendor_table(vendors)))
     return 0

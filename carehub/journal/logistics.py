@@ -286,12 +286,14 @@ class LogisticsStore:
             item["on_time"] += 0 if late else 1
             item["turnaround_s"].append(seconds_between(placed, completed))
         declined = self.db.query(
-            "SELECT vendor_id, COUNT(*) FROM offers WHERE state IN ('declined', 'expired', 'dropped')"
-            " GROUP BY vendor_id"
+            "SELECT o.vendor_id, r.service, COUNT(*) FROM offers o JOIN orders r ON r.id = o.order_id"
+            f" WHERE o.state IN ('declined', 'expired', 'dropped'){where.replace('service', 'r.service')}"
+            " GROUP BY o.vendor_id, r.service",
+            params,
         )
-        for vendor, count in declined:
-            out.setdefault(str(vendor), {"service": service or "", "finished": 0, "on_time": 0, "turnaround_s": []})
-            out[str(vendor)]["not_taken"] = int(count)
+        for vendor, svc, count in declined:
+            item = out.setdefault(str(vendor), {"service": svc, "finished": 0, "on_time": 0, "turnaround_s": []})
+            item["not_taken"] = int(count)
         for item in out.values():
             times = item.pop("turnaround_s")
             item["mean_turnaround_s"] = sum(times) / len(times) if times else None

@@ -62,11 +62,12 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
         "pcp-riverside": 18 + steps, "payer-acme": 9, "pharmacy-mainst": 2, "cbo-foodbank": 2,
         "nemt-metro": 1, "nemt-prairie": 1, "dme-lincoln": 1,
     }  # fmt: skip
-    # the cascade: the first transport vendor (in network, rank 1) declines, the second takes the ride
+    # the cascade: the first transport vendor (in network, rank 1) declines, the second takes the ride;
+    # the oxygen, due at discharge, is delivered
     ride = [(step, vendor) for step, vendor, _ in orders["nemt"]["steps"]]
     assert ride[:4] == [("placed", ""), ("offered", "nemt-metro"), ("declined", "nemt-metro"),
                         ("offered", "nemt-prairie")]  # fmt: skip
-    assert orders["nemt"]["state"] == "completed" and orders["nemt"]["vendor"] == "nemt-prairie"
+    assert orders["nemt"]["state"] == "scheduled" and orders["nemt"]["vendor"] == "nemt-prairie", "ride on day 13"
     assert orders["dme"]["state"] == "completed" and orders["dme"]["vendor"] == "dme-lincoln"
     shown = "\n".join(logistics_lines(report["logistics"]))  # the summary's lines (carehub.demo.render)
     assert "declined                 nemt-metro (no wheelchair van free that afternoon)" in shown
