@@ -93,6 +93,7 @@ def test_explain_an_hl7_file_and_a_care_event_json(tmp_path: Path) -> None:
         "inpatient-to-payer",
         "toc-packet",
         "tcm-after-readmission",
+        "heart-failure-logistics",  # Rivera's discharge is a heart-failure discharge (I50.22)
     }
     assert doc["unresolved"][0]["target"] == "attributed:pharmacy"
 

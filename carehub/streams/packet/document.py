@@ -295,9 +295,6 @@ class _Plan:
             team["participant"] = [{"role": [{"text": role}], "member": {"reference": ref}} for role, ref in unique]
         return team
 
-    def names(self) -> dict[str, str]:
-        return {_ref(o): str(o.get("name", "")) for o in self.owners.values()}
-
 
 def _instruction_lines(plan: _Plan) -> list[str]:
     lines = []
