@@ -2,7 +2,7 @@
 
 * ``no-receipt``: an inpatient discharge (not a death) whose notification no PCP has accepted yet;
 * ``not-accepted``: a follow-up Task still ``requested`` more than N hours after the hub created it;
-* ``overdue``: an open Task past its due time (the hub flagged it: journal.tasks.mark_overdue);
+* ``overdue``: an open Task past its due time (flagged by journal.tasks.mark_overdue, or due before now);
 * ``declined``: a Task its owner rejected or failed with no other Task of the same service for the
   patient opened since;
 * ``no-vendor``: a logistics order every vendor declined or let expire (exhausted, docs/logistics.md);
@@ -69,7 +69,7 @@ def worklists(
     gaps = [
         *_no_receipt(db, kinds, since),
         *_not_accepted(db, since, iso(moment - timedelta(hours=accept_hours)), accept_hours),
-        *_overdue(db, since),
+        *_overdue(db, since, iso(moment)),
         *_declined(db, since),
         *_logistics(db, since),
     ]
@@ -135,11 +135,12 @@ def _not_accepted(db: Database, since: str, before: str, hours: float) -> list[G
     ]
 
 
-def _overdue(db: Database, since: str) -> list[Gap]:
+def _overdue(db: Database, since: str, moment: str) -> list[Gap]:
+    """Open past the due time: flagged by the overdue watcher, or due before now (the flag may lag)."""
     rows = db.query(
-        f"{_TASK_SELECT} WHERE t.overdue_at IS NOT NULL AND t.status IN ({_marks(OPEN)}) AND t.authored_on >= ?"
-        f"{_NOT_CANCELLED} ORDER BY t.due",
-        (*OPEN, since),
+        f"{_TASK_SELECT} WHERE (t.overdue_at IS NOT NULL OR t.due < ?) AND t.status IN ({_marks(OPEN)})"
+        f" AND t.authored_on >= ?{_NOT_CANCELLED} ORDER BY t.due",
+        (moment, *OPEN, since),
     )
     return [
         _task_gap("overdue", r, str(r[10] or ""), f"due {r[10]}, still {r[9]}: escalate with {r[1]} or reassign")

@@ -136,10 +136,14 @@ def test_turnaround_completion_and_latency(journal: Journal) -> None:
 
 def test_worklists_name_the_gap_and_the_next_step(journal: Journal) -> None:
     build(journal)
+    task(journal, "t-contact-c", "c-dis", "C2", "pcp-riverside", "tcm-contact", "2026-11-12T12:00:00.000Z")
     at("2026-11-20T12:00:00Z")
     gaps = worklists(journal.db, KINDS, days=60)
     found = {(g.list, g.patient_key, g.task_code or g.event_kind) for g in gaps}
-    assert found == {("no-receipt", "C2", "discharge"), ("declined", "A", "med-rec")}
+    assert found == {("no-receipt", "C2", "discharge"), ("declined", "A", "med-rec"),
+                     ("not-accepted", "C2", "tcm-contact"), ("overdue", "C2", "tcm-contact")}  # fmt: skip
+    at("2026-11-12T13:00:00Z")
+    assert {g.list for g in worklists(journal.db, KINDS, days=60) if g.task_id == "t-contact-c"} == {"overdue"}
     declined = next(g for g in gaps if g.list == "declined")
     assert declined.recipient == "pharmacy-mainst" and "another provider" in declined.next_step
     assert next(g for g in gaps if g.list == "no-receipt").lace == 9
