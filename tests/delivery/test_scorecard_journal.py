@@ -184,8 +184,8 @@ def test_the_command_prints_csv_json_and_the_worklist(tmp_path: Path, capsys: py
     assert "trc-discharge-information,facility,LAKESIDE,1,1,1.0000" in rows[2]
     assert main(["scorecard", *common, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [m["id"] for m in doc["measures"]][:4] == [
-        "trc-admission-notification", "trc-discharge-information", "trc-patient-engagement",
+    assert [m["id"] for m in doc["measures"]][:5] == [
+        "trc-admission-notification", "trc-discharge-information", "trc-discharge-packet", "trc-patient-engagement",
         "trc-medication-reconciliation"]  # fmt: skip
     assert all({"numerator", "denominator", "rate"} <= set(m) for m in doc["measures"])
     assert main(["scorecard", *common]) == 0

@@ -103,7 +103,7 @@ def test_demo_json_reports_every_message_acked_and_all_four_recipient_kinds_reac
          report["journal"], "--config-dir", str(CONFIG)], capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     measures = json.loads(card)["measures"]
-    assert len(measures) == 13 and all({"numerator", "denominator", "rate"} <= set(m) for m in measures)
+    assert len(measures) == 14 and all({"numerator", "denominator", "rate"} <= set(m) for m in measures)
     assert {m["id"]: m["rate"] for m in measures}["trc-discharge-information"] == 1.0
 
 

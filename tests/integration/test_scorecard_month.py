@@ -329,6 +329,7 @@ def expected(people: list[Person]) -> dict[str, tuple[int, int]]:
                 continue
             count("trc-admission-notification", p.pcp and _days(s.admit_at, s.admit_at + s.admit_lag) <= 2)
             count("trc-discharge-information", p.pcp and _days(d, d + s.discharge_lag) <= 2)
+            count("trc-discharge-packet", p.pcp and _days(d, d + s.discharge_lag) <= 2)  # the packet goes with it
             count("trc-patient-engagement", bool(follow))
             count("trc-medication-reconciliation", any(0 <= _days(d, t) <= 30 for t in medrecs))
             count("pcr-readmission-30d", any(a > d and _days(d, a) <= 30 for a in admissions))
