@@ -9,7 +9,7 @@ The engine's offers to vendors leave as Task deliveries through the consent gate
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from carehub.core.clock import now_iso
 from carehub.core.errors import DeliveryError
@@ -36,6 +36,9 @@ class LogisticsDesk:
             self.placed()
             return 200
         order = order_from_bundle(delivery.payload, delivery.delivery_id, delivery.patient_key, delivery.rule_id)
+        if delivery.labels:  # the order keeps the labels it was disclosed under: its offers pass the gate on them
+            bundle = order.resource or {}
+            order = replace(order, resource={**bundle, "meta": {**bundle.get("meta", {}), "security": delivery.labels}})
         await journal.db.run(journal.logistics.place, order, self.clock())
         self.placed()
         return 200

@@ -257,4 +257,5 @@ class LogisticsEngine:
             rule_id=rule,
             map_version=self.map_version(),
             reason=reason,
+            labels=list((order.resource or {}).get("meta", {}).get("security", [])),  # Part 2: the gate decides
         )
