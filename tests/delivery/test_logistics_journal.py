@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from carehub.core.clock import set_clock
+from carehub.core.records import Delivery
 from carehub.journal import Journal
 from carehub.journal.logistics import OfferRow, Order
 from carehub.scorecard.worklists import worklists
@@ -70,3 +73,36 @@ def test_orders_no_vendor_took_and_late_orders_are_on_the_worklist(journal: Jour
     assert gaps[exhausted].list == "no-vendor" and "arrange it by phone" in gaps[exhausted].next_step
     assert gaps[late].list == "logistics-late" and gaps[late].recipient == "dme-a"
     assert "not scheduled in time" in gaps[late].next_step and fine not in gaps
+
+
+async def test_two_workers_advancing_one_order_at_once_make_one_offer(journal: Journal) -> None:
+    """Two workers (own connections) step the same orders at the same moment, lease or not: one holder each."""
+    from carehub.journal import open_journal
+    from carehub.streams.logistics.engine import LogisticsEngine
+    from carehub.streams.routing.load import load_recipients
+    from tests.conftest import CONFIG
+
+    vendors = {
+        rid: r for rid, r in load_recipients(Path(CONFIG) / "recipients.yaml").items() if r.kind == "dme"
+    }  # fmt: skip
+    other = open_journal(journal.db.url)
+    sent: list[str] = []
+
+    async def publish(d: Delivery) -> None:
+        sent.append(d.delivery_id)
+
+    moment = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    engines = [LogisticsEngine(j, lambda: vendors, publish, hub_url="http://hub", clock=lambda: moment, holder=h)
+               for j, h in ((journal, "a"), (other, "b"))]  # fmt: skip
+    ids = [uuid.uuid4().hex for _ in range(20)]
+    for order_id in ids:
+        journal.logistics.place(_order(order_id), "2026-12-01T12:00:00Z")
+    try:
+        for order_id in ids:  # both step the order at once, each on its own connection and thread
+            await asyncio.gather(*(asyncio.to_thread(e._advance_order, order_id, moment) for e in engines))
+        for order_id in ids:
+            offers = journal.logistics.offers(order_id)
+            assert [(o.seq, o.vendor_id, o.state) for o in offers] == [(1, "dme-lincoln", "offered")], offers
+            assert [s["step"] for s in journal.logistics.steps(order_id)] == ["placed", "offered"]
+    finally:
+        other.close()
