@@ -47,3 +47,26 @@ async def test_offers_and_notices_of_a_part2_order_carry_its_labels(tmp_path: Pa
     await LogisticsDesk(lambda: journal, lambda: None).send(replace(desk_delivery, labels=[]))
     assert journal.logistics.get("o-p2") == before, "a redelivered order places nothing new"
     journal.close()
+
+
+async def test_a_vendor_removed_from_the_directory_before_its_offer_left_is_skipped(tmp_path: Path) -> None:
+    journal = open_journal(f"sqlite:///{tmp_path / 'journal.db'}")
+    vendors = dict(load_recipients(Path(CONFIG) / "recipients.yaml"))
+    sent: list[Delivery] = []
+
+    async def publish(d: Delivery) -> None:
+        sent.append(d)
+
+    moment = datetime(2026, 12, 1, 14, tzinfo=UTC)
+    engine = LogisticsEngine(journal, lambda: vendors, publish, hub_url="http://hub", clock=lambda: moment)
+    journal.logistics.place(order("o-gone"), "2026-12-01T14:00:00Z")
+    journal.logistics.take_lease(engine.holder, "2026-12-01T14:00:00Z", "2026-12-01T15:00:00Z")
+    await journal.db.run(engine._advance_order, "o-gone", moment)  # Metro chosen, not yet published
+    del vendors["nemt-metro"]  # a hot reload took it out of the directory
+    await engine.tick()
+    await engine.tick()
+    offers = journal.logistics.offers("o-gone")
+    assert [(o.vendor_id, o.state) for o in offers] == [("nemt-metro", "dropped"), ("nemt-prairie", "offered")]
+    assert [d.recipient_id for d in sent if d.action == "task"] == ["nemt-prairie"], "nothing went to Metro"
+    assert offers[0].reason == "the vendor is no longer in the directory"
+    journal.close()

@@ -139,6 +139,12 @@ class LogisticsEngine:
             if expired is not None:  # a late accept is refused at the Task endpoint: the Task is finished
                 self.journal.tasks.cancel(expired, "the offer window passed", "hub:logistics")
 
+    def _drop(self, order: Order, now: datetime, reason: str) -> None:
+        """Drop the order's offer (never sent), so the cascade goes on with the next vendor."""
+        with contextlib.suppress(_Lost):
+            self._apply(order, self.store.offers(order.id), Step("dropped", "open", "dropped", reason), now)
+        self._advance_order(order.id, now)
+
     def _apply(self, order: Order, offers: list[OfferRow], step: Step, now: datetime) -> str | None:
         at = iso(now)
         holder = next((o for o in offers if o.state in ("offered", "accepted", "scheduled")), None)
@@ -202,8 +208,11 @@ class LogisticsEngine:
         for row in await self.journal.db.run(self.store.unpublished_offers):
             order = await self.journal.db.run(self.store.get, row.order_id)
             vendor = self.directory().get(row.vendor_id)
-            if order is None or vendor is None:
-                log.warning("offer %s: vendor %s is no longer in the directory", row.id, row.vendor_id)
+            if order is None:
+                continue
+            if vendor is None:  # removed from the directory since it was chosen: the next vendor gets the order
+                log.warning("offer %s: vendor %s is no longer in the directory; dropped", row.id, row.vendor_id)
+                await self.journal.db.run(self._drop, order, now, "the vendor is no longer in the directory")
                 continue
             payload = offer_bundle(order, vendor, row.id, row.expires_at, self.hub_url, iso(now))
             await self.publish(self._delivery(row.id, order, vendor, "task", payload, "logistics-offer",
