@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
@@ -49,7 +50,7 @@ from carehub.message_journal import MessageJournalFeed
 from carehub.ops_http import HTTPServer, check_listener, ops_routes, server_ssl_context
 from carehub.packets import packet_deps
 from carehub.refusals import RefusalRecorder
-from carehub.streams.app import build_app, changelog_topics
+from carehub.streams.app import StreamWorker, stage_groups
 from carehub.streams.context import StreamDeps
 from carehub.streams.delivery_policy import RetryPolicy
 from carehub.streams.normalize import normalize
@@ -79,6 +80,23 @@ ROLES = ("ingest", "streams")
 MLLP_DRAIN_SHARE = 2 / 3
 #: How long the console reuses the subscription health and consumer lag it read from Kafka.
 SUBSCRIPTION_HEALTH_TTL_S = 10.0
+#: Share of ``drain_s`` the stream stages may use on stop to finish the batch in hand.
+STAGE_DRAIN_SHARE = 1 / 3
+
+
+#: A part of the hub that takes longer than this to stop is named in the log (seconds).
+SLOW_STOP_S = 2.0
+
+
+@contextlib.asynccontextmanager
+async def _step(part: str) -> AsyncIterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        took = time.monotonic() - started
+        if took > SLOW_STOP_S:
+            log.warning("shutdown: stopping the %s took %.1f s", part, took)
 
 
 def worker_app_id(settings: Settings) -> str:
@@ -130,7 +148,7 @@ class Hub:
         self._delivery: DeliveryParts | None = None
         self._consent: ConsentParts | None = None
         self._journal_health: DependencyHealth | None = None
-        self._app: object | None = None
+        self._app: StreamWorker | None = None
         self._watch: asyncio.Task[None] | None = None
         self.bootstrap = settings.kafka.bootstrap or ""
         self._ready = False
@@ -234,12 +252,12 @@ class Hub:
             security=self.kafka_security,
         )
         await self._message_feed.start()
-        app = build_app(app_id, self.bootstrap, s.kafka, deps)
-        app.finalize()
-        tables = changelog_topics(app)
+        worker = StreamWorker(app_id, self.bootstrap, s.kafka, deps)
+        worker.app.finalize()
+        tables = worker.compacted_topics()
         await self._provision(tables, tables)
-        await app.start()
-        self._app = app
+        await worker.start()
+        self._app = worker
 
     async def _provision(self, names: list[str], compacted: list[str]) -> None:
         """Create missing topics with the configured replication; refuse topics with fewer copies."""
@@ -351,7 +369,7 @@ class Hub:
         """The stream workers' and the message journal's groups: records behind per topic (at most every 10 s)."""
         now = asyncio.get_running_loop().time()
         if self._lag_rows is None or now - self._lag_rows[0] > SUBSCRIPTION_HEALTH_TTL_S:
-            groups = [self.app_id, self.journal_group]
+            groups = [*stage_groups(self.app_id), self.journal_group]
             rows = await group_lag(self.bootstrap, groups, self.topics.prefix, security=self.kafka_security)
             self._lag_rows = (now, [row.to_dict() for row in rows])
         return self._lag_rows[1]
@@ -415,6 +433,7 @@ class Hub:
 
     async def stop(self) -> None:
         self._ready = False
+        s = self.settings
         if self._journal_health is not None:
             await self._journal_health.stop()
             self._journal_health = None
@@ -424,30 +443,38 @@ class Hub:
                 await self._watch
         if self._mllp is not None:
             # Two thirds of the process's drain time to answer what was received; the rest stops the other parts.
-            await self._mllp.stop(grace_s=self.settings.drain_s * MLLP_DRAIN_SHARE)
+            async with _step("mllp"):
+                await self._mllp.stop(grace_s=s.drain_s * MLLP_DRAIN_SHARE)
         if self._http is not None:
-            await self._http.stop()
+            async with _step("http"):
+                await self._http.stop()
         if self._refusals is not None:
             await self._refusals.stop()
             self._refusals = None
         if self._publisher is not None:
-            await self._publisher.stop()
+            async with _step("publisher"):
+                await self._publisher.stop()
         if self._app is not None:
-            await self._app.stop()  # type: ignore[attr-defined]
+            async with _step("streams"):
+                await self._app.stop(s.drain_s * STAGE_DRAIN_SHARE)
         if self._message_feed is not None:
-            await self._message_feed.stop()
+            async with _step("message journal feed"):
+                await self._message_feed.stop()
             self._message_feed = None
         if self._webhook is not None:
             await self._webhook.close()
         if self._delivery is not None:
-            await self._delivery.stop()
+            async with _step("delivery journal"):
+                await self._delivery.stop()
             self._delivery = None
         if self._consent is not None:
-            await self._consent.stop()
+            async with _step("consents"):
+                await self._consent.stop()
             self._consent = None
         if self._security_journal is not None:
             await asyncio.to_thread(self._security_journal.close)
             self._security_journal = None
         if self._broker is not None:
-            await asyncio.to_thread(self._broker.stop)
+            async with _step("embedded broker"):
+                await asyncio.to_thread(self._broker.stop)
         self._mllp = self._http = self._publisher = self._app = self._webhook = self._broker = None  # type: ignore[assignment]

@@ -165,6 +165,22 @@ class Journal:
     def is_finished(self, delivery_id: str) -> bool:
         return self.outcome_status(delivery_id) in FINAL
 
+    def final_outcome(self, delivery_id: str) -> DeliveryOutcome | None:
+        """The journaled outcome of a finished delivery (to publish again after a crash), else None."""
+        rows = self.db.query(
+            "SELECT idempotency_key, event_id, recipient_id, action, status, attempts, reason, finished_at,"
+            " http_status FROM delivery_outcomes WHERE delivery_id = ?",
+            (delivery_id,),
+        )
+        if not rows or rows[0][4] not in FINAL:
+            return None
+        key, event_id, recipient_id, action, status, attempts, reason, finished_at, http_status = rows[0]
+        return DeliveryOutcome(
+            delivery_id=delivery_id, idempotency_key=str(key), event_id=str(event_id), recipient_id=str(recipient_id),
+            action=str(action), status=str(status), attempts=int(attempts), reason=str(reason or ""),
+            finished_at=str(finished_at), http_status=int(http_status) if http_status is not None else None,
+        )  # fmt: skip
+
     def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
         rows = self.db.query(
             "SELECT attempt, result, status_code, detail, at, idempotency_key FROM delivery_attempts"

@@ -7,10 +7,11 @@ New dependencies are added to ``StreamDeps``; new topics to core.topics.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +29,7 @@ from carehub.journal import Journal
 from carehub.streams.consent.deps import ConsentDeps
 from carehub.streams.delivery_policy import RetryPolicy
 from carehub.streams.notify import Hub
+from carehub.streams.outbox import send_durably
 from carehub.streams.packet.step import PacketDeps
 from carehub.streams.routing.model import RoutingMap
 from carehub.streams.subscriptions.deps import SubscriptionDeps
@@ -73,7 +75,9 @@ class AgentContext:
         self.deps = deps
         self.metrics = deps.metrics
         self._topics: dict[str, Any] = {}
-        self._furthest: dict[tuple[str, Any], int] = {}  # (stage, partition) -> furthest offset finished
+        self._furthest: dict[tuple[str, Any], int] = {}
+        #: stage name -> the high-water mark of a record's partition (stages run by streams.stage)
+        self.highwaters: dict[str, Callable[[Any], int | None]] = {}  # (stage, partition) -> furthest offset finished
         #: The largest value a stage may produce: the producer's request limit less room for key and batch.
         self.max_record_bytes = int(app.conf.producer_max_request_size) - RECORD_OVERHEAD
 
@@ -82,27 +86,27 @@ class AgentContext:
             self._topics[name] = self.app.topic(name, key_serializer="raw", value_serializer="raw")
         return self._topics[name]
 
-    def stage_done(self, stage: str, event: Any) -> None:
+    def stage_done(self, stage: str, event: Any, highwater: int | None = None) -> None:
         """Metrics for an input a stage has finished: seconds since it was written to its topic
         (``stage_latency_seconds``) and how many records of its partition are still behind it
-        (``consumer_lag``)."""
-        message = event.message
-        written = getattr(message, "timestamp", None)  # seconds (Faust divides the record's ms)
-        if written:
-            self.metrics.observe("stage_latency_seconds", max(0.0, time.time() - float(written)), stage=stage)
-        try:
-            highwater = self.app.consumer.highwater(message.tp)
-        except (AttributeError, KeyError, RuntimeError, AssertionError):  # no consumer (yet): no lag figure
-            return
+        (``consumer_lag``). ``event``: a Faust event or an aiokafka record (then with its ``highwater``)."""
+        item = Input.of(event)
+        if item.timestamp_s:
+            self.metrics.observe("stage_latency_seconds", max(0.0, time.time() - item.timestamp_s), stage=stage)
+        if highwater is None and stage in self.highwaters:
+            highwater = self.highwaters[stage](event)
+        elif highwater is None and item.faust_tp is not None:
+            try:
+                highwater = self.app.consumer.highwater(item.faust_tp)
+            except (AttributeError, KeyError, RuntimeError, AssertionError):  # no consumer (yet): no lag figure
+                return
         if highwater is not None:
             # Stages finish records out of order (deliver runs patients concurrently): count from the
             # furthest offset finished on this partition, not from the one that finished last.
-            where = (stage, message.tp)
-            furthest = self._furthest[where] = max(self._furthest.get(where, -1), int(message.offset))
+            where = (stage, (item.topic, item.partition))
+            furthest = self._furthest[where] = max(self._furthest.get(where, -1), item.offset)
             behind = max(0, int(highwater) - furthest - 1)
-            self.metrics.set_gauge(
-                "consumer_lag", behind, stage=stage, topic=str(message.topic), partition=str(message.partition)
-            )
+            self.metrics.set_gauge("consumer_lag", behind, stage=stage, topic=item.topic, partition=str(item.partition))
 
     def fit(self, value: bytes, what: str) -> bytes:
         """``value`` if the producer can carry it; else RecordTooLargeError (the stage dead-letters its input).
@@ -114,9 +118,19 @@ class AgentContext:
             raise RecordTooLargeError(f"{what} of {len(value)} bytes is over the {self.max_record_bytes}-byte limit")
         return value
 
-    async def send_bytes(self, topic_name: str, key: str, value: bytes) -> None:
-        """A value already encoded and checked with ``fit``."""
-        await self.topic(topic_name).send(key=key.encode(), value=value)
+    async def produce(self, topic_name: str, key: bytes, value: bytes, partition: int | None) -> asyncio.Future[Any]:
+        """Hand one record to the producer (acks=all); the future resolves when the broker has it."""
+        future: asyncio.Future[Any] = await self.topic(topic_name).send(key=key, value=value, partition=partition)
+        return future
+
+    async def send_bytes(self, topic_name: str, key: str, value: bytes, partition: int | None = None) -> None:
+        """A value already encoded and checked with ``fit``: kept by the running batch's outbox (or, with
+        none, acknowledged before this returns) so nothing is committed before it is durable."""
+        await send_durably(self.produce, topic_name, key.encode(), value, partition)
+
+    async def send_raw(self, topic_name: str, key: bytes, value: bytes, partition: int | None = None) -> None:
+        """``send_bytes`` with the key already bytes (changelog records)."""
+        await send_durably(self.produce, topic_name, key, value, partition)
 
     async def send_json(self, topic_name: str, key: str, document: dict[str, Any]) -> None:
         """A plain JSON document (e.g. a FHIR resource) rather than a carehub record."""
@@ -129,20 +143,20 @@ class AgentContext:
         """Park a record that could not be processed, with its stage and reason (no content in logs)."""
         code = error.code if isinstance(error, CarehubError) else "internal-error"
         reason = error.message if isinstance(error, CarehubError) else type(error).__name__
-        message = event.message
+        item = Input.of(event)
         held = _dead_letter_lines.allow(f"{stage}:{code}")  # a poisoned backlog: one line per cause per interval
         if held is not None:
             log.warning(
                 "%s failed: topic=%s partition=%s offset=%s error=%s%s",
                 stage,
-                message.topic,
-                message.partition,
-                message.offset,
+                item.topic,
+                item.partition,
+                item.offset,
                 code,
                 f" ({held} more dead letters of this kind not logged)" if held else "",
             )
         self.metrics.inc("stage_failed", stage=stage)
-        value = event.value if isinstance(event.value, bytes) else str(event.value).encode()
+        value = item.value
         kept = {"value_b64": base64.b64encode(value).decode("ascii")}
         if len(kept["value_b64"]) > self.max_record_bytes - DEAD_LETTER_ROOM:
             kept = {"omitted": f"the {len(value)}-byte input is too large to copy; it stays at its offset"}
@@ -150,15 +164,43 @@ class AgentContext:
             stage=stage,
             error_code=code,
             reason=reason,
-            source_topic=message.topic,
-            source_partition=message.partition,
-            source_offset=message.offset,
+            source_topic=item.topic,
+            source_partition=item.partition,
+            source_offset=item.offset,
             failed_at=now_iso(),
             record=kept,
         )
-        await self.send(self.deps.topics.dead_letters, event_key(event), record)
+        await self.send(self.deps.topics.dead_letters, item.key_text(), record)
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """Where a stage's input came from and what it held: a Faust event or an aiokafka record, alike."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_s: float | None
+    faust_tp: Any = None
+
+    @classmethod
+    def of(cls, event: Any) -> Input:
+        message = getattr(event, "message", None)
+        if message is not None:  # a Faust event (timestamp in seconds)
+            source, timestamp, tp = message, getattr(message, "timestamp", None), message.tp
+        else:  # an aiokafka ConsumerRecord (timestamp in milliseconds)
+            source, tp = event, None
+            timestamp = event.timestamp / 1000 if getattr(event, "timestamp", None) else None
+        value = event.value if isinstance(event.value, bytes) else str(event.value).encode()
+        key = event.key if isinstance(event.key, bytes) or event.key is None else str(event.key).encode()
+        return cls(str(source.topic), int(source.partition), int(source.offset), key, value,
+                   float(timestamp) if timestamp else None, tp)  # fmt: skip
+
+    def key_text(self) -> str:
+        return self.key.decode("utf-8", "replace") if self.key else ""
 
 
 def event_key(event: Any) -> str:
-    key = event.key
-    return key.decode() if isinstance(key, bytes) else str(key or "")
+    return Input.of(event).key_text()

@@ -121,8 +121,13 @@ class DeliveryFlow:
         async with self._lock(d):
             admitted = await self.journal.db.run(self.journal.admit, d)
             if admitted == "done":
+                # Journaled as finished before a crash: the recipient has it already. Its outcome record may
+                # not have reached delivery.outcomes (the crash came before the batch was durable): again.
                 self.metrics.inc("delivery_redelivered_skipped", recipient=d.recipient_id)
-                return  # journaled as finished before a crash: the recipient has it already
+                finished = await self.journal.db.run(self.journal.final_outcome, d.delivery_id)
+                if finished is not None:
+                    await self.sender.send(self.topics.delivery_outcomes, d.patient_key, finished)
+                return
             if admitted == "own":
                 # A redelivery after a crash between holding the pair and publishing the retry record: that
                 # record may never have reached its topic, so attempt again now (same idempotency key).

@@ -168,7 +168,6 @@ async def test_run_serves_mllp_and_http_and_logs_no_phi(broker: str, tmp_path: P
         assert phi not in logs, f"PHI {phi!r} leaked into the logs"
 
 
-@pytest.mark.xfail(strict=False, reason="known defect (#12): demo hub may hang on Ctrl-C")
 def test_demo_serve_prints_a_console_url_and_a_token_that_signs_in() -> None:
     """``carehub demo --serve``: the printed token opens the printed console, which shows the feed."""
     proc = subprocess.Popen([CAREHUB, "demo", "--serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -33,7 +33,6 @@ async def _aa(hub: Hub, payload: bytes, timeout_s: float = 60) -> None:
         await asyncio.sleep(0.5)
 
 
-@pytest.mark.xfail(strict=False, reason="known defect (#12): worker may not resume after broker returns")
 async def test_a_stream_worker_reconnects_when_the_broker_returns(
     tmp_path: Path, config_dir: Path, recipients: dict[str, DemoRecipient]
 ) -> None:

@@ -1,9 +1,10 @@
-"""One module per agent; each exposes ``register(app, ctx)``. AGENTS lists them in order."""
+"""One module per stage or agent. Faust agents expose ``register(app, ctx)`` (AGENTS lists them);
+the stages run by streams.stage (normalize, route, deliver) expose ``handler(ctx, ...)``."""
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from carehub.streams.agents import audit, careplan, deliver, fhir_inbound, normalize, retry, route
+from carehub.streams.agents import audit, careplan, fhir_inbound, retry
 
-AGENTS: list[ModuleType] = [normalize, route, deliver, retry, fhir_inbound, audit, careplan]
+AGENTS: list[ModuleType] = [retry, fhir_inbound, audit, careplan]

@@ -1,30 +1,31 @@
-"""normalize: hl7v2.inbound -> care.events (dead letter with the reason on failure)."""
+"""normalize: hl7v2.inbound -> care.events (dead letter with the reason on failure); a stage (streams.stage)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
-import faust
+from aiokafka.structs import ConsumerRecord
 
 from carehub.core.records import InboundMessage
 from carehub.streams.context import AgentContext
 from carehub.streams.normalize import normalize
+from carehub.streams.stage import Handler
 
 
-def register(app: faust.App, ctx: AgentContext) -> None:
+def handler(ctx: AgentContext) -> Handler:
     topics = ctx.deps.topics
     registry = ctx.deps.consent.policy.registry if ctx.deps.consent is not None else None
 
-    async def normalize_agent(stream: Any) -> None:
-        async for event in stream.events():
+    async def normalize_batch(records: Sequence[ConsumerRecord]) -> None:
+        for record in records:
             try:
-                inbound = InboundMessage.from_json(event.value)
+                inbound = InboundMessage.from_json(record.value)
                 care_event = normalize(inbound, registry, ctx.deps.default_authorities)
                 await ctx.send(topics.care_events, inbound.patient_key, care_event)  # checks the size first
             except Exception as exc:  # one bad record must never stop the stream
-                await ctx.dead_letter("normalize", exc, event)
+                await ctx.dead_letter("normalize", exc, record)
                 continue
             ctx.metrics.inc("normalized", kind=care_event.kind)
-            ctx.stage_done("normalize", event)
+            ctx.stage_done("normalize", record)
 
-    app.agent(ctx.topic(topics.hl7v2_inbound), name="normalize")(normalize_agent)
+    return normalize_batch

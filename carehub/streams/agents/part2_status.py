@@ -1,10 +1,10 @@
 """The table behind streams.consent.sticky: each patient's Part 2 history.
 
-A Faust table keyed by patient key like care.events, so the row of a patient
+A table (streams.store) keyed by patient key like care.events, so the row of a patient
 lives with the partition whose events the worker routes, and a worker that
 takes over a partition (or restarts) recovers it from the compacted
 ``part2.status`` changelog. Keys and values are encoded one way
-(``streams.tables.JsonTable``), so a restarted worker reads back what it
+(as ``streams.tables.JsonTable`` did), so a restarted worker reads back what it
 wrote. A merge reads the retired record's row too: with one stream worker
 (the default) every row is local; with several, a retired record on another
 worker's partition is not seen here, so merges also match program
@@ -14,21 +14,18 @@ facility). Used by the route agent before the consent gate.
 
 from __future__ import annotations
 
-import faust
-
 from carehub.core.records import CareEvent
 from carehub.streams.consent.codes import PART2
 from carehub.streams.consent.labels import Registry, apply_labels, has_label
 from carehub.streams.consent.sticky import Part2Status, observe, prior
-from carehub.streams.context import AgentContext
-from carehub.streams.tables import JsonTable
+from carehub.streams.store import ChangelogStore
 
 TABLE = "part2-status"
 
 
 class Part2Statuses:
-    def __init__(self, app: faust.App, ctx: AgentContext, registry: Registry) -> None:
-        self._table = JsonTable(app, TABLE, ctx.deps.topics.part2_status)
+    def __init__(self, table: ChangelogStore, registry: Registry) -> None:
+        self._table = table
         self._registry = registry
 
     def get(self, patient_key: str) -> Part2Status:

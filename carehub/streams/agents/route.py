@@ -1,21 +1,33 @@
-"""route: care.events -> deliveries, one record per recipient x action.
+"""route: care.events -> deliveries, one record per recipient x action (a stage: streams.stage).
 
 Per-patient care-coordination state (recent discharges, ED visits, open
-follow-up tasks) lives in the ``patient-signals`` table, keyed by patient key
-like the topic, so each worker holds the state of its own partitions. Its
-changelog topic is provisioned by the hub (``streams.app.changelog_topics``).
+follow-up tasks) lives in the ``patient-signals`` store, keyed by patient key
+like the topic, so each worker holds the state of its own partitions; beside
+it the ``visits-seen`` store (streams.dedup) and, with Part 2 programs, the
+``part2-status`` store. All three are streams.store tables on compacted topics
+(provisioned by the hub), recovered when a partition is assigned.
+
+A batch is routed in order; its state changes are staged, its outputs
+(AuditEvents, deliveries, dead letters) sent. Then, in this order: the
+outputs are acknowledged, the state changes are applied and sent to their
+changelogs and acknowledged, the offsets are committed (streams.stage). So
+neither the changelog nor the committed offset is ever ahead of the outputs:
+a worker killed mid-batch leaves the batch to be routed again from the state
+before it, and the deliveries come out again with the same idempotency keys.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-import faust
 import orjson
+from aiokafka.structs import ConsumerRecord
 
 from carehub.core.clock import now_iso
 from carehub.core.records import CareEvent, Delivery, JSONObject
+from carehub.streams.agents import part2_status, visit_once
 from carehub.streams.agents.part2_status import Part2Statuses
 from carehub.streams.agents.visit_once import VisitOnce
 from carehub.streams.consent.deps import following_merges
@@ -23,6 +35,7 @@ from carehub.streams.consent.enforce import Gatekeeper
 from carehub.streams.context import AgentContext
 from carehub.streams.corrections import IDENTITY_CORRECTIONS, TASK_CANCELS, originals
 from carehub.streams.facts import cancel_of, fact_of, tasks_of
+from carehub.streams.outbox import CURRENT
 from carehub.streams.packet.step import PacketStep, packets_sent, split
 from carehub.streams.packet.sync import episode_changes, record_packets
 from carehub.streams.plan import order_requests, task_requests
@@ -30,7 +43,8 @@ from carehub.streams.referrals import TaskRequest
 from carehub.streams.risk import lace, with_lace
 from carehub.streams.routing.decide import RoutingDecision, decide
 from carehub.streams.signals import OpenTask, PatientState, Sent, merged, observe, signals
-from carehub.streams.tables import JsonTable
+from carehub.streams.stage import Handler
+from carehub.streams.store import ChangelogStore
 
 log = logging.getLogger(__name__)
 SIGNALS_TABLE = "patient-signals"
@@ -108,76 +122,112 @@ async def send_packets(
         await ctx.send_bytes(topics.deliveries, item.patient_key, value)
 
 
-def register(app: faust.App, ctx: AgentContext) -> None:
+def signals_changelog(app_id: str) -> str:
+    """The patient-signals changelog (the name Faust gave it when the table was a Faust table)."""
+    return f"{app_id}-{SIGNALS_TABLE}-changelog"
+
+
+class RouteState:
+    """The route stage's tables: one store per kind of state, recovered together."""
+
+    def __init__(self, ctx: AgentContext, app_id: str) -> None:
+        topics = ctx.deps.topics
+        self.signals = ChangelogStore(SIGNALS_TABLE, signals_changelog(app_id))
+        self.visits = ChangelogStore(visit_once.TABLE, topics.visits_seen)
+        self.part2 = ChangelogStore(part2_status.TABLE, topics.part2_status) if ctx.deps.consent is not None else None
+
+    @property
+    def stores(self) -> list[ChangelogStore]:
+        return [s for s in (self.signals, self.visits, self.part2) if s is not None]
+
+    def at(self, partition: int) -> None:
+        for store in self.stores:
+            store.partition = partition
+
+
+def handler(ctx: AgentContext, state: RouteState) -> Handler:
+    """The route stage's batch handler (its stores recovered by the stage on assignment)."""
     topics = ctx.deps.topics
-    table = JsonTable(app, SIGNALS_TABLE)
+    table = state.signals
     journal = ctx.deps.journal
     merged_consent = following_merges(ctx.deps.consent, journal.retired_into) if journal else ctx.deps.consent
     gatekeeper = Gatekeeper(merged_consent)  # a merged record's consents follow the survivor
     packet_step = PacketStep(
         ctx.deps.packet, lambda outcome: ctx.metrics.inc("packet_enrichment", outcome=outcome)
     )  # enrichment from the facility's FHIR source, within its budget
-    once = VisitOnce(app, ctx)  # the same visit by ADT and by FHIR is routed once (streams.dedup)
+    once = VisitOnce(state.visits, ctx)  # the same visit by ADT and by FHIR is routed once (streams.dedup)
     consent = ctx.deps.consent
-    part2 = Part2Statuses(app, ctx, consent.policy.registry) if consent is not None else None  # sticky labels
+    part2 = Part2Statuses(state.part2, consent.policy.registry) if consent is not None and state.part2 else None
 
-    async def route_agent(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                care_event = CareEvent.from_json(event.value)
-                if part2 is not None:
-                    care_event = part2.label(care_event)
-                if not once.first(care_event):
-                    continue
-                key = care_event.patient_key
-                state = PatientState.from_dict(table.get(key))
-                retired_keys = retired_of(care_event)
-                retired = [PatientState.from_dict(table.get(k)) for k in retired_keys]
-                if retired:  # a merge: the retired records' history, tasks and visits follow the survivor
-                    state = merged(state, retired)
-                score = lace(state, care_event)
-                if score is not None:  # a discharge carries its LACE index (an Observation), rules may test it
-                    care_event = with_lace(care_event, score)
-                found = signals(state, care_event)
-                received = originals(state, care_event, retired)
-                decision = decide(care_event, ctx.deps.routing.current(), found.flags, received)
-                decision, packets = split(decision)  # packets wait for enrichment, after everything else is sent
-                verdicts = gatekeeper.verdicts(care_event, decision, ctx.deps.hub, now_iso())
-                planned = [v.delivery for v in verdicts if v.delivery is not None]
-                audits = [ctx.fit(orjson.dumps(v.audit), "an AuditEvent") for v in verdicts]
-                outputs = [ctx.fit(item.to_json(), "a Delivery") for item in planned]  # all fit, or none is sent
-                sent = [*sent_for_visit(planned), *packets_sent(care_event, packets)]
-                table.put(key, observe(state, care_event, opened_tasks(planned), sent).to_dict())
-                for old in retired_keys:
-                    table.put(old, PatientState().to_dict())
-                if retired_keys and journal is not None:
-                    await journal.db.run(journal.link_patients, retired_keys, key)
-                if journal is not None and (retired_keys or care_event.kind in TASK_CANCELS):
-                    await journal.db.run(episode_changes, journal, care_event, retired_keys)  # CarePlans (#18)
-                if journal is not None:  # what the scorecard counts (journal.carefacts)
-                    recipients = ctx.deps.routing.current().recipients
-                    fact = fact_of(care_event, planned, recipients)
-                    opened, cancel = tasks_of(care_event, planned), cancel_of(care_event)
-                    if fact is not None or opened or cancel is not None:
-                        await journal.db.run(journal.facts.record, fact, opened, cancel)
-            except Exception as exc:
-                await ctx.dead_letter("route", exc, event)
-                continue
-            ctx.metrics.inc("routed_events")
-            for flag in found.flags:
-                ctx.metrics.inc("signal", flag=flag)
-            report_unresolved(ctx, decision)
-            for verdict, audit in zip(verdicts, audits, strict=True):
-                ctx.metrics.inc("consent", outcome=verdict.decision.outcome, rule=verdict.decision.rule)
-                await ctx.send_bytes(topics.audit_events, care_event.patient_key, audit)
-            for item, value in zip(planned, outputs, strict=True):
-                ctx.metrics.inc("routed", recipient=item.recipient_id)
-                await ctx.send_bytes(topics.deliveries, item.patient_key, value)
-            if packets.planned:
-                sent_keys = {item.delivery_id for item in planned}  # the Tasks the consent gate let out
-                tasks = [t for t in task_requests(care_event, decision) if t.key in sent_keys]
-                orders = order_requests(planned)
-                await send_packets(ctx, packet_step, gatekeeper, care_event, packets, tasks, orders, event)
-            ctx.stage_done("route", event)
+    async def route_one(event: ConsumerRecord) -> None:
+        state.at(event.partition)
+        try:
+            care_event = CareEvent.from_json(event.value)
+            if part2 is not None:
+                care_event = part2.label(care_event)
+            if not once.first(care_event):
+                return
+            key = care_event.patient_key
+            patient = PatientState.from_dict(table.get(key))
+            retired_keys = retired_of(care_event)
+            retired = [PatientState.from_dict(table.get(k)) for k in retired_keys]
+            if retired:  # a merge: the retired records' history, tasks and visits follow the survivor
+                patient = merged(patient, retired)
+            score = lace(patient, care_event)
+            if score is not None:  # a discharge carries its LACE index (an Observation), rules may test it
+                care_event = with_lace(care_event, score)
+            found = signals(patient, care_event)
+            received = originals(patient, care_event, retired)
+            decision = decide(care_event, ctx.deps.routing.current(), found.flags, received)
+            decision, packets = split(decision)  # packets wait for enrichment, after everything else is sent
+            verdicts = gatekeeper.verdicts(care_event, decision, ctx.deps.hub, now_iso())
+            planned = [v.delivery for v in verdicts if v.delivery is not None]
+            audits = [ctx.fit(orjson.dumps(v.audit), "an AuditEvent") for v in verdicts]
+            outputs = [ctx.fit(item.to_json(), "a Delivery") for item in planned]  # all fit, or none is sent
+            sent = [*sent_for_visit(planned), *packets_sent(care_event, packets)]
+            table.put(key, observe(patient, care_event, opened_tasks(planned), sent).to_dict())
+            for old in retired_keys:
+                table.put(old, PatientState().to_dict())
+            if retired_keys and journal is not None:
+                await journal.db.run(journal.link_patients, retired_keys, key)
+            if journal is not None and (retired_keys or care_event.kind in TASK_CANCELS):
+                await journal.db.run(episode_changes, journal, care_event, retired_keys)  # CarePlans (#18)
+            if journal is not None:  # what the scorecard counts (journal.carefacts)
+                recipients = ctx.deps.routing.current().recipients
+                fact = fact_of(care_event, planned, recipients)
+                opened, cancel = tasks_of(care_event, planned), cancel_of(care_event)
+                if fact is not None or opened or cancel is not None:
+                    await journal.db.run(journal.facts.record, fact, opened, cancel)
+        except Exception as exc:
+            await ctx.dead_letter("route", exc, event)
+            return
+        ctx.metrics.inc("routed_events")
+        for flag in found.flags:
+            ctx.metrics.inc("signal", flag=flag)
+        report_unresolved(ctx, decision)
+        for verdict, audit in zip(verdicts, audits, strict=True):
+            ctx.metrics.inc("consent", outcome=verdict.decision.outcome, rule=verdict.decision.rule)
+            await ctx.send_bytes(topics.audit_events, care_event.patient_key, audit)
+        for item, value in zip(planned, outputs, strict=True):
+            ctx.metrics.inc("routed", recipient=item.recipient_id)
+            await ctx.send_bytes(topics.deliveries, item.patient_key, value)
+        if packets.planned:
+            sent_keys = {item.delivery_id for item in planned}  # the Tasks the consent gate let out
+            tasks = [t for t in task_requests(care_event, decision) if t.key in sent_keys]
+            orders = order_requests(planned)
+            await send_packets(ctx, packet_step, gatekeeper, care_event, packets, tasks, orders, event)
 
-    app.agent(ctx.topic(topics.care_events), name="route")(route_agent)
+    async def route_batch(records: Sequence[ConsumerRecord]) -> None:
+        for store in state.stores:
+            store.discard_staged()  # a batch taken again starts from the state before it
+        for record in records:
+            await route_one(record)
+        box = CURRENT.get()
+        if box is not None:
+            await box.durable()  # the outputs first: the changelogs are never ahead of them
+        for store in state.stores:
+            await store.settle(ctx.send_raw)
+        for record in records:
+            ctx.stage_done("route", record)
+
+    return route_batch

@@ -2,26 +2,26 @@
 
 care.events is keyed by patient key, so the table row of a patient lives in
 the partition the route agent is consuming; its changelog is the compacted
-``visits.seen`` topic. Used by the route agent: ``if not once.first(event)``.
+``visits.seen`` topic (streams.store). Used by the route agent: ``if not once.first(event)``.
 """
 
 from __future__ import annotations
 
 import logging
 
-import faust
-
 from carehub.core.records import CareEvent
 from carehub.streams.context import AgentContext
 from carehub.streams.dedup import decide, read_seen
-from carehub.streams.tables import JsonTable
+from carehub.streams.store import ChangelogStore
+
+TABLE = "visits-seen"
 
 log = logging.getLogger(__name__)
 
 
 class VisitOnce:
-    def __init__(self, app: faust.App, ctx: AgentContext) -> None:
-        self._table = JsonTable(app, "visits-seen", ctx.deps.topics.visits_seen)
+    def __init__(self, table: ChangelogStore, ctx: AgentContext) -> None:
+        self._table = table
         self._ctx = ctx
 
     def first(self, event: CareEvent) -> bool:
