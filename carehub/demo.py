@@ -7,10 +7,13 @@ pipeline is idle, and reports what was acknowledged and what reached whom.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import re
 import secrets
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -23,6 +26,7 @@ import yaml
 from carehub.adapters.hl7.charset import decode
 from carehub.adapters.hl7.header import read_header
 from carehub.adapters.hl7.tokenizer import parse_message
+from carehub.commands.run import EXIT_NOT_DRAINED
 from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.core.clock import set_clock, travel_to
 from carehub.core.defaults import shipped
@@ -243,6 +247,17 @@ def _audit_summary(report: DemoReport, journal: Path) -> None:
         store.close()
 
 
+async def _until_stopped() -> None:
+    """Wait for SIGINT or SIGTERM (handled here, so the hub stops within its drain time, not on a
+    KeyboardInterrupt raised wherever the loop happened to be)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def run_demo(
     feed: Path = DEFAULT_FEED,
     config_dir: Path = DEFAULT_CONFIG,
@@ -285,12 +300,15 @@ async def run_demo(
             report.idle = await wait_idle(hub.metrics, report.acked.get("AA", 0), timeout_s, quiet_s=1.2)
         if serve:
             print("\n".join(console_lines(report, serving=True)), flush=True)
-            await asyncio.Event().wait()  # until Ctrl-C
+            await _until_stopped()  # Ctrl-C or SIGTERM
     finally:
-        await hub.stop()
+        drained = await hub.stop_within(settings.drain_s)
         set_clock(None)
         for recipient in recipients:
             await recipient.stop()
+        if not drained:
+            logging.shutdown()
+            os._exit(EXIT_NOT_DRAINED)  # the loop's own clean-up would wait for what did not stop
     m = hub.metrics
     report.normalized = m.total("normalized")
     report.routed = m.total("routed")

@@ -431,6 +431,19 @@ class Hub:
             " (embedded)" if self._broker else "",
         )
 
+    async def stop_within(self, drain_s: float) -> bool:
+        """``stop`` for at most ``drain_s``; False when it did not finish (the embedded broker, if any, is
+        stopped regardless, so no broker process outlives the hub)."""
+        stopping = asyncio.ensure_future(self.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=drain_s)
+        if stopping in done:
+            stopping.result()
+            return True
+        log.warning("shutdown: not finished within %g s; exiting with work in flight (it stays on Kafka)", drain_s)
+        if self._broker is not None:
+            await asyncio.to_thread(self._broker.stop)
+        return False
+
     async def stop(self) -> None:
         self._ready = False
         s = self.settings

@@ -74,13 +74,7 @@ def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
 async def drain(hub: Hub, drain_s: float) -> bool:
     """Stop the hub within ``drain_s``; False when it did not finish in time (nothing acknowledged is lost:
     unfinished records stay on Kafka, uncommitted, and the next worker takes them)."""
-    stopping = asyncio.ensure_future(hub.stop())
-    done, _ = await asyncio.wait({stopping}, timeout=drain_s)
-    if stopping in done:
-        stopping.result()
-        return True
-    log.warning("shutdown: not drained within %g s; exiting with work in flight (it stays on Kafka)", drain_s)
-    return False
+    return await hub.stop_within(drain_s)
 
 
 async def serve(settings: Settings, roles: tuple[str, ...] = ROLES, *, insecure_http: bool = False) -> None:
