@@ -26,7 +26,6 @@ import yaml
 from carehub.adapters.hl7.charset import decode
 from carehub.adapters.hl7.header import read_header
 from carehub.adapters.hl7.tokenizer import parse_message
-from carehub.commands.run import EXIT_NOT_DRAINED
 from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.core.clock import set_clock, travel_to
 from carehub.core.defaults import shipped
@@ -36,7 +35,7 @@ from carehub.core.settings import HTTPSettings, Settings, load_settings
 from carehub.demo_logistics import connect, demo_vendors, logistics_lines, orders_summary, wait_orders
 from carehub.demo_receivers import DemoRecipient
 from carehub.demo_signin import demo_signin
-from carehub.hub import Hub
+from carehub.hub import EXIT_NOT_DRAINED, Hub
 from carehub.journal import open_journal
 from carehub.mappings.batch import read_messages
 from carehub.mappings.transforms.datetimes import to_datetime

@@ -84,6 +84,8 @@ SUBSCRIPTION_HEALTH_TTL_S = 10.0
 STAGE_DRAIN_SHARE = 1 / 3
 
 
+#: Exit status when the drain time ran out before every part stopped.
+EXIT_NOT_DRAINED = 3
 #: A part of the hub that takes longer than this to stop is named in the log (seconds).
 SLOW_STOP_S = 2.0
 

@@ -13,12 +13,10 @@ from pathlib import Path
 
 from carehub import logs, loop
 from carehub.core.settings import Settings, load_settings
-from carehub.hub import ROLES, Hub
+from carehub.hub import EXIT_NOT_DRAINED, ROLES, Hub
 from carehub.ops_http import check_listener
 
 log = logging.getLogger(__name__)
-#: Exit status when the drain time ran out before every part stopped.
-EXIT_NOT_DRAINED = 3
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
