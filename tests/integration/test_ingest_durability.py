@@ -77,7 +77,7 @@ async def test_broker_outage_is_visible_answered_promptly_and_survived(
     caplog.set_level(logging.INFO)
     own = EmbeddedBroker()
     own.start()
-    hub = Hub(hub_settings(config_dir, own.bootstrap), roles=("ingest",))
+    hub = Hub(hub_settings(config_dir, own.bootstrap, produce_timeout_s=2.0), roles=("ingest",))  # the default
     await hub.start()
     client = MLLPClient("127.0.0.1", hub.mllp_port, timeout_s=30)
     try:

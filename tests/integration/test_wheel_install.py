@@ -114,5 +114,6 @@ def test_wheel_installs_and_runs_without_the_repository(tmp_path: Path) -> None:
     report = json.loads(shown.stdout)
     assert report["acked"]["AA"] == report["sent"] > 0
     assert report["delivered"] > 0 and report["failed"] == 0
-    assert report["signatures_verified"] == report["delivered"]
+    # every webhook is signed; the rest of the deliveries went to the hub's own logistics desk (the orders)
+    assert report["signatures_verified"] == sum(report["per_recipient"].values()) > 0
     assert (site / "var" / "demo" / "journal.db").is_file()
