@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from carehub.streams.logistics.cascade import OfferView, OrderView, advance
+from carehub.streams.logistics.place import discharge_location
 from carehub.streams.logistics.select import Need, candidates
 from carehub.streams.routing.load import load_recipients
 from carehub.streams.routing.model import Recipient
 from tests.conftest import CONFIG
+from tests.packet.events import discharge
 
 CENTRAL = timezone(timedelta(hours=-6))
 NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
@@ -87,3 +89,9 @@ def test_the_next_step_of_an_order() -> None:
                   state="open")  # fmt: skip
     assert advance(tried, NOW).step == "exhausted", "max_offers reached"  # type: ignore[union-attr]
     assert advance(order(state="completed"), NOW) is None and advance(order(state="cancelled"), NOW) is None
+
+
+def test_the_place_of_an_order_is_the_discharge_location_the_mapping_read_from_pv1_37() -> None:
+    event = discharge()  # PV1-37 is HH01&Sunrise Home Health (a CWE in DLD.1)
+    assert discharge_location(event) == "Sunrise Home Health"
+    assert discharge_location(replace(event, bundle={"resourceType": "Bundle", "entry": []})) == ""

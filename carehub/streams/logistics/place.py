@@ -36,14 +36,18 @@ DEFAULTS: dict[str, tuple[float, float, int]] = {
 }
 
 
-def pv1_37(source_hl7: str) -> str:
-    """PV1-37 (discharged to location), first component, from the original HL7v2 ('' when absent)."""
-    for segment in source_hl7.replace("\n", "\r").split("\r"):
-        if segment.startswith("PV1|"):
-            fields = segment.split("|")
-            if len(fields) > 37:
-                return fields[37].split("^")[0]
-    return ""
+def discharge_location(event: CareEvent) -> str:
+    """Where the patient was discharged to (PV1-37, mapped to Encounter.hospitalization.destination): the
+    Location's name, else its code; '' when the message gave none."""
+    resources = {
+        f"{r.get('resourceType')}/{r.get('id')}": r
+        for r in (entry.get("resource", {}) for entry in event.bundle.get("entry", []))
+    }
+    encounter = resources.get(f"Encounter/{event.encounter_id}", {})
+    destination = str(encounter.get("hospitalization", {}).get("destination", {}).get("reference", ""))
+    location = resources.get(destination, {})
+    codes = [str(i.get("value", "")) for i in location.get("identifier", [])]
+    return str(location.get("name") or next(iter(codes), ""))
 
 
 def _patient(event: CareEvent) -> JSONObject:
@@ -90,7 +94,7 @@ def resolve_order(
         max_offers=spec.max_offers or max_offers,
         notify=notify,
     )
-    place = pv1_37(event.source_hl7) or home
+    place = discharge_location(event) or home
     return order_bundle(order, patient, place, authored)
 
 
