@@ -88,10 +88,14 @@ async def worker(bootstrap: str, topic: str, group: str, plan: Plan) -> None:
                 await consumer.commit()
 
     task = asyncio.create_task(consume())
+    stop = asyncio.create_task(_until_signal())
     try:
-        await _until_signal()
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # a failed consumer ends the process with its error, not silently
     finally:
         task.cancel()
+        stop.cancel()
         await consumer.stop()
         await session.close()
 
