@@ -171,6 +171,8 @@ class CareEvent(Record):
     """
 
     SCHEMA: ClassVar[str] = "carehub.care-event/1"
+    #: 1.1: attributes admission_type, lace and lace_detail (the LACE index at discharge).
+    MINOR: ClassVar[int] = 1
 
     event_id: str
     kind: str

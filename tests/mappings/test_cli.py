@@ -27,7 +27,7 @@ def test_convert_prints_bundles_and_reports_bad_files(
 def test_convert_event(corpus_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["convert", "--event", str(corpus_dir / "msfc__ADT_A01__ADT-A01-01.hl7")]) == 0
     event = json.loads(capsys.readouterr().out)
-    assert event["schema"] == "carehub.care-event/1" and event["kind"] == "admit"
+    assert event["schema"] == "carehub.care-event/1.1" and event["kind"] == "admit"
 
 
 def test_validate_reports_structure(corpus_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
