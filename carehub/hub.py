@@ -435,12 +435,28 @@ class Hub:
 
     async def stop_within(self, drain_s: float) -> bool:
         """``stop`` for at most ``drain_s``; False when it did not finish (the embedded broker, if any, is
-        stopped regardless, so no broker process outlives the hub)."""
+        stopped regardless, so no broker process outlives the hub).
+
+        A cancellation of the caller does not cut the drain short: stopping the Faust app cancels the
+        task that awaits it (its agents "crash" with CancelledError), and a drain given up there left
+        the process waiting on the loop's clean-up past ``drain_s``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_s
         stopping = asyncio.ensure_future(self.stop())
-        done, _ = await asyncio.wait({stopping}, timeout=drain_s)
-        if stopping in done:
-            stopping.result()
-            return True
+        while not stopping.done() and loop.time() < deadline:
+            try:
+                await asyncio.wait({stopping}, timeout=max(0.0, deadline - loop.time()))
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+        if stopping.done() and not stopping.cancelled():
+            error = stopping.exception()
+            if error is None:
+                return True
+            log.error("shutdown: a part failed to stop (%s)", type(error).__name__)
+            return False
         log.warning("shutdown: not finished within %g s; exiting with work in flight (it stays on Kafka)", drain_s)
         if self._broker is not None:
             await asyncio.to_thread(self._broker.stop)

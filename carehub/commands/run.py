@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -92,9 +93,12 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES, *, insecure_
     try:
         await stop.wait()
     finally:
-        if not await drain(hub, settings.drain_s):
-            logging.shutdown()
-            os._exit(EXIT_NOT_DRAINED)  # the loop's own clean-up would wait for what did not stop
+        drained = await drain(hub, settings.drain_s)
+        # Exit now: the loop's own clean-up would wait for any client task that does not end on
+        # cancellation (seen with the broker gone: a consumer's fetcher backing off), past drain_s.
+        sys.stdout.flush()
+        logging.shutdown()
+        os._exit(0 if drained else EXIT_NOT_DRAINED)
 
 
 def run(args: argparse.Namespace) -> int:
