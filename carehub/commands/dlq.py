@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
 from typing import Any
 
-from carehub.commands.hubclient import add_hub_options, call, refusal_text
+from carehub.commands.hubclient import HubRefused, add_hub_options, call, guarded, refusal_text
 
 
 def register(sub: Any) -> None:
@@ -35,25 +34,11 @@ def register(sub: Any) -> None:
     replay.set_defaults(func=run_replay)
 
 
-class _Refused(Exception):
-    pass
-
-
 def _call(args: argparse.Namespace, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     status, answer = call(args, path, body, method="POST" if body is not None else "GET")
     if status != 200:
-        raise _Refused(f"hub answered HTTP {status}: {refusal_text(answer)}")
+        raise HubRefused(f"hub answered HTTP {status}: {refusal_text(answer)}")
     return answer
-
-
-def _guarded(fn: Any, args: argparse.Namespace) -> int:
-    try:
-        return int(fn(args))
-    except _Refused as exc:
-        print(str(exc), file=sys.stderr)
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"cannot reach the hub at {args.hub}: {exc}", file=sys.stderr)
-    return 2
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -82,8 +67,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    return _guarded(_list, args)
+    return guarded(_list, args)
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    return _guarded(_replay, args)
+    return guarded(_replay, args)

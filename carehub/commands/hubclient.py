@@ -12,8 +12,10 @@ import argparse
 import json
 import os
 import ssl
+import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +68,18 @@ def refusal_text(body: dict[str, Any]) -> str:
     if "issue" in body:
         return str(body["issue"][0].get("details", {}).get("text", ""))
     return str(body.get("error", ""))
+
+
+class HubRefused(Exception):
+    """The hub answered, but not with what the command asked for (the message says why)."""
+
+
+def guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run one hub command: a refusal or an unreachable hub is one line on stderr and exit status 2."""
+    try:
+        return int(fn(args))
+    except HubRefused as exc:
+        print(str(exc), file=sys.stderr)
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"cannot reach the hub at {args.hub}: {exc}", file=sys.stderr)
+    return 2

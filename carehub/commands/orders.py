@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
 from typing import Any
 
-from carehub.commands.hubclient import add_hub_options, call, refusal_text
+from carehub.commands.hubclient import HubRefused, add_hub_options, call, guarded, refusal_text
 from carehub.streams.logistics.place import DEFAULTS
 
 
@@ -34,43 +33,29 @@ def register(sub: Any) -> None:
     place.add_argument("--notify", action="append", default=[], metavar="RECIPIENT_ID",
                        help="told of each step (repeatable): the PCP, the care manager")  # fmt: skip
     place.add_argument("--offer-minutes", type=float, help="how long each vendor has to accept")
-    place.set_defaults(func=lambda a: _guarded(_place, a))
+    place.set_defaults(func=lambda a: guarded(_place, a))
     listing = actions.add_parser("list", help="the orders, optionally by state")
     add_hub_options(listing)
     listing.add_argument("--state", help="open, offered, accepted, scheduled, completed, exhausted, cancelled")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(func=lambda a: _guarded(_list, a))
+    listing.set_defaults(func=lambda a: guarded(_list, a))
     show = actions.add_parser("show", help="one order: its offers and every step")
     add_hub_options(show)
     show.add_argument("order_id")
-    show.set_defaults(func=lambda a: _guarded(_show, a))
+    show.set_defaults(func=lambda a: guarded(_show, a))
     vendors = actions.add_parser("vendors", help="per vendor: on-time rate, turnaround, offers not taken")
     add_hub_options(vendors)
     vendors.add_argument("--service", choices=tuple(DEFAULTS))
-    vendors.set_defaults(func=lambda a: _guarded(_vendors, a))
-
-
-class _Refused(Exception):
-    pass
+    vendors.set_defaults(func=lambda a: guarded(_vendors, a))
 
 
 def _call(args: argparse.Namespace, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     status, answer = call(args, path, body, method="POST" if body is not None else "GET")
     if status == 422:
-        raise _Refused("\n".join(["the hub refused the order:", *(f"  {p}" for p in answer.get("problems", []))]))
+        raise HubRefused("\n".join(["the hub refused the order:", *(f"  {p}" for p in answer.get("problems", []))]))
     if status not in (200, 201):
-        raise _Refused(f"hub answered HTTP {status}: {refusal_text(answer)}")
+        raise HubRefused(f"hub answered HTTP {status}: {refusal_text(answer)}")
     return answer
-
-
-def _guarded(fn: Any, args: argparse.Namespace) -> int:
-    try:
-        return int(fn(args))
-    except _Refused as exc:
-        print(str(exc), file=sys.stderr)
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"cannot reach the hub at {args.hub}: {exc}", file=sys.stderr)
-    return 2
 
 
 def _place(args: argparse.Namespace) -> int:
