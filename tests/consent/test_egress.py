@@ -17,6 +17,7 @@ import inspect
 import json
 import pkgutil
 import random
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 import carehub.connectors as connectors
+from carehub.adapters.httpauth.rules import RULES
 from carehub.connectors.base import Destination
 from carehub.connectors.fhir_rest import FhirRestDestination
 from carehub.connectors.kafka_topic import KafkaTopicDestination
@@ -261,6 +263,13 @@ def test_a_delivery_labelled_only_in_its_payload_is_gated_too() -> None:
     assert needs_consent(bare)
     clean = replace(bare, payload={"resourceType": "Bundle", "entry": []})
     assert not needs_consent(clean)
+
+
+def test_every_http_route_that_answers_with_data_is_in_the_inventory() -> None:
+    """A new GET route is an egress: it is listed (with what keeps Part 2 data out) or this test fails."""
+    listed = {token for e in INVENTORY if e.kind in ("api", "metric") for token in re.split(r"[\s,()]+", e.name)}
+    unlisted = [f"{r.method} {r.path}" for r in RULES if r.method == "GET" and not r.public and r.path not in listed]
+    assert not unlisted, f"routes missing from streams.consent.egress.INVENTORY: {unlisted}"
 
 
 def test_docs_state_the_inventory() -> None:

@@ -69,14 +69,26 @@ INVENTORY: tuple[Egress, ...] = (
            "republishes to the deliveries topic: the send-time gate decides again", "carehub.adapters.dlqapi"),
     Egress("GET /admin/dlq, GET /admin/deliveries/{id}", "api", True,
            "ids, codes and reasons only, never payloads", "carehub.adapters.dlqapi"),
-    Egress("GET /fhir/Task (the hub's Task endpoint)", "api", True,
+    Egress("GET /fhir/Task, /fhir/Task/{id} (the hub's Task endpoint)", "api", True,
            "only Tasks already delivered to their owner through the gate, to that owner (docs/security.md); "
            "labels travel on Task.meta",
            "carehub.adapters.taskapi"),
-    Egress("GET /fhir/Consent, /fhir/Consent/{id}/_history", "api", True,
+    Egress("GET /fhir/Consent, /fhir/Consent/{id}, /fhir/Consent/{id}/_history", "api", True,
            "consents themselves (no clinical data); consent administrators only (docs/security.md)",
            "carehub.adapters.consentapi"),
     Egress("POST /admin/part2/emergency", "api", True, "echoes the attestation only", "carehub.adapters.part2api"),
+    Egress("GET /console, /console/messages, /console/messages/{ref}", "api", True,
+           "the message journal (control ids, types, facilities, patient keys, times, ACK codes, delivery states) to "
+           "the hub's own signed-in operators; no clinical payload", "carehub.adapters.console"),
+    Egress("GET /console/messages/{ref}/raw", "api", True,
+           "the raw HL7v2 and the FHIR it becomes, to console users holding phi.read only; every view is journaled "
+           "as an AuditEvent", "carehub.adapters.console"),
+    Egress("GET /fhir/MeasureReport, /console/scorecard", "api", True,
+           "counts and rates (ops.read); the subject-list's and worklists' patient keys also need phi.read; "
+           "no clinical content", "carehub.adapters.measureapi"),
+    Egress("GET /admin/config, /logistics/vendors", "api", True,
+           "the routing map, directory and vendor list as loaded; no patient data, secrets never shown",
+           "carehub.adapters.configapi"),
     Egress("OperationOutcomes and MLLP ACK/ERR texts", "answer", True,
            "codes and positions, never payload content", "carehub.adapters.fhirhttp"),
     Egress("logs", "log", True, "ids, codes and counts; no PHI (docs/part2.md)", "logging"),
@@ -90,7 +102,7 @@ INVENTORY: tuple[Egress, ...] = (
 INTERNAL_TOPICS = (
     "hl7v2_inbound", "fhir_inbound", "care_events", "deliveries", "delivery_outcomes", "dead_letters",
     "delivery_dead_letters", "subscription_state", "fhir_encounters", "visits_seen", "consents", "audit_events",
-    "task_events", "delivery_retry",
+    "task_events", "delivery_retry", "inbound_refused", "part2_status",
 )  # fmt: skip
 
 
