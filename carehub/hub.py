@@ -34,7 +34,7 @@ from carehub.broker import EmbeddedBroker
 from carehub.connectors.webhook import WebhookDestination
 from carehub.consents import ConsentParts, ConsentService
 from carehub.consumer_lag import group_lag
-from carehub.core.errors import BrokerError
+from carehub.core.errors import BrokerError, CarehubError, MessageError, UnprocessableMessageError
 from carehub.core.kafka_security import KafkaSecurity
 from carehub.core.metrics import Metrics
 from carehub.core.records import InboundMessage
@@ -71,6 +71,20 @@ def care_event_bytes(record: InboundMessage, default_authorities: Mapping[str, s
         return len(normalize(record, default_authorities=default_authorities).to_json())
     except Exception:  # any conversion failure is the stream's to dead-letter, not a reason to refuse
         return None
+
+
+def application_check(
+    record: InboundMessage, default_authorities: Mapping[str, str] | None = None
+) -> MessageError | None:
+    """Whether the hub can process a stored message (enhanced mode's application ACK, MSH-16): it converts.
+
+    A message that does not convert gets AE with the reason; normalize dead-letters it as it does any other.
+    """
+    try:
+        normalize(record, default_authorities=default_authorities)
+    except CarehubError as exc:
+        return UnprocessableMessageError(f"the message cannot be processed: {exc}"[:200])
+    return None
 
 
 #: ``ingest`` = MLLP listener + Kafka publisher; ``streams`` = the Faust agents.
@@ -301,6 +315,7 @@ class Hub:
             preflight=functools.partial(care_event_bytes, default_authorities=s.default_authorities),
             default_authorities=s.default_authorities,
             on_refusal=self._refusals.record,
+            assess=functools.partial(application_check, default_authorities=s.default_authorities),
         )
         listener = f"mllp:{s.mllp.host}:{s.mllp.port}"
 

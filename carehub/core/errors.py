@@ -132,6 +132,15 @@ class StorageUnavailableError(MessageError):
     system_failure = True
 
 
+class UnprocessableMessageError(MessageError):
+    """Stored, but the hub cannot process it (it does not convert): enhanced mode's application AE (MSH-16)."""
+
+    code = "unprocessable"
+    hl7_code = "207"
+    hl7_text = "Application internal error"
+    ack_code = "AE"
+
+
 class InternalHandlingError(MessageError):
     """Stands in for an unexpected exception in an ACK; never carries the exception's text."""
 

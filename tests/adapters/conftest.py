@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from carehub.adapters.mllp.inbound import InboundHandler, Publisher
+from carehub.adapters.mllp.inbound import Assessment, InboundHandler, Publisher
 from carehub.adapters.mllp.server import MLLPServer
 from carehub.core.settings import MLLPSettings
 
@@ -40,11 +40,12 @@ async def serve() -> AsyncIterator[StartServer]:
         settings: MLLPSettings = TEST_SETTINGS,
         ssl_context: ssl.SSLContext | None = None,
         publish_timeout_s: float | None = None,
+        assess: Assessment | None = None,
         **overrides: Any,
     ) -> MLLPServer:
         """``overrides`` replace MLLPSettings fields (e.g. ``idle_timeout_s=0.2``)."""
         effective = replace(settings, **overrides)
-        handler = InboundHandler(publisher, effective, publish_timeout_s=publish_timeout_s)
+        handler = InboundHandler(publisher, effective, publish_timeout_s=publish_timeout_s, assess=assess)
         server = MLLPServer(handler, effective, ssl_context)
         await server.start()
         started.append(server)

@@ -19,6 +19,8 @@ from carehub.core.errors import MessageTooLargeError
 from carehub.core.records import InboundMessage
 from carehub.hub import Hub
 from carehub.kafka import KafkaPublisher, ensure_topics
+from tests.adapters.mllp_testkit import MLLPClient as TestClient
+from tests.adapters.mllp_testkit import frame
 from tests.conftest import FEED
 from tests.integration.conftest import hub_settings
 
@@ -131,3 +133,29 @@ async def test_a_record_the_broker_will_not_take_is_refused_without_marking_the_
         await publisher.publish(replace(big, raw_b64=InboundMessage.encode_raw(b"small"), control_id="SMALL"))
     finally:
         await publisher.stop()
+
+
+async def test_enhanced_mode_sends_the_application_ack_msh16_asks_for_after_the_commit_ack(
+    broker: str, config_dir: Path
+) -> None:
+    """A real ingest hub: CA once durable, then AA for a message the hub can process, AE for one it cannot
+    (a BAR^P01 the listener is configured to take, which the hub's mappings do not turn into a CareEvent)."""
+    s = hub_settings(config_dir, broker)
+    mllp = replace(s.mllp, ack_mode="enhanced", accept_message_types=("ADT", "BAR"))
+    hub = Hub(replace(s, mllp=mllp), roles=("ingest",))
+    await hub.start()
+    try:
+        good = (FEED / "02-a01-admit-rivera.hl7").read_bytes().replace(b"|||AL|NE|", b"|||AL|AL|", 1)
+        assert b"|||AL|AL|" in good
+        billing = good.replace(b"ADT^A01^ADT_A01", b"BAR^P01^BAR_P01", 1).replace(b"EVN|A01|", b"EVN|P01|", 1)
+        billing = billing.replace(b"RGH0002", b"RGH9002")
+        client = await TestClient.connect(hub.mllp_port)
+        await client.write(frame(good) + frame(billing))
+        answers = [await client.read_ack(timeout=30) for _ in range(4)]
+        await client.close()
+    finally:
+        await hub.stop()
+    assert [(a.code, a.acked_id) for a in answers] == [
+        ("CA", "RGH0002"), ("AA", "RGH0002"), ("CA", "RGH9002"), ("AE", "RGH9002"),
+    ]  # fmt: skip
+    assert "not an ADT message" in "|".join(answers[3].segments["ERR"]), "the application ACK says why"

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from carehub.adapters.hl7.ack import build_ack, version_key
@@ -89,10 +89,16 @@ class Reply:
     control_id: str
     message_type: str
     error_code: str = ""
+    #: Enhanced mode with MSH-16 AL/ER/SU: makes the application ACK (None: MSH-16 asked for none) once the
+    #: commit ACK is out; the server writes it next on the same connection.
+    application: Callable[[], Awaitable[bytes | None]] | None = None
 
 
 #: Computes the size of the CareEvent a record will become (None: cannot tell, let the stream decide).
 Preflight = Callable[[InboundMessage], int | None]
+#: The hub's own check that it can process a stored message (enhanced mode's application ACK, MSH-16):
+#: None when it can, else the error the application ACK reports. Runs off the event loop.
+Assessment = Callable[[InboundMessage], MessageError | None]
 #: Told of every refused block (AE/AR, CE/CR) with what the journal shows; must not block.
 RefusalObserver = Callable[[InboundRefusal], None]
 #: A refusal carries at most this much of the payload (the sender still has the message).
@@ -130,6 +136,7 @@ class InboundHandler:
         preflight: Preflight | None = None,
         default_authorities: Mapping[str, str] | None = None,
         on_refusal: RefusalObserver | None = None,
+        assess: Assessment | None = None,
     ) -> None:
         """``publish_timeout_s`` caps the wait for the broker; past it the answer is AR 207.
 
@@ -139,6 +146,7 @@ class InboundHandler:
         ``preflight``, would not fit is refused before it is stored.
         ``default_authorities`` (sender -> authority) qualifies PID-3 identifiers without CX.4.
         ``on_refusal`` is told of each refused block (the message journal's record of it).
+        ``assess`` decides the application ACK of a stored message in enhanced mode (MSH-16).
         """
         self._publisher = publisher
         self._types = frozenset(t.strip().upper() for t in settings.accept_message_types)
@@ -153,6 +161,7 @@ class InboundHandler:
         self._answers = AckPolicy(settings)
         self._authorities: Mapping[str, str] = dict(default_authorities or {})
         self._on_refusal = on_refusal
+        self._assess = assess
 
     async def handle(self, payload: bytes, receipt: Receipt) -> Reply:
         """Check, store and answer one payload. Never raises (except cancellation)."""
@@ -207,7 +216,20 @@ class InboundHandler:
             return reply
         if decoding.codec == UNDECLARED_FALLBACK:
             _warn_undeclared(record, receipt)
-        return self._answers.reply(ctx, None)
+        reply = self._answers.reply(ctx, None)
+        if self._assess is not None and self._answers.application_wanted(ctx.header):
+            assess = self._assess
+
+            async def application() -> bytes | None:
+                try:
+                    error = await asyncio.to_thread(assess, record)
+                except Exception as exc:
+                    _log_unexpected(exc, receipt, ctx)
+                    error = InternalHandlingError(_INTERNAL)
+                return self._answers.application_ack(ctx, error)
+
+            reply = replace(reply, application=application)
+        return reply
 
     def _refused(
         self,
@@ -387,9 +409,11 @@ class AckPolicy:
       or, when set to AE, AE.
     * ``ack_mode`` "enhanced" and MSH-15 or MSH-16 filled: a commit ACK
       (CA/CE/CR) after the durable write, sent as MSH-15 asks: AL (or empty)
-      always, NE never, ER only on CE/CR, SU only on CA. No application ACK
-      is ever originated (the hub's processing after the commit is
-      asynchronous; outcomes go to delivery.outcomes and dead letters).
+      always, NE never, ER only on CE/CR, SU only on CA.
+    * Enhanced mode and MSH-16 AL, ER or SU: after the commit accept (CA), an
+      application ACK (AA, or AE/AR with ERR) on the same connection, as
+      MSH-16 asks, once the hub has checked it can process the stored message
+      (it converts to FHIR). MSH-16 empty or NE: none.
     * The ACK is encoded in the message's codec, which :mod:`charset` keeps to
       the supported set.
     """
@@ -413,12 +437,8 @@ class AckPolicy:
         send = True
         if self._enhanced and header is not None and (header.accept_ack_type or header.application_ack_type):
             code = _ENHANCED[code]
-            send = _commit_ack_wanted(header.accept_ack_type, code)
-        try:
-            text = build_ack(header, code, error, ctx.delimiters)
-            ack = text.encode(ctx.codec, errors="replace")
-        except (LookupError, ValueError, UnicodeError):
-            ack = build_ack(header, code, error, ctx.delimiters).encode("ascii", errors="replace")
+            send = _wanted(header.accept_ack_type, code == "CA")
+        ack = _encoded_ack(ctx, code, error)
         trusted = ctx.trusted
         return Reply(
             ack=ack if send else None,
@@ -428,14 +448,35 @@ class AckPolicy:
             error_code=error.code if error else "",
         )
 
+    def application_wanted(self, header: Header | None) -> bool:
+        """Enhanced mode and MSH-16 asks for application ACKs (AL, ER or SU)."""
+        return self._enhanced and header is not None and header.application_ack_type in ("AL", "ER", "SU")
 
-def _commit_ack_wanted(accept_ack_type: str, code: str) -> bool:
-    if accept_ack_type == "NE":
+    def application_ack(self, ctx: _Context, error: MessageError | None) -> bytes | None:
+        """The application ACK of a committed message (AA/AE/AR), or None where MSH-16 asks for none."""
+        code = self.code_for(error)
+        header = ctx.header
+        if header is None or not _wanted(header.application_ack_type, code == "AA"):
+            return None
+        return _encoded_ack(ctx, code, error)
+
+
+def _encoded_ack(ctx: _Context, code: str, error: MessageError | None) -> bytes:
+    """The ACK in the message's codec (ASCII where that cannot encode it)."""
+    try:
+        return build_ack(ctx.header, code, error, ctx.delimiters).encode(ctx.codec, errors="replace")
+    except (LookupError, ValueError, UnicodeError):
+        return build_ack(ctx.header, code, error, ctx.delimiters).encode("ascii", errors="replace")
+
+
+def _wanted(condition: str, success: bool) -> bool:
+    """MSH-15/MSH-16 (table 0155): AL (or empty) always, NE never, ER only on errors, SU only on success."""
+    if condition == "NE":
         return False
-    if accept_ack_type == "ER":
-        return code != "CA"
-    if accept_ack_type == "SU":
-        return code == "CA"
+    if condition == "ER":
+        return not success
+    if condition == "SU":
+        return success
     return True
 
 

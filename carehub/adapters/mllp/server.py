@@ -65,6 +65,8 @@ class ListenerStats:
     by_ack_code: dict[str, int] = field(default_factory=lambda: {"AA": 0, "AE": 0, "AR": 0})
     #: Replies not sent because MSH-15 asked for none (enhanced mode).
     acks_withheld: int = 0
+    #: Application ACKs sent (enhanced mode, MSH-16).
+    application_acks: int = 0
 
     @property
     def accepted(self) -> int:
@@ -304,6 +306,8 @@ class _Connection(asyncio.Protocol):
                 if self._lost:
                     continue
                 await self._send(reply, item, arrived)
+                if reply.application is not None:
+                    await self._send_application(reply)
         except Exception as exc:
             # Even the handler's fallback answer failed: this connection cannot keep its
             # ACKs in order, so it is closed and the sender resends. Type only, never text.
@@ -375,6 +379,25 @@ class _Connection(asyncio.Protocol):
             len(item) if isinstance(item, bytes) else len(item.head),
             len(reply.ack),
         )
+
+    async def _send_application(self, reply: Reply) -> None:
+        """Write the application ACK (enhanced mode, MSH-16) right after the message's commit ACK."""
+        assert reply.application is not None and self._transport is not None
+        self._busy = True
+        try:
+            ack = await reply.application()
+        finally:
+            self._busy = False
+        if ack is None or self._lost:
+            return
+        if self._writable is not None and not self._writable.done():
+            await self._writable
+        if self._lost:
+            return
+        self._transport.write(encode_frame(ack))
+        self._last_activity = self._loop.time()
+        self._stats.application_acks += 1
+        log.debug("application ACK control_id=%r peer=%s", reply.control_id, self._receipt.peer)
 
     # -- helpers -----------------------------------------------------------------
 
