@@ -1,8 +1,9 @@
 """The wheel runs anywhere: built from the tracked sources, installed into a fresh venv by the release's own
 install step (deploy/install-wheel.sh: the hashed lock, then the wheel), and run from a directory with no
-repository and no ../shared beside it.
+repository and no ../shared beside it: carehub convert, routes validate, config init, demo --json, and
+carehub run as a service (MLLP in, AA back, /health, a clean SIGTERM).
 
-Reuses pip's cache and wheelhouse, so it takes ~50 s here (most of it installing the locked dependencies).
+Reuses pip's cache and wheelhouse, so it takes ~60-100 s here (most of it installing the locked dependencies).
 """
 
 from __future__ import annotations
@@ -10,14 +11,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from carehub.broker import free_port
 from carehub.demo import secret_variable
 from carehub.streams.routing.load import load_recipients
 from tests.conftest import CONFIG, FEED, REPO
@@ -117,3 +123,45 @@ def test_wheel_installs_and_runs_without_the_repository(tmp_path: Path) -> None:
     # every webhook is signed; the rest of the deliveries went to the hub's own logistics desk (the orders)
     assert report["signatures_verified"] == sum(report["per_recipient"].values()) > 0
     assert (site / "var" / "demo" / "journal.db").is_file()
+
+    # The service itself, as an operator starts it: embedded broker and SQLite, MLLP in, /health up, AA back,
+    # and a clean stop on SIGTERM.
+    mllp_port, http_port = free_port(), free_port()
+    service = subprocess.Popen(
+        [str(bin_dir / "carehub"), "run", "--config-dir", "etc", "--mllp-port", str(mllp_port),
+         "--http-port", str(http_port)],
+        cwd=site, env=clean_env(**secrets), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert _eventually_healthy(http_port, service), "carehub run from the wheel never answered /health"
+        ack = _mllp_exchange(mllp_port, (FEED / "02-a01-admit-rivera.hl7").read_bytes())
+        assert b"MSA|AA|RGH0002" in ack, ack[:200]
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, err = service.communicate(timeout=60)
+    assert service.returncode in (0, 3), err[-3000:]
+
+
+def _eventually_healthy(port: int, proc: subprocess.Popen[str], timeout_s: float = 120) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def _mllp_exchange(port: int, message: bytes) -> bytes:
+    """One MLLP block out, its ACK back (a plain socket: nothing of the repository's on this side)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as peer:
+        peer.sendall(b"\x0b" + message + b"\x1c\r")
+        answer = b""
+        while not answer.endswith(b"\x1c\r"):
+            chunk = peer.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return answer
