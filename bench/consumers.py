@@ -1,11 +1,12 @@
-"""One stream hop two ways on the same records: a Faust agent vs a plain aiokafka consumer group.
+"""One stream hop as a plain aiokafka consumer group, the way a stage runs it (streams.stage).
 
-Each reads the same ``count`` records (the bench A01 wrapped like an inbound record, ~2 KB) from
-one input topic and writes each to an output topic, as a stage does. The aiokafka side commits
-by hand after its outputs are acknowledged (acks=all), batch by batch; the Faust side is
-configured like ``streams.app.build_app`` (acks=-1, fetch wait tuned, commit interval 1 s).
-Figures are records per wall second and per CPU-second of this process (Faust's consumer thread
-included). Printed, never asserted.
+It reads ``count`` records (the bench A01 wrapped like an inbound record, ~2 KB) from one input
+topic and writes each to an output topic, committing by hand after its outputs are acknowledged
+(acks=all), batch by batch. Figures are records per wall second and per CPU-second of this
+process. Printed, never asserted.
+
+The same hop as a Faust agent, the other side of the comparison in docs/benchmarks.md ("One
+stream hop"), left with Faust (no longer a dependency); it is in this file at commit d1e65f2.
 """
 
 from __future__ import annotations
@@ -13,15 +14,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.messages import message
 from carehub.kafka import ensure_topics
-from carehub.streams.faust_tuning import tune_fetch_wait
 
 PARTITIONS = 4
 
@@ -78,42 +76,11 @@ async def _aiokafka_hop(bootstrap: str, source: str, target: str, count: int, gr
         await producer.stop()
 
 
-async def _faust_hop(bootstrap: str, source: str, target: str, count: int, app_id: str, first: FirstRecord) -> None:
-    app = faust.App(
-        app_id, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False, autodiscover=False,
-        producer_acks=-1, consumer_auto_offset_reset="earliest", topic_allow_declare=False,
-        topic_partitions=PARTITIONS, broker_commit_interval=1.0, stream_buffer_maxsize=512,
-    )  # fmt: skip
-    tune_fetch_wait(app, 10)
-    done = asyncio.Event()
-    seen = 0
-    source_topic = app.topic(source, key_serializer="raw", value_serializer="raw")
-    target_topic = app.topic(target, key_serializer="raw", value_serializer="raw")
-
-    async def hop(stream: Any) -> None:
-        nonlocal seen
-        async for event in stream.events():
-            first.mark()
-            inbound = orjson.loads(event.value)
-            await target_topic.send(key=event.key, value=orjson.dumps(inbound))
-            seen += 1
-            if seen >= count:
-                done.set()
-
-    app.agent(source_topic, name="hop")(hop)
-    await app.start()
-    try:
-        await asyncio.wait_for(done.wait(), 600)
-        await app.producer.flush()
-    finally:
-        await app.stop()
-
-
 async def bench_consumers(bootstrap: str, quick: bool) -> list[str]:
     count = 5000 if quick else 20000
     stamp = str(int(time.time()))
-    lines = [f"one stream hop, {count} records of ~2 KB in -> out (same records for both), {PARTITIONS} partitions"]
-    for label, hop in (("plain aiokafka, manual commits", _aiokafka_hop), ("Faust agent", _faust_hop)):
+    lines = [f"one stream hop, {count} records of ~2 KB in -> out, {PARTITIONS} partitions"]
+    for label, hop in (("plain aiokafka, manual commits", _aiokafka_hop),):
         source, target = f"bench.cmp.{stamp}.{hop.__name__}.in", f"bench.cmp.{stamp}.{hop.__name__}.out"
         ensure_topics(bootstrap, [source, target], PARTITIONS)
         await _fill(bootstrap, source, count)

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.umask(0o077)  # every file and directory carehub writes (journal, Faust data, logs) is owner-only
+    os.umask(0o077)  # every file and directory carehub writes (journal, logs) is owner-only
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -27,28 +27,47 @@ class GroupLag:
         return {"group": self.group, "topic": self.topic, "partitions": self.partitions, "behind": self.behind}
 
 
+def _group_reader(bootstrap: str, group: str, security: KafkaSecurity) -> AIOKafkaConsumer:
+    """A consumer that names ``group`` but never subscribes: it never joins the group (no rebalance of
+    the workers) and only reads what they committed."""
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                            request_timeout_ms=5000, **security.aiokafka())  # fmt: skip
+
+
+async def _committed(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    return {tp: offset for tp in partitions if (offset := await consumer.committed(tp)) is not None}
+
+
+async def committed_offsets(
+    bootstrap: str, group: str, partitions: list[TopicPartition], *, security: KafkaSecurity = PLAINTEXT
+) -> dict[TopicPartition, int]:
+    """The offsets ``group`` committed on ``partitions``; a partition it committed nothing on is left out."""
+    consumer = _group_reader(bootstrap, group, security)
+    try:
+        await consumer.start()
+        return await _committed(consumer, partitions)
+    except (KafkaError, OSError) as exc:
+        raise BrokerError(f"cannot read the offsets of consumer group {group}: {type(exc).__name__}") from exc
+    finally:
+        await consumer.stop()
+
+
 async def group_lag(
     bootstrap: str, groups: list[str], topic_prefix: str, *, security: KafkaSecurity = PLAINTEXT
 ) -> list[GroupLag]:
     """Records behind per (group, topic) of the topics named ``topic_prefix``..., from committed and end offsets;
-    a group that committed nothing on a topic has no row for it.
-
-    Each group's offsets are fetched by a consumer that names the group but never subscribes, so it
-    never joins the group (no rebalance of the workers) and only reads what they committed.
-    """
+    a group that committed nothing on a topic has no row for it (each group's offsets read by
+    ``_group_reader``, without joining it)."""
     rows: list[GroupLag] = []
     for group in groups:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, request_timeout_ms=5000,
-            **security.aiokafka(),
-        )  # fmt: skip
+        consumer = _group_reader(bootstrap, group, security)
         try:
             await consumer.start()
             partitions = [
                 TopicPartition(topic, p) for topic in sorted(await consumer.topics()) if topic.startswith(topic_prefix)
                 for p in sorted(consumer.partitions_for_topic(topic) or ())
             ]  # fmt: skip
-            committed = {tp: offset for tp in partitions if (offset := await consumer.committed(tp)) is not None}
+            committed = await _committed(consumer, partitions)
             ends = await consumer.end_offsets(list(committed)) if committed else {}
         except (KafkaError, OSError) as exc:
             raise BrokerError(f"cannot read the offsets of consumer group {group}: {type(exc).__name__}") from exc

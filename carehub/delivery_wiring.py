@@ -42,7 +42,8 @@ FHIR_JSON = "application/fhir+json"
 
 
 def journal_url(settings: Settings, app_id: str) -> str:
-    """The journal's URL; unset, a SQLite file beside the worker's other local state (Faust's data dir)."""
+    """The journal's URL; unset, a SQLite file in ``<app id>-data/`` (where Faust kept the worker's local
+    state before the stages; kept so an upgraded worker finds its journal)."""
     return settings.database_url or f"sqlite:///{app_id}-data/journal.db"
 
 

@@ -87,7 +87,7 @@ def application_check(
     return None
 
 
-#: ``ingest`` = MLLP listener + Kafka publisher; ``streams`` = the Faust agents.
+#: ``ingest`` = MLLP listener + Kafka publisher; ``streams`` = the stream stages (streams.app).
 #: A process runs either or both; ingest and stream workers scale separately.
 ROLES = ("ingest", "streams")
 #: Share of ``drain_s`` the MLLP listener may use on stop to answer blocks it already received.
@@ -116,7 +116,8 @@ async def _step(part: str) -> AsyncIterator[None]:
 
 
 def worker_app_id(settings: Settings) -> str:
-    """The stream workers' Faust app id (their consumer group; the default journal file sits in its data dir)."""
+    """The stream workers' app id: their stages' consumer groups are ``<app id>-<stage>``; the default
+    journal file is ``<app id>-data/journal.db``."""
     return f"{settings.app_id}-{settings.kafka.topic_prefix.strip('.') or 'default'}"
 
 
@@ -269,7 +270,6 @@ class Hub:
         )
         await self._message_feed.start()
         worker = StreamWorker(app_id, self.bootstrap, s.kafka, deps)
-        worker.app.finalize()
         tables = worker.compacted_topics()
         await self._provision(tables, tables)
         await worker.start()
@@ -452,9 +452,8 @@ class Hub:
         """``stop`` for at most ``drain_s``; False when it did not finish (the embedded broker, if any, is
         stopped regardless, so no broker process outlives the hub).
 
-        A cancellation of the caller does not cut the drain short: stopping the Faust app cancels the
-        task that awaits it (its agents "crash" with CancelledError), and a drain given up there left
-        the process waiting on the loop's clean-up past ``drain_s``.
+        A cancellation of the caller does not cut the drain short: a drain given up there left the
+        process waiting on the loop's clean-up past ``drain_s``.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_s

@@ -11,8 +11,8 @@ FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 def configure(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), format=FORMAT)
-    # Faust, mode and the Kafka clients are chatty at INFO; keep their warnings.
-    for noisy in ("faust", "mode", "aiokafka", "kafka"):
+    # The Kafka clients are chatty at INFO; keep their warnings.
+    for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # While a broker is away the Kafka clients log every reconnect attempt; the hub logs "lost"/"back" once.
     throttle = ThrottleFilter(("aiokafka", "kafka"), 30.0)

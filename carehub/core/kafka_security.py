@@ -1,7 +1,7 @@
 """One place that turns the Kafka settings into what each client library wants.
 
 Every Kafka client carehub makes (aiokafka producers, consumers and admin,
-the Faust app, kafka-python's admin) is built with the keyword arguments of
+kafka-python's admin) is built with the keyword arguments of
 one :class:`KafkaSecurity`, so they all connect the same way:
 ``security_protocol`` PLAINTEXT (the embedded broker), SSL or SASL_SSL; SASL
 PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with a username and a password (from
@@ -108,22 +108,6 @@ class KafkaSecurity:
                 sasl_mechanism=self.mechanism, sasl_plain_username=self.username, sasl_plain_password=self.password
             )
         return kwargs
-
-    def faust_credentials(self) -> Any:
-        """``broker_credentials`` for the Faust app (None for PLAINTEXT)."""
-        from faust.auth import SASLCredentials, SSLCredentials
-        from faust.types.auth import SASLMechanism
-
-        if self.protocol == "SASL_SSL":
-            return SASLCredentials(
-                username=self.username,
-                password=self.password,
-                ssl_context=self.ssl_context(),
-                mechanism=SASLMechanism(self.mechanism),
-            )
-        if self.protocol == "SSL":
-            return SSLCredentials(self.ssl_context())
-        return None
 
 
 PLAINTEXT = KafkaSecurity()

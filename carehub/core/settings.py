@@ -32,9 +32,12 @@ class KafkaSettings:
     #: How long a stream consumer's fetch may wait for data (latency per pipeline hop on brokers
     #: that hold a fetch its full wait; Apache Kafka answers as soon as data arrives).
     fetch_max_wait_ms: int = 10
-    #: A partition holding records its stream has not taken (or offsets not committed) this long is
-    #: reported as stalled (Faust's stream_processing_timeout and commit livelock timeout).
+    #: A stage batch still in hand this long (its handler or the acknowledgement of its outputs slow)
+    #: is reported in the log as stalled (streams.stage).
     stall_report_s: float = 300.0
+    #: How long the stream worker's producer waits to fill a batch before sending it (its outputs of one
+    #: stage batch go out together; 0 sends each record at once: more requests, more broker CPU).
+    linger_ms: int = 5
     #: Client security, the same for every Kafka client (core.kafka_security): PLAINTEXT (the
     #: embedded broker), SSL or SASL_SSL; SASL PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
     security_protocol: str = "PLAINTEXT"

@@ -43,7 +43,7 @@ class Topics:
 
     @property
     def subscription_state(self) -> str:
-        """Compacted: the state of every FHIR subscription (a Faust table's changelog)."""
+        """Compacted: the state of every FHIR subscription (the fhir-inbound stage's table changelog)."""
         return f"{self.prefix}subscriptions.state"
 
     @property

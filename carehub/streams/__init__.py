@@ -1,1 +1,1 @@
-"""The stream processors: Faust agents wiring topics to pure decision functions."""
+"""The stream processors: consumer-group stages (streams.stage) wiring topics to pure decision functions."""

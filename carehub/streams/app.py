@@ -1,16 +1,22 @@
-"""A stream worker: the hot path as plain consumer-group stages, the rest as Faust agents.
+"""A stream worker: every stream a plain aiokafka consumer-group stage, all sending with one producer.
 
 Stages (streams.stage: batch, outputs acknowledged, then commit), each its own
 consumer group ``<app id>-<stage>``:
 
-normalize: hl7v2.inbound -> care.events (or the dead-letter topic, with reason)
-route:     care.events   -> deliveries (one record per recipient x action; state in streams.store)
-deliver:   deliveries    -> delivery.outcomes (webhook etc., with retries)
+normalize:    hl7v2.inbound      -> care.events (or the dead-letter topic, with reason)
+route:        care.events        -> deliveries, audit.events (per-patient state in streams.store)
+deliver:      deliveries         -> delivery.outcomes, a retry topic or the delivery dead letters
+retry-N:      deliveries.retry.N -> the same, each record once it is due (one stage per backoff tier)
+audit:        audit.events       -> the journal's audit table (with a journal)
+careplan:     task.events        -> deliveries: CarePlan updates (with a journal)
+fhir-inbound: fhir.inbound       -> care.events (subscription state, Encounter snapshots; with subscriptions)
 
-Faust agents (the app's own group, ``<app id>``; listed in streams.agents):
-the retry tiers, FHIR inbound notifications (with their Faust tables) and the
-audit trail. Each of their sends is acknowledged before the agent takes its
-next record (streams.outbox).
+Every output goes through the worker's one ``AIOKafkaProducer`` (acks=all,
+``kafka.max_record_bytes``, ``kafka.linger_ms``, the security every client
+has). Earlier workers ran the last four as Faust agents in the group
+``<app id>``; a stage whose group has no offsets yet starts where that group
+stopped (``Stage(upgrade_from=...)``), and the tables are read from the
+changelogs the Faust tables wrote.
 
 Nothing holds state only in memory: offsets and tables live in Kafka, so
 several workers with the same app id share the partitions, and per-patient
@@ -20,111 +26,114 @@ order holds because every record is keyed by the patient key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
-import faust
+from aiokafka import AIOKafkaProducer
 
 from carehub.core.kafka_security import KafkaSecurity
 from carehub.core.settings import KafkaSettings
-from carehub.streams.agents import AGENTS, deliver, normalize, route
+from carehub.core.topics import RETRY_TIERS
+from carehub.streams.agents import audit, careplan, deliver, fhir_inbound, normalize, retry, route
 from carehub.streams.context import AgentContext, StreamDeps
-from carehub.streams.faust_tuning import tune_fetch_wait
 from carehub.streams.stage import Stage
+from carehub.streams.store import ChangelogStore, following
 
-#: Records buffered ahead of each agent (the consumer pauses its partitions when the buffer is full).
-STREAM_BUFFER = 512
 #: Records a stage takes at most per batch (one commit per batch).
 STAGE_BATCH = 256
 
-
-def build_app(app_id: str, bootstrap: str, kafka: KafkaSettings, deps: StreamDeps) -> faust.App:
-    """The Faust side of a worker (``StreamWorker`` adds the stages)."""
-    return StreamWorker(app_id, bootstrap, kafka, deps).app
-
-
-def _faust_app(app_id: str, bootstrap: str, kafka: KafkaSettings) -> faust.App:
-    app = faust.App(
-        app_id,
-        broker=[f"kafka://{host.strip()}" for host in bootstrap.split(",")],
-        store="memory://",
-        web_enabled=False,
-        autodiscover=False,
-        producer_acks=-1,
-        producer_max_request_size=kafka.max_record_bytes,
-        # Records fetched ahead per stream: Faust's 4096 is up to 4 GB per stream with 1 MB records.
-        stream_buffer_maxsize=STREAM_BUFFER,
-        consumer_auto_offset_reset="earliest",
-        topic_allow_declare=False,
-        topic_partitions=kafka.partitions,
-        broker_session_timeout=kafka.session_timeout_s,
-        broker_heartbeat_interval=min(1.0, kafka.session_timeout_s / 3),
-        broker_rebalance_timeout=kafka.session_timeout_s,
-        broker_commit_interval=1.0,
-        stream_processing_timeout=kafka.stall_report_s,
-        broker_commit_livelock_soft_timeout=kafka.stall_report_s,
-        broker_credentials=KafkaSecurity.from_settings(kafka).faust_credentials(),
-    )
-    tune_fetch_wait(app, kafka.fetch_max_wait_ms)
-    return app
-
-
-#: The stages, in pipeline order; each is the consumer group ``<app id>-<stage>``.
-STAGES = ("normalize", "route", "deliver")
+#: Every stage a worker may run, in pipeline order; each is the consumer group ``<app id>-<stage>``.
+STAGES = (
+    "normalize",
+    "route",
+    "deliver",
+    *(f"retry-{tier}" for tier in range(1, RETRY_TIERS + 1)),
+    "audit",
+    "careplan",
+    "fhir-inbound",
+)
 
 
 def stage_groups(app_id: str) -> list[str]:
-    """Every consumer group a stream worker joins: the stages' and the Faust agents' (``app_id``)."""
-    return [*(f"{app_id}-{name}" for name in STAGES), app_id]
+    """Every consumer group a stream worker may join (one per stage)."""
+    return [f"{app_id}-{name}" for name in STAGES]
+
+
+def producer_options(bootstrap: str, kafka: KafkaSettings, security: KafkaSecurity) -> dict[str, Any]:
+    """The worker's producer: every output acknowledged by all in-sync replicas before a stage commits."""
+    return dict(bootstrap_servers=bootstrap, acks="all", max_request_size=kafka.max_record_bytes,
+                linger_ms=kafka.linger_ms, **security.aiokafka())  # fmt: skip
 
 
 class StreamWorker:
-    """One stream worker process's streams: the stages and the Faust app, started and stopped together."""
+    """One stream worker process's streams: the stages and their producer, started and stopped together."""
 
     def __init__(self, app_id: str, bootstrap: str, kafka: KafkaSettings, deps: StreamDeps) -> None:
-        self.app = _faust_app(app_id, bootstrap, kafka)
-        self.ctx = ctx = AgentContext(self.app, deps)
-        for module in AGENTS:
-            module.register(self.app, ctx)
         security = KafkaSecurity.from_settings(kafka)
-        self.route_state = state = route.RouteState(ctx, app_id)
-        self._owned: set[int] = set()
-
-        async def route_assigned(partitions: set[int]) -> None:
-            lost, gained = self._owned - partitions, partitions - self._owned
-            for store in state.stores:
-                store.drop(lost)
-                await store.recover(bootstrap, gained, security=security)
-            self._owned = set(partitions)
-
+        self._producer_options = producer_options(bootstrap, kafka, security)
+        self._producer: AIOKafkaProducer | None = None  # created on start (inside the running loop)
+        self.ctx = ctx = AgentContext(deps, self._produce, kafka.max_record_bytes)
         topics = deps.topics
 
         def stage(name: str, topic: str, handler: Any, **extra: Any) -> Stage:
+            extra.setdefault("batch", STAGE_BATCH)
             made = Stage(name, topic, f"{app_id}-{name}", bootstrap, kafka, handler, ctx.produce,
-                         batch=STAGE_BATCH, security=security, **extra)  # fmt: skip
+                         security=security, upgrade_from=app_id, **extra)  # fmt: skip
             ctx.highwaters[name] = made.highwater
             return made
 
+        self.route_state = state = route.RouteState(ctx, app_id)
+        route_assigned = following(state.stores, bootstrap, security=security)
         self.stages = [
             stage("normalize", topics.hl7v2_inbound, normalize.handler(ctx)),
             stage("route", topics.care_events, route.handler(ctx, state), on_assigned=route_assigned),
             stage("deliver", topics.deliveries, deliver.handler(ctx)),
         ]
+        for tier in range(1, RETRY_TIERS + 1):
+            self.stages.append(stage(f"retry-{tier}", topics.delivery_retry(tier), retry.handler(ctx, tier),
+                                     due=retry.due_at, max_wait_s=deps.retry.tier_wait_s(tier)))  # fmt: skip
+        if deps.journal is not None:  # no journal: no audit trail or CarePlans to keep
+            self.stages.append(stage("audit", topics.audit_events, audit.handler(ctx, deps.journal), batch=audit.BATCH))
+            self.stages.append(stage("careplan", topics.task_events, careplan.handler(ctx, deps.journal)))
+        self.tables: list[ChangelogStore] = list(state.stores)
+        self.heartbeat: fhir_inbound.Heartbeat | None = None
+        subscriptions = deps.subscriptions
+        if subscriptions is not None and subscriptions.config.enabled():
+            inbound = fhir_inbound.InboundTables(ctx)
+            self.tables += inbound.stores
+            fhir = stage("fhir-inbound", topics.fhir_inbound, fhir_inbound.handler(ctx, subscriptions, inbound),
+                         on_assigned=following(inbound.stores, bootstrap, security=security))  # fmt: skip
+            self.stages.append(fhir)
+            self.heartbeat = fhir_inbound.Heartbeat(ctx, subscriptions, leads=lambda: 0 in fhir.assigned)
+
+    async def _produce(self, topic: str, key: bytes, value: bytes, partition: int | None) -> asyncio.Future[Any]:
+        """Hand one record to the producer; the future resolves when the broker acknowledged it (acks=all)."""
+        if self._producer is None:
+            raise RuntimeError("the stream worker is not started")
+        future: asyncio.Future[Any] = await self._producer.send(topic, value=value, key=key, partition=partition)
+        return future
 
     def compacted_topics(self) -> list[str]:
         """The topics holding tables (to create, compacted, before start: topics are not auto-declared)."""
-        return changelog_topics(self.app) + [store.topic for store in self.route_state.stores]
+        return [store.topic for store in self.tables]
 
     async def start(self) -> None:
-        await self.app.start()  # the producer every stage sends with
-        for stage in self.stages:
-            await stage.start()
+        self._producer = AIOKafkaProducer(**self._producer_options)
+        await self._producer.start()
+        try:  # together: each start waits for its group's join (half a session timeout on some brokers)
+            await asyncio.gather(*(stage.start() for stage in self.stages))
+        except BaseException:
+            await self.stop(0.0)
+            raise
+        if self.heartbeat is not None:
+            self.heartbeat.start()
 
     async def stop(self, grace_s: float) -> None:
-        """Stop the stages (each finishes its batch in hand within ``grace_s``), then the Faust app."""
+        """Stop the stages (each finishes its batch in hand within ``grace_s``), then flush the producer."""
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
         await asyncio.gather(*(stage.stop(grace_s) for stage in self.stages))
-        await self.app.stop()  # type: ignore[attr-defined]
-
-
-def changelog_topics(app: faust.App) -> list[str]:
-    """The changelog topics of the app's tables (to create before start: topics are not auto-declared)."""
-    return [table.changelog_topic.get_topic_name() for table in app.tables.values()]
+        if self._producer is not None:
+            with contextlib.suppress(Exception):  # the broker gone: unsent outputs were never committed
+                await asyncio.wait_for(self._producer.stop(), max(1.0, grace_s))
+            self._producer = None

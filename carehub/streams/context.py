@@ -1,13 +1,13 @@
-"""What every agent module gets: its dependencies and the app's topics.
+"""What every stage module gets: its dependencies and the worker's one producer.
 
-Agent modules (carehub/streams/agents/*.py) each expose ``register(app, ctx)``; they
-move records between topics and call pure decision functions, nothing more.
-New dependencies are added to ``StreamDeps``; new topics to core.topics.
+Stage modules (carehub/streams/agents/*.py) each expose ``handler(ctx, ...)``, the
+batch handler a streams.stage.Stage runs; they move records between topics and
+call pure decision functions, nothing more. New dependencies are added to
+``StreamDeps``; new topics to core.topics.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import time
@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import faust
 import orjson
 
 from carehub.connectors.base import Destination
@@ -29,7 +28,7 @@ from carehub.journal import Journal
 from carehub.streams.consent.deps import ConsentDeps
 from carehub.streams.delivery_policy import RetryPolicy
 from carehub.streams.notify import Hub
-from carehub.streams.outbox import send_durably
+from carehub.streams.outbox import Send, send_durably
 from carehub.streams.packet.step import PacketDeps
 from carehub.streams.routing.model import RoutingMap
 from carehub.streams.subscriptions.deps import SubscriptionDeps
@@ -68,38 +67,28 @@ class StreamDeps:
 
 
 class AgentContext:
-    """Deps plus Faust topic handles (raw bytes in, records out, keyed by patient key)."""
+    """Deps plus the worker's producer (raw bytes out, keyed by patient key, acks=all)."""
 
-    def __init__(self, app: faust.App, deps: StreamDeps) -> None:
-        self.app = app
+    def __init__(self, deps: StreamDeps, produce: Send, max_request_size: int) -> None:
         self.deps = deps
         self.metrics = deps.metrics
-        self._topics: dict[str, Any] = {}
+        #: (topic, key, value, partition) -> a future resolved when the broker has the record
+        self.produce = produce
         self._furthest: dict[tuple[str, Any], int] = {}
         #: stage name -> the high-water mark of a record's partition (stages run by streams.stage)
-        self.highwaters: dict[str, Callable[[Any], int | None]] = {}  # (stage, partition) -> furthest offset finished
+        self.highwaters: dict[str, Callable[[Any], int | None]] = {}
         #: The largest value a stage may produce: the producer's request limit less room for key and batch.
-        self.max_record_bytes = int(app.conf.producer_max_request_size) - RECORD_OVERHEAD
-
-    def topic(self, name: str) -> Any:
-        if name not in self._topics:
-            self._topics[name] = self.app.topic(name, key_serializer="raw", value_serializer="raw")
-        return self._topics[name]
+        self.max_record_bytes = max_request_size - RECORD_OVERHEAD
 
     def stage_done(self, stage: str, event: Any, highwater: int | None = None) -> None:
         """Metrics for an input a stage has finished: seconds since it was written to its topic
         (``stage_latency_seconds``) and how many records of its partition are still behind it
-        (``consumer_lag``). ``event``: a Faust event or an aiokafka record (then with its ``highwater``)."""
+        (``consumer_lag``). ``event``: an aiokafka record (its partition's ``highwater`` found from the stage)."""
         item = Input.of(event)
         if item.timestamp_s:
             self.metrics.observe("stage_latency_seconds", max(0.0, time.time() - item.timestamp_s), stage=stage)
         if highwater is None and stage in self.highwaters:
             highwater = self.highwaters[stage](event)
-        elif highwater is None and item.faust_tp is not None:
-            try:
-                highwater = self.app.consumer.highwater(item.faust_tp)
-            except (AttributeError, KeyError, RuntimeError, AssertionError):  # no consumer (yet): no lag figure
-                return
         if highwater is not None:
             # Stages finish records out of order (deliver runs patients concurrently): count from the
             # furthest offset finished on this partition, not from the one that finished last.
@@ -117,11 +106,6 @@ class AgentContext:
         if len(value) > self.max_record_bytes:
             raise RecordTooLargeError(f"{what} of {len(value)} bytes is over the {self.max_record_bytes}-byte limit")
         return value
-
-    async def produce(self, topic_name: str, key: bytes, value: bytes, partition: int | None) -> asyncio.Future[Any]:
-        """Hand one record to the producer (acks=all); the future resolves when the broker has it."""
-        future: asyncio.Future[Any] = await self.topic(topic_name).send(key=key, value=value, partition=partition)
-        return future
 
     async def send_bytes(self, topic_name: str, key: str, value: bytes, partition: int | None = None) -> None:
         """A value already encoded and checked with ``fit``: kept by the running batch's outbox (or, with
@@ -175,7 +159,7 @@ class AgentContext:
 
 @dataclass(frozen=True, slots=True)
 class Input:
-    """Where a stage's input came from and what it held: a Faust event or an aiokafka record, alike."""
+    """Where a stage's input came from and what it held (an aiokafka ConsumerRecord)."""
 
     topic: str
     partition: int
@@ -183,20 +167,14 @@ class Input:
     key: bytes | None
     value: bytes
     timestamp_s: float | None
-    faust_tp: Any = None
 
     @classmethod
     def of(cls, event: Any) -> Input:
-        message = getattr(event, "message", None)
-        if message is not None:  # a Faust event (timestamp in seconds)
-            source, timestamp, tp = message, getattr(message, "timestamp", None), message.tp
-        else:  # an aiokafka ConsumerRecord (timestamp in milliseconds)
-            source, tp = event, None
-            timestamp = event.timestamp / 1000 if getattr(event, "timestamp", None) else None
+        timestamp = event.timestamp / 1000 if getattr(event, "timestamp", None) else None  # milliseconds
         value = event.value if isinstance(event.value, bytes) else str(event.value).encode()
         key = event.key if isinstance(event.key, bytes) or event.key is None else str(event.key).encode()
-        return cls(str(source.topic), int(source.partition), int(source.offset), key, value,
-                   float(timestamp) if timestamp else None, tp)  # fmt: skip
+        return cls(str(event.topic), int(event.partition), int(event.offset), key, value,
+                   float(timestamp) if timestamp else None)  # fmt: skip
 
     def key_text(self) -> str:
         return self.key.decode("utf-8", "replace") if self.key else ""

@@ -39,6 +39,13 @@ class RetryPolicy:
         """The most a retry record waits: a backoff, or a delivery held over two reset periods of its circuit."""
         return max(self.max_s, 2 * self.breaker_reset_s)
 
+    def tier_wait_s(self, tier: int) -> float:
+        """The most a record on retry tier ``tier`` waits (``next_step`` puts try n's backoff on tier n;
+        the last tier also takes the later tries, Retry-After and the deliveries held by an open circuit)."""
+        if tier >= RETRY_TIERS:
+            return self.longest_wait_s
+        return min(self.max_s, self.initial_s * 2.0 ** (tier - 1))
+
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Jitter above a floor: uniform in [max(initial, cap/2), cap], cap = min(max, initial * 2**(attempt-1)).
 

@@ -11,9 +11,8 @@ is committed always has its outputs on their topics.
 The outbox of the running stage batch is found through a context variable, so
 code shared by stages (the delivery flow, dead letters) sends through
 ``AgentContext.send`` without knowing which stage it runs in. With no outbox
-in the context (the Faust agents: retry tiers, FHIR inbound) each send is
-awaited to its acknowledgement before the caller goes on, which holds the
-same invariant one record at a time.
+in the context (the FHIR heartbeat tick, which sends outside any batch) each
+send is awaited to its acknowledgement before the caller goes on.
 """
 
 from __future__ import annotations

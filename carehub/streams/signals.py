@@ -1,6 +1,6 @@
 """Care-coordination signals from one patient's event history (pure).
 
-State per patient (kept by the route agent in a Faust table keyed by the
+State per patient (kept by the route stage in a streams.store table keyed by the
 patient key): recent discharges, recent ED visits, and the follow-up tasks the
 hub has opened. From it, for each new event:
 

@@ -1,8 +1,10 @@
 """One stream stage as a plain aiokafka consumer group: take a batch, handle it, make its outputs durable, commit.
 
-The hot path (normalize, route, deliver) runs here rather than in Faust
-(docs/benchmarks.md: 14-16x fewer CPU-seconds per record; docs/architecture.md:
-Faust acknowledged inputs whose outputs were not durable). For each batch:
+Every stream of a worker runs here (streams.app): normalize, route, deliver,
+the retry tiers, audit, careplan and FHIR inbound. They ran as Faust agents
+before (docs/benchmarks.md: 14-16x fewer CPU-seconds per record here;
+docs/architecture.md: Faust acknowledged inputs whose outputs were not
+durable). For each batch:
 
 1. the handler runs over the batch's records with an outbox in its context
    (streams.outbox): every output it sends is kept;
@@ -16,7 +18,19 @@ commits nothing; the stage seeks back to the batch and takes it again after a
 pause. Several workers with the same group id share the partitions; a
 revocation waits for the batch in hand to finish and commit, and an
 assignment runs ``on_assigned`` (state recovery) before any record of the new
-partitions is handled.
+partitions is handled (they stay paused until it returned).
+
+A stage with ``due`` (the retry tiers) takes a record only once it is due:
+the records of a partition before the first one not yet due are handled, the
+partition is sought back to that record and paused until it is due (at most
+``max_wait_s`` after the stage first saw it), so the consumer keeps polling
+(well within its max poll interval) and the other partitions go on.
+
+A partition the stage's group has no committed offset for starts where the
+group named ``upgrade_from`` (the Faust app's group of the workers before the
+stages) committed, if it did; else at the earliest record. So an upgraded
+worker neither re-sends what the Faust agents had handled nor skips what they
+had not. That start is committed at once, so it is not looked up again.
 """
 
 from __future__ import annotations
@@ -32,6 +46,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
 from aiokafka.structs import ConsumerRecord
 
+from carehub.consumer_lag import committed_offsets
+from carehub.core.errors import BrokerError
 from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
 from carehub.core.lograte import LogThrottle
 from carehub.core.settings import KafkaSettings
@@ -42,6 +58,8 @@ log = logging.getLogger(__name__)
 _errors = LogThrottle(10.0)
 Handler = Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
 Partitions = Callable[[set[int]], Awaitable[None]]
+#: A record -> the wall-clock time (epoch seconds) it may be handled at.
+Due = Callable[[ConsumerRecord], float]
 #: Pause before a batch whose handler raised is taken again (seconds).
 HANDLER_RETRY_S = 1.0
 
@@ -56,8 +74,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._stage.on_revoked({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        if self._stage.on_assigned is not None:
-            await self._stage.on_assigned({tp.partition for tp in assigned})
+        # aiokafka starts fetching the new partitions while this callback runs: they are paused (before
+        # the first await) until their start offsets are set and their state is recovered.
+        consumer = self._stage.consumer
+        consumer.pause(*assigned)
+        try:
+            self._stage.assigned = {tp.partition for tp in assigned}
+            await self._stage.take_over_offsets(assigned)
+            if self._stage.on_assigned is not None:
+                await self._stage.on_assigned({tp.partition for tp in assigned})
+        finally:
+            with contextlib.suppress(IllegalStateError):  # revoked again meanwhile
+                consumer.resume(*assigned)
         log.info("stage %s: partitions %s", self._stage.name, sorted(tp.partition for tp in assigned))
 
 
@@ -76,6 +104,10 @@ class Stage:
         security: KafkaSecurity = PLAINTEXT,
         on_assigned: Partitions | None = None,
         on_revoked: Partitions | None = None,
+        due: Due | None = None,
+        max_wait_s: float = 0.0,
+        upgrade_from: str | None = None,
+        stall_report_s: float | None = None,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -85,9 +117,19 @@ class Stage:
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
         self.batch_lock = asyncio.Lock()
+        self._bootstrap = bootstrap
+        self._security = security
+        self._due = due
+        self._max_wait_s = max_wait_s
+        self._upgrade_from = upgrade_from
+        self._stall_report_s = stall_report_s if stall_report_s is not None else kafka.stall_report_s
+        #: partition -> (offset, when it may be taken) of the record it is paused on (stages with ``due``)
+        self._waiting: dict[TopicPartition, tuple[int, float]] = {}
+        #: the partitions of ``topic`` this member holds now
+        self.assigned: set[int] = set()
         session_ms = int(kafka.session_timeout_s * 1000)
         self._group = group
-        self._consumer_options: dict[str, Any] = dict(
+        self.consumer_options: dict[str, Any] = dict(
             bootstrap_servers=bootstrap,
             group_id=group,
             enable_auto_commit=False,
@@ -101,30 +143,31 @@ class Stage:
             rebalance_timeout_ms=session_ms,
             **security.aiokafka(),
         )
-        self._consumer: Any = None  # created on start (inside the running loop)
+        self.consumer: Any = None  # created on start (inside the running loop)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.batches = 0
         self.records = 0
 
     def highwater(self, record: ConsumerRecord) -> int | None:
-        if self._consumer is None:
+        if self.consumer is None:
             return None
         try:
-            return self._consumer.highwater(TopicPartition(record.topic, record.partition))  # type: ignore[no-any-return]
+            return self.consumer.highwater(TopicPartition(record.topic, record.partition))  # type: ignore[no-any-return]
         except (IllegalStateError, KeyError, AssertionError):
             return None
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(**self._consumer_options)
-        self._consumer.subscribe([self.topic], listener=_Listener(self))
-        await self._consumer.start()
+        self.consumer = AIOKafkaConsumer(**self.consumer_options)
+        self.consumer.subscribe([self.topic], listener=_Listener(self))
+        await self.consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"stage-{self.name}")
 
     async def _run(self) -> None:
         while not self._stopping:
             try:
-                batches = await self._consumer.getmany(timeout_ms=500, max_records=self._batch)
+                wait_ms = self._resume_due()
+                batches = await self.consumer.getmany(timeout_ms=wait_ms, max_records=self._batch)
             except asyncio.CancelledError:
                 raise
             except KafkaError as exc:  # the broker gone: the consumer reconnects by itself
@@ -133,12 +176,96 @@ class Stage:
                 continue
             if batches:
                 async with self.batch_lock:
-                    await self._take({tp: records for tp, records in batches.items() if records})
+                    taken = {tp: records for tp, records in batches.items() if records}
+                    await self._take(self._only_due(taken) if self._due is not None else taken)
+
+    def _resume_due(self) -> int:
+        """Resume the paused partitions whose record is due; how long the next fetch may wait (ms)."""
+        if not self._waiting:
+            return 500
+        now = time.time()
+        paused = self.consumer.paused()
+        for tp, (_, at) in list(self._waiting.items()):
+            if at <= now and tp in paused:
+                with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+                    self.consumer.resume(tp)
+        later = [at - now for _, at in self._waiting.values() if at > now]
+        return max(10, min(500, int(min(later) * 1000))) if later else 500
+
+    def _ready_at(self, tp: TopicPartition, record: ConsumerRecord, now: float) -> float:
+        waiting = self._waiting.get(tp)
+        if waiting is not None and waiting[0] == record.offset:
+            return waiting[1]  # bounded from when the stage first saw it, not from each fetch
+        assert self._due is not None
+        try:
+            due = self._due(record)
+        except Exception:  # unreadable: the handler dead-letters it
+            return now
+        return min(due, now + self._max_wait_s)
+
+    def _only_due(
+        self, batches: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Per partition, the records before the first one not yet due; that partition waits for it, paused."""
+        now = time.time()
+        taken: dict[TopicPartition, list[ConsumerRecord]] = {}
+        for tp, records in batches.items():
+            due = 0
+            for record in records:
+                at = self._ready_at(tp, record, now)
+                if at > now:
+                    self._waiting[tp] = (record.offset, at)
+                    with contextlib.suppress(IllegalStateError):  # revoked meanwhile: the next owner takes it
+                        self.consumer.seek(tp, record.offset)
+                        self.consumer.pause(tp)
+                    break
+                due += 1
+            else:
+                self._waiting.pop(tp, None)
+            if due:
+                taken[tp] = records[:due]
+        return taken
+
+    async def take_over_offsets(self, assigned: set[TopicPartition]) -> None:
+        """Partitions this group never committed on start where the ``upgrade_from`` group stopped (if it did)."""
+        for tp in list(self._waiting):
+            if tp not in assigned:
+                del self._waiting[tp]
+        if self._upgrade_from is None or not assigned:
+            return
+        try:
+            missing = [tp for tp in sorted(assigned) if await self.consumer.committed(tp) is None]
+            if not missing:
+                return
+            start = await committed_offsets(self._bootstrap, self._upgrade_from, missing, security=self._security)
+        except (KafkaError, BrokerError) as exc:  # broker trouble: fall back on earliest (records repeat, none lost)
+            self._log_error(f"cannot read the offsets to start from ({type(exc).__name__})")
+            return
+        if not start:
+            return
+        for tp, offset in start.items():
+            self.consumer.seek(tp, offset)
+        log.info("stage %s: %d partitions start where group %s stopped", self.name, len(start), self._upgrade_from)
+        await self._commit(start)
 
     async def _take(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         records = [record for tp_records in batches.values() for record in tp_records]
         if not records:
             return
+        watch = asyncio.get_running_loop().call_later(self._stall_report_s, self._report_stall, len(records))
+        try:
+            if not await self._handled(batches, records):
+                return
+        finally:
+            watch.cancel()
+        await self._commit({tp: tp_records[-1].offset + 1 for tp, tp_records in batches.items()})  # ... then commit
+        self.batches += 1
+        self.records += len(records)
+
+    async def _handled(
+        self, batches: dict[TopicPartition, list[ConsumerRecord]], records: list[ConsumerRecord]
+    ) -> bool:
+        """Run the handler over the batch and make its outputs durable; False when it raised (sought back)."""
         box = Outbox(self._send)
         token = outbox.CURRENT.set(box)
         try:
@@ -150,24 +277,26 @@ class Stage:
                           type(exc).__name__)  # fmt: skip
             for tp, tp_records in batches.items():
                 with contextlib.suppress(IllegalStateError):  # revoked meanwhile: the next owner takes it
-                    self._consumer.seek(tp, tp_records[0].offset)
+                    self.consumer.seek(tp, tp_records[0].offset)
             await asyncio.sleep(HANDLER_RETRY_S)
-            return
+            return False
         finally:
             outbox.CURRENT.reset(token)
         await box.durable()  # every output acknowledged (acks=all) ...
-        await self._commit({tp: tp_records[-1].offset + 1 for tp, tp_records in batches.items()})  # ... then commit
-        self.batches += 1
-        self.records += len(records)
+        return True
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await self._consumer.commit(offsets)
+            await self.consumer.commit(offsets)
         except (CommitFailedError, RebalanceInProgressError, IllegalStateError) as exc:
             # the group moved on: the partitions' next owner takes these records again (same idempotency keys)
             log.info("stage %s: commit not accepted (%s); the records are taken again", self.name, type(exc).__name__)
         except KafkaError as exc:  # broker trouble: the next batch's commit covers these offsets too
             self._log_error(f"commit failed ({type(exc).__name__})")
+
+    def _report_stall(self, records: int) -> None:
+        log.warning("stage %s: a batch of %d records is still in hand after %g s (handler or broker slow)",
+                    self.name, records, self._stall_report_s)  # fmt: skip
 
     def _log_error(self, what: str) -> None:
         held = _errors.allow(f"{self.name}:{what}")
@@ -186,6 +315,6 @@ class Stage:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._consumer is not None:
+        if self.consumer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._consumer.stop(), max(1.0, grace_s))
+                await asyncio.wait_for(self.consumer.stop(), max(1.0, grace_s))

@@ -1,9 +1,10 @@
-"""Per-partition state on a compacted topic, for a stage run by streams.stage (no Faust).
+"""Per-partition state on a compacted topic, for a stage run by streams.stage.
 
-The state of a stage's input partition ``p`` (rows keyed by patient key)
-lives in partition ``p`` of its compacted changelog topic, encoded as the
-Faust tables did (streams.tables: the UTF-8 key, the JSON document as the
-value), so a changelog written by an older worker reads back unchanged.
+The state of a stage's input partition ``p`` (rows keyed like the input:
+patient key, subscription, Encounter) lives in partition ``p`` of its
+compacted changelog topic, encoded as the Faust tables of earlier workers
+did (the UTF-8 key, the JSON document as the value, on the input's
+partition), so a changelog written by a Faust worker reads back unchanged.
 When a partition is assigned, its rows are read from the beginning of the
 changelog partition to its end before the stage takes an input from it
 (``recover``); when it is revoked its rows are dropped (the next owner reads
@@ -11,7 +12,8 @@ them from the changelog).
 
 Writes made while a batch runs are *staged*: reads see them, nothing is sent.
 ``settle()`` applies them and sends them to the changelog; a stage settles
-only after the batch's outputs are acknowledged (streams.agents.route), so
+only after the batch's outputs are acknowledged (streams.agents.route and
+fhir_inbound), so
 the changelog is never ahead of the outputs: a worker killed between the two
 takes the batch again with the state it had before it.
 """
@@ -30,6 +32,8 @@ from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
 log = logging.getLogger(__name__)
 #: Changelog send: (topic, key, value, partition) -> None once it is on its way (an outbox send).
 ChangelogSend = Callable[[str, bytes, bytes, int | None], Awaitable[None]]
+#: A stage's assignment callback: the partitions it holds now.
+Assigned = Callable[[set[int]], Awaitable[None]]
 
 
 class ChangelogStore:
@@ -111,3 +115,19 @@ class ChangelogStore:
             await consumer.stop()
         log.info("%s: %d changelog records read for partitions %s (%d rows)", self.name, read, wanted, len(self._rows))
         return read
+
+
+def following(stores: list[ChangelogStore], bootstrap: str, *, security: KafkaSecurity = PLAINTEXT) -> Assigned:
+    """A stage's ``on_assigned`` that keeps ``stores`` to the partitions it holds: the rows of partitions it
+    lost are dropped, those of partitions it gained read from their changelogs."""
+    owned: set[int] = set()
+
+    async def assigned(partitions: set[int]) -> None:
+        nonlocal owned
+        lost, gained = owned - partitions, partitions - owned
+        for store in stores:
+            store.drop(lost)
+            await store.recover(bootstrap, gained, security=security)
+        owned = set(partitions)
+
+    return assigned

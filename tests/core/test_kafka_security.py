@@ -15,9 +15,7 @@ from typing import Any
 
 import pytest
 import trustme
-from faust.auth import SASLCredentials, SSLCredentials
-from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-from faust.types.auth import SASLMechanism
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from carehub.connectors.kafka_topic import KafkaTopicDestination
 from carehub.core.errors import BrokerError, ConfigError
@@ -27,7 +25,7 @@ from carehub.core.settings import KafkaSettings
 from carehub.core.topics import Topics
 from carehub.hub import Hub
 from carehub.kafka import KafkaPublisher, ensure_topics, replication_for
-from carehub.streams.app import build_app
+from carehub.streams.app import StreamWorker
 from carehub.streams.consent.store import ConsentTable, ConsentWriter
 from carehub.streams.context import StreamDeps
 from carehub.streams.delivery_policy import RetryPolicy
@@ -111,13 +109,15 @@ async def test_every_client_gets_the_same_sasl_ssl_settings(tls_files: dict[str,
         hub=HubIdentity(base_url="https://hub.example.org/fhir"),
         metrics=Metrics(),
     )
-    credentials = build_app("security-test", "kafka1.example.org:9093", kafka, deps).conf.broker_credentials
-    assert isinstance(credentials, SASLCredentials) and credentials.mechanism == SASLMechanism(mechanism)
-    faust_kwargs = credentials_to_aiokafka_auth(credentials)  # what Faust hands its aiokafka consumers/producers
-    assert {k: v for k, v in faust_kwargs.items() if k != "ssl_context"} == {
-        k: v for k, v in security.aiokafka().items() if k != "ssl_context"
-    }
-    assert faust_kwargs["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+    worker = StreamWorker("security-test", "kafka1.example.org:9093", kafka, deps)
+    producer = AIOKafkaProducer(**worker._producer_options)  # the one producer every stage sends with
+    consumers = [AIOKafkaConsumer(**stage.consumer_options) for stage in worker.stages]
+    worker_views = {_client_view(producer.client), *(_client_view(c._client) for c in consumers)}
+    assert worker_views == {expected}, worker_views
+    assert len(worker.stages) >= 7, "normalize, route, deliver and the retry tiers at least"
+    await producer.client.close()
+    for consumer in consumers:
+        await consumer._client.close()
     await publisher._producer.client.close()
     await writer._producer.client.close()
 
@@ -127,7 +127,6 @@ def test_ssl_only_with_a_client_certificate(tls_files: dict[str, str]) -> None:
                           ssl_keyfile=tls_files["key"])  # fmt: skip
     security = KafkaSecurity.from_settings(kafka)
     assert security.aiokafka().keys() == {"security_protocol", "ssl_context"}
-    assert isinstance(security.faust_credentials(), SSLCredentials)
     assert KafkaSecurity.from_settings(KafkaSettings()).aiokafka() == {"security_protocol": "PLAINTEXT"}
 
 

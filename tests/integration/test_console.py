@@ -175,7 +175,7 @@ async def test_dashboard_latency_and_a_routing_reload_from_the_page_keeps_a_good
         assert latency_shown(), "p50 seconds from receipt to delivery, per recipient"
         assert re.search(r'<svg[^>]*id="latency".*<polyline points="[\d.]+,[\d.]+" [^>]*id="p99"', html), "over time"
         assert 'id="throughput"' in html and "no FHIR subscriptions enabled" in html
-        # consumer lag per group and topic, from the cluster's committed offsets (Faust commits every few s)
+        # consumer lag per group and topic, from the cluster's committed offsets (committed after each batch)
         inbound = re.compile(rf'id="lag-{re.escape(hub.journal_group)}-{re.escape(hub.topics.hl7v2_inbound)}">0<')
         deadline = asyncio.get_running_loop().time() + 30
         while not inbound.search(html) and asyncio.get_running_loop().time() < deadline:

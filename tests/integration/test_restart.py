@@ -1,10 +1,15 @@
 """A stream worker restarted against a broker holding its state gets that state back.
 
 Each stateful component is checked after a restart of the hub (same topics,
-same consumer group, a fresh process state): the per-patient signals table
+same consumer groups, a fresh process state): the per-patient signals table
 (a readmission is recognised across the restart), the visits-seen table (the
-same admission resent after the restart is not routed again) and the consents
-on file (a consent posted before the restart still permits disclosure).
+same admission resent after the restart is not routed again), the consents
+on file (a consent posted before the restart still permits disclosure), the
+retry tiers (a delivery waiting on a retry topic when the hub stopped gets its
+next attempt after the restart, numbered on from the attempts before it) and
+the audit stage (it goes on from its committed offsets: the AuditEvents it
+stores after the restart are the new ones, none read again). The FHIR inbound
+tables are restarted in tests/subscriptions/test_restart.py.
 """
 
 from __future__ import annotations
@@ -12,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from carehub.connectors.mllp import MLLPClient, ack_code
-from carehub.core.settings import Settings
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
+from carehub.journal import open_journal
 from tests.authkit import CONSENT_ADMIN, TEST_ISSUER, Issuer
 from tests.conftest import FEED, REPO
 from tests.integration.conftest import eventually, hub_settings
@@ -54,11 +60,25 @@ def _metric(hub: Hub, name: str, **labels: str) -> int:
     return hub.metrics.get(name, **labels)
 
 
-async def _restarted(settings: Settings, running: Hub) -> Hub:
-    await running.stop()
-    again = Hub(settings)
-    await again.start()
-    return again
+def _attempts_waiting(url: str) -> dict[str, int]:
+    """Deliveries tried but not finished (on a retry topic): delivery id -> the highest attempt so far."""
+    journal = open_journal(url)
+    try:
+        rows = journal.db.query(
+            "SELECT delivery_id, MAX(attempt) FROM delivery_attempts"
+            " WHERE delivery_id NOT IN (SELECT delivery_id FROM delivery_outcomes) GROUP BY delivery_id"
+        )
+        return {str(delivery): int(attempt) for delivery, attempt in rows}
+    finally:
+        journal.close()
+
+
+def _audit_rows(url: str) -> int:
+    journal = open_journal(url)
+    try:
+        return int(journal.db.query("SELECT COUNT(*) FROM audit_events")[0][0])
+    finally:
+        journal.close()
 
 
 def _post_consent(hub: Hub, consent: dict[str, Any]) -> int:
@@ -76,6 +96,8 @@ async def test_signals_visits_seen_and_consents_survive_a_restart(
     broker: str, config_dir: Path, recipients: dict[str, DemoRecipient], issuer: Issuer
 ) -> None:
     settings = hub_settings(config_dir, broker)
+    # the pharmacy and the food bank are not running: their deliveries wait on the retry topics, seconds apart
+    settings = replace(settings, delivery=replace(settings.delivery, backoff_initial_s=5.0))
     pcp = recipients["pcp-riverside"]
     hub = Hub(settings)
     await hub.start()
@@ -84,7 +106,12 @@ async def test_signals_visits_seen_and_consents_survive_a_restart(
         await eventually(lambda: len(pcp.received) >= 4, timeout_s=60)
         assert await asyncio.to_thread(_post_consent, hub, CONSENT) == 201
 
-        hub = await _restarted(settings, hub)
+        await hub.stop()
+        waiting = await asyncio.to_thread(_attempts_waiting, settings.database_url)
+        assert waiting, "deliveries to the recipients that are down wait on a retry topic"
+        audited_before = await asyncio.to_thread(_audit_rows, settings.database_url)
+        hub = Hub(settings)
+        await hub.start()
 
         before = len(pcp.received)
         await _send(hub, _resent(ADMIT, b"|RGH0005|", b"|RGH0005R|"), _readmission())
@@ -97,5 +124,26 @@ async def test_signals_visits_seen_and_consents_survive_a_restart(
 
         await _send(hub, PART2_ADMIT)
         await eventually(lambda: any("RRC-20931" in json.dumps(r.bundle) for r in pcp.received), timeout_s=30)
+
+        async def retried_on() -> bool:
+            now = await asyncio.to_thread(_attempts_waiting, settings.database_url)
+            return any(now.get(delivery, 0) > attempts for delivery, attempts in waiting.items())
+
+        for _ in range(120):  # the retry tiers took over the records waiting when the hub stopped
+            if await retried_on():
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"no delivery of {sorted(waiting.items())} was tried again after the restart")
+
+        async def audited_since() -> int:
+            return await asyncio.to_thread(_audit_rows, settings.database_url) - audited_before
+
+        for _ in range(60):
+            if await audited_since() > 0 and await audited_since() == hub.metrics.total("audited"):
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)
+        assert await audited_since() == hub.metrics.total("audited") > 0, "the audit stage read only new events"
     finally:
         await hub.stop()

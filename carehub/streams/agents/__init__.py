@@ -1,10 +1,2 @@
-"""One module per stage or agent. Faust agents expose ``register(app, ctx)`` (AGENTS lists them);
-the stages run by streams.stage (normalize, route, deliver) expose ``handler(ctx, ...)``."""
-
-from __future__ import annotations
-
-from types import ModuleType
-
-from carehub.streams.agents import audit, careplan, fhir_inbound, retry
-
-AGENTS: list[ModuleType] = [retry, fhir_inbound, audit, careplan]
+"""One module per stage: each exposes ``handler(ctx, ...)``, the batch handler a streams.stage.Stage runs
+(streams.app wires them: normalize, route, deliver, the retry tiers, audit, careplan, fhir_inbound)."""

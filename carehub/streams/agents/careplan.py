@@ -1,40 +1,39 @@
-"""careplan: task.events -> deliveries, a Task's change brought to the CarePlan and its care team.
+"""careplan: task.events -> deliveries, a Task's change brought to the CarePlan and its care team (a stage).
 
-The plan and its members are in the journal (streams.packet.sync); this agent
+The plan and its members are in the journal (streams.packet.sync); this stage
 only moves records: one TaskEvent in, the ``careplan-update`` deliveries out.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
-import faust
+from aiokafka.structs import ConsumerRecord
 
 from carehub.core.records import TaskEvent
+from carehub.journal import Journal
 from carehub.streams.context import AgentContext
 from carehub.streams.packet.sync import plan_updates
+from carehub.streams.stage import Handler
 
 
-def register(app: faust.App, ctx: AgentContext) -> None:
-    journal = ctx.deps.journal
-    if journal is None:  # no journal, no plans to keep
-        return
+def handler(ctx: AgentContext, journal: Journal) -> Handler:
     topics = ctx.deps.topics
 
-    async def careplan_agent(stream: Any) -> None:
-        async for event in stream.events():
+    async def careplan_batch(records: Sequence[ConsumerRecord]) -> None:
+        for record in records:
             try:
-                change = TaskEvent.from_json(event.value)
+                change = TaskEvent.from_json(record.value)
                 routing = ctx.deps.routing.current()
                 updates = await journal.db.run(plan_updates, journal, change, hub=ctx.deps.hub,
                                                directory=routing.recipients, map_version=routing.version)  # fmt: skip
                 outputs = [ctx.fit(d.to_json(), "a Delivery") for d in updates]
             except Exception as exc:
-                await ctx.dead_letter("careplan", exc, event)
+                await ctx.dead_letter("careplan", exc, record)
                 continue
             for item, value in zip(updates, outputs, strict=True):
                 ctx.metrics.inc("careplan_updates", recipient=item.recipient_id)
                 await ctx.send_bytes(topics.deliveries, item.patient_key, value)
-            ctx.stage_done("careplan", event)
+            ctx.stage_done("careplan", record)
 
-    app.agent(ctx.topic(topics.task_events), name="careplan")(careplan_agent)
+    return careplan_batch

@@ -3,9 +3,10 @@
 Full-resource notifications carry the Encounter (and maybe more); id-only and
 empty ones are read from the source (fhirclient, in a thread). The Patient,
 its Coverage (and payors), general practitioners and the Encounter's
-Locations are read too. What was last seen of each Encounter lives in a Faust
-table keyed ``source|Encounter/id``, so transitions survive restarts and a
-recovered event that was already processed produces nothing new.
+Locations are read too. What was last seen of each Encounter lives in a table
+(streams.store, the ``fhir.encounters`` changelog) keyed ``source|Encounter/id``,
+so transitions survive restarts and a recovered event that was already
+processed produces nothing new.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from carehub.streams.consent.labels import apply_labels
 from carehub.streams.consent.model import WRITTEN_BY, ConsentError, parse_consent
 from carehub.streams.consent.store import history_key
 from carehub.streams.context import AgentContext
+from carehub.streams.store import ChangelogStore
 from carehub.streams.subscriptions.config import SourceConfig, SubscriptionConfig
 from carehub.streams.subscriptions.deps import SourceReader
-from carehub.streams.tables import JsonTable
 
 log = logging.getLogger(__name__)
 Resource = dict[str, Any]
@@ -42,7 +43,7 @@ def _refs(value: Any) -> list[str]:
 
 
 class FhirEventEmitter:
-    def __init__(self, ctx: AgentContext, snapshots: JsonTable, readers: Mapping[str, SourceReader]) -> None:
+    def __init__(self, ctx: AgentContext, snapshots: ChangelogStore, readers: Mapping[str, SourceReader]) -> None:
         self._ctx = ctx
         self._snapshots = snapshots
         self._readers = readers

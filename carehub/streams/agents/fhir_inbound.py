@@ -1,21 +1,26 @@
-"""fhir_inbound: fhir.inbound -> care.events, keeping each subscription's state in a table.
+"""fhir_inbound: fhir.inbound -> care.events, keeping each subscription's state in a table (a stage).
 
 Records are keyed by source name, so one source's notifications (and the
-heartbeat ticks the leader's timer adds) are handled in order, in one
-partition, next to that source's rows of the two tables: subscription state
+heartbeat ticks ``Heartbeat`` adds) are handled in order, in one partition,
+next to that source's rows of the two tables: subscription state
 (``subscriptions.state``) and Encounter snapshots (``fhir.encounters``), both
-compacted changelogs. Decisions (gap, overdue heartbeat, transition) are the
-pure functions of carehub/streams/subscriptions and carehub/mappings/fhir.
+compacted changelogs (streams.store, the encoding the Faust tables used, so
+an upgraded worker reads them back). A batch's table writes are sent only
+after its outputs are acknowledged. Decisions (gap, overdue heartbeat,
+transition) are the pure functions of carehub/streams/subscriptions and
+carehub/mappings/fhir.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
-import faust
+from aiokafka.structs import ConsumerRecord
 
 from carehub.adapters.resthook.notification import Notification, read_bundle, read_status
 from carehub.core.clock import now_iso
@@ -23,14 +28,18 @@ from carehub.core.errors import CarehubError, MappingError
 from carehub.core.records import FhirNotification
 from carehub.streams.agents.fhir_events import FhirEventEmitter
 from carehub.streams.context import AgentContext
+from carehub.streams.outbox import CURRENT
+from carehub.streams.stage import Handler
+from carehub.streams.store import ChangelogStore
 from carehub.streams.subscriptions.config import SourceConfig, SubscriptionConfig
 from carehub.streams.subscriptions.deps import SubscriptionDeps
 from carehub.streams.subscriptions.observe import Observed, after_recovery, check_heartbeat, observe, plan_recovery
 from carehub.streams.subscriptions.state import UNHEALTHY, SubscriptionState, parse_time, state_key
-from carehub.streams.tables import JsonTable
 
 log = logging.getLogger(__name__)
 CHECK = "carehub-check"
+STATE_TABLE = "subscription-state"
+SNAPSHOT_TABLE = "fhir-encounters"
 
 
 def subscription_id(ref: str) -> str:
@@ -39,17 +48,21 @@ def subscription_id(ref: str) -> str:
 
 
 class NotificationHandler:
-    def __init__(self, ctx: AgentContext, deps: SubscriptionDeps, states: JsonTable, emitter: FhirEventEmitter) -> None:
+    def __init__(
+        self, ctx: AgentContext, deps: SubscriptionDeps, states: ChangelogStore, emitter: FhirEventEmitter
+    ) -> None:
         self._ctx = ctx
         self._deps = deps
         self._states = states
         self._emitter = emitter
+        self._event: ConsumerRecord | None = None  # the record being handled (an unmappable event's dead letter)
 
     def _load(self, source: str, subscription: str) -> SubscriptionState:
         stored = self._states.get(state_key(source, subscription))
         return SubscriptionState.from_dict(stored) if stored else SubscriptionState(source, subscription)
 
-    async def handle(self, record: FhirNotification) -> None:
+    async def handle(self, record: FhirNotification, event: ConsumerRecord | None = None) -> None:
+        self._event = event
         source = self._deps.config.source(record.source)
         sub = source.subscription(record.subscription) if source is not None else None
         if source is None or sub is None:
@@ -138,9 +151,8 @@ class NotificationHandler:
 
     async def _unmappable(self, exc: MappingError, source: SourceConfig, number: int | None) -> None:
         log.warning("event not mappable: source=%s number=%s error=%s", source.name, number, exc.code)
-        event = faust.current_event()
-        if event is not None:
-            await self._ctx.dead_letter("fhir-map", exc, event)
+        if self._event is not None:
+            await self._ctx.dead_letter("fhir-map", exc, self._event)
 
     async def _recover(
         self, state: SubscriptionState, source: SourceConfig, sub: SubscriptionConfig
@@ -190,28 +202,79 @@ class NotificationHandler:
         return after_recovery(state, recovered, count, now_iso(), "$events")
 
 
-def register(app: faust.App, ctx: AgentContext) -> None:
-    deps = ctx.deps.subscriptions
-    if deps is None or not deps.config.enabled():
-        return
-    topics = ctx.deps.topics
-    states = JsonTable(app, "subscription-state", topics.subscription_state)
-    snapshots = JsonTable(app, "fhir-encounters", topics.fhir_encounters)
-    handler = NotificationHandler(ctx, deps, states, FhirEventEmitter(ctx, snapshots, deps.readers))
+class InboundTables:
+    """The stage's two tables (streams.store), on the changelog topics the Faust tables had."""
 
-    async def fhir_inbound_agent(stream: Any) -> None:
-        async for event in stream.events():
+    def __init__(self, ctx: AgentContext) -> None:
+        topics = ctx.deps.topics
+        self.states = ChangelogStore(STATE_TABLE, topics.subscription_state)
+        self.snapshots = ChangelogStore(SNAPSHOT_TABLE, topics.fhir_encounters)
+
+    @property
+    def stores(self) -> list[ChangelogStore]:
+        return [self.states, self.snapshots]
+
+
+def handler(ctx: AgentContext, deps: SubscriptionDeps, tables: InboundTables) -> Handler:
+    """The batch handler: notifications and heartbeat checks in order; the tables written after the outputs."""
+    notifications = NotificationHandler(ctx, deps, tables.states, FhirEventEmitter(ctx, tables.snapshots, deps.readers))
+
+    async def inbound_batch(records: Sequence[ConsumerRecord]) -> None:
+        for store in tables.stores:
+            store.discard_staged()  # a batch taken again starts from the state before it
+        for record in records:
+            for store in tables.stores:
+                store.partition = record.partition  # a row lives with its source's partition
             try:
-                await handler.handle(FhirNotification.from_json(event.value))
+                await notifications.handle(FhirNotification.from_json(record.value), record)
             except Exception as exc:  # one bad record must never stop the stream
-                await ctx.dead_letter("fhir-inbound", exc, event)
+                await ctx.dead_letter("fhir-inbound", exc, record)
+                continue
+            ctx.stage_done("fhir-inbound", record)
+        box = CURRENT.get()
+        if box is not None:
+            await box.durable()  # the outputs first: the changelogs are never ahead of them
+        for store in tables.stores:
+            await store.settle(ctx.send_raw)
 
-    app.agent(ctx.topic(topics.fhir_inbound), name="fhir-inbound")(fhir_inbound_agent)
+    return inbound_batch
 
-    async def heartbeat_tick() -> None:
-        for source, sub in deps.config.enabled():
-            await ctx.send(
-                topics.fhir_inbound, source.name, FhirNotification(source.name, sub.name, CHECK, now_iso(), {})
-            )
 
-    app.timer(deps.config.check_interval_s, on_leader=True)(heartbeat_tick)
+class Heartbeat:
+    """Every ``check_interval_s``, one check record per enabled subscription onto fhir.inbound, so the stage
+    notices an overdue heartbeat and retries a recovery. Sent by the worker that holds partition 0 of the
+    stage (``leads``): one tick per interval for the whole group, as the Faust leader's timer did."""
+
+    def __init__(self, ctx: AgentContext, deps: SubscriptionDeps, leads: Callable[[], bool]) -> None:
+        self._ctx = ctx
+        self._deps = deps
+        self._leads = leads
+        self._task: asyncio.Task[None] | None = None
+        self.ticks = 0
+
+    async def tick(self) -> None:
+        topics = self._ctx.deps.topics
+        for source, sub in self._deps.config.enabled():
+            check = FhirNotification(source.name, sub.name, CHECK, now_iso(), {})
+            await self._ctx.send(topics.fhir_inbound, source.name, check)
+        self.ticks += 1
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._deps.config.check_interval_s)
+            if not self._leads():
+                continue
+            try:
+                await self.tick()
+            except Exception as exc:  # the broker gone: the next interval ticks again
+                log.warning("heartbeat check not sent (%s)", type(exc).__name__)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="fhir-heartbeat")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
