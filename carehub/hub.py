@@ -268,11 +268,11 @@ class Hub:
             default_authorities=dict(s.default_authorities),
             security=self.kafka_security,
         )
-        await self._message_feed.start()
         worker = StreamWorker(app_id, self.bootstrap, s.kafka, deps)
         tables = worker.compacted_topics()
         await self._provision(tables, tables)
-        await worker.start()
+        # The journal feed and the worker join their consumer groups at the same time (each join waits).
+        await asyncio.gather(self._message_feed.start(), worker.start())
         self._app = worker
 
     async def _provision(self, names: list[str], compacted: list[str]) -> None:
