@@ -46,9 +46,10 @@ unit: $(STAMP)
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), a test file per process at a time so its
 # module-scoped hub and broker are shared; most tests wait on sockets and subprocesses, so three
-# workers fit on two cores. TEST_WORKERS=0 runs it in one process.
+# workers fit on two cores. Files are handed out in collection order, where the files marked slow
+# come first (tests/conftest.py), not biggest test count first. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
-XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: lint typecheck
 	$(BIN)/pytest $(XDIST) $(ARGS)

@@ -24,7 +24,7 @@ from carehub.hub import Hub
 from tests.conftest import FEED
 from tests.integration.conftest import eventually, hub_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ADMIT = "\r".join((FEED / "02-a01-admit-rivera.hl7").read_text().splitlines()) + "\r"
 RRC_ADMIT = (FEED / "09-a01-admit-recovery-center-part2.hl7").read_bytes()
 PV1_3 = "|4W^412^A^RGH^^^^MEDSURG|"

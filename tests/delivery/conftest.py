@@ -1,16 +1,17 @@
-"""Journals on SQLite and on the real PostgreSQL of this machine (own schema per run)."""
+"""Journals on SQLite and on the real PostgreSQL of this machine (own schema per run); an HTTP recipient."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from carehub.journal import Journal, open_journal
+from tests.delivery.recipients import HttpRecipient
 
 PG_ADMIN = os.environ.get("CAREHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -58,3 +59,12 @@ def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]
         ):
             opened.db.execute(f"DELETE FROM {table}")
     opened.close()
+
+
+@pytest.fixture
+async def recipient(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HttpRecipient]:
+    """The far side of pcp-riverside: the directory names its URL (endpoints are resolved at send time)."""
+    far = HttpRecipient()
+    monkeypatch.setenv("CAREHUB_ENDPOINT_PCP_RIVERSIDE", far.url)
+    yield far
+    await far.stop()

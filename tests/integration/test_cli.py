@@ -25,7 +25,7 @@ from carehub.demo_logistics import logistics_lines
 from tests.authkit import Issuer, trust_test_issuer
 from tests.conftest import CONFIG, FEED
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CAREHUB = str(Path(sys.executable).parent / "carehub")
 
 

@@ -31,7 +31,7 @@ from tests.authkit import CONSENT_ADMIN, TEST_ISSUER, Issuer
 from tests.conftest import FEED, REPO
 from tests.integration.conftest import eventually, hub_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ADMIT = (FEED / "05-a01-admit-okafor.hl7").read_bytes()
 DISCHARGE = (FEED / "07-a03-discharge-okafor.hl7").read_bytes()
 PART2_ADMIT = (FEED / "09-a01-admit-recovery-center-part2.hl7").read_bytes()

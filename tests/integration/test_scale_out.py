@@ -20,7 +20,7 @@ from tests.authkit import TEST_ISSUER, Issuer, trust_test_issuer
 from tests.conftest import FEED
 from tests.integration.conftest import eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CAREHUB = str(Path(sys.executable).parent / "carehub")
 
 

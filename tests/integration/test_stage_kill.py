@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from carehub.kafka import ensure_topics
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARTITIONS = 4
 TOTAL = 3000
 #: inputs each child handles before it kills itself (its batches are 256 records at most)

@@ -16,7 +16,7 @@ from tests.conftest import FEED
 from tests.integration.conftest import eventually, hub_settings
 from tests.integration.test_shutdown import _streams_worker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 async def _aa(hub: Hub, payload: bytes, timeout_s: float = 60) -> None:

@@ -28,7 +28,7 @@ from carehub.demo import secret_variable
 from carehub.streams.routing.load import load_recipients
 from tests.conftest import CONFIG, FEED, REPO
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: How a release wheel is built (the Containerfile's builder stage runs the same command).
 BUILD_WHEEL = "pip wheel --no-deps --wheel-dir /dist ."

@@ -12,7 +12,7 @@ from tests.authkit import OPS, Issuer
 from tests.delivery.test_faults import run_cli, settings, start_hub
 from tests.integration.conftest import eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 async def test_status_shows_the_version_in_force_and_the_last_rejected_reload(

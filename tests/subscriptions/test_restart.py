@@ -25,7 +25,7 @@ from tests.subscriptions.conftest import subscriptions_yaml
 from tests.subscriptions.fixtures import encounter
 from tests.subscriptions.source_server import SourceServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 async def test_subscription_state_survives_a_restart(
