@@ -13,6 +13,7 @@ import pytest
 from carehub.cli import build_parser
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # a carehub process per runnable command
 BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 RUNNABLE = {"convert", "validate", "packet"}

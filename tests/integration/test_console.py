@@ -27,7 +27,7 @@ from tests.authkit import Issuer
 from tests.conftest import FEED
 from tests.integration.conftest import ON_EACH_JOURNAL, PCP_SECRET, eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 

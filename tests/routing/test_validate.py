@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import CONFIG, FEED, REPO
 
+pytestmark = pytest.mark.slow  # a carehub process per test
 CAREHUB = str(Path(sys.executable).parent / "carehub")
 
 
