@@ -12,6 +12,14 @@ statement, at most once per backoff interval (doubling from
 statement fails at once as unavailable instead of waiting for a connect
 timeout. The hub's readiness watcher (carehub/health.py) probes through
 ``ping``, so it reconnects on the same schedule.
+
+Group commit: the journal thread takes every call queued while it was busy
+(up to ``GROUP_MAX``) and runs them in one transaction, each inside a
+savepoint of its own, so one failing call is rolled back alone and the others
+commit. A caller's ``run`` returns only after the group's COMMIT, so what it
+was told is durable is; the deliver stage's concurrent deliveries then cost
+one commit and one wake-up of the event loop per group instead of per call
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -19,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlparse
@@ -41,6 +50,9 @@ Row = tuple[Any, ...]
 RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 5.0
 DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+
+#: Calls run in one transaction at most (group commit).
+GROUP_MAX = 256
 
 #: The journal holds PHI (dead letters keep whole payloads): owner read/write only.
 FILE_MODE = 0o600
@@ -65,6 +77,30 @@ def sqlite_path(url: str) -> str:
     return path[1:] if path.startswith("/") else path
 
 
+class _RolledBack(Exception):
+    """A call of a group failed: its savepoint is rolled back (the call keeps its own error)."""
+
+
+@dataclass(slots=True)
+class _Call:
+    fn: Callable[[], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = None
+
+
+def _settle(calls: list[_Call]) -> None:
+    """On the caller's loop: hand each call its result (one wake-up of the loop per group)."""
+    for call in calls:
+        if call.future.cancelled():
+            continue
+        if call.error is not None:
+            call.future.set_exception(call.error)
+        else:
+            call.future.set_result(call.result)
+
+
 class Database:
     """A connection with a dialect: ``execute``/``query`` plus ``transaction()``."""
 
@@ -79,7 +115,9 @@ class Database:
             raise ConfigError(
                 f"database_url must be sqlite:/// or postgresql://, got scheme {scheme!r}", file="settings"
             )
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._grouped = False  # the journal thread is inside a group's transaction (under the lock)
         self._lock = threading.RLock()
         self._conn: Any = None
         self._backoff_s = 0.0
@@ -155,21 +193,30 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """All statements inside commit together (SQLite: BEGIN IMMEDIATE, a write lock)."""
+        """All statements inside commit together (SQLite: BEGIN IMMEDIATE, a write lock).
+
+        Inside a group (``run``) it is a savepoint of the group's transaction: rolled back alone on error.
+        """
         with self._lock:
             try:
                 conn = self._connect()
                 if self.dialect == "postgresql":
-                    with conn.transaction():
+                    with conn.transaction():  # nested in a group's: a savepoint
                         yield
                     return
-                conn.execute("BEGIN IMMEDIATE")
+                begin, commit, rollback = (
+                    ("SAVEPOINT tx", "RELEASE tx", "ROLLBACK TO tx; RELEASE tx")
+                    if self._grouped
+                    else ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+                )
+                conn.execute(begin)
                 try:
                     yield
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    for statement in rollback.split("; "):
+                        conn.execute(statement)
                     raise
-                conn.execute("COMMIT")
+                conn.execute(commit)
             except DRIVER_ERRORS as exc:
                 raise self._translate(exc) from exc
 
@@ -184,11 +231,78 @@ class Database:
                 return False
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a blocking journal call on the journal thread."""
+        """Run a blocking journal call on the journal thread; it returns once its group has committed."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        future: asyncio.Future[T] = loop.create_future()
+        self._calls.put(_Call(lambda: fn(*args, **kwargs), loop, future))
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._serve, name="journal", daemon=True)
+                    self._thread.start()
+        return await future
+
+    def _serve(self) -> None:
+        while True:
+            first = self._calls.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < GROUP_MAX:
+                try:
+                    nxt = self._calls.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:  # closing: finish this group, then stop
+                    self._calls.put(None)
+                    break
+                group.append(nxt)
+            self._run_group(group)
+            by_loop: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
+            for call in group:
+                by_loop.setdefault(call.loop, []).append(call)
+            for loop, calls in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(_settle, calls)
+
+    def _run_group(self, group: list[_Call]) -> None:
+        """The calls in one transaction, each in a savepoint; a failed BEGIN or COMMIT fails every call.
+
+        A call alone is a group of one: what a call wrote is rolled back when it raises, whatever its group.
+        """
+        with self._lock:
+            try:
+                with self.transaction():
+                    self._grouped = True
+                    try:
+                        for call in group:
+                            try:
+                                with self.transaction():
+                                    self._run_call(call)
+                                    if call.error is not None:
+                                        raise _RolledBack
+                            except _RolledBack:  # the call failed: its savepoint is undone, its error kept
+                                pass
+                            except JournalError as exc:  # the savepoint itself failed
+                                call.error = call.error or exc
+                    finally:
+                        self._grouped = False
+            except Exception as exc:  # noqa: BLE001 - BEGIN or COMMIT failed: nothing of the group is durable
+                for call in group:
+                    if call.error is None:
+                        call.result, call.error = None, exc
+
+    @staticmethod
+    def _run_call(call: _Call) -> None:
+        try:
+            call.result = call.fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller as its exception
+            call.error = exc
 
     def close(self) -> None:
+        if self._thread is not None:
+            self._calls.put(None)
+            self._thread.join()
+            self._thread = None
         with self._lock:
             self._drop()
-        self._pool.shutdown(wait=True)

@@ -96,3 +96,38 @@ def test_status_rules() -> None:
     assert "requester" in (check_transition("accepted", "draft") or "")
     assert "not a Task status" in (check_transition("requested", "ready") or "")
     assert utc_iso("2026-03-02T00:00:00-05:00") == "2026-03-02T05:00:00.000Z"
+
+
+async def test_calls_queued_together_commit_as_one_group_and_a_failing_call_is_rolled_back_alone(
+    journal: Journal,
+) -> None:
+    """Group commit (carehub/journal/db.py): concurrent ``run`` calls share one transaction, each in a
+    savepoint; a call that fails mid-way leaves nothing behind and the others' writes are durable."""
+    import asyncio
+    import threading
+
+    gate = threading.Event()
+    ready = threading.Event()
+
+    def block() -> None:  # holds the journal thread so the calls below queue up behind it
+        ready.set()
+        gate.wait(10)
+
+    def fail_after_a_write(d: object) -> None:
+        journal.record_outcome(outcome(delivery(99), "delivered", 1, "", 200))
+        raise RuntimeError("this call fails after its first write")
+
+    blocker = asyncio.ensure_future(journal.db.run(block))
+    await asyncio.to_thread(ready.wait, 10)
+    writes = [journal.db.run(journal.record_outcome, outcome(delivery(n), "delivered", 1, "", 200)) for n in (1, 2)]
+    failing = journal.db.run(fail_after_a_write, None)
+    after = journal.db.run(journal.record_outcome, outcome(delivery(3), "delivered", 1, "", 200))
+    queued = asyncio.gather(*writes, failing, after, return_exceptions=True)
+    await asyncio.sleep(0.05)
+    gate.set()
+    await blocker
+    results = await queued
+    assert results[:2] == [None, None] and results[3] is None
+    assert isinstance(results[2], RuntimeError)
+    assert [journal.outcome_status(delivery(n).delivery_id) for n in (1, 2, 3)] == ["delivered"] * 3
+    assert journal.outcome_status(delivery(99).delivery_id) is None, "the failed call's write was rolled back"
