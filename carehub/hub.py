@@ -265,7 +265,6 @@ class Hub:
             self.bootstrap,
             self.topics,
             self.journal_group,
-            default_authorities=dict(s.default_authorities),
             security=self.kafka_security,
         )
         worker = StreamWorker(app_id, self.bootstrap, s.kafka, deps)

@@ -26,15 +26,15 @@ from carehub.core.records import InboundMessage, InboundRefusal
 from carehub.core.topics import Topics
 from carehub.journal import Journal
 from carehub.journal.messages import MessageRow
-from carehub.streams.normalize import normalize
+from carehub.mappings import event_id_of
 
 log = logging.getLogger(__name__)
 
 
-def _inbound_row(record: ConsumerRecord, body: dict[str, object], defaults: dict[str, str]) -> tuple[MessageRow, str]:
+def _inbound_row(record: ConsumerRecord) -> tuple[MessageRow, str]:
     message = InboundMessage.from_json(record.value)
-    try:
-        event_id = normalize(message, default_authorities=defaults).event_id
+    try:  # the id normalize gives its CareEvent, from the header alone (a conversion per message is not needed)
+        event_id = event_id_of(message.text())
     except Exception:  # normalize dead-letters it with its reason; the journal still shows the receipt
         event_id = ""
     kind = message.message_type + (f"^{message.trigger_event}" if message.trigger_event else "")
@@ -68,9 +68,7 @@ def _notification_row(record: ConsumerRecord, body: dict[str, object]) -> tuple[
     return row, orjson.dumps(body.get("bundle", {})).decode()
 
 
-def journal_rows(
-    records: list[ConsumerRecord], topics: Topics, defaults: dict[str, str]
-) -> list[tuple[MessageRow, str]]:
+def journal_rows(records: list[ConsumerRecord], topics: Topics) -> list[tuple[MessageRow, str]]:
     rows = []
     for record in records:
         if record.value is None:
@@ -78,7 +76,7 @@ def journal_rows(
         try:
             body = orjson.loads(record.value)
             if record.topic == topics.hl7v2_inbound:
-                rows.append(_inbound_row(record, body, defaults))
+                rows.append(_inbound_row(record))
             elif record.topic == topics.inbound_refused:
                 rows.append(_refusal_row(record))
             else:
@@ -99,12 +97,10 @@ class MessageJournalFeed:
         topics: Topics,
         group: str,
         *,
-        default_authorities: dict[str, str] | None = None,
         security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.journal = journal
         self.topics = topics
-        self._defaults = dict(default_authorities or {})
         self._consumer = AIOKafkaConsumer(
             topics.hl7v2_inbound,
             topics.fhir_inbound,
@@ -127,7 +123,7 @@ class MessageJournalFeed:
             batches = await self._consumer.getmany(timeout_ms=500, max_records=500)
             records = [r for batch in batches.values() for r in batch]
             if records:
-                await self._store(journal_rows(records, self.topics, self._defaults))
+                await self._store(journal_rows(records, self.topics))
 
     async def _store(self, rows: list[tuple[MessageRow, str]]) -> None:
         """Write one batch, then commit its offsets; journal or broker trouble: wait and write it again."""

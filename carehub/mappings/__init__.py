@@ -10,6 +10,6 @@
 Bad input raises ``core.errors.MappingError`` (subclasses in mappings.errors).
 """
 
-from carehub.mappings.convert import Conversion, convert, convert_text
+from carehub.mappings.convert import Conversion, convert, convert_text, event_id_of
 
-__all__ = ["Conversion", "convert", "convert_text"]
+__all__ = ["Conversion", "convert", "convert_text", "event_id_of"]

@@ -63,6 +63,20 @@ def convert_text(
     )
 
 
+def event_id_of(text: str) -> str:
+    """The ``CareEvent.event_id`` that ``convert_text`` gives this message, from its header and trigger alone.
+
+    For a reader that only needs the id (the message journal) and not the conversion; raises as
+    ``convert_text`` does when the message is unreadable, not an ADT or has no trigger.
+    """
+    try:
+        message = parse_message(text)
+    except MessageError as exc:
+        raise UnreadableError(f"not a readable HL7v2 message: {exc.message}") from exc
+    header = read_header(message)
+    return ids.event_id(header.sending_facility, header.control_id, _trigger(message, header).kind)
+
+
 def convert(
     message: Message,
     *,

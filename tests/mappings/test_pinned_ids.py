@@ -105,3 +105,25 @@ def test_canonical_json_is_json_dumps_byte_for_byte(value: object) -> None:
     """content_id hashes this text: the orjson fast path must never spell anything differently."""
     expected = json.dumps(value, sort_keys=True, separators=(",", ":"))
     assert ids.canonical_json(value) == expected
+
+
+def test_the_event_id_read_from_the_header_alone_is_the_converted_events_for_the_whole_corpus() -> None:
+    """The message journal takes the event id without converting (mappings.event_id_of); it must be the
+    id normalize gives, for every corpus message that converts, and raise where conversion raises early."""
+    from carehub.core.errors import MappingError
+    from carehub.mappings import event_id_of
+    from tests.mappings.conftest import corpus_messages
+
+    compared = 0
+    for path in corpus_messages():
+        text = read_message(path)
+        try:
+            expected = convert_text(text).event.event_id
+        except MappingError:
+            continue
+        assert event_id_of(text) == expected, path.name
+        compared += 1
+    assert compared >= 80
+    assert event_id_of(message(7).decode()) == "7c5ee056-d411-537a-ad2a-bc67db4701dd"
+    with pytest.raises(MappingError):
+        event_id_of(message(7).decode().replace("ADT^A01", "ORU^R01", 1))
