@@ -109,7 +109,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         _statements(logistics.SCHEMA),
     ),
     Migration(
-        9, "messages: error_code, reason (refused messages are journaled)",
+        9,
+        "messages: error_code, reason (refused messages are journaled)",
         _add_columns("messages", messages.REFUSAL_COLUMNS),
     ),
     Migration(
@@ -118,7 +119,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         _statements(careplans.SCHEMA),
     ),
     Migration(
-        11, "indexes: care_facts by (visit, kind, time), task_changes by task (the scorecard's per-row lookups)",
+        11,
+        "indexes: care_facts by (visit, kind, time), task_changes by task (the scorecard's per-row lookups)",
         _statements(carefacts.INDEXES),
     ),
 )

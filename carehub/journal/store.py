@@ -214,6 +214,19 @@ class Journal:
         rows = self.db.query("SELECT retired_key FROM patient_links WHERE survivor_key = ?", (survivor,))
         return [str(row[0]) for row in rows]
 
+    def retired_into_each(self, survivors: list[str]) -> dict[str, list[str]]:
+        """``retired_into`` of each survivor in one query (every survivor is a key, most with no links)."""
+        found: dict[str, list[str]] = {key: [] for key in survivors}
+        for start in range(0, len(survivors), 500):
+            chunk = survivors[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self.db.query(
+                f"SELECT survivor_key, retired_key FROM patient_links WHERE survivor_key IN ({marks})", chunk
+            )
+            for survivor, retired in rows:
+                found[str(survivor)].append(str(retired))
+        return found
+
     # per-(recipient, patient) order ----------------------------------------
     def holder(self, recipient_id: str, patient_key: str) -> str | None:
         rows = self.db.query(

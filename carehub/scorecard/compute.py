@@ -388,9 +388,20 @@ class Calculator:
         for delivery_id, patient, received, facility, payer, recipient, kind, status, finished in rows:
             value = seconds_between(str(received), str(finished)) if status == "delivered" else None
             out.append(
-                Subject(str(delivery_id), str(patient), str(received), str(facility), str(payer), str(recipient),
-                        "", str(kind), status="met" if value is not None else "pending", value_s=value,
-                        evidence_at=str(finished) if value is not None else "", why=str(status))  # fmt: skip
+                Subject(
+                    str(delivery_id),
+                    str(patient),
+                    str(received),
+                    str(facility),
+                    str(payer),
+                    str(recipient),
+                    "",
+                    str(kind),
+                    status="met" if value is not None else "pending",
+                    value_s=value,
+                    evidence_at=str(finished) if value is not None else "",
+                    why=str(status),
+                )  # fmt: skip
             )
         return out
 
@@ -410,4 +421,3 @@ def compute_all(
     calculator: Calculator, measures: Sequence[Measure], period: Period, as_of: date | None = None
 ) -> list[Result]:
     return [calculator.compute(m, period, as_of) for m in measures]
-

@@ -181,8 +181,9 @@ def check_measures(config_dir: Path | None) -> tuple[list[Measure], list[ConfigE
             problems.extend(_meaning_problems(m, path, index))
             if m.id in seen:
                 problems.append(
-                    ConfigError(f"measures/{index}: id {m.id!r} is already defined in {seen[m.id]}",
-                                file=str(path), line=m.line)  # fmt: skip
+                    ConfigError(
+                        f"measures/{index}: id {m.id!r} is already defined in {seen[m.id]}", file=str(path), line=m.line
+                    )  # fmt: skip
                 )
             seen.setdefault(m.id, f"{path.name}:{m.line}")
             measures.append(m)

@@ -51,9 +51,7 @@ def _score(result: Result, s: Summary) -> dict[str, Any] | None:
     return None if s.rate is None else {"value": round(s.rate, 4)}
 
 
-def _populations(
-    result: Result, subjects: Sequence[Subject], lists: dict[str, str] | None
-) -> list[dict[str, Any]]:
+def _populations(result: Result, subjects: Sequence[Subject], lists: dict[str, str] | None) -> list[dict[str, Any]]:
     out = []
     for code, member in _POPULATIONS:
         population: dict[str, Any] = {"code": _code(code), "count": sum(1 for s in subjects if member(s))}

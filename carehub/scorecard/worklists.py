@@ -129,8 +129,12 @@ def _not_accepted(db: Database, since: str, before: str, hours: float) -> list[G
         (since, before),
     )
     return [
-        _task_gap("not-accepted", r, str(r[12]),
-                  f"not accepted in {hours:g} h: call {r[1]} to confirm they received the {r[7]} Task")  # fmt: skip
+        _task_gap(
+            "not-accepted",
+            r,
+            str(r[12]),
+            f"not accepted in {hours:g} h: call {r[1]} to confirm they received the {r[7]} Task",
+        )  # fmt: skip
         for r in rows
     ]
 

@@ -120,8 +120,9 @@ def observation(event: CareEvent, score: Lace) -> JSONObject:
         "resourceType": "Observation",
         "id": str(uuid.uuid5(_NS, event.event_id)),
         "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                  "code": "survey"}]}],  # fmt: skip
+        "category": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}
+        ],  # fmt: skip
         "code": {"coding": [{"system": RISK_SYSTEM, "code": LACE_CODE, "display": LACE_DISPLAY}], "text": "LACE"},
         "effectiveDateTime": event.occurred_at,
         "valueInteger": score.score,

@@ -166,7 +166,7 @@ def latency_svg(points: list[tuple[str, float]], since: datetime, until: datetim
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 16}" role="img" '
         f'aria-label="delivery latency over time" id="latency">'
-        f'{line(p50, "#2b6cb0", "p50")}{line(p99, "#c53030", "p99")}'
+        f"{line(p50, '#2b6cb0', 'p50')}{line(p99, '#c53030', 'p99')}"
         f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" stroke="#555"/>'
         f'<text x="0" y="{height + 14}" font-size="11">{iso(since)}; blue p50, red p99</text>'
         f'<text x="{width}" y="{height + 14}" font-size="11" text-anchor="end">top {top:.3f} s</text></svg>'

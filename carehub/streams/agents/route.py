@@ -30,7 +30,7 @@ from carehub.core.records import CareEvent, Delivery, JSONObject
 from carehub.streams.agents import part2_status, visit_once
 from carehub.streams.agents.part2_status import Part2Statuses
 from carehub.streams.agents.visit_once import VisitOnce
-from carehub.streams.consent.deps import following_merges
+from carehub.streams.consent.deps import BatchLinks, following_merges
 from carehub.streams.consent.enforce import Gatekeeper
 from carehub.streams.context import AgentContext
 from carehub.streams.corrections import IDENTITY_CORRECTIONS, TASK_CANCELS, originals
@@ -150,7 +150,8 @@ def handler(ctx: AgentContext, state: RouteState) -> Handler:
     topics = ctx.deps.topics
     table = state.signals
     journal = ctx.deps.journal
-    merged_consent = following_merges(ctx.deps.consent, journal.retired_into) if journal else ctx.deps.consent
+    links = BatchLinks(journal.retired_into) if journal is not None else None
+    merged_consent = following_merges(ctx.deps.consent, links) if links is not None else ctx.deps.consent
     gatekeeper = Gatekeeper(merged_consent)  # a merged record's consents follow the survivor
     packet_step = PacketStep(
         ctx.deps.packet, lambda outcome: ctx.metrics.inc("packet_enrichment", outcome=outcome)
@@ -190,6 +191,10 @@ def handler(ctx: AgentContext, state: RouteState) -> Handler:
                 table.put(old, PatientState().to_dict())
             if retired_keys and journal is not None:
                 await journal.db.run(journal.link_patients, retired_keys, key)
+                if links is not None:  # the batch's view of the links follows the merge (chains move to the survivor)
+                    links.set(key, await journal.db.run(journal.retired_into, key))
+                    for old in retired_keys:
+                        links.set(old, [])
             if journal is not None and (retired_keys or care_event.kind in TASK_CANCELS):
                 await journal.db.run(episode_changes, journal, care_event, retired_keys)  # CarePlans (#18)
             if journal is not None:  # what the scorecard counts (journal.carefacts)
@@ -220,6 +225,9 @@ def handler(ctx: AgentContext, state: RouteState) -> Handler:
     async def route_batch(records: Sequence[ConsumerRecord]) -> None:
         for store in state.stores:
             store.discard_staged()  # a batch taken again starts from the state before it
+        if links is not None and journal is not None and ctx.deps.consent is not None:
+            keys = sorted({r.key.decode("utf-8", "replace") for r in records if r.key is not None})
+            links.use(await journal.db.run(journal.retired_into_each, keys))
         for record in records:
             await route_one(record)
         box = CURRENT.get()

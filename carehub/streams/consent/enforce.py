@@ -82,6 +82,8 @@ class Gatekeeper:
     def __init__(self, deps: ConsentDeps | None) -> None:
         self._policy = deps.policy if deps is not None else NO_PROGRAMS
         self._consents = deps.consents if deps is not None else None
+        #: The last event labelled and its labelled form: the packet step gates the same event again.
+        self._labelled: tuple[CareEvent, CareEvent] | None = None
 
     def verdicts(self, event: CareEvent, decision: RoutingDecision, hub: Hub, now: str) -> list[Verdict]:
         def plan(allowed: CareEvent, planned: PlannedAction) -> Delivery:
@@ -91,7 +93,12 @@ class Gatekeeper:
 
     def verdicts_with(self, event: CareEvent, decision: RoutingDecision, plan: PlanAction, now: str) -> list[Verdict]:
         """The verdicts with deliveries built by ``plan`` (the packet step lists the decision's tasks)."""
-        labelled = apply_labels(event, self._policy.registry)
+        last = self._labelled
+        if last is not None and last[0] is event:
+            labelled = last[1]
+        else:
+            labelled = apply_labels(event, self._policy.registry)
+            self._labelled = (event, labelled)
         on_file = self._consents.for_patient(event.patient_key) if self._consents is not None else []
         attested = self._consents.emergencies_for(event.patient_key) if self._consents is not None else []
         return enforce(labelled, decision, plan, on_file, self._policy, now, attested)

@@ -12,7 +12,6 @@ position, never the text it matched (reasons go to the audit trail).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,17 +30,31 @@ class Finding:
     code: str = ""
 
 
-def _walk(value: Any, path: str) -> Iterator[tuple[str, str, Any]]:
-    """(path, key, value) for every key of every dict inside ``value``."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "meta":  # security labels are read as labels, never as clinical text
-                continue
-            yield path, key, item
-            yield from _walk(item, f"{path}.{key}")
-    elif isinstance(value, list):
+def _scan(value: Any, path: str, codes: ValueSet, extra: frozenset[str], patterns: tuple[re.Pattern[str], ...],
+          found: list[Finding]) -> None:  # fmt: skip
+    """Every coding and text key of every dict inside ``value`` (``meta`` skipped), findings appended to ``found``.
+
+    One recursive pass that looks at each key once (no generator per level: the route stage runs this
+    for every event, docs/benchmarks.md).
+    """
+    if isinstance(value, list):
         for item in value:
-            yield from _walk(item, path)
+            if isinstance(item, dict | list):
+                _scan(item, path, codes, extra, patterns, found)
+        return
+    for key, item in value.items():
+        if key == "meta":  # security labels are read as labels, never as clinical text
+            continue
+        if key == "coding" and isinstance(item, list):
+            for c in item:
+                if isinstance(c, dict):
+                    code = str(c.get("code", ""))
+                    if code in extra or codes.contains(str(c.get("system", "")), code):
+                        found.append(Finding(path, "code", code))
+        elif key in _TEXT_KEYS and _text_hit(item, patterns):
+            found.append(Finding(f"{path}.{key}", "text"))
+        if isinstance(item, dict | list):
+            _scan(item, f"{path}.{key}", codes, extra, patterns, found)
 
 
 def _text_hit(text: Any, patterns: tuple[re.Pattern[str], ...]) -> bool:
@@ -52,17 +65,7 @@ def resource_findings(
     resource: dict[str, Any], codes: ValueSet, extra: frozenset[str], patterns: tuple[re.Pattern[str], ...]
 ) -> list[Finding]:
     found: list[Finding] = []
-    root = str(resource.get("resourceType", "Resource"))
-    for path, key, value in _walk(resource, root):
-        if key == "coding" and isinstance(value, list):
-            for c in value:
-                if not isinstance(c, dict):
-                    continue
-                code = str(c.get("code", ""))
-                if codes.contains(str(c.get("system", "")), code) or code in extra:
-                    found.append(Finding(path, "code", code))
-        elif key in _TEXT_KEYS and _text_hit(value, patterns):
-            found.append(Finding(f"{path}.{key}", "text"))
+    _scan(resource, str(resource.get("resourceType", "Resource")), codes, extra, patterns, found)
     return found
 
 
