@@ -27,6 +27,7 @@ from carehub.adapters.hl7.charset import decode
 from carehub.adapters.hl7.header import read_header
 from carehub.adapters.hl7.tokenizer import parse_message
 from carehub.connectors.mllp import MLLPClient, ack_code
+from carehub.core import heap
 from carehub.core.clock import set_clock, travel_to
 from carehub.core.defaults import shipped
 from carehub.core.errors import DeliveryError, UnreadableMessageError
@@ -278,6 +279,7 @@ async def run_demo(
     report = DemoReport(console_token=signin.token)
     try:
         await hub.start()
+        heap.settle()
         report.console_url = f"http://127.0.0.1:{hub.http_port}/console"
         connect(vendors, f"http://127.0.0.1:{hub.http_port}", signin.recipient_token)
         report.map_version = hub.routing.current().version

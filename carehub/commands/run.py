@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from carehub import logs, loop
+from carehub.core import heap
 from carehub.core.settings import Settings, load_settings
 from carehub.hub import EXIT_NOT_DRAINED, ROLES, Hub
 from carehub.ops_http import check_listener
@@ -84,6 +85,7 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES, *, insecure_
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await hub.start()
+    heap.settle()  # start-up's objects frozen, the collector less often (carehub.core.heap)
     print(
         f"carehub running: MLLP on {settings.mllp.host}:{hub.mllp_port}, "
         f"{'HTTPS' if settings.http.tls else 'HTTP'} on {settings.http.host}:{hub.http_port}, "
