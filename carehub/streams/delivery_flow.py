@@ -121,12 +121,15 @@ class DeliveryFlow:
         async with self._lock(d):
             admitted = await self.journal.db.run(self.journal.admit, d)
             if admitted == "done":
-                # Journaled as finished before a crash: the recipient has it already. Its outcome record may
-                # not have reached delivery.outcomes (the crash came before the batch was durable): again.
+                # Journaled as finished before a crash: the recipient has it already. Its outcome record, and
+                # for a Task its task row and "created" event, may not have been made durable (the crash came
+                # after the journal row, before the batch was): all of it again, the event under the same id.
                 self.metrics.inc("delivery_redelivered_skipped", recipient=d.recipient_id)
                 finished = await self.journal.db.run(self.journal.final_outcome, d.delivery_id)
                 if finished is not None:
                     await self.sender.send(self.topics.delivery_outcomes, d.patient_key, finished)
+                    if finished.status == "delivered":
+                        await self._track_task(d, again=True)
                 return
             if admitted == "own":
                 # A redelivery after a crash between holding the pair and publishing the retry record: that
@@ -323,11 +326,22 @@ class DeliveryFlow:
         log.warning("delivery %s recipient=%s dead-lettered: %s", d.delivery_id, d.recipient_id, code)
         await self._finish(d, "failed", step.attempts, step.reason, attempt.status)
 
-    async def _track_task(self, d: Delivery) -> None:
+    async def _track_task(self, d: Delivery, *, again: bool = False) -> None:
+        """A delivered Task goes into the task table and its "created" event out.
+
+        ``again``: a replay after a crash. The row may have been made and its event lost with the batch, so
+        the event goes out again while the Task is as it was created (not once it has moved on: its later
+        events were sent by whoever moved it, and a "created" after them would set it back).
+        """
         task = task_from_delivery(d)
         if task is None:
             return
-        if await self.journal.db.run(self.journal.tasks.put, task, d.recipient_id, "hub", d.patient_key):
+        j = self.journal
+        made = await j.db.run(j.tasks.put, task, d.recipient_id, "hub", d.patient_key)
+        if not made and again:
+            stored = await j.db.run(j.tasks.get, str(task["id"]))
+            again = stored is not None and stored.get("status") == task.get("status", "requested")
+        if made or again:
             event = TaskEvent(
                 task_id=task["id"],
                 kind="created",

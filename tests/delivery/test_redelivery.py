@@ -69,3 +69,37 @@ async def test_a_redelivered_record_whose_retry_was_never_published_is_attempted
         assert journal.holder(d.recipient_id, d.patient_key) is None, "the pair is released for what follows"
     finally:
         await recipient.stop()
+
+
+@pytest.mark.parametrize("crashed_before", ["the task row", "the task event"])
+async def test_a_finished_task_delivery_read_again_after_a_crash_tracks_its_task_and_announces_it(
+    journal: Journal, crashed_before: str
+) -> None:
+    """The worker journaled the delivered outcome and was killed before its batch was durable: the task row
+    (or only its "created" event) never made it. The replay must not skip them as "already done"."""
+    from tests.delivery.test_tasks import task_delivery
+
+    recipient = HttpRecipient()
+    await recipient.start()
+    published = Published()
+    gate = SendGate(ConsentDeps(load_policy(CONFIG), Consents()), ReloadingRoutingMap(CONFIG), journal,
+                    published.audit, clock=now_iso)  # fmt: skip
+    destinations = {"webhook": WebhookDestination(5.0, secret_for=lambda _: "redelivery-test-signing-secret")}
+    topics = Topics("redeliver.")
+    flow = DeliveryFlow(published, topics, journal, destinations, RetryPolicy(), Metrics(), gate=gate)
+    d = task_delivery(recipient.url, "task-replayed-1", "2026-03-08T10:00:00Z")
+    try:
+        from carehub.streams.delivery_policy import outcome
+        from carehub.streams.task_alerts import task_from_delivery
+
+        journal.record_delivered(d, 1, "ok", 200, "", outcome(d, "delivered", 1, "", 200))
+        if crashed_before == "the task event":
+            task = task_from_delivery(d)
+            assert task is not None and journal.tasks.put(task, d.recipient_id, "hub", d.patient_key)
+        await flow.fresh(d)  # the next worker reads the uncommitted input again
+        assert recipient.seen == [], "the recipient has it already: not sent again"
+        assert journal.tasks.get("task-replayed-1") is not None, "the Task is tracked"
+        assert published.topics.count(topics.task_events) == 1, "its created event is out"
+        assert published.topics.count(topics.delivery_outcomes) == 1
+    finally:
+        await recipient.stop()

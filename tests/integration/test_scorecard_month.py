@@ -492,6 +492,7 @@ async def test_every_discharge_carries_the_hand_computed_lace_and_high_risk_reac
     month: tuple[Hub, dict[str, DemoRecipient]], plan: list[Person]
 ) -> None:
     _, recipients = month
+
     def lace_of(bundle: dict[str, Any]) -> tuple[str, int]:
         enc = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Encounter")
         obs = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
@@ -508,7 +509,8 @@ async def test_every_discharge_carries_the_hand_computed_lace_and_high_risk_reac
     as_sent = {(datetime.fromisoformat(end), score) for end, score in pcp}
     assert as_sent == {(end, score) for end, score, has_pcp in want if has_pcp}
     assert {(datetime.fromisoformat(end), score) for end, score in payer} == {
-        (end, score) for end, score, _ in want if score >= 10}
+        (end, score) for end, score, _ in want if score >= 10
+    }
     assert any(score >= 10 for _, score, _ in want) and any(score < 10 for _, score, _ in want)
 
 
@@ -519,6 +521,7 @@ async def test_subject_lists_and_the_console_page(
     url = f"http://127.0.0.1:{hub.http_port}"
     query = [("period", "ge2026-11-01"), ("period", "le2026-11-30"), ("measure", "pcr-readmission-30d"),
              ("reportType", "subject-list")]  # fmt: skip
+
     def back(p: Person, s: Stay) -> bool:
         return any(a.admit_at > s.discharge_at and _days(s.discharge_at, a.admit_at) <= 30 for a in p.stays)
 
