@@ -266,28 +266,36 @@ class Database:
                     loop.call_soon_threadsafe(_settle, calls)
 
     def _run_group(self, group: list[_Call]) -> None:
-        """The calls in one transaction, each in a savepoint; a failed BEGIN or COMMIT fails every call.
+        """The calls in one transaction, each in a savepoint; a failed COMMIT fails every call.
 
         A call alone is a group of one: what a call wrote is rolled back when it raises, whatever its group.
+        When the transaction cannot even begin (the database unreachable, reconnect backoff), each call runs
+        on its own and meets the failure itself, as it would without grouping (``ping`` then answers False).
         """
-        with self._lock:
+        with self._lock, contextlib.ExitStack() as outer:
             try:
-                with self.transaction():
-                    self._grouped = True
+                outer.enter_context(self.transaction())
+            except JournalError:
+                for call in group:
+                    self._run_call(call)
+                return
+            try:
+                self._grouped = True
+                for call in group:
                     try:
-                        for call in group:
-                            try:
-                                with self.transaction():
-                                    self._run_call(call)
-                                    if call.error is not None:
-                                        raise _RolledBack
-                            except _RolledBack:  # the call failed: its savepoint is undone, its error kept
-                                pass
-                            except JournalError as exc:  # the savepoint itself failed
-                                call.error = call.error or exc
-                    finally:
-                        self._grouped = False
-            except Exception as exc:  # noqa: BLE001 - BEGIN or COMMIT failed: nothing of the group is durable
+                        with self.transaction():
+                            self._run_call(call)
+                            if call.error is not None:
+                                raise _RolledBack
+                    except _RolledBack:  # the call failed: its savepoint is undone, its error kept
+                        pass
+                    except JournalError as exc:  # the savepoint itself failed
+                        call.error = call.error or exc
+            finally:
+                self._grouped = False
+            try:
+                outer.close()  # COMMIT
+            except Exception as exc:  # noqa: BLE001 - nothing of the group is durable: every call fails
                 for call in group:
                     if call.error is None:
                         call.result, call.error = None, exc
