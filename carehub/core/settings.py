@@ -36,8 +36,9 @@ class KafkaSettings:
     #: is reported in the log as stalled (streams.stage).
     stall_report_s: float = 300.0
     #: How long the stream worker's producer waits to fill a batch before sending it (its outputs of one
-    #: stage batch go out together; 0 sends each record at once: more requests, more broker CPU).
-    linger_ms: int = 5
+    #: stage batch go out together; 0 sends each record at once). 0 measured better on the embedded
+    #: broker, where a stage's batch waits for its outputs' acknowledgement (docs/benchmarks.md).
+    linger_ms: int = 0
     #: Client security, the same for every Kafka client (core.kafka_security): PLAINTEXT (the
     #: embedded broker), SSL or SASL_SSL; SASL PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
     security_protocol: str = "PLAINTEXT"
