@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from aiokafka.structs import ConsumerRecord
 
+from carehub.core.errors import JournalError
 from carehub.journal import Journal
 from carehub.streams.context import AgentContext
 from carehub.streams.stage import Handler
@@ -25,16 +26,34 @@ BATCH = 500
 
 
 def handler(ctx: AgentContext, journal: Journal) -> Handler:
+    async def audit_one(record: ConsumerRecord, resource: Any) -> bool:
+        """One AuditEvent alone (a batch that failed); one the journal cannot take is dead-lettered."""
+        try:
+            await journal.db.run(journal.audit.record, resource)
+            return True
+        except JournalError:
+            raise  # the journal is unavailable: the batch is taken again
+        except Exception as exc:  # not an AuditEvent the trail can hold (fields missing): parked with why
+            ctx.metrics.inc("audit_failed")
+            await ctx.dead_letter("audit", exc, record)
+            return False
+
     async def audit_batch(records: Sequence[ConsumerRecord]) -> None:
-        resources: list[Any] = []
+        read: list[tuple[ConsumerRecord, Any]] = []
         for record in records:
             try:
-                resources.append(orjson.loads(record.value))
-            except orjson.JSONDecodeError:
+                read.append((record, orjson.loads(record.value)))
+            except orjson.JSONDecodeError as exc:
                 ctx.metrics.inc("audit_failed")
-                log.error("unreadable audit record skipped: partition=%s offset=%s", record.partition, record.offset)
-        await journal.db.run(journal.audit.record_many, resources)
-        ctx.metrics.inc("audited", len(resources))
+                await ctx.dead_letter("audit", exc, record)
+        try:
+            await journal.db.run(journal.audit.record_many, [resource for _, resource in read])
+            stored = len(read)
+        except JournalError:
+            raise
+        except Exception:  # one record the trail cannot hold must not hold up the others: one by one
+            stored = sum([await audit_one(record, resource) for record, resource in read])
+        ctx.metrics.inc("audited", stored)
         for record in records:
             ctx.stage_done("audit", record)
 
