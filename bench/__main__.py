@@ -263,6 +263,10 @@ async def main(args: argparse.Namespace) -> None:
             seconds = args.seconds or (5.0 if args.quick else 15.0)
             lines = await bench_e2e(broker.bootstrap, config_dir, seconds, args.rate, args.workers, broker.pid)
             print("\n".join(lines), flush=True)
+        if "cpu" in sections:  # not in the default set: CPU per message, to compare versions of the stream path
+            from bench.cpu import bench_cpu
+
+            print("\n".join(await bench_cpu(broker.bootstrap, config_dir, args.cpu_messages, broker.pid)), flush=True)
         if "soak" in sections:
             lines = await bench_soak(broker.bootstrap, config_dir, args.soak, args.soak_rate, broker.pid)
             print("\n".join(lines), flush=True)
@@ -271,7 +275,8 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer messages (for a smoke run)")
-    parser.add_argument("--only", default="", help="convert,ingest,e2e,soak; or consumers, scorecard, packet")
+    parser.add_argument("--only", default="", help="convert,ingest,e2e,soak; or cpu, consumers, scorecard, packet")
+    parser.add_argument("--cpu-messages", type=int, default=1000, help="messages flooded for --only cpu")
     parser.add_argument("--soak", type=float, default=60.0, help="seconds of mixed load with RSS figures (600: 10 min)")
     parser.add_argument("--soak-rate", type=float, default=50.0, help="offered rate during the soak")
     parser.add_argument("--rate", type=float, default=200.0, help="offered rate for the paced end-to-end run")

@@ -46,6 +46,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "config"
 MRN = re.compile(rb"MRN(\d{8})")
 OK = {"resourceType": "OperationOutcome", "issue": []}
 WARM = 1_000  # warm-up patients: MRN00001000.. (the paced and flood runs use their own ranges)
+WARM_COUNT = 20
 PACED = 10_000_000
 FLOOD = 50_000_000
 
@@ -153,6 +154,23 @@ def _latencies(result: dict[str, Any], recipients: Recipients) -> list[float]:
     ]
 
 
+async def warm_up(recipients: Recipients, port: int, warm: int = WARM_COUNT) -> dict[str, list[str]]:
+    """Send ``warm`` messages and learn what a message of each trigger plans: the recipients per trigger
+    (``recipients.expected`` is set to their count, so later messages count as complete)."""
+    recipients.reset()
+    recipients.expected = {}
+    await load(port, 2, warm, 0, "W", WARM, mix=True)
+    await _until_quiet(recipients, 60)
+    plan: dict[str, list[str]] = {}
+    for k in KINDS:
+        counts = Counter(len(recipients.seen.get(n, [])) for n in range(WARM, WARM + warm) if kind(n) == k)
+        typical = counts.most_common(1)[0][0] if counts else 0
+        recipients.expected[k] = typical
+        sample = next((n for n in range(WARM, WARM + warm) if len(recipients.seen.get(n, [])) == typical), None)
+        plan[k] = sorted(recipients.seen.get(sample, [])) if sample is not None else []
+    return plan
+
+
 @dataclass
 class System:
     """One side of the comparison: how to start it (answers its MLLP port and its processes by name)."""
@@ -169,17 +187,7 @@ async def _measure(
     lines = [f"  {system.label}: " + ", ".join(procs)]
     plan: dict[str, list[str]] = {}
     try:
-        recipients.reset()
-        recipients.expected = {}
-        warm = 20
-        await load(port, 2, warm, 0, "W", WARM, mix=True)
-        await _until_quiet(recipients, 60)
-        for k in KINDS:
-            counts = Counter(len(recipients.seen.get(n, [])) for n in range(WARM, WARM + warm) if kind(n) == k)
-            typical = counts.most_common(1)[0][0] if counts else 0
-            recipients.expected[k] = typical
-            sample = next((n for n in range(WARM, WARM + warm) if len(recipients.seen.get(n, [])) == typical), None)
-            plan[k] = sorted(recipients.seen.get(sample, [])) if sample is not None else []
+        plan = await warm_up(recipients, port)
         lines.append(
             "    deliveries per message (warm-up): "
             + ", ".join(f"{k} {recipients.expected[k]} ({', '.join(plan[k])})" for k in KINDS)
@@ -234,7 +242,7 @@ async def bench_e2e(
 ) -> list[str]:
     flood = max(1000, int(300 * seconds))
     counts = [int(offered * seconds) for offered in sorted({50.0, rate})]
-    patients = [range(WARM, WARM + 20), range(PACED, PACED + sum(counts)), range(FLOOD, FLOOD + flood)]
+    patients = [range(WARM, WARM + WARM_COUNT), range(PACED, PACED + sum(counts)), range(FLOOD, FLOOD + flood)]
     config_dir, webhook_secrets = bench_config(root, patients)
     recipients = Recipients(webhook_secrets)
     await recipients.start()
