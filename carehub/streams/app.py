@@ -41,6 +41,11 @@ from carehub.streams.store import ChangelogStore, following
 
 #: Records a stage takes at most per batch (one commit per batch).
 STAGE_BATCH = 256
+#: How long a fetch of a stage off the latency path waits for records (ms): the retry tiers (whose records
+#: wait seconds for their due time anyway), the audit trail and CarePlan updates. The hot path
+#: (normalize, route, deliver, FHIR inbound) waits ``kafka.fetch_max_wait_ms``; each idle stage polls the
+#: broker once per wait, and the embedded broker holds an empty fetch its whole wait (docs/benchmarks.md).
+SIDE_FETCH_WAIT_MS = 250
 
 #: Every stage a worker may run, in pipeline order; each is the consumer group ``<app id>-<stage>``.
 STAGES = (
@@ -89,12 +94,14 @@ class StreamWorker:
             stage("route", topics.care_events, route.handler(ctx, state), on_assigned=route_assigned),
             stage("deliver", topics.deliveries, deliver.handler(ctx)),
         ]
+        side = {"fetch_wait_ms": max(kafka.fetch_max_wait_ms, SIDE_FETCH_WAIT_MS)}  # off the latency path
         for tier in range(1, RETRY_TIERS + 1):
             self.stages.append(stage(f"retry-{tier}", topics.delivery_retry(tier), retry.handler(ctx, tier),
-                                     due=retry.due_at, max_wait_s=deps.retry.tier_wait_s(tier)))  # fmt: skip
+                                     due=retry.due_at, max_wait_s=deps.retry.tier_wait_s(tier), **side))  # fmt: skip
         if deps.journal is not None:  # no journal: no audit trail or CarePlans to keep
-            self.stages.append(stage("audit", topics.audit_events, audit.handler(ctx, deps.journal), batch=audit.BATCH))
-            self.stages.append(stage("careplan", topics.task_events, careplan.handler(ctx, deps.journal)))
+            self.stages.append(stage("audit", topics.audit_events, audit.handler(ctx, deps.journal), batch=audit.BATCH,
+                                     **side))  # fmt: skip
+            self.stages.append(stage("careplan", topics.task_events, careplan.handler(ctx, deps.journal), **side))
         self.tables: list[ChangelogStore] = list(state.stores)
         self.heartbeat: fhir_inbound.Heartbeat | None = None
         subscriptions = deps.subscriptions

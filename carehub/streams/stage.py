@@ -108,7 +108,10 @@ class Stage:
         max_wait_s: float = 0.0,
         upgrade_from: str | None = None,
         stall_report_s: float | None = None,
+        fetch_wait_ms: int | None = None,
     ) -> None:
+        """``fetch_wait_ms``: how long a fetch waits for records (default ``kafka.fetch_max_wait_ms``); a stage
+        off the latency path waits longer, so an idle one polls the broker less often."""
         self.name = name
         self.topic = topic
         self._handler = handler
@@ -134,7 +137,7 @@ class Stage:
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms if fetch_wait_ms is None else fetch_wait_ms,
             max_poll_records=batch,
             # one fetch per partition holds at most this much (records of up to max_record_bytes still pass)
             max_partition_fetch_bytes=1_048_576,
