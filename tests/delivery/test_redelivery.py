@@ -49,14 +49,19 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
     j.close()
 
 
+def _flow(journal: Journal, published: Published, topics: Topics) -> DeliveryFlow:
+    """The deliver stage's flow over the real journal, send-time gate and webhook connector."""
+    gate = SendGate(ConsentDeps(load_policy(CONFIG), Consents()), ReloadingRoutingMap(CONFIG), journal,
+                    published.audit, clock=now_iso)  # fmt: skip
+    destinations = {"webhook": WebhookDestination(5.0, secret_for=lambda _: "redelivery-test-signing-secret")}
+    return DeliveryFlow(published, topics, journal, destinations, RetryPolicy(), Metrics(), gate=gate)
+
+
 async def test_a_redelivered_record_whose_retry_was_never_published_is_attempted_again(journal: Journal) -> None:
     recipient = HttpRecipient()
     await recipient.start()
     published = Published()
-    gate = SendGate(ConsentDeps(load_policy(CONFIG), Consents()), ReloadingRoutingMap(CONFIG), journal,
-                    published.audit, clock=now_iso)  # fmt: skip
-    destinations = {"webhook": WebhookDestination(5.0, secret_for=lambda _: "redelivery-test-signing-secret")}
-    flow = DeliveryFlow(published, Topics("redeliver."), journal, destinations, RetryPolicy(), Metrics(), gate=gate)
+    flow = _flow(journal, published, Topics("redeliver."))
     d = delivery(1, endpoint=recipient.url)
     try:
         # the killed worker's first attempt failed and held the pair; its retry record never left
@@ -82,11 +87,8 @@ async def test_a_finished_task_delivery_read_again_after_a_crash_tracks_its_task
     recipient = HttpRecipient()
     await recipient.start()
     published = Published()
-    gate = SendGate(ConsentDeps(load_policy(CONFIG), Consents()), ReloadingRoutingMap(CONFIG), journal,
-                    published.audit, clock=now_iso)  # fmt: skip
-    destinations = {"webhook": WebhookDestination(5.0, secret_for=lambda _: "redelivery-test-signing-secret")}
     topics = Topics("redeliver.")
-    flow = DeliveryFlow(published, topics, journal, destinations, RetryPolicy(), Metrics(), gate=gate)
+    flow = _flow(journal, published, topics)
     d = task_delivery(recipient.url, "task-replayed-1", "2026-03-08T10:00:00Z")
     try:
         from carehub.streams.delivery_policy import outcome

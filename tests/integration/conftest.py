@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.core.records import DeadLetter
 from carehub.core.settings import AuthSettings, HTTPSettings, KafkaSettings, Settings
 from carehub.demo_receivers import DemoRecipient
@@ -123,6 +124,16 @@ async def hub(
             yield running
         finally:
             await running.stop()
+
+
+async def send_accepted(hub: Hub, *messages: bytes) -> None:
+    """Send ``messages`` to the hub's MLLP listener in order, each answered AA."""
+    client = MLLPClient("127.0.0.1", hub.mllp_port)
+    try:
+        for message in messages:
+            assert ack_code(await client.send(message)) == "AA"
+    finally:
+        await client.close()
 
 
 async def eventually(check: object, timeout_s: float = 20.0) -> None:

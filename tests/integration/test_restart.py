@@ -23,13 +23,12 @@ from typing import Any
 
 import pytest
 
-from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub
 from carehub.journal import open_journal
 from tests.authkit import CONSENT_ADMIN, TEST_ISSUER, Issuer
 from tests.conftest import FEED, REPO
-from tests.integration.conftest import eventually, hub_settings
+from tests.integration.conftest import eventually, hub_settings, send_accepted
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ADMIT = (FEED / "05-a01-admit-okafor.hl7").read_bytes()
@@ -45,15 +44,6 @@ def _readmission() -> bytes:
 
 def _resent(message: bytes, control_id: bytes, new_id: bytes) -> bytes:
     return message.replace(control_id, new_id)
-
-
-async def _send(hub: Hub, *messages: bytes) -> None:
-    client = MLLPClient("127.0.0.1", hub.mllp_port)
-    try:
-        for message in messages:
-            assert ack_code(await client.send(message)) == "AA"
-    finally:
-        await client.close()
 
 
 def _metric(hub: Hub, name: str, **labels: str) -> int:
@@ -102,7 +92,7 @@ async def test_signals_visits_seen_and_consents_survive_a_restart(
     hub = Hub(settings)
     await hub.start()
     try:
-        await _send(hub, ADMIT, DISCHARGE)
+        await send_accepted(hub, ADMIT, DISCHARGE)
         await eventually(lambda: len(pcp.received) >= 4, timeout_s=60)
         assert await asyncio.to_thread(_post_consent, hub, CONSENT) == 201
 
@@ -114,7 +104,7 @@ async def test_signals_visits_seen_and_consents_survive_a_restart(
         await hub.start()
 
         before = len(pcp.received)
-        await _send(hub, _resent(ADMIT, b"|RGH0005|", b"|RGH0005R|"), _readmission())
+        await send_accepted(hub, _resent(ADMIT, b"|RGH0005|", b"|RGH0005R|"), _readmission())
         await eventually(lambda: _metric(hub, "signal", flag="readmission") >= 1, timeout_s=60)
         assert _metric(hub, "duplicates_suppressed", kind="admit") == 1, "visits-seen came back"
         await eventually(lambda: len(pcp.received) >= before + 1, timeout_s=30)
@@ -122,7 +112,7 @@ async def test_signals_visits_seen_and_consents_survive_a_restart(
         admits = [r for r in pcp.received[before:] if r.event_code == "notification-admit"]
         assert len(admits) == 1, "only the new visit is announced; the resent one was routed before the restart"
 
-        await _send(hub, PART2_ADMIT)
+        await send_accepted(hub, PART2_ADMIT)
         await eventually(lambda: any("RRC-20931" in json.dumps(r.bundle) for r in pcp.received), timeout_s=30)
 
         async def retried_on() -> bool:

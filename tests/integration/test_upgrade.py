@@ -17,26 +17,16 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from carehub.connectors.mllp import MLLPClient, ack_code
 from carehub.consumer_lag import committed_offsets
 from carehub.demo_receivers import DemoRecipient
 from carehub.hub import Hub, worker_app_id
 from tests.conftest import FEED
-from tests.integration.conftest import eventually, hub_settings
+from tests.integration.conftest import eventually, hub_settings, send_accepted
 
 pytestmark = pytest.mark.integration
 OKAFOR_ADMIT = (FEED / "05-a01-admit-okafor.hl7").read_bytes()
 OKAFOR_DISCHARGE = (FEED / "07-a03-discharge-okafor.hl7").read_bytes()
 NGUYEN_ADMIT = (FEED / "08-a01-admit-nguyen-lakeside.hl7").read_bytes()
-
-
-async def _send(hub: Hub, *messages: bytes) -> None:
-    client = MLLPClient("127.0.0.1", hub.mllp_port)
-    try:
-        for message in messages:
-            assert ack_code(await client.send(message)) == "AA"
-    finally:
-        await client.close()
 
 
 async def _commit_at_end(bootstrap: str, group: str, topic: str) -> dict[TopicPartition, int]:
@@ -63,7 +53,7 @@ async def test_stages_start_where_the_faust_group_stopped(
     ingest = Hub(settings, roles=("ingest",))  # the messages a Faust worker handled before the upgrade
     await ingest.start()
     try:
-        await _send(ingest, OKAFOR_ADMIT, OKAFOR_DISCHARGE)
+        await send_accepted(ingest, OKAFOR_ADMIT, OKAFOR_DISCHARGE)
     finally:
         await ingest.stop()
     app_id = worker_app_id(settings)
@@ -75,7 +65,7 @@ async def test_stages_start_where_the_faust_group_stopped(
     hub = Hub(settings)
     await hub.start()
     try:
-        await _send(hub, NGUYEN_ADMIT)
+        await send_accepted(hub, NGUYEN_ADMIT)
         await eventually(lambda: hub.metrics.total("normalized") >= 1, timeout_s=60)
         await eventually(lambda: hub.metrics.total("routed_events") >= 1, timeout_s=30)
         await asyncio.sleep(2.0)  # anything re-read from the earliest offset would be normalized by now
