@@ -20,6 +20,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from carehub.core.principal import OPS_READ, OPS_WRITE, PHI_READ
 from carehub.demo_receivers import DemoRecipient
@@ -54,8 +56,14 @@ async def run(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.to_thread(fn, *args)
 
 
-async def text_of(driver: WebDriver, element_id: str) -> str:
-    return str(await run(lambda: driver.find_element(By.ID, element_id).text))
+async def text_of(driver: WebDriver, element_id: str, timeout_s: float = 30.0) -> str:
+    """The element's text, once the page that has it is there (a click on a form may still be loading)."""
+
+    def find() -> str:
+        wait = WebDriverWait(driver, timeout_s)
+        return str(wait.until(expected_conditions.presence_of_element_located((By.ID, element_id))).text)
+
+    return str(await run(find))
 
 
 async def url_becomes(driver: WebDriver, prefix: str, timeout_s: float = 30.0) -> bool:
