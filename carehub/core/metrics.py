@@ -114,6 +114,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._metrics: dict[str, MetricWrapperBase] = {}
+        #: The labelled child of each (name, kind, labels) once looked up (prometheus_client's ``labels`` checks
+        #: and locks on every call; a stage bumps several counters per record).
+        self._children: dict[tuple[str, Kind, tuple[tuple[str, str], ...]], MetricWrapperBase] = {}
         for name, spec in CATALOG.items():
             full = PREFIX + name
             if spec.kind == "counter":
@@ -125,11 +128,17 @@ class Metrics:
             self._metrics[name] = made
 
     def _child(self, name: str, kind: Kind, labels: Mapping[str, str]) -> MetricWrapperBase:
+        key = (name, kind, tuple(labels.items()))
+        child = self._children.get(key)
+        if child is not None:
+            return child
         spec = CATALOG.get(name)
         if spec is None or spec.kind != kind:
             raise KeyError(f"{name!r} is not a {kind} in carehub.core.metrics.CATALOG")
         metric = self._metrics[name]
-        return metric.labels(**labels) if spec.labels else metric
+        child = metric.labels(**labels) if spec.labels else metric
+        self._children[key] = child
+        return child
 
     def inc(self, name: str, amount: int = 1, **labels: str) -> None:
         child = self._child(name, "counter", labels)
