@@ -37,6 +37,26 @@ def parse_schema_id(value: object) -> tuple[str, int, int]:
     return match["name"], int(match["major"]), int(match["minor"] or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """A record class's field names, and those without a default (read once per class, not per record)."""
+
+    names: tuple[str, ...]
+    required: tuple[str, ...]
+
+
+_SHAPES: dict[type, _Shape] = {}
+
+
+def _shape(cls: type) -> _Shape:
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        known = fields(cls)
+        required = tuple(f.name for f in known if f.default is MISSING and f.default_factory is MISSING)
+        shape = _SHAPES[cls] = _Shape(tuple(f.name for f in known), required)
+    return shape
+
+
 class Record:
     """Mixin: JSON round trip for the frozen dataclasses below, tolerant of newer minors."""
 
@@ -51,7 +71,7 @@ class Record:
 
     def to_dict(self) -> JSONObject:
         """Shallow: field values are already JSON-shaped (no deep copy of bundles)."""
-        data: JSONObject = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        data: JSONObject = {name: getattr(self, name) for name in _shape(type(self)).names}
         data["schema"] = self.schema_id()
         return data
 
@@ -73,13 +93,11 @@ class Record:
                 f"record {got}/{major}.{minor} is {newer} major version than this worker reads ({cls.SCHEMA}.x); "
                 "it was not processed"
             )
-        known = fields(cls)  # type: ignore[arg-type]
-        missing = [
-            f.name for f in known if f.name not in data and f.default is MISSING and f.default_factory is MISSING
-        ]
+        shape = _shape(cls)
+        missing = [name for name in shape.required if name not in data]
         if missing:
             raise RecordError(f"record {got}/{major}.{minor} lacks required field(s) {', '.join(missing)}")
-        return cls(**{f.name: data[f.name] for f in known if f.name in data})
+        return cls(**{name: data[name] for name in shape.names if name in data})
 
     @classmethod
     def from_json(cls: type[R], raw: bytes | str) -> R:
