@@ -9,13 +9,16 @@ sender as author and the hub as assembler (the content was converted).
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from carehub.core.memo import IdentityMemo
 from carehub.core.records import CareEvent, JSONObject
 
 DV = "http://hl7.org/fhir/us/davinci-alerts"
@@ -44,7 +47,12 @@ class Hub:
 
     @property
     def organization_id(self) -> str:
-        return str(uuid.uuid5(_NS, f"hub|{self.base_url}"))
+        return _hub_organization_id(self.base_url)
+
+
+@functools.cache
+def _hub_organization_id(base_url: str) -> str:
+    return str(uuid.uuid5(_NS, f"hub|{base_url}"))
 
 
 def event_coding(event: CareEvent) -> JSONObject:
@@ -78,28 +86,38 @@ def resources_by_ref(bundle: JSONObject) -> dict[str, JSONObject]:
 
 
 _REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
+#: The references of each resource scanned, while it lives (core.memo): every notification and packet of an
+#: event walks the same resources of its bundle.
+_FOUND: IdentityMemo[list[str]] = IdentityMemo()
+
+
+def _scan(value: Any) -> list[str]:
+    found = _REFERENCE.findall(orjson.dumps(value))
+    return [str(orjson.loads(b'"' + m + b'"')) if b"\\" in m else m.decode() for m in found]
 
 
 def references(value: Any) -> list[str]:
-    """Every ``reference`` string inside ``value``.
+    """Every ``reference`` string inside ``value`` (a list to read, not to change).
 
     Found in the serialized form (orjson + one regex run in C) rather than by a
-    recursive Python walk: this runs for every planned notification.
+    recursive Python walk: this runs for every planned notification; a resource
+    is scanned once while it lives.
     """
-    found = _REFERENCE.findall(orjson.dumps(value))
-    return [str(orjson.loads(b'"' + m + b'"')) if b"\\" in m else m.decode() for m in found]
+    return _FOUND.value(value, lambda: _scan(value))
 
 
 def closure(roots: list[str], available: dict[str, JSONObject]) -> list[JSONObject]:
     """The root resources and everything they reference, transitively, in order."""
     ordered: list[str] = []
-    pending = [r for r in roots if r in available]
+    seen: set[str] = set()
+    pending = deque(r for r in roots if r in available)
     while pending:
-        ref = pending.pop(0)
-        if ref in ordered:
+        ref = pending.popleft()
+        if ref in seen:
             continue
+        seen.add(ref)
         ordered.append(ref)
-        pending.extend(r for r in references(available[ref]) if r in available and r not in ordered)
+        pending.extend(r for r in references(available[ref]) if r in available and r not in seen)
     return [available[r] for r in ordered]
 
 

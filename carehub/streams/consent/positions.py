@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from carehub.core.errors import ConfigError
+from carehub.core.memo import IdentityMemo
 from carehub.core.records import CareEvent
 from carehub.streams.consent.valueset import ValueSet
 
 _TEXT_KEYS = ("display", "text", "valueString")
+#: The findings of each resource of an event, while it lives (core.memo): the route stage labels an event,
+#: then the gatekeeper labels it again with the LACE index added (the same resources and one more).
+_FOUND: IdentityMemo[list[Finding]] = IdentityMemo()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +80,10 @@ def event_findings(
     """Every SUD code or text in the event's resources and in what the intake extracted."""
     found: list[Finding] = []
     for entry in event.bundle.get("entry", []):
-        if isinstance(entry.get("resource"), dict):
-            found += resource_findings(entry["resource"], codes, extra, patterns)
+        resource = entry.get("resource")
+        if isinstance(resource, dict):
+            found += _FOUND.value(resource, partial(resource_findings, resource, codes, extra, patterns),
+                                  codes, extra, patterns)  # fmt: skip
     for d in event.attributes.get("diagnoses", []):
         code = str(d.get("code", "")) if isinstance(d, dict) else ""
         if codes.contains(str(d.get("system", "")), code) or code in extra:
