@@ -51,7 +51,8 @@ async def bench_cpu(bootstrap: str, root: Path, count: int, broker_pid: int | No
     return [
         f"CPU per message, one ingest and one streams process, shipped map ({deliveries} deliveries), "
         f"{count} messages flooded on 8 connections: {done}/{count} complete in {elapsed:.1f} s "
-        f"({done / elapsed:,.0f} msgs/s)",
+        f"({done / elapsed:,.0f} msgs/s; recipients: {recipients.rejected} rejected, "
+        f"{recipients.duplicates} repeats dropped)",
         *(
             f"  {name:<20} {seconds:7.2f} CPU-s  {seconds / count * 1000:7.2f} ms per message"
             for name, seconds in used.items()
