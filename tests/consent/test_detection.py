@@ -222,3 +222,31 @@ def test_a_merge_of_a_program_facility_record_is_part2_without_any_state() -> No
     merged = replace(event, kind="merge", attributes={**event.attributes, "merged_from": ["RRC|RRC-20931"]})
     found = _detect(merged)
     assert (found.part2, found.program_id, found.basis) == (True, "riverside-recovery", "facility")
+
+
+def test_labelling_an_event_again_scans_only_the_resources_it_has_not_seen() -> None:
+    """The route labels an event, then the gatekeeper labels it again with the LACE index added: each resource
+    is scanned once while it lives (core.memo), and an added resource is scanned too."""
+    from carehub.streams.consent import positions
+
+    registry = POLICY.registry
+    event = _hl7("OBX|1|CWE|11323-3^Health status^LN||F10.20^Alcohol dependence^I10||||||F")
+    first = detect(event, registry)
+    scans: list[str] = []
+    real = positions.resource_findings
+
+    def counted(resource: dict[str, object], *args: object) -> list[positions.Finding]:
+        scans.append(str(resource.get("resourceType")))
+        return real(resource, *args)  # type: ignore[arg-type]
+
+    positions.resource_findings = counted  # type: ignore[assignment]
+    try:
+        assert detect(event, registry) == first
+        assert scans == []
+        extra = {"resourceType": "Observation", "id": "lace", "status": "final", "code": {"text": "LACE"}}
+        bundle = {**event.bundle, "entry": [*event.bundle["entry"], {"resource": extra}]}
+        again = detect(replace(event, bundle=bundle), registry)
+    finally:
+        positions.resource_findings = real  # type: ignore[assignment]
+    assert scans == ["Observation"]
+    assert again.sud and first.sud

@@ -62,6 +62,11 @@ class Registry:
     sender_restrictions: str = "part2"
     #: An ED visit of a patient with an open program episode is Part 2.
     ed_of_open_episode: bool = True
+    #: The codes detection looks for whatever their system: the extra SUD codes and the counseling codes.
+    any_system_codes: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # one set for the registry's life (detection's results are memoized by it)
+        object.__setattr__(self, "any_system_codes", self.sud_extra_codes | self.counseling_codes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +167,7 @@ def detect(event: CareEvent, registry: Registry, prior: Prior | None = None) -> 
     part2 = bool(program_id or labelled or earlier or (restricted and registry.sender_restrictions == "part2"))
     if part2 and not program_id:
         basis = str(event.attributes.get("part2_basis") or "sender") if earlier else "sender"
-    extra = registry.sud_extra_codes | registry.counseling_codes
-    findings = event_findings(event, registry.sud_codes, extra, registry.sud_text)
+    findings = event_findings(event, registry.sud_codes, registry.any_system_codes, registry.sud_text)
     sud_codes = sorted({f.code for f in findings if f.kind == "code" and f.code not in registry.counseling_codes})
     if sud_codes:
         reasons.append(f"SUD code {', '.join(sud_codes)}")
