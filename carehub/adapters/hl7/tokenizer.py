@@ -241,7 +241,10 @@ def split_segments(text: str) -> list[str]:
     """Segment strings of ``text``: BOM and blank lines dropped, CR/LF/CRLF accepted."""
     if text.startswith("\ufeff"):
         text = text[1:]
-    return [s for s in _SEGMENT_SPLIT.split(text) if s.strip()]
+    # Most messages end segments with CR alone: a plain split is several times cheaper than the pattern.
+    one = "\r" if "\n" not in text else "\n" if "\r" not in text else None
+    lines = text.split(one) if one is not None else _SEGMENT_SPLIT.split(text)
+    return [s for s in lines if s and not s.isspace()]
 
 
 def parse_message(text: str) -> Message:

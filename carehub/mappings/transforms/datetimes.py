@@ -45,78 +45,80 @@ def _local_offset(y: int, mo: int, d: int, h: int) -> str:
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def _match(value: str) -> re.Match[str] | None:
+#: The groups of a DTM value: year, month, day, hour, minute, second, fraction, zone.
+_Parts = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None, str | None]
+
+
+def _match(value: str) -> _Parts | None:
     text = value.strip()
     if len(text) < 4:
         return None
     m = _DTM.match(text)
     if m is None:
         return None
-    mo, d = m["mo"], m["d"]
+    parts: _Parts = m.groups()  # type: ignore[assignment]  # y is never None: the pattern requires it
+    _, mo, d, h, mi = parts[:5]
     if mo is not None and not 1 <= int(mo) <= 12:
         return None
     if d is not None and not 1 <= int(d) <= 31:
         return None
-    if m["h"] is not None and (int(m["h"]) > 23 or (m["mi"] is not None and int(m["mi"]) > 59)):
+    if h is not None and (int(h) > 23 or (mi is not None and int(mi) > 59)):
         return None
-    return m
+    return parts
+
+
+def _date(parts: _Parts) -> str:
+    y, mo, d = parts[:3]
+    if mo:
+        return f"{y}-{mo}-{d}" if d else f"{y}-{mo}"
+    return y
 
 
 @value_transform("date")
 def to_date(value: str) -> str | None:
     """FHIR ``date``: ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` (time dropped)."""
-    m = _match(value)
-    if m is None:
-        return None
-    out = m["y"]
-    if m["mo"]:
-        out += "-" + m["mo"]
-        if m["d"]:
-            out += "-" + m["d"]
-    return out
+    parts = _match(value)
+    return None if parts is None else _date(parts)
 
 
 @value_transform("datetime")
 def to_datetime(value: str) -> str | None:
     """FHIR ``dateTime`` keeping the sender's precision down to the day."""
-    m = _match(value)
-    if m is None:
+    parts = _match(value)
+    if parts is None:
         return None
-    if not m["h"] or not m["d"]:
-        return to_date(value)
-    return _with_time(m)
+    if not parts[3] or not parts[2]:
+        return _date(parts)
+    return _with_time(parts)
 
 
 @value_transform("instant")
 def to_instant(value: str) -> str | None:
     """FHIR ``instant``: needs a full time; partial dates are padded to midnight."""
-    m = _match(value)
-    if m is None:
+    parts = _match(value)
+    if parts is None:
         return None
-    if m["h"] and m["d"]:
-        return _with_time(m)
-    date = f"{m['y']}-{m['mo'] or '01'}-{m['d'] or '01'}"
-    return f"{date}T00:00:00{_zone(m, date)}"
+    if parts[3] and parts[2]:
+        return _with_time(parts)
+    y, mo, d = parts[0], parts[1] or "01", parts[2] or "01"
+    return f"{y}-{mo}-{d}T00:00:00{_zone(parts[7], y, mo, d, 0)}"
 
 
-def _with_time(m: re.Match[str]) -> str:
-    date = f"{m['y']}-{m['mo']}-{m['d']}"
-    time = f"{m['h']}:{m['mi'] or '00'}:{m['s'] or '00'}"
-    if m["f"]:
-        time += "." + m["f"]
-    return f"{date}T{time}{_zone(m, date, int(m['h']))}"
+def _with_time(parts: _Parts) -> str:
+    y, mo, d, h, mi, s, f, tz = parts
+    assert mo is not None and d is not None and h is not None  # the callers checked day and hour
+    fraction = "." + f if f else ""
+    return f"{y}-{mo}-{d}T{h}:{mi or '00'}:{s or '00'}{fraction}{_zone(tz, y, mo, d, int(h))}"
 
 
-def _zone(m: re.Match[str], date: str, hour: int = 0) -> str:
-    tz = m["tz"]
+def _zone(tz: str | None, y: str, mo: str, d: str, hour: int) -> str:
     if tz == "Z":
         return "Z"
     if tz:
         hh, mm = int(tz[1:3]), int(tz[3:5])
         if hh <= 14 and mm < 60:
             return f"{tz[0]}{tz[1:3]}:{tz[3:5]}"
-    y, mo, d = (int(p) for p in date.split("-"))
     try:
-        return _local_offset(y, mo, d, hour)
+        return _local_offset(int(y), int(mo), int(d), hour)
     except ValueError:
         return "Z"
