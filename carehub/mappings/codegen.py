@@ -97,9 +97,50 @@ def _emit_text_leaf(src: _Source, indent: int, leaf: Callable[[str], Any], targe
 
 
 def _emit_produce(src: _Source, indent: int, producer: str, args: str, target: str, path: str) -> None:
-    src.emit(indent, f"value = {producer}({args})")
+    _emit_value(src, indent, f"{producer}({args})", target, path)
+
+
+def _emit_value(src: _Source, indent: int, expression: str, target: str, path: str) -> None:
+    """``target`` <- the value of ``expression`` at ``path``, unless it is None or an empty str, dict or list."""
+    src.emit(indent, f"value = {expression}")
     src.emit(indent, "if value is not None and (value or not isinstance(value, (str, dict, list))):")
     _emit_set(src, indent + 1, target, path, "value")
+
+
+_LITERALS = (str, int, bool, type(None))
+
+
+def _literal(src: _Source, value: Any) -> str:
+    """Source of an expression building a fresh copy of the constant ``value`` (a dict or list literal is
+    built anew each time it is evaluated, so a written constant is never shared between resources)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(src, k)}: {_literal(src, v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(src, v) for v in value) + "]"
+    if type(value) in _LITERALS:
+        return repr(value)
+    return src.bind(value, "const")  # any other YAML scalar (a float, a date): immutable, shared as it is
+
+
+def compile_constant(value: Any) -> Producer:
+    """A producer answering a fresh copy of ``value`` whatever its input (``const:`` under ``create:``)."""
+    src = _Source()
+    src.emit(0, "def const(parts, child, ctx):")
+    src.emit(1, f"return {_literal(src, value)}")
+    produce: Producer = src.build("const", "const")
+    return produce
+
+
+def _input_free(src: _Source, spec: dict[str, Any]) -> str | None:
+    """The expression of a rule whose value does not read its input (``const``, ``ref``), inlined in the
+    generated code; None for every other rule (and for those two under ``create``)."""
+    if "create" in spec:
+        return None
+    if "const" in spec:
+        return _literal(src, spec["const"])
+    if "ref" in spec:
+        return f"ctx.reference({spec['ref']!r})"
+    return None
 
 
 def compile_map(name: str, specs: list[dict[str, Any]], datatypes: DatatypeLookup, loc: list[str | int]) -> DatatypeMap:
@@ -128,11 +169,15 @@ def compile_map(name: str, specs: list[dict[str, Any]], datatypes: DatatypeLooku
             src.emit(indent + 1, "raw = raw.split(child, 1)[0]")
             _emit_text_leaf(src, indent, leaf, "out", spec["path"])
             continue
-        producer = src.bind(_producer(spec, datatypes, rule_loc), "produce")
         when = compile_when(spec.get("when"), in_segment=False)
         if when is not None:
             src.emit(indent, f"if {src.bind(when, 'when')}(parts, child, ctx):")
             indent += 1
+        expression = None if component else _input_free(src, spec)
+        if expression is not None:
+            _emit_value(src, indent, expression, "out", spec["path"])
+            continue
+        producer = src.bind(_producer(spec, datatypes, rule_loc), "produce")
         if component:
             src.emit(indent, f"inner, inner_child = narrow(parts, child, ctx, {component}, {spec.get('sub', 0)})")
             _emit_produce(src, indent, producer, "inner, inner_child, ctx", "out", spec["path"])
@@ -144,7 +189,9 @@ def compile_map(name: str, specs: list[dict[str, Any]], datatypes: DatatypeLooku
 
 
 def _producer(spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int]) -> Producer:
-    return compile_producer(spec, datatypes, loc, lambda specs, where: compile_map("inline", specs, datatypes, where))
+    return compile_producer(
+        spec, datatypes, loc, lambda specs, where: compile_map("inline", specs, datatypes, where), compile_constant
+    )
 
 
 def _emit_split_repetition(src: _Source, indent: int, field: int) -> None:
@@ -194,11 +241,15 @@ def _emit_segment_rule(src: _Source, spec: dict[str, Any], datatypes: DatatypeLo
         src.emit(indent + 1, "raw = raw.split(sub, 1)[0]")
         _emit_text_leaf(src, indent, leaf, "target", spec["path"])
         return
-    producer = src.bind(_producer(spec, datatypes, loc), "produce")
     when = compile_when(spec.get("when"), in_segment=True)
     if when is not None:
         src.emit(indent, f"if {src.bind(when, 'when')}(seg, ctx):")
         indent += 1
+    expression = None if field else _input_free(src, spec)
+    if expression is not None:
+        _emit_value(src, indent, expression, "target", spec["path"])
+        return
+    producer = src.bind(_producer(spec, datatypes, loc), "produce")
     if not field:
         # The whole segment is a composite whose components are its fields.
         _emit_produce(src, indent, producer, "fields[1:], comp, ctx", "target", spec["path"])

@@ -35,7 +35,6 @@ Parts = list[str]
 Input = tuple[Parts, "str | None"]
 Producer = Callable[[Parts, "str | None", BuildContext], Any]
 Selector = Callable[[Parts, "str | None", BuildContext], list[Input]]
-SegmentSelector = Callable[[Segment, BuildContext], list[Input]]
 Setter = Callable[[dict[str, Any], Any], None]
 Predicate = Callable[[Parts, "str | None", BuildContext], bool]
 
@@ -92,29 +91,20 @@ def part_selector(component: int, sub: int) -> Selector:
     return select
 
 
-def field_selector(field: int, repeat: bool, component: int, sub: int) -> SegmentSelector:
-    """Inputs from a segment field: each repetition (or the first), split to components."""
-
-    def select(seg: Segment, ctx: BuildContext) -> list[Input]:
-        fields = seg.fields
-        raw = fields[field] if field < len(fields) else ""
-        if not raw or raw == '""':
-            return []
-        if seg.name == "MSH" and field <= 2:
-            reps = [raw]
-        elif repeat:
-            reps = raw.split(ctx.rep) if ctx.rep in raw else [raw]
-        else:
-            reps = [raw.split(ctx.rep, 1)[0]] if ctx.rep in raw else [raw]
-        out: list[Input] = []
-        for rep in reps:
-            if not rep:
-                continue
-            parts = rep.split(ctx.comp) if ctx.comp in rep else [rep]
-            out.append(narrow(parts, ctx.sub, ctx, component, sub) if component else (parts, ctx.sub))
-        return out
-
-    return select
+def field_input(seg: Segment, ctx: BuildContext, field: int, component: int, sub: int) -> Input | None:
+    """The first repetition of a segment field (MSH-1 and MSH-2 whole), split to components and narrowed
+    to ``component``/``sub`` (0: all of them); None when the field or that repetition is empty or ``""``."""
+    fields = seg.fields
+    raw = fields[field] if field < len(fields) else ""
+    if not raw or raw == '""':
+        return None
+    rep = ctx.rep
+    if rep in raw and (field > 2 or seg.name != "MSH"):
+        raw = raw.split(rep, 1)[0]
+        if not raw:
+            return None
+    parts = raw.split(ctx.comp) if ctx.comp in raw else [raw]
+    return narrow(parts, ctx.sub, ctx, component, sub) if component else (parts, ctx.sub)
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -125,21 +115,6 @@ def _scalar(parts: Parts, child: str | None, ctx: BuildContext) -> str | None:
     if child is not None and child in first:
         first = first.split(child, 1)[0]
     return ctx.text(first)
-
-
-def _cloner(value: Any) -> Callable[[], Any]:
-    """A function returning a fresh deep copy of the JSON constant ``value`` (built once)."""
-    if isinstance(value, dict):
-        if not any(isinstance(v, dict | list) for v in value.values()):
-            return value.copy
-        items = [(k, _cloner(v)) for k, v in value.items()]
-        return lambda: {k: make() for k, make in items}
-    if isinstance(value, list):
-        if not any(isinstance(v, dict | list) for v in value):
-            return value.copy
-        makers = [_cloner(v) for v in value]
-        return lambda: [make() for make in makers]
-    return lambda: value
 
 
 def _clean(parts: Parts, child: str | None, ctx: BuildContext) -> list[str]:
@@ -244,20 +219,17 @@ def is_pure(spec: dict[str, Any], datatypes: DatatypeLookup) -> bool:
 
 
 InlineMap = Callable[[list[dict[str, Any]], list[str | int]], DatatypeMap]
+Constant = Callable[[Any], Producer]
 
 
 def compile_producer(
-    spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int], inline_map: InlineMap
+    spec: dict[str, Any], datatypes: DatatypeLookup, loc: list[str | int], inline_map: InlineMap, constant: Constant
 ) -> Producer:
-    """The value of a rule; ``inline_map(rules, loc)`` compiles a ``map:`` (``codegen.compile_map``)."""
+    """The value of a rule; ``inline_map(rules, loc)`` compiles a ``map:`` and ``constant(value)`` a ``const:``
+    (``codegen.compile_map`` and ``codegen.compile_constant``: a fresh copy of the value on every call)."""
     produce: Producer
     if "const" in spec:
-        constant = spec["const"]
-        if isinstance(constant, dict | list):
-            fresh = _cloner(constant)
-            produce = lambda parts, child, ctx: fresh()  # noqa: E731
-        else:
-            produce = lambda parts, child, ctx: constant  # noqa: E731
+        produce = constant(spec["const"])
     elif "ref" in spec:
         produce = _ref_producer(spec["ref"])
     elif "datatype" in spec:
@@ -300,11 +272,11 @@ def compile_when(spec: dict[str, Any] | list[dict[str, Any]] | None, in_segment:
         return hit != negate
 
     if in_segment:
-        select_seg = field_selector(spec["field"], False, spec.get("component", 1), spec.get("sub", 0))
+        field, at, at_sub = spec["field"], spec.get("component", 1), spec.get("sub", 0)
 
         def seg_pred(seg: Segment, ctx: BuildContext) -> bool:
-            inputs = select_seg(seg, ctx)
-            return test(_scalar(*inputs[0], ctx) if inputs else None)
+            found = field_input(seg, ctx, field, at, at_sub)
+            return test(_scalar(*found, ctx) if found is not None else None)
 
         return seg_pred
     component, sub = spec.get("component", 0), spec.get("sub", 0)

@@ -24,7 +24,7 @@ from carehub.adapters.hl7.tokenizer import Segment
 from carehub.core.errors import ConfigError
 from carehub.mappings import ids
 from carehub.mappings.codegen import SectionFn, compile_map, compile_section
-from carehub.mappings.compiler import DatatypeMap, MappingSpecError, field_selector
+from carehub.mappings.compiler import DatatypeMap, MappingSpecError, field_input
 from carehub.mappings.context import BuildContext
 from carehub.mappings.loader import MAPPINGS_DIR, line_of, load_mapping_file
 
@@ -110,23 +110,18 @@ def _id_fn(spec: Any, resource_type: str) -> IdFn:
     if isinstance(spec, str):
         known = spec.capitalize()
         return lambda seg, ctx: ctx.ids[known]
-    selectors = []
+    keys = []
     for key in spec.get("keys", []):
         nums = [int(n) for n in str(key).split(".")]
         nums += [0] * (3 - len(nums))
-        selectors.append((nums[0], field_selector(nums[0], False, nums[1], nums[2])))
+        keys.append((nums[0], nums[1], nums[2]))
     scope = spec.get("scope", "patient")
 
     def make(seg: Segment, ctx: BuildContext) -> str:
         values = []
-        fields = seg.fields
-        size = len(fields)
-        for field_no, select in selectors:
-            if field_no >= size or not fields[field_no]:
-                values.append("")  # what the selector answers for an empty field, without the call
-                continue
-            inputs = select(seg, ctx)
-            values.append("^".join(inputs[0][0]) if inputs else "")
+        for field_no, component, sub in keys:
+            found = field_input(seg, ctx, field_no, component, sub)
+            values.append("^".join(found[0]) if found is not None else "")
         if not any(values):
             values = [ctx.message_key, str(seg.index)]
         if scope == "message":
