@@ -6,8 +6,9 @@ rule is a block of straight-line code inside it (read the field or component, sp
 transform, write at the path), so a message costs one call per section and per composite value
 instead of a chain of closures per rule (input selector, producer, setter). What a block calls is
 bound by name in the function's namespace: transforms, code-table lookups, conditions
-(``compiler.compile_when``), producers that are not composites (``compiler.compile_producer``),
-nested composite builders and setters with a dotted path.
+(``compiler.compile_when``), producers that are not composites (``compiler.compile_producer``)
+and nested composite builders. Constants (``const``, as a literal built anew each time), references
+(``ref``) and the write at a path, dotted or not, are code in the block itself.
 
 The semantics are those of the rules as ``compiler`` documents them; tests/mappings (golden
 bundles and the corpus) pin the output.
@@ -25,7 +26,6 @@ from carehub.mappings.compiler import (
     DatatypeMap,
     Producer,
     compile_producer,
-    compile_setter,
     compile_when,
     is_pure,
     leaf_of,
@@ -62,20 +62,28 @@ class _Source:
 
 
 def _emit_set(src: _Source, indent: int, target: str, path: str, value: str) -> None:
-    """``target`` <- ``value`` at ``path`` (``compiler.compile_setter``: first wins; ``[]`` appends)."""
+    """``target`` <- ``value`` at ``path``: ``a.b.c`` keeps the first value written (the objects on the way
+    are made when missing, or replace a value that is not an object); ``a.b.c[]`` appends, a list value
+    extends, and a reference already in the list is not added again."""
     append = path.endswith("[]")
-    keys = (path[:-2] if append else path).split(".")
-    if len(keys) > 1:
-        src.emit(indent, f"{src.bind(compile_setter(path), 'set')}({target}, {value})")
-    elif append:
-        src.emit(indent, f"found = {target}.setdefault({keys[0]!r}, [])")
+    *parents, last = (path[:-2] if append else path).split(".")
+    if parents:
+        src.emit(indent, f"node = {target}")
+        for key in parents:
+            src.emit(indent, f"step = node.get({key!r})")
+            src.emit(indent, "if not isinstance(step, dict):")
+            src.emit(indent + 1, f"step = node[{key!r}] = {{}}")
+            src.emit(indent, "node = step")
+        target = "node"
+    if append:
+        src.emit(indent, f"found = {target}.setdefault({last!r}, [])")
         src.emit(indent, f"if isinstance({value}, list):")
         src.emit(indent + 1, f"found.extend({value})")
         src.emit(indent, f"elif not (isinstance({value}, dict) and 'reference' in {value} and {value} in found):")
         src.emit(indent + 1, f"found.append({value})")
     else:
-        src.emit(indent, f"if {keys[0]!r} not in {target}:")
-        src.emit(indent + 1, f"{target}[{keys[0]!r}] = {value}")
+        src.emit(indent, f"if {last!r} not in {target}:")
+        src.emit(indent + 1, f"{target}[{last!r}] = {value}")
 
 
 def _first_wins_key(path: str) -> str | None:
@@ -100,9 +108,13 @@ def _emit_produce(src: _Source, indent: int, producer: str, args: str, target: s
     _emit_value(src, indent, f"{producer}({args})", target, path)
 
 
-def _emit_value(src: _Source, indent: int, expression: str, target: str, path: str) -> None:
-    """``target`` <- the value of ``expression`` at ``path``, unless it is None or an empty str, dict or list."""
+def _emit_value(src: _Source, indent: int, expression: str, target: str, path: str, written: bool = False) -> None:
+    """``target`` <- the value of ``expression`` at ``path``, unless it is None or an empty str, dict or list
+    (``written``: the expression is a constant known to be neither, so there is nothing to check)."""
     src.emit(indent, f"value = {expression}")
+    if written:
+        _emit_set(src, indent, target, path, "value")
+        return
     src.emit(indent, "if value is not None and (value or not isinstance(value, (str, dict, list))):")
     _emit_set(src, indent + 1, target, path, "value")
 
@@ -131,16 +143,20 @@ def compile_constant(value: Any) -> Producer:
     return produce
 
 
-def _input_free(src: _Source, spec: dict[str, Any]) -> str | None:
-    """The expression of a rule whose value does not read its input (``const``, ``ref``), inlined in the
-    generated code; None for every other rule (and for those two under ``create``)."""
+def _emit_input_free(src: _Source, indent: int, spec: dict[str, Any], target: str) -> bool:
+    """A rule whose value does not read its input (``const``, ``ref``; not under ``create``), inlined in
+    the generated code; False (nothing emitted) for every other rule."""
     if "create" in spec:
-        return None
+        return False
     if "const" in spec:
-        return _literal(src, spec["const"])
+        constant = spec["const"]
+        written = constant is not None and (bool(constant) or not isinstance(constant, str | dict | list))
+        _emit_value(src, indent, _literal(src, constant), target, spec["path"], written)
+        return True
     if "ref" in spec:
-        return f"ctx.reference({spec['ref']!r})"
-    return None
+        _emit_value(src, indent, f"ctx.reference({spec['ref']!r})", target, spec["path"])
+        return True
+    return False
 
 
 def compile_map(name: str, specs: list[dict[str, Any]], datatypes: DatatypeLookup, loc: list[str | int]) -> DatatypeMap:
@@ -173,9 +189,7 @@ def compile_map(name: str, specs: list[dict[str, Any]], datatypes: DatatypeLooku
         if when is not None:
             src.emit(indent, f"if {src.bind(when, 'when')}(parts, child, ctx):")
             indent += 1
-        expression = None if component else _input_free(src, spec)
-        if expression is not None:
-            _emit_value(src, indent, expression, "out", spec["path"])
+        if not component and _emit_input_free(src, indent, spec, "out"):
             continue
         producer = src.bind(_producer(spec, datatypes, rule_loc), "produce")
         if component:
@@ -245,9 +259,7 @@ def _emit_segment_rule(src: _Source, spec: dict[str, Any], datatypes: DatatypeLo
     if when is not None:
         src.emit(indent, f"if {src.bind(when, 'when')}(seg, ctx):")
         indent += 1
-    expression = None if field else _input_free(src, spec)
-    if expression is not None:
-        _emit_value(src, indent, expression, "target", spec["path"])
+    if not field and _emit_input_free(src, indent, spec, "target"):
         return
     producer = src.bind(_producer(spec, datatypes, loc), "produce")
     if not field:

@@ -1,4 +1,4 @@
-"""The pieces of a mapping rule (YAML data), compiled once: inputs, values, conditions, paths.
+"""The pieces of a mapping rule (YAML data), compiled once: inputs, values, conditions.
 
 A rule reads one input, produces one value, and writes it at a path:
 
@@ -12,12 +12,13 @@ A rule reads one input, produces one value, and writes it at a path:
   the plain text. ``create`` turns the value into a resource of its own and
   yields a reference to it.
 * path: ``a.b.c``; a trailing ``[]`` appends (every repetition), otherwise
-  only the first non-empty value is kept.
+  only the first non-empty value is kept. ``codegen`` writes paths (and
+  ``const``/``ref`` values) as code in the function it generates.
 
 Everything here runs at load time except the returned closures (producers,
-conditions, setters, leaves), which ``codegen`` binds into the function it
-generates for each composite map and segment section: the hot path has no
-dict lookups of rule options, no YAML, no string parsing of paths.
+conditions, leaves), which ``codegen`` binds into the function it generates
+for each composite map and segment section: the hot path has no dict lookups
+of rule options, no YAML, no string parsing of paths.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ Parts = list[str]
 Input = tuple[Parts, "str | None"]
 Producer = Callable[[Parts, "str | None", BuildContext], Any]
 Selector = Callable[[Parts, "str | None", BuildContext], list[Input]]
-Setter = Callable[[dict[str, Any], Any], None]
 Predicate = Callable[[Parts, "str | None", BuildContext], bool]
 
 
@@ -117,16 +117,6 @@ def _scalar(parts: Parts, child: str | None, ctx: BuildContext) -> str | None:
     return ctx.text(first)
 
 
-def _clean(parts: Parts, child: str | None, ctx: BuildContext) -> list[str]:
-    """``ctx.text`` of every part (its first ``child`` piece), with "" for nothing (a parts transform's input)."""
-    if child is not None:
-        parts = [p.split(child, 1)[0] if child in p else p for p in parts]
-    esc = ctx.esc
-    if esc in "".join(parts):
-        return ["" if p == '""' else (unescape(p, ctx.delimiters) if esc in p else p).strip() for p in parts]
-    return ["" if p == '""' else p.strip() for p in parts]
-
-
 def _shape_code(found: Code, shape: str, source: str) -> Any:
     if shape == "code":
         return found.code
@@ -167,7 +157,15 @@ def _transform_producer(name: str, loc: list[str | int]) -> Producer:
         return value_fn
 
     def parts_fn(parts: Parts, child: str | None, ctx: BuildContext) -> Any:
-        clean = _clean(parts, child, ctx)
+        """``fn`` of ``ctx.text`` of every part (its first ``child`` piece), with "" for nothing."""
+        joined = "".join(parts)  # one look for a delimiter or an escape in any part, which few values have
+        if child is not None and child in joined:
+            parts = [p.split(child, 1)[0] if child in p else p for p in parts]
+        esc = ctx.esc
+        if esc in joined:
+            clean = ["" if p == '""' else (unescape(p, ctx.delimiters) if esc in p else p).strip() for p in parts]
+        else:
+            clean = ["" if p == '""' else p.strip() for p in parts]
         return fn(clean) if any(clean) else None
 
     return parts_fn
@@ -260,7 +258,14 @@ def compile_when(spec: dict[str, Any] | list[dict[str, Any]] | None, in_segment:
         return None
     if isinstance(spec, list):
         tests = [t for t in (compile_when(s, in_segment) for s in spec) if t is not None]
-        return lambda *args: all(t(*args) for t in tests)
+
+        def every(*args: Any) -> bool:
+            for test in tests:  # noqa: SIM110 - all() would make a generator on every call (a hot path)
+                if not test(*args):
+                    return False
+            return True
+
+        return every
     values = {str(v).upper() for v in spec.get("in", spec.get("not_in", []))}
     negate = "not_in" in spec
     present = spec.get("present")
@@ -303,67 +308,6 @@ def _presence(index: int, wanted: bool) -> Callable[[Parts, str | None, BuildCon
         return (ctx.text(raw) is not None) == wanted
 
     return pred
-
-
-# -- paths --------------------------------------------------------------------------------------
-
-
-def _appender(parents: list[str], last: str) -> Setter:
-    def parent_of(obj: dict[str, Any]) -> dict[str, Any]:
-        for key in parents:
-            nxt = obj.get(key)
-            if not isinstance(nxt, dict):
-                nxt = obj[key] = {}
-            obj = nxt
-        return obj
-
-    def append_value(obj: dict[str, Any], value: Any) -> None:
-        target = (parent_of(obj) if parents else obj).setdefault(last, [])
-        if isinstance(value, list):
-            target.extend(value)
-        elif not (isinstance(value, dict) and "reference" in value and value in target):
-            target.append(value)
-
-    return append_value
-
-
-def compile_setter(path: str) -> Setter:
-    """Writer for ``a.b.c`` (first value wins) or ``a.b.c[]`` (append, lists extend)."""
-    append = path.endswith("[]")
-    keys = (path[:-2] if append else path).split(".")
-    *parents, last = keys
-    if append:
-        return _appender(parents, last)
-    if not parents:
-
-        def set_top(obj: dict[str, Any], value: Any) -> None:
-            if last not in obj:
-                obj[last] = value
-
-        return set_top
-    if len(parents) == 1:
-        (parent,) = parents
-
-        def set_child(obj: dict[str, Any], value: Any) -> None:
-            target = obj.get(parent)
-            if not isinstance(target, dict):
-                target = obj[parent] = {}
-            if last not in target:
-                target[last] = value
-
-        return set_child
-
-    def set_first(obj: dict[str, Any], value: Any) -> None:
-        target = obj
-        for key in parents:
-            nxt = target.get(key)
-            if not isinstance(nxt, dict):
-                nxt = target[key] = {}
-            target = nxt
-        if last not in target:
-            target[last] = value
-
-    return set_first
 
 
 # -- leaves -------------------------------------------------------------------------------------

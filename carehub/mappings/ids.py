@@ -12,7 +12,9 @@ import hashlib
 import json
 import re
 import uuid
+from functools import lru_cache
 from typing import Any
+from urllib.parse import quote as _quote
 
 import orjson
 
@@ -66,8 +68,7 @@ def event_id(sending_facility: str, control_id: str, kind: str) -> str:
     return resource_id("event", sending_facility, control_id, kind)  # = uuid5(NAMESPACE, "event|...")
 
 
+@lru_cache(maxsize=1024)
 def quote(text: str) -> str:
-    """URI-safe form of free text used inside a URN."""
-    from urllib.parse import quote as _quote
-
+    """URI-safe form of free text used inside a URN (cached: it quotes sender names, a handful per site)."""
     return _quote(text, safe="")

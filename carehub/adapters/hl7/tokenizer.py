@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from carehub.core.errors import ErrorLocation, UnreadableMessageError
 
@@ -52,6 +52,12 @@ def _read_delimiters(header: str) -> Delimiters:
     chars = field_sep + encoding
     if len(set(chars)) != len(chars) or any(c.isalnum() or c.isspace() for c in encoding):
         raise UnreadableMessageError("MSH-2 encoding characters are not distinct", ErrorLocation("MSH", 1, 2))
+    return _delimiters(field_sep, encoding)
+
+
+@lru_cache(maxsize=64)
+def _delimiters(field_sep: str, encoding: str) -> Delimiters:
+    """The Delimiters of valid MSH-1 and MSH-2 (cached: a sender uses one set, and it is immutable)."""
     # Older senders omit trailing encoding characters (e.g. "^~}" with no
     # sub-component separator); stand-ins that never occur in text keep the
     # splitting logic uniform without inventing separators the sender never used.

@@ -88,4 +88,10 @@ def hd_endpoint(parts: list[str]) -> str | None:
     if found:
         return found
     name = _part(parts, 0)
-    return "urn:carehub:application:" + quote(name, safe="") if name else None
+    return _application_urn(name) if name else None
+
+
+@lru_cache(maxsize=1024)
+def _application_urn(name: str) -> str:
+    """``urn:carehub:application:<name>`` (cached: the names of a site's sending applications)."""
+    return "urn:carehub:application:" + quote(name, safe="")
