@@ -21,7 +21,8 @@ import orjson
 NAMESPACE = uuid.UUID("6f1c7d0e-2b8a-5c43-9e1f-0a7c3b5d9e21")
 
 
-_NS_BYTES = NAMESPACE.bytes
+#: SHA-1 over the namespace, the prefix of every id's name: each id copies it and adds its name.
+_SEEDED = hashlib.sha1(NAMESPACE.bytes, usedforsecurity=False)
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 # The canonical form ids are made of: json.dumps(sort_keys=True, separators=(",", ":")), ASCII-escaped.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
@@ -33,8 +34,9 @@ _NOT_PLAIN_OUTSIDE_STRINGS = re.compile(rb"[.eEIN]|null")  # floats, NaN, Infini
 
 def resource_id(resource_type: str, *key: str) -> str:
     """UUIDv5 of ``resourceType|k1|k2...`` (RFC 4122 §4.3, without uuid.UUID's overhead)."""
-    name = (resource_type + "|" + "|".join(key)).encode("utf-8")
-    h = hashlib.sha1(_NS_BYTES + name).hexdigest()
+    digest = _SEEDED.copy()  # cheaper than a new hashlib.sha1(), which looks the digest up in OpenSSL each time
+    digest.update((resource_type + "|" + "|".join(key)).encode("utf-8"))
+    h = digest.hexdigest()
     # Version 5 in the high nibble of byte 6, RFC 4122 variant in the top bits of byte 8.
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
