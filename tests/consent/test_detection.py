@@ -19,6 +19,7 @@ from carehub.mappings.fhir import EncounterSnapshot, FhirSource, map_encounter
 from carehub.streams.consent.codes import PART2, SUD
 from carehub.streams.consent.labels import Detection, apply_labels, detect, has_label
 from carehub.streams.consent.policy import load_policy
+from carehub.streams.consent.positions import compile_patterns
 from carehub.streams.consent.sticky import Part2Status, observe, prior
 from carehub.streams.consent.valueset import builtin_sud, load_value_sets
 from tests.conftest import CONFIG, FEED
@@ -250,3 +251,13 @@ def test_labelling_an_event_again_scans_only_the_resources_it_has_not_seen() -> 
         positions.resource_findings = real  # type: ignore[assignment]
     assert scans == ["Observation"]
     assert again.sud and first.sud
+
+
+def test_text_patterns_are_one_search_unless_a_backreference_needs_its_own_groups() -> None:
+    joined = compile_patterns([r"\bdetox", r"\bopioid (use|abuse)\b"])
+    assert len(joined) == 1
+    texts = ["Detox unit", "opioid ABUSE", "opioid users", "retox"]
+    assert [joined[0].search(t) is not None for t in texts] == [True, True, False, False]
+    separate = compile_patterns([r"(a)\1", "b"])
+    assert len(separate) == 2
+    assert separate[0].search("xAA") and not separate[0].search("ab")
