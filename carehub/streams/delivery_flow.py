@@ -260,8 +260,8 @@ class DeliveryFlow:
             step.action,
         )
         if step.action == "delivered":
+            await self._track_task(d)  # the Task is in the journal before anyone is told it was delivered
             await self._announce(d, result)
-            await self._track_task(d)
             return True
         if step.action == "retry":
             await self.journal.db.run(j.hold, d)

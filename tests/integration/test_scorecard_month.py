@@ -426,7 +426,7 @@ async def play(hub: Hub, issuer: Issuer, actions: list[Action]) -> None:
                     continue
                 mrn, retired, discharged, code, status = action.task
                 key = (mrn, discharged, code)
-                for _ in range(100):  # the delivered counter moves just before the Task is journaled
+                for _ in range(100):  # the Task is journaled before the delivered counter moves; a search may still lag
                     if key in found:
                         break
                     for who in filter(None, (mrn, retired)):
