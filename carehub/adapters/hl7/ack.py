@@ -83,10 +83,13 @@ def ack_delimiters(delimiters: Delimiters | None) -> Delimiters:
     """
     if delimiters is None:
         return _STANDARD
-    chars = _chars(delimiters)
-    if all(" " < c < "\x7f" for c in chars) and len(set(chars)) == len(chars):
-        return delimiters
-    return _STANDARD
+    return delimiters if _echoable(_chars(delimiters)) else _STANDARD
+
+
+@lru_cache(maxsize=32)
+def _echoable(chars: str) -> bool:
+    """Printable ASCII and distinct (cached: a feed uses one set of delimiters, and every ACK asks)."""
+    return all(" " < c < "\x7f" for c in chars) and len(set(chars)) == len(chars)
 
 
 class _ControlIds:
@@ -136,34 +139,45 @@ def _message_type(trigger: str, version: tuple[int, ...], d: Delimiters) -> str:
     return f"ACK{d.component}{trigger}" if trigger else "ACK"
 
 
-def _msh(header: Header | None, d: Delimiters, t: _Table, control_id: str, version_text: str) -> str:
+def _msh(header: Header | None, d: Delimiters, control_id: str, version_text: str) -> str:
     """The ACK's MSH: applications and facilities swapped, version and processing id kept."""
-    version = version_key(version_text) or _DEFAULT_KEY
     if header is None:
+        before, after_time, after_id = _msh_frame(None, d, version_text)
+    else:
+        sender = (
+            header.receiving_application,
+            header.receiving_facility,
+            header.sending_application,
+            header.sending_facility,
+            header.trigger_event,
+            header.processing_id,
+        )
+        before, after_time, after_id = _msh_frame(sender, d, version_text)
+    return f"{before}{_clock.now()}{after_time}{control_id.translate(_escape_table(_chars(d)))}{after_id}"
+
+
+@lru_cache(maxsize=256)
+def _msh_frame(sender: tuple[str, ...] | None, d: Delimiters, version_text: str) -> tuple[str, str, str]:
+    """The ACK's MSH around its MSH-7 and MSH-10, escaped: the same for every message of a feed, so cached.
+
+    ``sender`` is the message's MSH-5, 6, 3, 4 (swapped into the ACK's 3-6), MSH-9.2 and MSH-11.
+    """
+    t = _escape_table(_chars(d))
+    version = version_key(version_text) or _DEFAULT_KEY
+    if sender is None:
         ends = [LOCAL_APPLICATION, "", "", ""]
         trigger, processing_id = "", "P"
     else:
-        ends = [
-            header.receiving_application.translate(t) or LOCAL_APPLICATION,
-            header.receiving_facility.translate(t),
-            header.sending_application.translate(t),
-            header.sending_facility.translate(t),
-        ]
-        trigger, processing_id = header.trigger_event.translate(t), header.processing_id.translate(t) or "P"
+        application, *others, trigger_text, processing_text = (value.translate(t) for value in sender)
+        ends = [application or LOCAL_APPLICATION, *others]
+        trigger, processing_id = trigger_text, processing_text or "P"
     encoding = d.component + d.repetition + d.escape + d.subcomponent + d.truncation
-    return d.field.join(
-        [
-            "MSH",
-            encoding,
-            *ends,
-            _clock.now(),
-            "",
-            _message_type(trigger, version, d),
-            control_id.translate(t),
-            processing_id,
-            version_text.translate(t),
-        ]
-    )
+    f = d.field
+    # MSH-1..6, then MSH-7 (now), MSH-8 (empty), MSH-9, then MSH-10 (the ACK's id), MSH-11, MSH-12.
+    before = f.join(["MSH", encoding, *ends, ""])
+    after_time = f.join(["", "", _message_type(trigger, version, d), ""])
+    after_id = f.join(["", processing_id, version_text.translate(t)])
+    return before, after_time, after_id
 
 
 def _msa(header: Header | None, code: str, error: MessageError | None, d: Delimiters, t: _Table) -> str:
@@ -212,7 +226,7 @@ def build_ack(
     t = _escape_table(_chars(d))
     version_text = header.version if header and header.version else DEFAULT_VERSION
     ack_id = control_id if control_id is not None else _control_ids.next()
-    segments = [_msh(header, d, t, ack_id, version_text), _msa(header, code, error, d, t)]
+    segments = [_msh(header, d, ack_id, version_text), _msa(header, code, error, d, t)]
     if error is not None:
         segments.append(_err(error, version_key(version_text), d, t))
     return "\r".join(segments) + "\r"

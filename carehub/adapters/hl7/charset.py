@@ -80,9 +80,9 @@ def declared_charset(raw: bytes) -> str:
     """The first repetition of MSH-18, read from the raw bytes; "" if absent."""
     # The MSH ends at the first CR or LF, whichever comes first: with LF
     # separators a later CR must not pull other segments' fields into MSH-18.
-    ends = [i for i in (raw.find(b"\r"), raw.find(b"\n")) if i != -1]
-    head = raw[: min(ends)] if ends else raw
-    text = head.decode("latin-1")
+    cr, lf = raw.find(b"\r"), raw.find(b"\n")
+    end = min(cr, lf) if cr != -1 and lf != -1 else max(cr, lf)
+    text = (raw if end == -1 else raw[:end]).decode("latin-1")
     if text.startswith("\ufeff") or text.startswith("ï»¿"):
         text = text[3:] if text.startswith("ï»¿") else text[1:]
     if len(text) < 8 or not text.startswith("MSH"):

@@ -40,13 +40,14 @@ def _hd(segment: Segment, n: int) -> str:
 
 def read_header(message: Message) -> Header:
     msh = message.msh
+    kind = msh.field(9)  # read once for its three components: this runs for every message received
     return Header(
         control_id=msh.get(10),
-        message_type=msh.get(9, 1).strip().upper(),
-        trigger_event=msh.get(9, 2).strip().upper(),
-        structure=msh.get(9, 3).strip().upper(),
-        version=msh.get(12, 1).strip(),
-        processing_id=msh.get(11, 1).strip().upper(),
+        message_type=kind.component(1).strip().upper(),
+        trigger_event=kind.component(2).strip().upper(),
+        structure=kind.component(3).strip().upper(),
+        version=msh.get(12).strip(),
+        processing_id=msh.get(11).strip().upper(),
         sending_application=_hd(msh, 3),
         sending_facility=_hd(msh, 4),
         receiving_application=_hd(msh, 5),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 from carehub.core.errors import ErrorLocation, UnreadableMessageError
 
@@ -40,11 +40,17 @@ class Delimiters:
 def _read_delimiters(header: str) -> Delimiters:
     if len(header) < 8 or not header.startswith(_HEADER_NAMES):
         raise UnreadableMessageError("message does not start with an MSH segment", ErrorLocation("MSH"))
-    field_sep = header[3]
+    end = header.find(header[3], 4)
+    return _delimiters(header if end == -1 else header[:end])
+
+
+@lru_cache(maxsize=64)
+def _delimiters(start: str) -> Delimiters:
+    """The delimiters declared by ``start`` (MSH, MSH-1, MSH-2): one feed sends the same ones, so cached."""
+    field_sep = start[3]
     if field_sep.isalnum() or field_sep in " \r\n":
         raise UnreadableMessageError("MSH-1 is not a valid field separator", ErrorLocation("MSH", 1, 1))
-    end = header.find(field_sep, 4)
-    encoding = header[4:] if end == -1 else header[4:end]
+    encoding = start[4:]
     if not 1 <= len(encoding) <= 5:
         raise UnreadableMessageError(
             f"MSH-2 must hold 4 or 5 encoding characters, found {len(encoding)}", ErrorLocation("MSH", 1, 2)
@@ -52,12 +58,6 @@ def _read_delimiters(header: str) -> Delimiters:
     chars = field_sep + encoding
     if len(set(chars)) != len(chars) or any(c.isalnum() or c.isspace() for c in encoding):
         raise UnreadableMessageError("MSH-2 encoding characters are not distinct", ErrorLocation("MSH", 1, 2))
-    return _delimiters(field_sep, encoding)
-
-
-@lru_cache(maxsize=64)
-def _delimiters(field_sep: str, encoding: str) -> Delimiters:
-    """The Delimiters of valid MSH-1 and MSH-2 (cached: a sender uses one set, and it is immutable)."""
     # Older senders omit trailing encoding characters (e.g. "^~}" with no
     # sub-component separator); stand-ins that never occur in text keep the
     # splitting logic uniform without inventing separators the sender never used.
@@ -206,7 +206,13 @@ class Segment:
 
     def get(self, n: int, comp: int = 1, sub: int = 1, rep: int = 1) -> str:
         """Unescaped value at ``n.comp.sub`` of repetition ``rep``; "" when absent."""
-        return self.field(n, rep).component(comp, sub)
+        fields = self.fields
+        raw = fields[n] if 0 < n < len(fields) else ""
+        d = self._d
+        if d.component in raw or d.repetition in raw or d.escape in raw or d.subcomponent in raw:
+            return self.field(n, rep).component(comp, sub)
+        # No delimiter and no escape in it: the field is its own first component, and nothing else.
+        return raw if comp == 1 and sub == 1 and rep == 1 else ""
 
     def __repr__(self) -> str:
         return f"Segment({self.name}, {len(self.fields) - 1} fields)"
@@ -215,17 +221,21 @@ class Segment:
 class Message:
     """A tokenized HL7v2 message."""
 
-    __slots__ = ("segments", "delimiters", "__dict__")
+    __slots__ = ("segments", "delimiters", "_index")
 
     def __init__(self, segments: list[Segment], delimiters: Delimiters) -> None:
         self.segments = segments
         self.delimiters = delimiters
+        self._index: dict[str, list[Segment]] | None = None
 
-    @cached_property
+    @property
     def _by_name(self) -> dict[str, list[Segment]]:
-        index: dict[str, list[Segment]] = {}
-        for seg in self.segments:
-            index.setdefault(seg.name, []).append(seg)
+        """Segments by name, built on first use (not a cached_property: Python 3.11's takes a lock each read)."""
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for seg in self.segments:
+                index.setdefault(seg.name, []).append(seg)
         return index
 
     @property
@@ -253,12 +263,16 @@ def split_segments(text: str) -> list[str]:
     return [s for s in lines if s and not s.isspace()]
 
 
-def parse_message(text: str) -> Message:
+def parse_message(text: str, only: frozenset[str] | None = None) -> Message:
     """Tokenize ``text``. Raises UnreadableMessageError when MSH cannot be read.
 
     Lines that do not look like segments (no three-character name) are kept
     as segments named by their first three characters only if they have a
     valid name; others are reported as segment sequence errors.
+
+    ``only``: every line is still checked, but only the first MSH and the segments
+    named here are built and kept (ingest reads MSH, EVN and PID of a message it
+    stores whole); ``Segment.index`` stays the line's place in the whole message.
     """
     lines = split_segments(text.lstrip())
     if not lines:
@@ -272,5 +286,6 @@ def parse_message(text: str) -> Message:
             raise UnreadableMessageError(
                 f"segment {index + 1} has no valid segment name", ErrorLocation(name or "?", index + 1)
             )
-        segments.append(Segment(name, line, d, index))
+        if only is None or index == 0 or name in only:
+            segments.append(Segment(name, line, d, index))
     return Message(segments, d)

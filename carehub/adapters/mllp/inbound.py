@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: Echoed codes are cut to this length in error texts and logs.
 _SHOWN = 20
+#: The segments ingest reads (header, v2.1-style trigger, patient key); the rest is stored unread.
+_READ = frozenset({"MSH", "EVN", "PID"})
 #: Message types whose every message concerns one patient, so PID-3 is required.
 _PATIENT_TYPES = frozenset({"ADT"})
 #: Room kept below the record limit for what normalize adds after conversion (labels, receipt).
@@ -196,7 +198,7 @@ class InboundHandler:
         try:
             if decoding.error is not None:
                 raise decoding.error
-            message = parse_message(decoding.text)
+            message = parse_message(decoding.text, _READ)
             ctx.header, ctx.delimiters = read_header(message), message.delimiters
             record = self._admit(payload, message, ctx.header, decoding.codec, receipt, received_at)
             ctx.trusted = True  # type, version and processing id passed: MSH-9/10 are in place
