@@ -132,17 +132,17 @@ _control_ids = _ControlIds()
 _clock = _Clock()
 
 
-def _message_type(trigger: str, version: tuple[int, ...], d: Delimiters) -> str:
+def _message_type(trigger: str, version: tuple[int, ...], component: str) -> str:
     """``ACK^<trigger>^ACK`` from v2.3.1 (MSG.3 exists), ``ACK^<trigger>`` before."""
     if version >= _STRUCTURE_FROM:
-        return f"ACK{d.component}{trigger}{d.component}ACK"
-    return f"ACK{d.component}{trigger}" if trigger else "ACK"
+        return f"ACK{component}{trigger}{component}ACK"
+    return f"ACK{component}{trigger}" if trigger else "ACK"
 
 
-def _msh(header: Header | None, d: Delimiters, control_id: str, version_text: str) -> str:
+def _msh(header: Header | None, chars: str, t: _Table, control_id: str, version_text: str) -> str:
     """The ACK's MSH: applications and facilities swapped, version and processing id kept."""
     if header is None:
-        before, after_time, after_id = _msh_frame(None, d, version_text)
+        before, after_time, after_id = _msh_frame(None, chars, version_text)
     else:
         sender = (
             header.receiving_application,
@@ -152,17 +152,18 @@ def _msh(header: Header | None, d: Delimiters, control_id: str, version_text: st
             header.trigger_event,
             header.processing_id,
         )
-        before, after_time, after_id = _msh_frame(sender, d, version_text)
-    return f"{before}{_clock.now()}{after_time}{control_id.translate(_escape_table(_chars(d)))}{after_id}"
+        before, after_time, after_id = _msh_frame(sender, chars, version_text)
+    return f"{before}{_clock.now()}{after_time}{control_id.translate(t)}{after_id}"
 
 
 @lru_cache(maxsize=256)
-def _msh_frame(sender: tuple[str, ...] | None, d: Delimiters, version_text: str) -> tuple[str, str, str]:
+def _msh_frame(sender: tuple[str, ...] | None, chars: str, version_text: str) -> tuple[str, str, str]:
     """The ACK's MSH around its MSH-7 and MSH-10, escaped: the same for every message of a feed, so cached.
 
-    ``sender`` is the message's MSH-5, 6, 3, 4 (swapped into the ACK's 3-6), MSH-9.2 and MSH-11.
+    ``sender`` is the message's MSH-5, 6, 3, 4 (swapped into the ACK's 3-6), MSH-9.2 and MSH-11;
+    ``chars`` the ACK's field separator and encoding characters (``_chars``).
     """
-    t = _escape_table(_chars(d))
+    t = _escape_table(chars)
     version = version_key(version_text) or _DEFAULT_KEY
     if sender is None:
         ends = [LOCAL_APPLICATION, "", "", ""]
@@ -171,11 +172,10 @@ def _msh_frame(sender: tuple[str, ...] | None, d: Delimiters, version_text: str)
         application, *others, trigger_text, processing_text = (value.translate(t) for value in sender)
         ends = [application or LOCAL_APPLICATION, *others]
         trigger, processing_id = trigger_text, processing_text or "P"
-    encoding = d.component + d.repetition + d.escape + d.subcomponent + d.truncation
-    f = d.field
+    f, encoding = chars[0], chars[1:]
     # MSH-1..6, then MSH-7 (now), MSH-8 (empty), MSH-9, then MSH-10 (the ACK's id), MSH-11, MSH-12.
     before = f.join(["MSH", encoding, *ends, ""])
-    after_time = f.join(["", "", _message_type(trigger, version, d), ""])
+    after_time = f.join(["", "", _message_type(trigger, version, chars[1]), ""])
     after_id = f.join(["", processing_id, version_text.translate(t)])
     return before, after_time, after_id
 
@@ -223,10 +223,11 @@ def build_ack(
     if code not in ACK_CODES:
         raise ValueError(f"not an original-mode ACK code: {code!r}")
     d = ack_delimiters(delimiters)
-    t = _escape_table(_chars(d))
+    chars = _chars(d)
+    t = _escape_table(chars)
     version_text = header.version if header and header.version else DEFAULT_VERSION
     ack_id = control_id if control_id is not None else _control_ids.next()
-    segments = [_msh(header, d, ack_id, version_text), _msa(header, code, error, d, t)]
+    segments = [_msh(header, chars, t, ack_id, version_text), _msa(header, code, error, d, t)]
     if error is not None:
         segments.append(_err(error, version_key(version_text), d, t))
     return "\r".join(segments) + "\r"

@@ -253,6 +253,12 @@ class Message:
         return [s.name for s in self.segments]
 
 
+@lru_cache(maxsize=1024)
+def _is_segment_name(name: str) -> bool:
+    """Three characters, a letter then letters or digits (cached: a feed uses a few dozen names)."""
+    return _SEGMENT_NAME.match(name) is not None
+
+
 def split_segments(text: str) -> list[str]:
     """Segment strings of ``text``: BOM and blank lines dropped, CR/LF/CRLF accepted."""
     if text.startswith("\ufeff"):
@@ -282,7 +288,7 @@ def parse_message(text: str, only: frozenset[str] | None = None) -> Message:
     field_sep = d.field
     for index, line in enumerate(lines):
         name = line[:3]
-        if not _SEGMENT_NAME.match(name) or (len(line) > 3 and line[3] != field_sep):
+        if not _is_segment_name(name) or (len(line) > 3 and line[3] != field_sep):
             raise UnreadableMessageError(
                 f"segment {index + 1} has no valid segment name", ErrorLocation(name or "?", index + 1)
             )
