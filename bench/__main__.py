@@ -25,7 +25,7 @@ from aiohttp import web
 
 from bench.procs import carehub_process, load, percentile, stream_worker
 from bench.reference import ReferenceServer
-from bench.rss import rss_line, rss_mb
+from bench.rss import cpu_seconds, rss_line, rss_mb
 from carehub import loop
 from carehub.broker import EmbeddedBroker
 from carehub.core.settings import HTTPSettings, KafkaSettings, Settings
@@ -55,9 +55,10 @@ def ingest_line(label: str, result: dict[str, Any]) -> str:
     n = len(result["latency"])
     ms = [x * 1000 for x in result["latency"]]
     ok = int(sum(result["codes"]))
+    cpu = "".join(f"   {name} {seconds / n * 1e6:4.0f} us" for name, seconds in result.get("cpu", {}).items())
     return (
         f"  {label:<50} {n / result['elapsed']:>8,.0f} msgs/s   ACK p50 {percentile(ms, 0.5):6.2f} ms"
-        f"   p99 {percentile(ms, 0.99):6.2f} ms   ({ok}/{n} AA)"
+        f"   p99 {percentile(ms, 0.99):6.2f} ms   ({ok}/{n} AA){cpu}"
     )
 
 
@@ -83,22 +84,28 @@ def bench_settings(config_dir: Path, bootstrap: str, prefix: str) -> Settings:
     return replace(s, mllp=replace(s.mllp, port=0), http=HTTPSettings("127.0.0.1", 0))
 
 
-async def bench_ingest(bootstrap: str, config_dir: Path, quick: bool) -> list[str]:
+async def bench_ingest(bootstrap: str, config_dir: Path, quick: bool, broker_pid: int | None = None) -> list[str]:
     """The naive reference, carehub's ingest in this process, and ``carehub run --role ingest`` (deployed).
 
     The three take turns on the same broker, and the reference runs again at the end, so a drift in
-    the machine's load shows up as two different reference figures rather than as a ratio.
+    the machine's load shows up as two different reference figures rather than as a ratio. Each line
+    also gives the CPU time per message of the process that answered (the reference and the
+    in-process ingest: this process) and of the broker: on a shared machine rates swing 2x, CPU per
+    message much less.
     """
     n1, n8 = (1000, 4000) if quick else (3000, 12000)
     lines = ["ingest-to-ACK (MLLP in, acks=all write, ACK out; stop-and-wait clients in another process)"]
     ensure_topics(bootstrap, ["bench.ref"], 4)
     results: dict[str, dict[int, dict[str, Any]]] = {}
 
-    async def measure(label: str, port: int, tag: str) -> None:
+    async def measure(label: str, port: int, tag: str, server_pid: int) -> None:
         await load(port, 1, 200, 0, "W")
         results.setdefault(label, {})
+        pids = {"server CPU": server_pid, **({"broker": broker_pid} if broker_pid is not None else {})}
         for connections, count, first in ((1, n1, 0), (8, n8, n1)):
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             result = await load(port, connections, count, 0, tag, first)
+            result["cpu"] = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
             results[label][connections] = result
             lines.append(ingest_line(f"{label}, {connections} connection{'s' if connections > 1 else ''}", result))
 
@@ -106,14 +113,14 @@ async def bench_ingest(bootstrap: str, config_dir: Path, quick: bool) -> list[st
         reference = ReferenceServer(bootstrap, "bench.ref")
         await reference.start()
         try:
-            await measure(label, reference.port, "R")
+            await measure(label, reference.port, "R", os.getpid())
         finally:
             await reference.stop()
 
     await reference_run("naive reference")
     deployed, port = await carehub_process("ingest", config_dir, bootstrap, "bench.ingest.", 0)
     try:
-        await measure("carehub run --role ingest", port, "D")
+        await measure("carehub run --role ingest", port, "D", deployed.pid)
         lines.append(rss_line("RSS after the 8-connection run", {"ingest process": deployed.pid}))
     finally:
         deployed.terminate()
@@ -121,7 +128,7 @@ async def bench_ingest(bootstrap: str, config_dir: Path, quick: bool) -> list[st
     hub = Hub(bench_settings(config_dir, bootstrap, "bench.ingest."), roles=("ingest",))
     await hub.start()
     try:
-        await measure("carehub ingest in the bench process", hub.mllp_port, "I")
+        await measure("carehub ingest in the bench process", hub.mllp_port, "I", os.getpid())
     finally:
         await hub.stop()
     await reference_run("naive reference, again")
@@ -129,6 +136,10 @@ async def bench_ingest(bootstrap: str, config_dir: Path, quick: bool) -> list[st
     def rate(label: str, connections: int) -> float:
         result = results[label][connections]
         return len(result["latency"]) / float(result["elapsed"])
+
+    def server_cpu(label: str, connections: int) -> float:
+        result = results[label][connections]
+        return float(result["cpu"]["server CPU"]) / len(result["latency"])
 
     lines.append("  ingest-to-ACK / naive reference (the mean of its runs before and after; target >= 0.9x):")
     for connections in (1, 8):
@@ -138,6 +149,14 @@ async def bench_ingest(bootstrap: str, config_dir: Path, quick: bool) -> list[st
             f"    {connections} connection{'s' if connections > 1 else ' '}: deployed {deployed_ratio:.2f}x "
             f"({'met' if deployed_ratio >= 0.9 else 'NOT met'}), in-process "
             f"{rate('carehub ingest in the bench process', connections) / ref:.2f}x, reference {ref:,.0f} msgs/s"
+        )
+    lines.append("  server CPU per message, carehub run --role ingest / naive reference (the mean of its runs):")
+    for connections in (1, 8):
+        ref_cpu = (server_cpu("naive reference", connections) + server_cpu("naive reference, again", connections)) / 2
+        deployed_cpu = server_cpu("carehub run --role ingest", connections)
+        lines.append(
+            f"    {connections} connection{'s' if connections > 1 else ' '}: {deployed_cpu * 1e6:.0f} us / "
+            f"{ref_cpu * 1e6:.0f} us = {deployed_cpu / ref_cpu:.2f}x"
         )
     return lines
 
@@ -256,7 +275,7 @@ async def main(args: argparse.Namespace) -> None:
 
             print("\n".join(await bench_consumers(broker.bootstrap, args.quick)), flush=True)
         if "ingest" in sections:
-            print("\n".join(await bench_ingest(broker.bootstrap, config_dir, args.quick)), flush=True)
+            print("\n".join(await bench_ingest(broker.bootstrap, config_dir, args.quick, broker.pid)), flush=True)
         if "e2e" in sections:
             from bench.e2e import bench_e2e
 
