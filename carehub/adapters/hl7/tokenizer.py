@@ -206,8 +206,7 @@ class Segment:
 
     def get(self, n: int, comp: int = 1, sub: int = 1, rep: int = 1) -> str:
         """Unescaped value at ``n.comp.sub`` of repetition ``rep``; "" when absent."""
-        fields = self.fields
-        raw = fields[n] if 0 < n < len(fields) else ""
+        raw = self.raw(n)
         d = self._d
         if d.component in raw or d.repetition in raw or d.escape in raw or d.subcomponent in raw:
             return self.field(n, rep).component(comp, sub)
