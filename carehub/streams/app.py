@@ -65,9 +65,15 @@ def stage_groups(app_id: str) -> list[str]:
 
 
 def producer_options(bootstrap: str, kafka: KafkaSettings, security: KafkaSecurity) -> dict[str, Any]:
-    """The worker's producer: every output acknowledged by all in-sync replicas before a stage commits."""
+    """The worker's producer: every output acknowledged by all in-sync replicas before a stage commits.
+
+    A partition's batch holds up to a record limit of records (``max_batch_size``; aiokafka's default is
+    16 KB): with less, a second delivery (10-25 KB) for the same partition waited for the first's batch to
+    leave, and the producer keeps one request in flight per broker, so a stage's sends queued behind broker
+    round trips (docs/benchmarks.md)."""
     return dict(bootstrap_servers=bootstrap, acks="all", max_request_size=kafka.max_record_bytes,
-                linger_ms=kafka.linger_ms, **security.aiokafka())  # fmt: skip
+                max_batch_size=kafka.max_record_bytes, linger_ms=kafka.linger_ms,
+                **security.aiokafka())  # fmt: skip
 
 
 class StreamWorker:
