@@ -232,6 +232,15 @@ class Database:
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking journal call on the journal thread; it returns once its group has committed."""
+        return await self.submit(fn, *args, **kwargs)
+
+    def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
+        """Queue a journal call now; the future resolves once its group has committed.
+
+        Calls run in the order they were queued, so a caller that queues several before awaiting any
+        (a stage batch) gets one group of them instead of a round trip each, and each call still sees
+        what the calls queued before it wrote.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._calls.put(_Call(lambda: fn(*args, **kwargs), loop, future))
@@ -240,7 +249,7 @@ class Database:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._serve, name="journal", daemon=True)
                     self._thread.start()
-        return await future
+        return future
 
     def _serve(self) -> None:
         while True:

@@ -131,3 +131,42 @@ async def test_calls_queued_together_commit_as_one_group_and_a_failing_call_is_r
     assert isinstance(results[2], RuntimeError)
     assert [journal.outcome_status(delivery(n).delivery_id) for n in (1, 2, 3)] == ["delivered"] * 3
     assert journal.outcome_status(delivery(99).delivery_id) is None, "the failed call's write was rolled back"
+
+
+async def test_submitted_calls_run_in_order_as_one_group_and_resolve_after_its_commit(journal: Journal) -> None:
+    """``Database.submit`` queues a call at once (a stage queues a chunk's writes before awaiting any): each
+    call sees what the calls queued before it wrote, and none is reported done before the whole group's
+    COMMIT (the route and careplan stages send an event's outputs only once its writes resolved)."""
+    import asyncio
+    import threading
+    import time
+
+    gate = threading.Event()
+    ready = threading.Event()
+    finished: dict[str, float] = {}
+
+    def block() -> None:
+        ready.set()
+        gate.wait(10)
+
+    def write(n: int) -> None:
+        journal.record_outcome(outcome(delivery(n), "delivered", 1, "", 200))
+        finished[f"write {n}"] = time.monotonic()
+
+    def read_then_linger() -> str | None:
+        seen = journal.outcome_status(delivery(1).delivery_id)  # the write queued before this one
+        time.sleep(0.2)
+        finished["last call"] = time.monotonic()
+        return seen
+
+    blocker = journal.db.submit(block)
+    await asyncio.to_thread(ready.wait, 10)
+    first, second = journal.db.submit(write, 1), journal.db.submit(read_then_linger)
+    resolved: dict[str, float] = {}
+    first.add_done_callback(lambda _: resolved.setdefault("first", time.monotonic()))
+    gate.set()
+    await blocker
+    assert await second == "delivered", "a submitted call sees the writes of the calls queued before it"
+    await first
+    assert resolved["first"] >= finished["last call"], "the first write resolved only with its group's COMMIT"
+    assert journal.outcome_status(delivery(1).delivery_id) == "delivered"

@@ -7,8 +7,13 @@ it the ``visits-seen`` store (streams.dedup) and, with Part 2 programs, the
 ``part2-status`` store. All three are streams.store tables on compacted topics
 (provisioned by the hub), recovered when a partition is assigned.
 
-A batch is routed in order; its state changes are staged, its outputs
-(AuditEvents, deliveries, dead letters) sent. Then, in this order: the
+A batch is routed in order, in chunks of ``CHUNK`` events: each event of a
+chunk is decided and its journal writes (care facts, the discharge's CarePlan)
+queued, then, in the same order, each event's outputs (AuditEvents,
+deliveries, dead letters) are sent once its writes have committed. So the
+journal writes of a chunk are one group commit instead of a round trip per
+event, and no event's outputs leave before its writes are in the journal.
+Its state changes are staged. Then, in this order: the
 outputs are acknowledged, the state changes are applied and sent to their
 changelogs and acknowledged, the offsets are committed (streams.stage). So
 neither the changelog nor the committed offset is ever ahead of the outputs:
@@ -18,8 +23,10 @@ before it, and the deliveries come out again with the same idempotency keys.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,6 +34,8 @@ from aiokafka.structs import ConsumerRecord
 
 from carehub.core.clock import now_iso
 from carehub.core.records import CareEvent, Delivery, JSONObject
+from carehub.journal import Journal
+from carehub.journal.carefacts import Cancel, CareFact, FactTask
 from carehub.streams.agents import part2_status, visit_once
 from carehub.streams.agents.part2_status import Part2Statuses
 from carehub.streams.agents.visit_once import VisitOnce
@@ -35,6 +44,7 @@ from carehub.streams.consent.enforce import Gatekeeper
 from carehub.streams.context import AgentContext
 from carehub.streams.corrections import IDENTITY_CORRECTIONS, TASK_CANCELS, originals
 from carehub.streams.facts import cancel_of, fact_of, tasks_of
+from carehub.streams.notify import Hub
 from carehub.streams.outbox import CURRENT
 from carehub.streams.packet.step import PacketStep, packets_sent, split
 from carehub.streams.packet.sync import episode_changes, record_packets
@@ -48,6 +58,8 @@ from carehub.streams.store import ChangelogStore
 
 log = logging.getLogger(__name__)
 SIGNALS_TABLE = "patient-signals"
+#: Events decided before their outputs are sent: their journal writes commit as one group.
+CHUNK = 32
 
 
 def _resource(delivery: Delivery, resource_type: str) -> dict[str, Any] | None:
@@ -90,7 +102,18 @@ def retired_of(event: CareEvent) -> list[str]:
     return [str(k) for k in event.attributes.get("merged_from", []) if str(k) != event.patient_key]
 
 
-async def send_packets(
+@dataclass(slots=True)
+class PlannedPackets:
+    """An event's transition-of-care packets, planned: sent once the event's journal writes committed."""
+
+    verdicts: list[Any]
+    audits: list[bytes]
+    planned: list[Delivery]
+    outputs: list[bytes]
+    tasks: list[TaskRequest]
+
+
+async def plan_packets(
     ctx: AgentContext,
     step: PacketStep,
     gatekeeper: Gatekeeper,
@@ -98,28 +121,63 @@ async def send_packets(
     packets: RoutingDecision,
     tasks: list[TaskRequest],
     orders: list[JSONObject],
-    event: Any,
-) -> None:
-    """The transition-of-care packets of an event whose other deliveries are sent (streams.packet.step)."""
+) -> PlannedPackets:
+    """The packets of an event (streams.packet.step), gated and encoded; not sent yet."""
+    verdicts = await step.verdicts(care_event, packets, tasks, gatekeeper, ctx.deps.hub, now_iso(), orders)
+    planned = [v.delivery for v in verdicts if v.delivery is not None]
+    audits = [ctx.fit(orjson.dumps(v.audit), "an AuditEvent") for v in verdicts]
+    outputs = [ctx.fit(item.to_json(), "a Delivery") for item in planned]
+    return PlannedPackets(verdicts, audits, planned, outputs, tasks)
+
+
+async def send_packets(ctx: AgentContext, care_event: CareEvent, packets: PlannedPackets) -> None:
     topics = ctx.deps.topics
-    try:
-        verdicts = await step.verdicts(care_event, packets, tasks, gatekeeper, ctx.deps.hub, now_iso(), orders)
-        planned = [v.delivery for v in verdicts if v.delivery is not None]
-        audits = [ctx.fit(orjson.dumps(v.audit), "an AuditEvent") for v in verdicts]
-        outputs = [ctx.fit(item.to_json(), "a Delivery") for item in planned]
-        journal = ctx.deps.journal
-        if journal is not None and planned:  # the CarePlan and who holds it, kept in step with its Tasks
-            await journal.db.run(record_packets, journal, care_event, planned, tasks, ctx.deps.hub, now_iso())
-    except Exception as exc:  # the event's other deliveries are out; a replay re-plans them under the same keys
-        await ctx.dead_letter("packet", exc, event)
-        return
-    for verdict, audit in zip(verdicts, audits, strict=True):
+    for verdict, audit in zip(packets.verdicts, packets.audits, strict=True):
         ctx.metrics.inc("consent", outcome=verdict.decision.outcome, rule=verdict.decision.rule)
         await ctx.send_bytes(topics.audit_events, care_event.patient_key, audit)
-    for item, value in zip(planned, outputs, strict=True):
+    for item, value in zip(packets.planned, packets.outputs, strict=True):
         ctx.metrics.inc("routed", recipient=item.recipient_id)
         ctx.metrics.inc("packets_planned", recipient=item.recipient_id)
         await ctx.send_bytes(topics.deliveries, item.patient_key, value)
+
+
+def record_event(
+    journal: Journal,
+    facts: tuple[CareFact | None, list[FactTask], Cancel | None] | None,
+    care_event: CareEvent,
+    packets: PlannedPackets | None,
+    hub: Hub,
+    now: str,
+) -> Exception | None:
+    """An event's journal writes, one call: what the scorecard counts, then its CarePlan and who holds it
+    (kept in step with its Tasks). A failing fact fails the call (the event is dead-lettered, nothing of
+    it written); a failing CarePlan is rolled back alone and returned (only the packets are dead-lettered)."""
+    if facts is not None:
+        journal.facts.record(*facts)
+    if packets is not None and packets.planned:
+        try:
+            with journal.db.transaction():
+                record_packets(journal, care_event, packets.planned, packets.tasks, hub, now)
+        except Exception as exc:  # noqa: BLE001 - handed back: the packets are dead-lettered, the event stands
+            return exc
+    return None
+
+
+@dataclass(slots=True)
+class Routed:
+    """One event decided, its journal writes queued: what to send once they committed."""
+
+    record: ConsumerRecord
+    care_event: CareEvent
+    decision: RoutingDecision
+    flags: frozenset[str]
+    verdicts: list[Any]
+    audits: list[bytes]
+    planned: list[Delivery]
+    outputs: list[bytes]
+    packets: PlannedPackets | None
+    packet_error: Exception | None
+    written: asyncio.Future[Exception | None] | None
 
 
 def signals_changelog(app_id: str) -> str:
@@ -160,14 +218,15 @@ def handler(ctx: AgentContext, state: RouteState) -> Handler:
     consent = ctx.deps.consent
     part2 = Part2Statuses(state.part2, consent.policy.registry) if consent is not None and state.part2 else None
 
-    async def route_one(event: ConsumerRecord) -> None:
+    async def route_one(event: ConsumerRecord) -> Routed | None:
+        """Decide one event and queue its journal writes (not awaited: the chunk's writes are one group)."""
         state.at(event.partition)
         try:
             care_event = CareEvent.from_json(event.value)
             if part2 is not None:
                 care_event = part2.label(care_event)
             if not once.first(care_event):
-                return
+                return None
             key = care_event.patient_key
             patient = PatientState.from_dict(table.get(key))
             retired_keys = retired_of(care_event)
@@ -197,30 +256,68 @@ def handler(ctx: AgentContext, state: RouteState) -> Handler:
                         links.set(old, [])
             if journal is not None and (retired_keys or care_event.kind in TASK_CANCELS):
                 await journal.db.run(episode_changes, journal, care_event, retired_keys)  # CarePlans (#18)
-            if journal is not None:  # what the scorecard counts (journal.carefacts)
-                recipients = ctx.deps.routing.current().recipients
-                fact = fact_of(care_event, planned, recipients)
-                opened, cancel = tasks_of(care_event, planned), cancel_of(care_event)
-                if fact is not None or opened or cancel is not None:
-                    await journal.db.run(journal.facts.record, fact, opened, cancel)
         except Exception as exc:
             await ctx.dead_letter("route", exc, event)
-            return
-        ctx.metrics.inc("routed_events")
-        for flag in found.flags:
-            ctx.metrics.inc("signal", flag=flag)
-        report_unresolved(ctx, decision)
-        for verdict, audit in zip(verdicts, audits, strict=True):
-            ctx.metrics.inc("consent", outcome=verdict.decision.outcome, rule=verdict.decision.rule)
-            await ctx.send_bytes(topics.audit_events, care_event.patient_key, audit)
-        for item, value in zip(planned, outputs, strict=True):
-            ctx.metrics.inc("routed", recipient=item.recipient_id)
-            await ctx.send_bytes(topics.deliveries, item.patient_key, value)
+            return None
+        planned_packets, packet_error = None, None
         if packets.planned:
             sent_keys = {item.delivery_id for item in planned}  # the Tasks the consent gate let out
             tasks = [t for t in task_requests(care_event, decision) if t.key in sent_keys]
-            orders = order_requests(planned)
-            await send_packets(ctx, packet_step, gatekeeper, care_event, packets, tasks, orders, event)
+            try:
+                planned_packets = await plan_packets(ctx, packet_step, gatekeeper, care_event, packets, tasks,
+                                                     order_requests(planned))  # fmt: skip
+            except Exception as exc:  # the event's other deliveries go; a replay re-plans the packets (same keys)
+                packet_error = exc
+        written = None
+        if journal is not None:  # what the scorecard counts (journal.carefacts), the CarePlan
+            recipients = ctx.deps.routing.current().recipients
+            fact = fact_of(care_event, planned, recipients)
+            opened, cancel = tasks_of(care_event, planned), cancel_of(care_event)
+            facts = (fact, opened, cancel) if fact is not None or opened or cancel is not None else None
+            if facts is not None or (planned_packets is not None and planned_packets.planned):
+                written = journal.db.submit(record_event, journal, facts, care_event, planned_packets,
+                                            ctx.deps.hub, now_iso())  # fmt: skip
+        return Routed(event, care_event, decision, found.flags, verdicts, audits, planned, outputs,
+                      planned_packets, packet_error, written)  # fmt: skip
+
+    async def send_routed(routed: Routed) -> None:
+        """One event's outputs, once its journal writes committed (in the order the chunk was routed)."""
+        packet_error = routed.packet_error
+        if routed.written is not None:
+            try:
+                packet_error = await routed.written or packet_error
+            except Exception as exc:
+                await ctx.dead_letter("route", exc, routed.record)
+                return
+        care_event = routed.care_event
+        ctx.metrics.inc("routed_events")
+        for flag in routed.flags:
+            ctx.metrics.inc("signal", flag=flag)
+        report_unresolved(ctx, routed.decision)
+        for verdict, audit in zip(routed.verdicts, routed.audits, strict=True):
+            ctx.metrics.inc("consent", outcome=verdict.decision.outcome, rule=verdict.decision.rule)
+            await ctx.send_bytes(topics.audit_events, care_event.patient_key, audit)
+        for item, value in zip(routed.planned, routed.outputs, strict=True):
+            ctx.metrics.inc("routed", recipient=item.recipient_id)
+            await ctx.send_bytes(topics.deliveries, item.patient_key, value)
+        if packet_error is not None:
+            await ctx.dead_letter("packet", packet_error, routed.record)
+        elif routed.packets is not None:
+            await send_packets(ctx, care_event, routed.packets)
+
+    async def route_chunk(records: Sequence[ConsumerRecord]) -> None:
+        routed: list[Routed] = []
+        try:
+            for record in records:
+                one = await route_one(record)
+                if one is not None:
+                    routed.append(one)
+            for one in routed:
+                await send_routed(one)
+        finally:  # a chunk cut short (a bug, a stop): its queued writes are still waited for, never orphaned
+            pending = [one.written for one in routed if one.written is not None and not one.written.done()]
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
 
     async def route_batch(records: Sequence[ConsumerRecord]) -> None:
         for store in state.stores:
@@ -228,8 +325,8 @@ def handler(ctx: AgentContext, state: RouteState) -> Handler:
         if links is not None and journal is not None and ctx.deps.consent is not None:
             keys = sorted({r.key.decode("utf-8", "replace") for r in records if r.key is not None})
             links.use(await journal.db.run(journal.retired_into_each, keys))
-        for record in records:
-            await route_one(record)
+        for at in range(0, len(records), CHUNK):
+            await route_chunk(records[at : at + CHUNK])
         box = CURRENT.get()
         if box is not None:
             await box.durable()  # the outputs first: the changelogs are never ahead of them
