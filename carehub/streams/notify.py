@@ -13,6 +13,7 @@ import functools
 import re
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,8 +107,13 @@ def references(value: Any) -> list[str]:
     return _FOUND.value(value, lambda: _scan(value))
 
 
-def closure(roots: list[str], available: dict[str, JSONObject]) -> list[JSONObject]:
-    """The root resources and everything they reference, transitively, in order."""
+def closure(
+    roots: list[str], available: dict[str, JSONObject], known: Mapping[str, list[str]] | None = None
+) -> list[JSONObject]:
+    """The root resources and everything they reference, transitively, in order.
+
+    ``known``: the references of some resources, already found (``references`` of each), so a resource made
+    anew per recipient around shared parts (a packet's Composition) is not serialized again to scan it."""
     ordered: list[str] = []
     seen: set[str] = set()
     pending = deque(r for r in roots if r in available)
@@ -117,8 +123,22 @@ def closure(roots: list[str], available: dict[str, JSONObject]) -> list[JSONObje
             continue
         seen.add(ref)
         ordered.append(ref)
-        pending.extend(r for r in references(available[ref]) if r in available and r not in seen)
+        found = known.get(ref) if known is not None else None
+        found = references(available[ref]) if found is None else found
+        pending.extend(r for r in found if r in available and r not in seen)
     return [available[r] for r in ordered]
+
+
+#: The resources a notification carries from its event (the focus, the patient, the hub's risk scores,
+#: and what they reference): the same for every recipient of one event, found once (for the last 64 events:
+#: the recipients of an event are planned one after another, and an event holds its whole bundle).
+_CONTENT: IdentityMemo[list[JSONObject]] = IdentityMemo(limit=64)
+
+
+def _notified(event: CareEvent, focus: str) -> list[JSONObject]:
+    available = resources_by_ref(event.bundle)
+    risk = [ref for ref, r in available.items() if ref.startswith("Observation/") and _is_risk(r)]
+    return closure([focus, f"Patient/{event.patient_id}", *risk], available)
 
 
 def entry(base: str, resource: JSONObject) -> JSONObject:
@@ -142,10 +162,8 @@ def notification_bundle(
     ``key`` (the delivery's idempotency key) seeds the Bundle and MessageHeader
     ids, so a rebuilt bundle for the same delivery is identical.
     """
-    available = resources_by_ref(event.bundle)
     focus = f"Encounter/{event.encounter_id}" if event.encounter_id else f"Patient/{event.patient_id}"
-    risk = [ref for ref, r in available.items() if ref.startswith("Observation/") and _is_risk(r)]
-    content = closure([focus, f"Patient/{event.patient_id}", *risk], available)
+    content = _CONTENT.value(event, lambda: _notified(event, focus))
     header_id = str(uuid.uuid5(_NS, f"header|{key}"))
     source_org_id = str(uuid.uuid5(_NS, f"facility|{event.facility}"))
     hub_org = organization(hub.organization_id, hub.name)

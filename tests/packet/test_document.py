@@ -219,3 +219,22 @@ def test_the_careplan_lists_the_logistics_orders_of_the_discharge_too() -> None:
     assert ordered == {f"ServiceRequest/{key}" for key in orders}
     assert {doc.by_ref[r]["category"][0]["coding"][0]["code"] for r in ordered} == {"dme", "nemt"}
     assert "Non-emergency medical transport: wheelchair: arranged by carehub" in doc.narrative("8653-8")
+
+
+def test_each_recipients_packet_of_one_event_is_what_it_would_be_alone() -> None:
+    """What the packets of one event share is built once (streams.packet.document's body memo): every
+    recipient's packet must still be exactly the one built for it from scratch, with its own ids."""
+    from carehub.streams.packet.document import packet_document
+
+    event = discharge(FULL_DISCHARGE)
+    tasks: list[Any] = []
+    first = packet_document(event, hub=HUB, key="key-a", timestamp=NOW, tasks=tasks)
+    second = packet_document(event, hub=HUB, key="key-b", timestamp=NOW, tasks=tasks)
+    alone = packet_document(replace(event), hub=HUB, key="key-b", timestamp=NOW, tasks=list(tasks))
+    assert json.dumps(second, sort_keys=False) == json.dumps(alone, sort_keys=False)
+    ids = [{e["resource"]["id"] for e in p["entry"] if e["resource"]["resourceType"] in ("Composition", "Provenance")}
+           for p in (first, second)]  # fmt: skip
+    assert ids[0].isdisjoint(ids[1]), "each delivery's key seeds its own Composition and Provenance"
+    assert Doc(second).composition["identifier"]["value"] == "key-b"
+    later = packet_document(event, hub=HUB, key="key-b", timestamp="2026-11-06T08:00:00Z", tasks=tasks)
+    assert later["timestamp"] == "2026-11-06T08:00:00Z" and later != second, "another time is another body"

@@ -19,8 +19,10 @@ from __future__ import annotations
 import html
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from carehub.core.memo import IdentityMemo
 from carehub.core.records import CareEvent, JSONObject
 from carehub.mappings.validation import validate_resource
 from carehub.streams.notify import (
@@ -363,6 +365,41 @@ def _agent(system: str, code: str, who: JSONObject) -> JSONObject:
     return {"type": {"coding": [{"system": system, "code": code}]}, "who": {"reference": _ref(who)}}
 
 
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """What a packet holds that is the same for every recipient of one event (as that recipient may see it)."""
+
+    hub_org: JSONObject
+    source_org: JSONObject
+    available: dict[str, JSONObject]
+    sections: list[JSONObject]
+    #: the references of a Composition of these sections (as ``references`` finds them, in order)
+    composition_refs: list[str]
+    encounter: JSONObject
+
+
+#: A packet's body, built once per event, hub, task list, order list and time (core.memo; the last 64
+#: events): every recipient's packet of a discharge differs only in the ids its delivery's key seeds.
+_BODIES: IdentityMemo[_Body] = IdentityMemo(limit=64)
+
+
+def _body(event: CareEvent, hub: Hub, timestamp: str, tasks: Sequence[TaskRequest],
+          orders: Sequence[JSONObject]) -> _Body:  # fmt: skip
+    content = _Content(event)
+    hub_org = organization(hub.organization_id, hub.name)
+    source_org = organization(_uuid(event.facility, "facility"), event.facility or "unknown sender")
+    plan = _Plan(content, tasks, orders, hub_org, timestamp)
+    available = {**content.available, **{_ref(r): r for r in [hub_org, source_org, *plan.resources]}}
+    sections = _sections(content, plan, available)
+    missing = _missing_section(content)
+    if missing is not None:
+        sections.append(missing)
+    refs = [f"Patient/{event.patient_id}", _ref(hub_org), _ref(hub_org), *references(sections)]
+    if content.encounter:
+        refs.append(f"Encounter/{event.encounter_id}")
+    return _Body(hub_org, source_org, available, sections, refs, content.encounter)
+
+
 def packet_document(
     event: CareEvent,
     *,
@@ -373,15 +410,8 @@ def packet_document(
     orders: Sequence[JSONObject] = (),
 ) -> JSONObject:
     """The document Bundle for one recipient's disclosure of ``event`` (already gated and maybe redacted)."""
-    content = _Content(event)
-    hub_org = organization(hub.organization_id, hub.name)
-    source_org = organization(_uuid(event.facility, "facility"), event.facility or "unknown sender")
-    plan = _Plan(content, tasks, orders, hub_org, timestamp)
-    available = {**content.available, **{_ref(r): r for r in [hub_org, source_org, *plan.resources]}}
-    sections = _sections(content, plan, available)
-    missing = _missing_section(content)
-    if missing is not None:
-        sections.append(missing)
+    body = _BODIES.value(event, lambda: _body(event, hub, timestamp, tasks, orders), hub, timestamp, tasks, orders)
+    hub_org, source_org = body.hub_org, body.source_org
     composition: JSONObject = {
         "resourceType": "Composition",
         "id": _uuid(key, "composition"),
@@ -394,12 +424,12 @@ def packet_document(
         "author": [{"reference": _ref(hub_org)}],
         "title": "Transition of care packet",
         "custodian": {"reference": _ref(hub_org)},
-        "section": sections,
+        "section": body.sections,
     }
-    if content.encounter:
+    if body.encounter:
         composition["encounter"] = {"reference": f"Encounter/{event.encounter_id}"}
-        if content.encounter.get("period"):
-            composition["event"] = [{"period": content.encounter["period"]}]
+        if body.encounter.get("period"):
+            composition["event"] = [{"period": body.encounter["period"]}]
     provenance: JSONObject = {
         "resourceType": "Provenance",
         "id": _uuid(key, "provenance"),
@@ -407,9 +437,9 @@ def packet_document(
         "recorded": timestamp,
         "agent": [_agent(PROVENANCE_AGENT, "author", source_org), _agent(US_CORE_AGENT, "assembler", hub_org)],
     }
-    available[_ref(provenance)] = provenance
-    available[_ref(composition)] = composition
-    included = closure([_ref(composition), _ref(provenance)], available)
+    available = {**body.available, _ref(provenance): provenance, _ref(composition): composition}
+    known = {_ref(composition): body.composition_refs}
+    included = closure([_ref(composition), _ref(provenance)], available, known)
     doc_id = _uuid(key, "document")
     return {
         "resourceType": "Bundle",
