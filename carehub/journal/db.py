@@ -14,11 +14,17 @@ timeout. The hub's readiness watcher (carehub/health.py) probes through
 ``ping``, so it reconnects on the same schedule.
 
 Group commit: the journal thread takes every call queued while it was busy
-(up to ``GROUP_MAX``) and runs them in one transaction, each inside a
-savepoint of its own, so one failing call is rolled back alone and the others
-commit. A caller's ``run`` returns only after the group's COMMIT, so what it
-was told is durable is; the deliver stage's concurrent deliveries then cost
-one commit and one wake-up of the event loop per group instead of per call
+(up to ``GROUP_MAX``) and runs them in one transaction. First with no
+savepoint at all (a ``transaction()`` inside is then no statement); if any
+call fails, or any error passes through a ``transaction()`` block even one a
+call catches, the whole transaction is rolled back and the group runs again
+call by call, each inside a savepoint of its own, so one failing call is
+rolled back alone and the others commit. Calls are journal work only (no
+effect outside the database), so running one again after a rollback is the
+same as running it once. A caller's ``run`` returns only after the group's
+COMMIT, so what it was told is durable is; the deliver stage's concurrent
+deliveries then cost one commit and one wake-up of the event loop per group
+instead of per call, and half the statements of a group were savepoints
 (docs/benchmarks.md).
 """
 
@@ -81,6 +87,10 @@ class _RolledBack(Exception):
     """A call of a group failed: its savepoint is rolled back (the call keeps its own error)."""
 
 
+class _Spoiled(Exception):
+    """A group run without savepoints met an error: rolled back whole, to run again call by call."""
+
+
 @dataclass(slots=True)
 class _Call:
     fn: Callable[[], Any]
@@ -118,6 +128,8 @@ class Database:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._grouped = False  # the journal thread is inside a group's transaction (under the lock)
+        self._fast = False  # ... a group's transaction without savepoints (``_run_fast``)
+        self._spoiled = False  # an error passed through a transaction() block of the fast group
         self._lock = threading.RLock()
         self._conn: Any = None
         self._backoff_s = 0.0
@@ -198,6 +210,13 @@ class Database:
         Inside a group (``run``) it is a savepoint of the group's transaction: rolled back alone on error.
         """
         with self._lock:
+            if self._fast:  # a group without savepoints: any error spoils it (run again call by call)
+                try:
+                    yield
+                except BaseException:
+                    self._spoiled = True
+                    raise
+                return
             try:
                 conn = self._connect()
                 if self.dialect == "postgresql":
@@ -275,6 +294,32 @@ class Database:
                     loop.call_soon_threadsafe(_settle, calls)
 
     def _run_group(self, group: list[_Call]) -> None:
+        if self._run_fast(group):
+            return
+        self._run_careful(group)
+
+    def _run_fast(self, group: list[_Call]) -> bool:
+        """The calls in one transaction without savepoints; False (nothing written, no call answered) when
+        any error came up, or the transaction could not begin or commit: the group then runs carefully."""
+        with self._lock:
+            self._spoiled = False
+            try:
+                with self.transaction():
+                    self._fast = True
+                    try:
+                        for call in group:
+                            self._run_call(call)
+                            if call.error is not None or self._spoiled:
+                                raise _Spoiled
+                    finally:
+                        self._fast = False
+            except Exception:  # noqa: BLE001 - rolled back (or never begun): every call again, one by one
+                for call in group:
+                    call.result, call.error = None, None
+                return False
+            return True
+
+    def _run_careful(self, group: list[_Call]) -> None:
         """The calls in one transaction, each in a savepoint; a failed COMMIT fails every call.
 
         A call alone is a group of one: what a call wrote is rolled back when it raises, whatever its group.

@@ -170,3 +170,39 @@ async def test_submitted_calls_run_in_order_as_one_group_and_resolve_after_its_c
     await first
     assert resolved["first"] >= finished["last call"], "the first write resolved only with its group's COMMIT"
     assert journal.outcome_status(delivery(1).delivery_id) == "delivered"
+
+
+async def test_an_error_caught_inside_a_call_still_rolls_back_its_own_block_in_a_group(journal: Journal) -> None:
+    """A group runs first without savepoints (carehub/journal/db.py); an error that passes through a
+    ``transaction()`` block spoils that run even when the call catches it (as the route's CarePlan write
+    does), so the group runs again call by call: the block's write is undone, the rest of the call and
+    the other calls of the group are kept."""
+    import asyncio
+    import threading
+
+    gate = threading.Event()
+    ready = threading.Event()
+
+    def block() -> None:
+        ready.set()
+        gate.wait(10)
+
+    def keeps_one_loses_one() -> str:
+        journal.record_outcome(outcome(delivery(1), "delivered", 1, "", 200))
+        try:
+            with journal.db.transaction():
+                journal.record_outcome(outcome(delivery(2), "delivered", 1, "", 200))
+                raise RuntimeError("the inner block fails")
+        except RuntimeError:
+            return "caught"
+
+    blocker = journal.db.submit(block)
+    await asyncio.to_thread(ready.wait, 10)
+    queued = [journal.db.submit(journal.record_outcome, outcome(delivery(0), "delivered", 1, "", 200)),
+              journal.db.submit(keeps_one_loses_one),
+              journal.db.submit(journal.record_outcome, outcome(delivery(3), "delivered", 1, "", 200))]  # fmt: skip
+    gate.set()
+    await blocker
+    assert await asyncio.gather(*queued) == [None, "caught", None]
+    assert [journal.outcome_status(delivery(n).delivery_id) for n in range(4)] == [
+        "delivered", "delivered", None, "delivered"]  # fmt: skip
