@@ -98,7 +98,7 @@ class StreamWorker:
         self.stages = [
             stage("normalize", topics.hl7v2_inbound, normalize.handler(ctx)),
             stage("route", topics.care_events, route.handler(ctx, state), on_assigned=route_assigned),
-            stage("deliver", topics.deliveries, deliver.handler(ctx)),
+            stage("deliver", topics.deliveries, deliver.handler(ctx), in_flight=deliver.IN_FLIGHT),
         ]
         side = {"fetch_wait_ms": max(kafka.fetch_max_wait_ms, SIDE_FETCH_WAIT_MS)}  # off the latency path
         for tier in range(1, RETRY_TIERS + 1):

@@ -20,6 +20,15 @@ revocation waits for the batch in hand to finish and commit, and an
 assignment runs ``on_assigned`` (state recovery) before any record of the new
 partitions is handled (they stay paused until it returned).
 
+A stage with ``in_flight`` above 1 (deliver) takes its next batch while earlier ones are still in hand:
+up to that many batches run at once, each with its own outbox, and they are committed strictly in the
+order they were taken, each only once it and every batch before it is handled and durable. The handler
+keeps its own order across batches (streams.agents.deliver chains each (recipient, patient) pair). A
+batch that raised commits nothing, nor does any taken after it: every partition goes back to the first
+record not committed, and the batches are taken again. A batch is as slow as its slowest sequence (four
+deliveries to one PCP for one discharge, one after another), so with one batch at a time everything that
+arrived meanwhile waited for it (docs/benchmarks.md).
+
 A stage with ``due`` (the retry tiers) takes a record only once it is due:
 the records of a partition before the first one not yet due are handled, the
 partition is sought back to that record and paused until it is due (at most
@@ -36,10 +45,12 @@ had not. That start is committed at once, so it is not looked up again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -62,6 +73,25 @@ Partitions = Callable[[set[int]], Awaitable[None]]
 Due = Callable[[ConsumerRecord], float]
 #: Pause before a batch whose handler raised is taken again (seconds).
 HANDLER_RETRY_S = 1.0
+#: How long a fetch waits while batches are in hand (``in_flight``): a finished one is committed this soon.
+SETTLE_POLL_MS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class _InHand:
+    """A batch handled while others are (``in_flight``): where it starts and ends on each partition."""
+
+    starts: dict[TopicPartition, int]
+    ends: dict[TopicPartition, int]
+    count: int
+
+    @classmethod
+    def of(cls, batches: dict[TopicPartition, list[ConsumerRecord]]) -> _InHand:
+        return cls(
+            {tp: records[0].offset for tp, records in batches.items()},
+            {tp: records[-1].offset + 1 for tp, records in batches.items()},
+            sum(len(records) for records in batches.values()),
+        )
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -70,6 +100,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._stage.batch_lock:  # the batch in hand finishes (and commits) first
+            await self._stage.settle_all()
             if self._stage.on_revoked is not None:
                 await self._stage.on_revoked({tp.partition for tp in revoked})
 
@@ -109,9 +140,13 @@ class Stage:
         upgrade_from: str | None = None,
         stall_report_s: float | None = None,
         fetch_wait_ms: int | None = None,
+        in_flight: int = 1,
     ) -> None:
         """``fetch_wait_ms``: how long a fetch waits for records (default ``kafka.fetch_max_wait_ms``); a stage
-        off the latency path waits longer, so an idle one polls the broker less often."""
+        off the latency path waits longer, so an idle one polls the broker less often. ``in_flight``: batches
+        in hand at once (above 1 only for a handler that keeps its own order across batches)."""
+        if in_flight < 1 or (in_flight > 1 and due is not None):
+            raise ValueError("in_flight is at least 1, and 1 for a stage with due")
         self.name = name
         self.topic = topic
         self._handler = handler
@@ -149,6 +184,9 @@ class Stage:
         self.consumer: Any = None  # created on start (inside the running loop)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._in_flight = in_flight
+        #: the batches in hand (in_flight > 1), oldest first: each one's offsets and its handling
+        self._pipeline: collections.deque[tuple[_InHand, asyncio.Task[bool]]] = collections.deque()
         self.batches = 0
         self.records = 0
 
@@ -169,7 +207,7 @@ class Stage:
     async def _run(self) -> None:
         while not self._stopping:
             try:
-                wait_ms = self._resume_due()
+                wait_ms = self._resume_due() if not self._pipeline else SETTLE_POLL_MS  # commit what finished soon
                 batches = await self.consumer.getmany(timeout_ms=wait_ms, max_records=self._batch)
             except asyncio.CancelledError:
                 raise
@@ -180,7 +218,13 @@ class Stage:
             if batches:
                 async with self.batch_lock:
                     taken = {tp: records for tp, records in batches.items() if records}
-                    await self._take(self._only_due(taken) if self._due is not None else taken)
+                    if self._in_flight > 1:
+                        await self._launch(taken)
+                    else:
+                        await self._take(self._only_due(taken) if self._due is not None else taken)
+            elif self._pipeline:
+                async with self.batch_lock:
+                    await self._settle_done()
 
     def _resume_due(self) -> int:
         """Resume the paused partitions whose record is due; how long the next fetch may wait (ms)."""
@@ -265,10 +309,65 @@ class Stage:
         self.batches += 1
         self.records += len(records)
 
-    async def _handled(
+    async def _launch(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Start handling a batch while earlier ones may still be in hand (at most ``in_flight``)."""
+        records = [record for tp_records in batches.values() for record in tp_records]
+        if not records:
+            return
+        await self._settle_done()
+        while len(self._pipeline) >= self._in_flight:
+            await self._settle_oldest()
+        task = asyncio.create_task(self._handled_alone(batches, records), name=f"stage-{self.name}-batch")
+        self._pipeline.append((_InHand.of(batches), task))
+
+    async def _handled_alone(
         self, batches: dict[TopicPartition, list[ConsumerRecord]], records: list[ConsumerRecord]
     ) -> bool:
-        """Run the handler over the batch and make its outputs durable; False when it raised (sought back)."""
+        """``_handled`` for a batch among others in hand (``_settle_oldest`` sends it back if it raised)."""
+        watch = asyncio.get_running_loop().call_later(self._stall_report_s, self._report_stall, len(records))
+        try:
+            return await self._handled(batches, records, seek_back=False)
+        finally:
+            watch.cancel()
+
+    async def _settle_done(self) -> None:
+        """Commit the oldest batches in hand that are finished (in order; none past one still running)."""
+        while self._pipeline and self._pipeline[0][1].done():
+            await self._settle_oldest()
+
+    async def _settle_oldest(self) -> None:
+        """Wait for the oldest batch in hand and commit it; if it raised, nothing in hand is committed and
+        every partition goes back to the first record not committed (those batches are taken again)."""
+        oldest, task = self._pipeline[0]
+        if await task:
+            self._pipeline.popleft()
+            await self._commit(oldest.ends)
+            self.batches += 1
+            self.records += oldest.count
+            return
+        held = list(self._pipeline)
+        self._pipeline.clear()
+        await asyncio.gather(*(t for _, t in held), return_exceptions=True)  # none of them is committed
+        back: dict[TopicPartition, int] = {}
+        for batch, _ in held:
+            for tp, offset in batch.starts.items():
+                back[tp] = min(offset, back.get(tp, offset))
+        for tp, offset in back.items():
+            with contextlib.suppress(IllegalStateError):  # revoked meanwhile: the next owner takes it
+                self.consumer.seek(tp, offset)
+        await asyncio.sleep(HANDLER_RETRY_S)
+
+    async def settle_all(self) -> None:
+        """Every batch in hand finished and committed (a revocation, a stop)."""
+        while self._pipeline:
+            await self._settle_oldest()
+
+    async def _handled(
+        self, batches: dict[TopicPartition, list[ConsumerRecord]], records: list[ConsumerRecord],
+        *, seek_back: bool = True,
+    ) -> bool:  # fmt: skip
+        """Run the handler over the batch and make its outputs durable; False when it raised (sought back,
+        unless ``seek_back`` is False: a batch among others in hand, which ``_settle_oldest`` sends back)."""
         box = Outbox(self._send)
         token = outbox.CURRENT.set(box)
         try:
@@ -278,6 +377,8 @@ class Stage:
         except Exception as exc:  # nothing committed: the batch is taken again
             log.exception("stage %s: the handler failed on a batch (%s); taking it again", self.name,
                           type(exc).__name__)  # fmt: skip
+            if not seek_back:
+                return False
             for tp, tp_records in batches.items():
                 with contextlib.suppress(IllegalStateError):  # revoked meanwhile: the next owner takes it
                     self.consumer.seek(tp, tp_records[0].offset)
@@ -313,7 +414,13 @@ class Stage:
             deadline = time.monotonic() + grace_s
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.batch_lock.acquire(), max(0.0, deadline - time.monotonic()))
-                self.batch_lock.release()
+                try:
+                    await asyncio.wait_for(self.settle_all(), max(0.0, deadline - time.monotonic()))
+                finally:
+                    self.batch_lock.release()
+            for _, task in self._pipeline:  # past the grace: not committed, the next owner takes them again
+                task.cancel()
+            self._pipeline.clear()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
