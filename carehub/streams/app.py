@@ -34,8 +34,9 @@ from aiokafka import AIOKafkaProducer
 from carehub.core.kafka_security import KafkaSecurity
 from carehub.core.settings import KafkaSettings
 from carehub.core.topics import RETRY_TIERS
-from carehub.streams.agents import audit, careplan, deliver, fhir_inbound, normalize, retry, route
+from carehub.streams.agents import audit, careplan, deliver, fhir_inbound, retry, route
 from carehub.streams.context import AgentContext, StreamDeps
+from carehub.streams.outbox import Headers
 from carehub.streams.stage import Stage
 from carehub.streams.store import ChangelogStore, following
 
@@ -49,7 +50,6 @@ SIDE_FETCH_WAIT_MS = 250
 
 #: Every stage a worker may run, in pipeline order; each is the consumer group ``<app id>-<stage>``.
 STAGES = (
-    "normalize",
     "route",
     "deliver",
     *(f"retry-{tier}" for tier in range(1, RETRY_TIERS + 1)),
@@ -86,7 +86,7 @@ class StreamWorker:
         self.ctx = ctx = AgentContext(deps, self._produce, kafka.max_record_bytes)
         topics = deps.topics
 
-        def stage(name: str, topic: str, handler: Any, **extra: Any) -> Stage:
+        def stage(name: str, topic: str | tuple[str, ...], handler: Any, **extra: Any) -> Stage:
             extra.setdefault("batch", STAGE_BATCH)
             made = Stage(name, topic, f"{app_id}-{name}", bootstrap, kafka, handler, ctx.produce,
                          security=security, upgrade_from=app_id, **extra)  # fmt: skip
@@ -96,10 +96,18 @@ class StreamWorker:
         self.route_state = state = route.RouteState(ctx, app_id)
         route_assigned = following(state.stores, bootstrap, security=security)
         self.stages = [
-            stage("normalize", topics.hl7v2_inbound, normalize.handler(ctx)),
-            stage("route", topics.care_events, route.handler(ctx, state), on_assigned=route_assigned),
+            # normalize and route, one hop (streams.agents.normalize); inbound partitions never routed by this
+            # group start where the normalize stage of earlier workers stopped
+            stage(
+                "route",
+                (topics.hl7v2_inbound, topics.care_events),
+                route.handler(ctx, state),
+                on_assigned=route_assigned,
+                take_over={topics.hl7v2_inbound: f"{app_id}-normalize"},
+            ),
             stage("deliver", topics.deliveries, deliver.handler(ctx), in_flight=deliver.IN_FLIGHT),
         ]
+        ctx.highwaters["normalize"] = self.stages[0].highwater  # the inbound records' lag (stage_done "normalize")
         side = {"fetch_wait_ms": max(kafka.fetch_max_wait_ms, SIDE_FETCH_WAIT_MS)}  # off the latency path
         for tier in range(1, RETRY_TIERS + 1):
             self.stages.append(stage(f"retry-{tier}", topics.delivery_retry(tier), retry.handler(ctx, tier),
@@ -119,11 +127,15 @@ class StreamWorker:
             self.stages.append(fhir)
             self.heartbeat = fhir_inbound.Heartbeat(ctx, subscriptions, leads=lambda: 0 in fhir.assigned)
 
-    async def _produce(self, topic: str, key: bytes, value: bytes, partition: int | None) -> asyncio.Future[Any]:
+    async def _produce(
+        self, topic: str, key: bytes, value: bytes, partition: int | None, headers: Headers = ()
+    ) -> asyncio.Future[Any]:
         """Hand one record to the producer; the future resolves when the broker acknowledged it (acks=all)."""
         if self._producer is None:
             raise RuntimeError("the stream worker is not started")
-        future: asyncio.Future[Any] = await self._producer.send(topic, value=value, key=key, partition=partition)
+        future: asyncio.Future[Any] = await self._producer.send(
+            topic, value=value, key=key, partition=partition, headers=list(headers) or None
+        )
         return future
 
     def compacted_topics(self) -> list[str]:

@@ -28,7 +28,7 @@ from carehub.journal import Journal
 from carehub.streams.consent.deps import ConsentDeps
 from carehub.streams.delivery_policy import RetryPolicy
 from carehub.streams.notify import Hub
-from carehub.streams.outbox import Send, send_durably
+from carehub.streams.outbox import Headers, Send, send_durably
 from carehub.streams.packet.step import PacketDeps
 from carehub.streams.routing.model import RoutingMap
 from carehub.streams.subscriptions.deps import SubscriptionDeps
@@ -107,10 +107,12 @@ class AgentContext:
             raise RecordTooLargeError(f"{what} of {len(value)} bytes is over the {self.max_record_bytes}-byte limit")
         return value
 
-    async def send_bytes(self, topic_name: str, key: str, value: bytes, partition: int | None = None) -> None:
+    async def send_bytes(
+        self, topic_name: str, key: str, value: bytes, partition: int | None = None, headers: Headers = ()
+    ) -> None:
         """A value already encoded and checked with ``fit``: kept by the running batch's outbox (or, with
         none, acknowledged before this returns) so nothing is committed before it is durable."""
-        await send_durably(self.produce, topic_name, key.encode(), value, partition)
+        await send_durably(self.produce, topic_name, key.encode(), value, partition, headers)
 
     async def send_raw(self, topic_name: str, key: bytes, value: bytes, partition: int | None = None) -> None:
         """``send_bytes`` with the key already bytes (changelog records)."""
@@ -120,8 +122,8 @@ class AgentContext:
         """A plain JSON document (e.g. a FHIR resource) rather than a carehub record."""
         await self.send_bytes(topic_name, key, self.fit(orjson.dumps(document), "a JSON document"))
 
-    async def send(self, topic_name: str, key: str, record: Record) -> None:
-        await self.send_bytes(topic_name, key, self.fit(record.to_json(), type(record).__name__))
+    async def send(self, topic_name: str, key: str, record: Record, headers: Headers = ()) -> None:
+        await self.send_bytes(topic_name, key, self.fit(record.to_json(), type(record).__name__), headers=headers)
 
     async def dead_letter(self, stage: str, error: Exception, event: Any) -> None:
         """Park a record that could not be processed, with its stage and reason (no content in logs)."""

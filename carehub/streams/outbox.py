@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from carehub.core.lograte import LogThrottle
 
@@ -31,8 +31,16 @@ _failures = LogThrottle(10.0)
 #: Waits between sends of an output the broker did not acknowledge (seconds; the last one repeats).
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
-#: (topic, key, value, partition) -> a future resolved when the broker acknowledged the record.
-Send = Callable[[str, bytes, bytes, int | None], Awaitable["asyncio.Future[Any]"]]
+#: A record's Kafka headers.
+Headers = tuple[tuple[str, bytes], ...]
+
+
+class Send(Protocol):
+    """(topic, key, value, partition, headers) -> a future resolved when the broker acknowledged the record."""
+
+    def __call__(
+        self, topic: str, key: bytes, value: bytes, partition: int | None, headers: Headers = ()
+    ) -> Awaitable[asyncio.Future[Any]]: ...
 
 
 @dataclass(slots=True)
@@ -42,6 +50,7 @@ class _Pending:
     value: bytes
     partition: int | None
     future: asyncio.Future[Any]
+    headers: Headers = ()
 
 
 class Outbox:
@@ -52,13 +61,15 @@ class Outbox:
         self._pending: list[_Pending] = []
         self.sent = 0
 
-    async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
+    async def send(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None, headers: Headers = ()
+    ) -> None:
         try:
-            future = await self._send(topic, key, value, partition)
+            future = await self._send(topic, key, value, partition, headers)
         except Exception as exc:  # no metadata, buffer timeout: kept as a failed send, sent again by durable()
             future = asyncio.get_running_loop().create_future()
             future.set_exception(exc)
-        self._pending.append(_Pending(topic, key, value, partition, future))
+        self._pending.append(_Pending(topic, key, value, partition, future, headers))
         self.sent += 1
 
     async def durable(self) -> None:
@@ -78,18 +89,20 @@ class Outbox:
             await asyncio.sleep(BACKOFF_S[min(tries, len(BACKOFF_S) - 1)])
             tries += 1
             for p in failed:  # in their order, so one partition's outputs keep theirs
-                await self.send(p.topic, p.key, p.value, p.partition)
+                await self.send(p.topic, p.key, p.value, p.partition, p.headers)
 
 
 CURRENT: contextvars.ContextVar[Outbox | None] = contextvars.ContextVar("carehub_outbox", default=None)
 
 
-async def send_durably(send: Send, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
+async def send_durably(
+    send: Send, topic: str, key: bytes, value: bytes, partition: int | None = None, headers: Headers = ()
+) -> None:
     """Send through the running batch's outbox; with none, wait for this one record's acknowledgement."""
     box = CURRENT.get()
     if box is not None:
-        await box.send(topic, key, value, partition)
+        await box.send(topic, key, value, partition, headers)
         return
     alone = Outbox(send)
-    await alone.send(topic, key, value, partition)
+    await alone.send(topic, key, value, partition, headers)
     await alone.durable()

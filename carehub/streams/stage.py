@@ -49,11 +49,12 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
 from aiokafka.structs import ConsumerRecord
 
@@ -111,6 +112,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer.pause(*assigned)
         try:
             self._stage.assigned = {tp.partition for tp in assigned}
+            self._stage.check_copartitioned(assigned)
             await self._stage.take_over_offsets(assigned)
             if self._stage.on_assigned is not None:
                 await self._stage.on_assigned({tp.partition for tp in assigned})
@@ -124,7 +126,7 @@ class Stage:
     def __init__(
         self,
         name: str,
-        topic: str,
+        topic: str | Sequence[str],
         group: str,
         bootstrap: str,
         kafka: KafkaSettings,
@@ -138,17 +140,22 @@ class Stage:
         due: Due | None = None,
         max_wait_s: float = 0.0,
         upgrade_from: str | None = None,
+        take_over: Mapping[str, str] | None = None,
         stall_report_s: float | None = None,
         fetch_wait_ms: int | None = None,
         in_flight: int = 1,
     ) -> None:
         """``fetch_wait_ms``: how long a fetch waits for records (default ``kafka.fetch_max_wait_ms``); a stage
         off the latency path waits longer, so an idle one polls the broker less often. ``in_flight``: batches
-        in hand at once (above 1 only for a handler that keeps its own order across batches)."""
+        in hand at once (above 1 only for a handler that keeps its own order across batches). Several topics:
+        co-partitioned (the range assignor gives a member the same partition numbers of each), so a stage's
+        state for partition N serves the records of partition N of every topic. ``take_over``: topic -> the
+        group whose offsets a partition of that topic starts from when this group has none (before
+        ``upgrade_from``): the stage that used to read it."""
         if in_flight < 1 or (in_flight > 1 and due is not None):
             raise ValueError("in_flight is at least 1, and 1 for a stage with due")
         self.name = name
-        self.topic = topic
+        self.topics = (topic,) if isinstance(topic, str) else tuple(topic)
         self._handler = handler
         self._send = send
         self._batch = batch
@@ -160,6 +167,7 @@ class Stage:
         self._due = due
         self._max_wait_s = max_wait_s
         self._upgrade_from = upgrade_from
+        self._take_over = dict(take_over or {})
         self._stall_report_s = stall_report_s if stall_report_s is not None else kafka.stall_report_s
         #: partition -> (offset, when it may be taken) of the record it is paused on (stages with ``due``)
         self._waiting: dict[TopicPartition, tuple[int, float]] = {}
@@ -179,6 +187,7 @@ class Stage:
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=min(1000, session_ms // 3),
             rebalance_timeout_ms=session_ms,
+            **({"partition_assignment_strategy": (RangePartitionAssignor,)} if len(self.topics) > 1 else {}),
             **security.aiokafka(),
         )
         self.consumer: Any = None  # created on start (inside the running loop)
@@ -190,6 +199,16 @@ class Stage:
         self.batches = 0
         self.records = 0
 
+    def check_copartitioned(self, assigned: set[TopicPartition]) -> None:
+        """Several topics hold one state per partition number only if each has the same partitions here."""
+        if len(self.topics) < 2:
+            return
+        numbers = {topic: frozenset(tp.partition for tp in assigned if tp.topic == topic) for topic in self.topics}
+        if len(set(numbers.values())) > 1:
+            log.error("stage %s: topics %s have different partition counts; give them the same number of "
+                      "partitions (they are read together, by patient key)",
+                      self.name, ", ".join(self.topics))  # fmt: skip
+
     def highwater(self, record: ConsumerRecord) -> int | None:
         if self.consumer is None:
             return None
@@ -200,7 +219,7 @@ class Stage:
 
     async def start(self) -> None:
         self.consumer = AIOKafkaConsumer(**self.consumer_options)
-        self.consumer.subscribe([self.topic], listener=_Listener(self))
+        self.consumer.subscribe(list(self.topics), listener=_Listener(self))
         await self.consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"stage-{self.name}")
 
@@ -274,17 +293,28 @@ class Stage:
         return taken
 
     async def take_over_offsets(self, assigned: set[TopicPartition]) -> None:
-        """Partitions this group never committed on start where the ``upgrade_from`` group stopped (if it did)."""
+        """Partitions this group never committed start where the ``take_over`` group of their topic stopped,
+        else where the ``upgrade_from`` group did (if either did)."""
         for tp in list(self._waiting):
             if tp not in assigned:
                 del self._waiting[tp]
-        if self._upgrade_from is None or not assigned:
+        if (self._upgrade_from is None and not self._take_over) or not assigned:
             return
+        start: dict[TopicPartition, int] = {}
         try:
             missing = [tp for tp in sorted(assigned) if await self.consumer.committed(tp) is None]
-            if not missing:
-                return
-            start = await committed_offsets(self._bootstrap, self._upgrade_from, missing, security=self._security)
+            groups = [self._take_over[tp.topic] for tp in missing if tp.topic in self._take_over]
+            for group in [*dict.fromkeys(groups), self._upgrade_from]:  # the stage before, then the Faust app
+                if group is None:
+                    continue
+                last = group == self._upgrade_from
+                wanted = [tp for tp in missing if tp not in start and (last or self._take_over.get(tp.topic) == group)]
+                if not wanted:
+                    continue
+                found = await committed_offsets(self._bootstrap, group, wanted, security=self._security)
+                start.update(found)
+                if found:
+                    log.info("stage %s: %d partitions start where group %s stopped", self.name, len(found), group)
         except (KafkaError, BrokerError) as exc:  # broker trouble: fall back on earliest (records repeat, none lost)
             self._log_error(f"cannot read the offsets to start from ({type(exc).__name__})")
             return
@@ -292,7 +322,6 @@ class Stage:
             return
         for tp, offset in start.items():
             self.consumer.seek(tp, offset)
-        log.info("stage %s: %d partitions start where group %s stopped", self.name, len(start), self._upgrade_from)
         await self._commit(start)
 
     async def _take(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:

@@ -24,6 +24,7 @@ from aiokafka.structs import ConsumerRecord
 
 from carehub.core.settings import KafkaSettings
 from carehub.kafka import ensure_topics
+from carehub.streams.outbox import Headers
 from carehub.streams.stage import Stage
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,9 @@ async def test_records_are_taken_when_due_and_a_wait_holds_up_only_its_partition
     await producer.start()
     taken: list[tuple[str, float]] = []
 
-    async def send(topic: str, key: bytes, value: bytes, partition: int | None) -> asyncio.Future[Any]:
+    async def send(
+        topic: str, key: bytes, value: bytes, partition: int | None, headers: Headers = ()
+    ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = await producer.send(topic, value=value, key=key, partition=partition)
         return future
 

@@ -21,6 +21,7 @@ from aiokafka.structs import ConsumerRecord
 from carehub.consumer_lag import committed_offsets
 from carehub.core.settings import KafkaSettings
 from carehub.kafka import ensure_topics
+from carehub.streams.outbox import Headers
 from carehub.streams.stage import Stage
 
 pytestmark = pytest.mark.integration
@@ -50,7 +51,9 @@ class _Run:
         self.stage = Stage("inflight-test", self.topic, self.group, broker, KafkaSettings(session_timeout_s=3.0),
                            handle, self.send, in_flight=3)  # fmt: skip
 
-    async def send(self, topic: str, key: bytes, value: bytes, partition: int | None) -> asyncio.Future[Any]:
+    async def send(
+        self, topic: str, key: bytes, value: bytes, partition: int | None, headers: Headers = ()
+    ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = await self.producer.send(topic, value=value, key=key, partition=partition)
         return future
 

@@ -46,8 +46,8 @@ CHILD = textwrap.dedent(
         loop = asyncio.get_running_loop()
         started, last = loop.time(), [0.0]
 
-        async def send(topic, key, value, partition):
-            return await producer.send(topic, value=value, key=key, partition=partition)
+        async def send(topic, key, value, partition, headers=()):
+            return await producer.send(topic, value=value, key=key, partition=partition, headers=list(headers) or None)
 
         async def handle(records):
             nonlocal seen

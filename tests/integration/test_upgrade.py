@@ -1,12 +1,13 @@
-"""A worker upgraded from the Faust version starts where the Faust group stopped, not at the earliest record.
+"""An upgraded worker starts where the workers before it stopped, not at the earliest record.
 
-The Faust agents of earlier workers committed in the group ``<app id>``; each
-stage has a group of its own (``<app id>-<stage>``) with no offsets at its
-first start. Starting those from the earliest record would send every
-notification again. Here the old group's offsets are committed at the end of
-hl7v2.inbound, which holds two messages (as a Faust worker that handled them
-leaves it); the upgraded worker must handle only the message sent after it
-started, and keep the old group's start as its own.
+The Faust agents of the first workers committed in the group ``<app id>``; the
+stage workers after them read hl7v2.inbound in the group ``<app id>-normalize``;
+now the route stage reads it (normalize and route in one hop), in
+``<app id>-route``, which has no offsets on it at its first start. Starting from
+the earliest record would send every notification again. Here the old group's
+offsets are committed at the end of hl7v2.inbound, which holds two messages (as
+a worker that handled them leaves it); the upgraded worker must handle only the
+message sent after it started, and keep the old group's start as its own.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ async def _commit_at_end(bootstrap: str, group: str, topic: str) -> dict[TopicPa
         await consumer.stop()
 
 
-async def test_stages_start_where_the_faust_group_stopped(
-    broker: str, config_dir: Path, recipients: dict[str, DemoRecipient]
+@pytest.mark.parametrize("before", ["faust", "normalize-stage"])
+async def test_stages_start_where_the_workers_before_them_stopped(
+    broker: str, config_dir: Path, recipients: dict[str, DemoRecipient], before: str
 ) -> None:
     settings = hub_settings(config_dir, broker)
     ingest = Hub(settings, roles=("ingest",))  # the messages a Faust worker handled before the upgrade
@@ -58,7 +60,8 @@ async def test_stages_start_where_the_faust_group_stopped(
         await ingest.stop()
     app_id = worker_app_id(settings)
     inbound = ingest.topics.hl7v2_inbound
-    ends = await _commit_at_end(broker, app_id, inbound)
+    old_group = app_id if before == "faust" else f"{app_id}-normalize"
+    ends = await _commit_at_end(broker, old_group, inbound)
     assert sum(ends.values()) == 2, "two messages on the topic, both behind the old group's offsets"
 
     pcp = recipients["pcp-riverside"]
@@ -72,7 +75,7 @@ async def test_stages_start_where_the_faust_group_stopped(
         assert hub.metrics.total("normalized") == 1, "only the message sent after the upgrade"
         assert hub.metrics.get("normalized", kind="discharge") == 0
         assert not any("Okafor" in str(r.bundle) or "RGH0005" in str(r.bundle) for r in pcp.received)
-        own = await committed_offsets(broker, f"{app_id}-normalize", list(ends))
+        own = await committed_offsets(broker, f"{app_id}-route", list(ends))
         assert sum(own.values()) == 3, "the old group's start was taken as the stage's own, then moved on by one"
     finally:
         await hub.stop()

@@ -1,4 +1,8 @@
-"""route: care.events -> deliveries, one record per recipient x action (a stage: streams.stage).
+"""route: hl7v2.inbound and care.events -> deliveries, one record per recipient x action (a stage: streams.stage).
+
+An inbound HL7v2 record is normalized here first (streams.agents.normalize), then routed: one hop from the
+stored message to its deliveries. The two topics are co-partitioned by patient key, so the stores below
+serve both.
 
 Per-patient care-coordination state (recent discharges, ED visits, open
 follow-up tasks) lives in the ``patient-signals`` store, keyed by patient key
@@ -37,6 +41,7 @@ from carehub.core.records import CareEvent, Delivery, JSONObject
 from carehub.journal import Journal
 from carehub.journal.carefacts import Cancel, CareFact, FactTask
 from carehub.streams.agents import part2_status, visit_once
+from carehub.streams.agents.normalize import normalizer, was_routed
 from carehub.streams.agents.part2_status import Part2Statuses
 from carehub.streams.agents.visit_once import VisitOnce
 from carehub.streams.consent.deps import BatchLinks, following_merges
@@ -217,12 +222,14 @@ def handler(ctx: AgentContext, state: RouteState) -> Handler:
     once = VisitOnce(state.visits, ctx)  # the same visit by ADT and by FHIR is routed once (streams.dedup)
     consent = ctx.deps.consent
     part2 = Part2Statuses(state.part2, consent.policy.registry) if consent is not None and state.part2 else None
+    normalize_one = normalizer(ctx)
 
-    async def route_one(event: ConsumerRecord) -> Routed | None:
-        """Decide one event and queue its journal writes (not awaited: the chunk's writes are one group)."""
+    async def route_one(event: ConsumerRecord, normalized: CareEvent | None) -> Routed | None:
+        """Decide one event (``normalized`` from an inbound record, else read from the care.events record) and
+        queue its journal writes (not awaited: the chunk's writes are one group)."""
         state.at(event.partition)
         try:
-            care_event = CareEvent.from_json(event.value)
+            care_event = normalized if normalized is not None else CareEvent.from_json(event.value)
             if part2 is not None:
                 care_event = part2.label(care_event)
             if not once.first(care_event):
@@ -309,7 +316,15 @@ def handler(ctx: AgentContext, state: RouteState) -> Handler:
         routed: list[Routed] = []
         try:
             for record in records:
-                one = await route_one(record)
+                if record.topic == topics.hl7v2_inbound:
+                    normalized = await normalize_one(record)
+                    if normalized is None:  # dead-lettered
+                        continue
+                elif was_routed(record):  # written by this stage (from hl7v2.inbound), routed then
+                    continue
+                else:
+                    normalized = None
+                one = await route_one(record, normalized)
                 if one is not None:
                     routed.append(one)
             for one in routed:
