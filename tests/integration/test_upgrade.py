@@ -73,6 +73,7 @@ async def test_stages_start_where_the_workers_before_them_stopped(
         await eventually(lambda: hub.metrics.total("routed_events") >= 1, timeout_s=30)
         await asyncio.sleep(2.0)  # anything re-read from the earliest offset would be normalized by now
         assert hub.metrics.total("normalized") == 1, "only the message sent after the upgrade"
+        assert hub.metrics.total("routed_events") == 1, "routed once: its care.events copy is not routed again"
         assert hub.metrics.get("normalized", kind="discharge") == 0
         assert not any("Okafor" in str(r.bundle) or "RGH0005" in str(r.bundle) for r in pcp.received)
         own = await committed_offsets(broker, f"{app_id}-route", list(ends))
