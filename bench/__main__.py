@@ -286,6 +286,10 @@ async def main(args: argparse.Namespace) -> None:
             from bench.cpu import bench_cpu
 
             print("\n".join(await bench_cpu(broker.bootstrap, config_dir, args.cpu_messages, broker.pid)), flush=True)
+        if "idle" in sections:  # not in the default set: what an idle deployment's polling costs
+            from bench.idle import bench_idle
+
+            print("\n".join(await bench_idle(broker.bootstrap, config_dir, 10.0, broker.pid)), flush=True)
         if "soak" in sections:
             lines = await bench_soak(broker.bootstrap, config_dir, args.soak, args.soak_rate, broker.pid)
             print("\n".join(lines), flush=True)
@@ -294,7 +298,9 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer messages (for a smoke run)")
-    parser.add_argument("--only", default="", help="convert,ingest,e2e,soak; or cpu, consumers, scorecard, packet")
+    parser.add_argument(
+        "--only", default="", help="convert,ingest,e2e,soak; or cpu, idle, consumers, scorecard, packet"
+    )
     parser.add_argument("--cpu-messages", type=int, default=1000, help="messages flooded for --only cpu")
     parser.add_argument("--soak", type=float, default=60.0, help="seconds of mixed load with RSS figures (600: 10 min)")
     parser.add_argument("--soak-rate", type=float, default=50.0, help="offered rate during the soak")
