@@ -14,20 +14,15 @@ import os
 import time
 from pathlib import Path
 
-from bench.e2e import FLOOD, WARM, WARM_COUNT, Recipients, _until_complete, bench_config, warm_up
+from bench.e2e import FLOOD, WARM, WARM_COUNT, _until_complete, bench_config, serve_recipients, warm_up
 from bench.procs import carehub_process, load, stop_all, stream_worker
 from bench.rss import cpu_seconds
-from carehub.demo import endpoint_variable, secret_variable
 
 
 async def bench_cpu(bootstrap: str, root: Path, count: int, broker_pid: int | None) -> list[str]:
     patients = [range(WARM, WARM + WARM_COUNT), range(FLOOD, FLOOD + count)]
     config_dir, webhook_secrets = bench_config(root / "cpu", patients)
-    recipients = Recipients(webhook_secrets)
-    await recipients.start()
-    for recipient, secret in webhook_secrets.items():
-        os.environ[endpoint_variable(recipient)] = recipients.url(recipient)
-        os.environ[secret_variable(recipient)] = secret
+    recipients = await serve_recipients(webhook_secrets)
     ingest, port = await carehub_process("ingest", config_dir, bootstrap, "bench.cpu.", 0)
     procs = {"ingest": ingest, "streams worker": await stream_worker(config_dir, bootstrap, "bench.cpu.", 0)}
     try:

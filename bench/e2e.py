@@ -105,6 +105,16 @@ class Recipients:
             await self.server.stop()
 
 
+async def serve_recipients(webhook_secrets: dict[str, str]) -> Recipients:
+    """The recipients served here, and the hub processes started after this pointed at them (environment)."""
+    recipients = Recipients(webhook_secrets)
+    await recipients.start()
+    for recipient, secret in webhook_secrets.items():
+        os.environ[endpoint_variable(recipient)] = recipients.url(recipient)
+        os.environ[secret_variable(recipient)] = secret
+    return recipients
+
+
 def bench_config(root: Path, patients: list[range]) -> tuple[Path, dict[str, str]]:
     """A copy of the shipped config/ with the bench patients attributed; answers it and the webhook secrets."""
     target = root / "e2e-config"
@@ -244,11 +254,7 @@ async def bench_e2e(
     counts = [int(offered * seconds) for offered in sorted({50.0, rate})]
     patients = [range(WARM, WARM + WARM_COUNT), range(PACED, PACED + sum(counts)), range(FLOOD, FLOOD + flood)]
     config_dir, webhook_secrets = bench_config(root, patients)
-    recipients = Recipients(webhook_secrets)
-    await recipients.start()
-    for recipient, secret in webhook_secrets.items():
-        os.environ[endpoint_variable(recipient)] = recipients.url(recipient)
-        os.environ[secret_variable(recipient)] = secret
+    recipients = await serve_recipients(webhook_secrets)
     lines = [
         "end to end on the shipped routing map (MLLP in -> normalize -> route -> consent -> every delivery received"
         " by its HTTP recipient), A01/A03 alternating, one new patient each;",

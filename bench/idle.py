@@ -9,24 +9,18 @@ latency-path consumer of a worker polls it every ``kafka.fetch_max_wait_ms`` (do
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
-from bench.e2e import WARM, WARM_COUNT, Recipients, bench_config, warm_up
+from bench.e2e import WARM, WARM_COUNT, bench_config, serve_recipients, warm_up
 from bench.procs import carehub_process, stop_all, stream_worker
 from bench.rss import cpu_seconds
-from carehub.demo import endpoint_variable, secret_variable
 
 SETTLE_S = 5.0
 
 
 async def bench_idle(bootstrap: str, root: Path, seconds: float, broker_pid: int | None) -> list[str]:
     config_dir, webhook_secrets = bench_config(root / "idle", [range(WARM, WARM + WARM_COUNT)])
-    recipients = Recipients(webhook_secrets)
-    await recipients.start()
-    for recipient, secret in webhook_secrets.items():
-        os.environ[endpoint_variable(recipient)] = recipients.url(recipient)
-        os.environ[secret_variable(recipient)] = secret
+    recipients = await serve_recipients(webhook_secrets)
     ingest, port = await carehub_process("ingest", config_dir, bootstrap, "bench.idle.", 0)
     procs = {"ingest": ingest}
     try:
