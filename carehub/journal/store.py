@@ -245,12 +245,17 @@ class Journal:
         )
 
     def admit(self, d: Delivery) -> str:
-        """One round trip for a fresh delivery: ``"done"`` when it already has a final outcome (a redelivery
+        """One query for a fresh delivery: ``"done"`` when it already has a final outcome (a redelivery
         after a crash), ``"own"`` when ``d`` itself holds its pair (a crash came after it went to retry),
         ``"queued"`` when it was queued behind another holder, ``"go"`` otherwise."""
-        if self.is_finished(d.delivery_id):
+        rows = self.db.query(
+            "SELECT (SELECT status FROM delivery_outcomes WHERE delivery_id = ?),"
+            " (SELECT delivery_id FROM delivery_holds WHERE recipient_id = ? AND patient_key = ?)",
+            (d.delivery_id, d.recipient_id, d.patient_key),
+        )
+        status, holder = rows[0]
+        if status in FINAL:
             return "done"
-        holder = self.holder(d.recipient_id, d.patient_key)
         if holder is None:
             return "go"
         if holder == d.delivery_id:

@@ -8,7 +8,6 @@ FHIR-Converter#207 describes), and a replay yields identical bundles.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import uuid
@@ -18,12 +17,11 @@ from urllib.parse import quote as _quote
 
 import orjson
 
+from carehub.core.uuids import Namespace
+
 NAMESPACE = uuid.UUID("6f1c7d0e-2b8a-5c43-9e1f-0a7c3b5d9e21")
+_IDS = Namespace(NAMESPACE)
 
-
-#: SHA-1 over the namespace, the prefix of every id's name: each id copies it and adds its name.
-_SEEDED = hashlib.sha1(NAMESPACE.bytes, usedforsecurity=False)
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 # The canonical form ids are made of: json.dumps(sort_keys=True, separators=(",", ":")), ASCII-escaped.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 # orjson writes the same bytes ~15x faster when nothing needs escaping and no float or NaN is in
@@ -33,12 +31,8 @@ _NOT_PLAIN_OUTSIDE_STRINGS = re.compile(rb"[.eEIN]|null")  # floats, NaN, Infini
 
 
 def resource_id(resource_type: str, *key: str) -> str:
-    """UUIDv5 of ``resourceType|k1|k2...`` (RFC 4122 §4.3, without uuid.UUID's overhead)."""
-    digest = _SEEDED.copy()  # cheaper than a new hashlib.sha1(), which looks the digest up in OpenSSL each time
-    digest.update((resource_type + "|" + "|".join(key)).encode("utf-8"))
-    h = digest.hexdigest()
-    # Version 5 in the high nibble of byte 6, RFC 4122 variant in the top bits of byte 8.
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+    """UUIDv5 of ``resourceType|k1|k2...`` (RFC 4122 §4.3; carehub.core.uuids)."""
+    return _IDS.id(resource_type + "|" + "|".join(key))
 
 
 def content_id(resource_type: str, body: dict[str, Any]) -> str:

@@ -13,11 +13,11 @@ resource to read, the definition is the measure file (docs/scorecard.md).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from carehub.core.clock import now_iso
+from carehub.core.uuids import Namespace
 from carehub.journal.tasks import PATIENT_SYSTEM
 from carehub.scorecard.compute import Result, Subject, Summary
 
@@ -26,7 +26,7 @@ PROFILES = {"summary": f"{DEQM}/summary-measurereport-deqm", "subject-list": f"{
 POPULATION = "http://terminology.hl7.org/CodeSystem/measure-population"
 IMPROVEMENT = "http://terminology.hl7.org/CodeSystem/measure-improvement-notation"
 REPORT_TYPES = tuple(PROFILES)
-_NS = uuid.UUID("9d3c1a7e-5b2f-4e60-8a1d-3f7c2b9e0a41")
+_NS = Namespace("9d3c1a7e-5b2f-4e60-8a1d-3f7c2b9e0a41")
 #: Population code -> which subjects are in it.
 _POPULATIONS = (
     ("initial-population", lambda s: True),
@@ -100,7 +100,7 @@ def measure_report(result: Result, *, base_url: str, reporter: str, report_type:
         group["stratifier"] = stratifiers
     report: dict[str, Any] = {
         "resourceType": "MeasureReport",
-        "id": str(uuid.uuid5(_NS, f"{m.id}|{result.period.text()}|{report_type}|{result.as_of}")),
+        "id": _NS.id(f"{m.id}|{result.period.text()}|{report_type}|{result.as_of}"),
         "meta": {"profile": [PROFILES[report_type]]},
         "status": "complete" if all(s.status != "pending" for s in result.subjects) else "pending",
         "type": report_type,

@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaProducer
 from carehub.core.kafka_security import KafkaSecurity
 from carehub.core.settings import KafkaSettings
 from carehub.core.topics import RETRY_TIERS
+from carehub.partitioner import KeyPartitioner
 from carehub.streams.agents import audit, careplan, deliver, fhir_inbound, retry, route
 from carehub.streams.context import AgentContext, StreamDeps
 from carehub.streams.outbox import Headers
@@ -72,7 +73,7 @@ def producer_options(bootstrap: str, kafka: KafkaSettings, security: KafkaSecuri
     leave, and the producer keeps one request in flight per broker, so a stage's sends queued behind broker
     round trips (docs/benchmarks.md)."""
     return dict(bootstrap_servers=bootstrap, acks="all", max_request_size=kafka.max_record_bytes,
-                max_batch_size=kafka.max_record_bytes, linger_ms=kafka.linger_ms,
+                max_batch_size=kafka.max_record_bytes, linger_ms=kafka.linger_ms, partitioner=KeyPartitioner(),
                 **security.aiokafka())  # fmt: skip
 
 

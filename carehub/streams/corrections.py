@@ -21,10 +21,10 @@ checked in the journal when the correction is about to leave
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 
 from carehub.core.records import CareEvent, JSONObject
+from carehub.core.uuids import Namespace
 from carehub.streams.signals import PatientState, Sent
 
 #: Corrections of one visit (what was sent for that visit is corrected).
@@ -34,7 +34,7 @@ TASK_CANCELS = frozenset({"cancel-admit", "cancel-discharge", "cancel-pre-admit"
 #: Identity corrections: what was sent about the retired record is corrected.
 IDENTITY_CORRECTIONS = frozenset({"merge", "change-identifier"})
 KINDS = VISIT_CORRECTIONS | IDENTITY_CORRECTIONS
-_NS = uuid.UUID("3b0f6f4e-2d1c-4e8a-9a57-5c7d0e1f2a3b")
+_NS = Namespace("3b0f6f4e-2d1c-4e8a-9a57-5c7d0e1f2a3b")
 
 _WHY = {
     "cancel-admit": "the admission was cancelled",
@@ -95,7 +95,7 @@ def cancel_task_bundle(task_key: str, event: CareEvent, *, system: str, timestam
         "timestamp": timestamp,
         "entry": [
             {
-                "fullUrl": f"urn:uuid:{uuid.uuid5(_NS, task_key)}",
+                "fullUrl": f"urn:uuid:{_NS.id(task_key)}",
                 "resource": task,
                 "request": {"method": "PUT", "url": f"Task?identifier={system}|{task_key}"},
             }

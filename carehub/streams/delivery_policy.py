@@ -184,7 +184,8 @@ async def attempt_once(
     if not breaker.allow(delivery.endpoint):
         return CIRCUIT_OPEN
     try:
-        status = await asyncio.wait_for(destination.send(delivery), timeout_s)
+        async with asyncio.timeout(timeout_s):  # no task of its own per attempt, as wait_for makes
+            status = await destination.send(delivery)
     except DeliveryError as exc:
         if not exc.permanent:
             breaker.record(delivery.endpoint, ok=False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import re
-import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import orjson
 
 from carehub.core.memo import IdentityMemo
 from carehub.core.records import CareEvent, JSONObject
+from carehub.core.uuids import Namespace
 
 DV = "http://hl7.org/fhir/us/davinci-alerts"
 #: The hub's risk-score code system (streams.risk; kept here so notify does not import the scorer).
@@ -29,7 +29,7 @@ EVENT_SYSTEM = f"{DV}/CodeSystem/notification-event"
 V2_EVENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0003"
 PROVENANCE_AGENT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 US_CORE_AGENT = "http://hl7.org/fhir/us/core/CodeSystem/us-core-provenance-participant-type"
-_NS = uuid.UUID("6f2b3c0e-9a57-4c1e-9d7a-2b1f0c3d4e5a")
+_NS = Namespace("6f2b3c0e-9a57-4c1e-9d7a-2b1f0c3d4e5a")
 
 #: CareEvent kind -> (Da Vinci event code, MessageHeader profile stem)
 _EVENT_CODES: dict[str, tuple[str, str]] = {
@@ -53,7 +53,7 @@ class Hub:
 
 @functools.cache
 def _hub_organization_id(base_url: str) -> str:
-    return str(uuid.uuid5(_NS, f"hub|{base_url}"))
+    return _NS.id(f"hub|{base_url}")
 
 
 def event_coding(event: CareEvent) -> JSONObject:
@@ -164,8 +164,8 @@ def notification_bundle(
     """
     focus = f"Encounter/{event.encounter_id}" if event.encounter_id else f"Patient/{event.patient_id}"
     content = _CONTENT.value(event, lambda: _notified(event, focus))
-    header_id = str(uuid.uuid5(_NS, f"header|{key}"))
-    source_org_id = str(uuid.uuid5(_NS, f"facility|{event.facility}"))
+    header_id = _NS.id(f"header|{key}")
+    source_org_id = _NS.id(f"facility|{event.facility}")
     hub_org = organization(hub.organization_id, hub.name)
     source_org = organization(source_org_id, event.facility or "unknown sender")
     header: JSONObject = {
@@ -180,7 +180,7 @@ def notification_bundle(
     }
     provenance: JSONObject = {
         "resourceType": "Provenance",
-        "id": str(uuid.uuid5(_NS, f"provenance|{key}")),
+        "id": _NS.id(f"provenance|{key}"),
         "target": [{"reference": f"MessageHeader/{header_id}"}],
         "recorded": timestamp,
         "agent": [
@@ -198,7 +198,7 @@ def notification_bundle(
     unique = list({f"{r['resourceType']}/{r['id']}": r for r in resources}.values())
     return {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid5(_NS, f"bundle|{key}")),
+        "id": _NS.id(f"bundle|{key}"),
         "meta": {"profile": [f"{DV}/StructureDefinition/notifications-bundle"]},
         "type": "message",
         "timestamp": timestamp,

@@ -14,11 +14,11 @@ conditional creates (``ifNoneExist`` on their identifiers).
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from carehub.core.records import CareEvent, JSONObject
+from carehub.core.uuids import Namespace
 from carehub.journal.tasks import BUSINESS_STATUS, PATIENT_SYSTEM, patient_reference
 from carehub.streams.notify import Hub
 from carehub.streams.routing.match import diagnosis_codes
@@ -31,7 +31,7 @@ LOCAL_TASK = "urn:carehub:task-code"
 TASK_IDENTIFIER = "urn:carehub:task"
 RECIPIENT_SYSTEM = "urn:carehub:recipient"
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
-_NS = uuid.UUID("0d6c1b8e-3f4a-4c55-8d2e-7a1b9c0e5f21")
+_NS = Namespace("0d6c1b8e-3f4a-4c55-8d2e-7a1b9c0e5f21")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,7 @@ class TaskRequest:
 
 
 def _uuid(key: str, what: str) -> str:
-    return str(uuid.uuid5(_NS, f"{what}|{key}"))
+    return _NS.id(f"{what}|{key}")
 
 
 def _ref(full_url: str) -> JSONObject:

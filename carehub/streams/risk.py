@@ -19,11 +19,11 @@ The score travels as an Observation in the discharge event's bundle (code ``lace
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from carehub.core.records import CareEvent, JSONObject
+from carehub.core.uuids import Namespace
 from carehub.streams.charlson import charlson
 from carehub.streams.notify import RISK_SYSTEM
 from carehub.streams.routing.match import diagnosis_codes
@@ -32,7 +32,7 @@ from carehub.streams.signals import ED_HISTORY, PatientState, parse_time
 LACE_CODE = "lace-index"
 LACE_DISPLAY = "LACE index for 30-day readmission or death"
 EMERGENT = frozenset({"E"})
-_NS = uuid.UUID("0c6a2f8e-4b1d-4f3a-8e2c-7d9b5a1e3f60")
+_NS = Namespace("0c6a2f8e-4b1d-4f3a-8e2c-7d9b5a1e3f60")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ def observation(event: CareEvent, score: Lace) -> JSONObject:
     patient, encounter = _first(event, "Patient"), _first(event, "Encounter")
     resource: JSONObject = {
         "resourceType": "Observation",
-        "id": str(uuid.uuid5(_NS, event.event_id)),
+        "id": _NS.id(event.event_id),
         "status": "final",
         "category": [
             {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}

@@ -12,7 +12,6 @@ resources not carried are dropped (their display is kept).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,7 +199,7 @@ def _location_text(encounter: Resource, by_ref: Mapping[str, Resource]) -> str:
 
 def _event_id(source: FhirSource, encounter_ref: str, kind: str, encounter: Resource) -> str:
     version = (encounter.get("meta") or {}).get("versionId") or (encounter.get("meta") or {}).get("lastUpdated") or ""
-    return str(uuid.uuid5(ids.NAMESPACE, f"event|fhir|{source.name}|{encounter_ref}|{kind}|{version}"))
+    return ids.resource_id("event", "fhir", f"{source.name}|{encounter_ref}|{kind}|{version}")
 
 
 def map_encounter(

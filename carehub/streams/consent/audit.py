@@ -8,14 +8,13 @@ a new row; only the same record read twice from Kafka collapses into one.
 
 from __future__ import annotations
 
-import uuid
-
 from carehub.core.records import JSONObject
+from carehub.core.uuids import Namespace
 from carehub.streams.consent.codes import ACT_REASON
 from carehub.streams.consent.decide import DENY, PERMIT_REDACTED, ConsentDecision, Disclosure
 from carehub.streams.consent.emergency import Attestation
 
-_NS = uuid.UUID("0b7c6d4e-1f2a-4b3c-8d9e-5f6a7b8c9d0e")
+_NS = Namespace("0b7c6d4e-1f2a-4b3c-8d9e-5f6a7b8c9d0e")
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 AUDIT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 ATTESTATION_SYSTEM = "urn:carehub:part2-emergency-attestation"
@@ -28,7 +27,7 @@ EMERGENCY_OVERRIDE = {"system": DCM, "code": "110127", "display": "Emergency Ove
 
 
 def audit_id(delivery_id: str, phase: str, attempt: int, recorded: str) -> str:
-    return str(uuid.uuid5(_NS, f"{delivery_id}|{phase}|{attempt}|{recorded}"))
+    return _NS.id(f"{delivery_id}|{phase}|{attempt}|{recorded}")
 
 
 def audit_event(
@@ -103,7 +102,7 @@ def attestation_audit(attestation: Attestation, hub: str = "carehub") -> JSONObj
     ]
     return {
         "resourceType": "AuditEvent",
-        "id": str(uuid.uuid5(_NS, f"attestation|{attestation.id}|{attestation.recorded}")),
+        "id": _NS.id(f"attestation|{attestation.id}|{attestation.recorded}"),
         "type": EMERGENCY_OVERRIDE,
         "action": "C",
         "recorded": attestation.recorded,

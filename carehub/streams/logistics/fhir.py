@@ -14,10 +14,10 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from typing import Any
 
 from carehub.core.records import JSONObject
+from carehub.core.uuids import Namespace
 from carehub.journal.logistics import Order
 from carehub.journal.tasks import BUSINESS_STATUS, patient_reference
 from carehub.streams.routing.model import Recipient
@@ -28,7 +28,7 @@ STEP_SYSTEM = "urn:carehub:logistics-step"
 TASK_IDENTIFIER = "urn:carehub:task"
 RECIPIENT_SYSTEM = "urn:carehub:recipient"
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
-_NS = uuid.UUID("5b0f3c1e-8d57-4a8e-9f0b-19c4f7a2d6e3")
+_NS = Namespace("5b0f3c1e-8d57-4a8e-9f0b-19c4f7a2d6e3")
 DISPLAY = {
     "nemt": "Non-emergency medical transport",
     "dme": "Durable medical equipment delivery",
@@ -37,7 +37,7 @@ DISPLAY = {
 
 
 def _urn(key: str, what: str) -> str:
-    return f"urn:uuid:{uuid.uuid5(_NS, f'{what}|{key}')}"
+    return f"urn:uuid:{_NS.id(f'{what}|{key}')}"
 
 
 def service_request(order: Order, place: str, authored: str, performer: str = "") -> JSONObject:
@@ -145,7 +145,7 @@ def offer_bundle(order: Order, vendor: Recipient, offer_id: str, expires: str, h
                   "identifier": [{"system": RECIPIENT_SYSTEM, "value": vendor.id}]}  # fmt: skip
     return {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid5(_NS, f"offer|{offer_id}")),
+        "id": _NS.id(f"offer|{offer_id}"),
         "type": "transaction",
         "timestamp": now,
         "entry": [
@@ -193,7 +193,7 @@ def withdrawal_bundle(task: JSONObject, offer_id: str, reason: str, at: str) -> 
     sent.update(status="cancelled", statusReason={"text": reason})
     return {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid5(_NS, f"withdrawn|{offer_id}")),
+        "id": _NS.id(f"withdrawn|{offer_id}"),
         "type": "transaction",
         "timestamp": at,
         "entry": [{"fullUrl": _urn(offer_id, "task"), "resource": sent,

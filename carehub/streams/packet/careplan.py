@@ -10,10 +10,10 @@ receives when a Task changes or the discharge is cancelled (the plan revoked).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 from carehub.core.records import CareEvent, JSONObject
+from carehub.core.uuids import Namespace
 from carehub.journal.tasks import PATIENT_SYSTEM, TERMINAL
 from carehub.streams.corrections import reason_text
 from carehub.streams.notify import Hub, entry, organization
@@ -22,7 +22,7 @@ from carehub.streams.referrals import KINDS, RECIPIENT_SYSTEM, TaskRequest
 CAREPLAN_SYSTEM = "urn:carehub:careplan"
 CATEGORY = {"system": "http://hl7.org/fhir/us/core/CodeSystem/careplan-category", "code": "assess-plan"}
 MESSAGE_EVENTS = "urn:carehub:message-event"
-_NS = uuid.UUID("5a0c2f1e-7b3d-4e9a-8c61-0f2d4b6a8e13")
+_NS = Namespace("5a0c2f1e-7b3d-4e9a-8c61-0f2d4b6a8e13")
 #: Task fields a CarePlan update carries (the rest points into the Task's own Bundle).
 TASK_FIELDS = ("identifier", "status", "statusReason", "businessStatus", "intent", "priority", "code",
                "description", "authoredOn", "lastModified", "restriction", "output", "note")  # fmt: skip
@@ -41,7 +41,7 @@ def visit_number(event: CareEvent) -> str:
 
 def careplan_id(event: CareEvent) -> str:
     """Stable for the discharge episode: facility + visit number (not the patient key, which a merge changes)."""
-    return str(uuid.uuid5(_NS, f"careplan|{event.facility}|{visit_number(event)}"))
+    return _NS.id(f"careplan|{event.facility}|{visit_number(event)}")
 
 
 def activity(request: TaskRequest) -> JSONObject:
@@ -130,7 +130,7 @@ def update_message(
     ``tasks``: (Task as the journal holds it, the directory id of its owner). References resolve
     inside the Bundle: the Patient is the hub's patient identity, the Tasks are views of theirs.
     """
-    patient_id = str(uuid.uuid5(_NS, f"patient|{patient_key}"))
+    patient_id = _NS.id(f"patient|{patient_key}")
     patient: JSONObject = {
         "resourceType": "Patient",
         "id": patient_id,
@@ -148,7 +148,7 @@ def update_message(
     code = "careplan-revoked" if plan.get("status") == "revoked" else "careplan-update"
     header: JSONObject = {
         "resourceType": "MessageHeader",
-        "id": str(uuid.uuid5(_NS, f"header|{key}")),
+        "id": _NS.id(f"header|{key}"),
         "eventCoding": {"system": MESSAGE_EVENTS, "code": code},
         "destination": [{"name": recipient_name, "endpoint": destination}],
         "sender": {"reference": f"Organization/{hub_org['id']}"},
@@ -158,7 +158,7 @@ def update_message(
     resources = [header, sent, *views, patient, hub_org]
     return {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid5(_NS, f"bundle|{key}")),
+        "id": _NS.id(f"bundle|{key}"),
         "type": "message",
         "timestamp": timestamp,
         "entry": [entry(hub.base_url, r) for r in resources],

@@ -17,13 +17,13 @@ The message (``packet_message``): a Bundle of type message whose MessageHeader
 from __future__ import annotations
 
 import html
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from carehub.core.memo import IdentityMemo
 from carehub.core.records import CareEvent, JSONObject
+from carehub.core.uuids import Namespace
 from carehub.mappings.validation import validate_resource
 from carehub.streams.notify import (
     PROVENANCE_AGENT,
@@ -41,7 +41,7 @@ from carehub.streams.packet.sections import BY_KEY, DOCUMENT_TYPE, EMPTY_REASON,
 from carehub.streams.referrals import KINDS, TaskRequest, owner_organization, service_request, task_resource
 
 PACKET_SYSTEM = "urn:carehub:packet"
-_NS = uuid.UUID("9e4d7c2a-1b5f-4a3e-b8d6-2c0f9a7e5b31")
+_NS = Namespace("9e4d7c2a-1b5f-4a3e-b8d6-2c0f9a7e5b31")
 RESULT_DONE = frozenset({"final", "amended", "corrected"})
 RESULT_PENDING = frozenset({"registered", "preliminary", "partial"})
 PARTICIPANT_ROLES = {"ATND": "attending physician", "ADM": "admitting physician", "REF": "referring physician",
@@ -49,7 +49,7 @@ PARTICIPANT_ROLES = {"ATND": "attending physician", "ADM": "admitting physician"
 
 
 def _uuid(key: str, what: str) -> str:
-    return str(uuid.uuid5(_NS, f"{what}|{key}"))
+    return _NS.id(f"{what}|{key}")
 
 
 def _ref(resource: JSONObject) -> str:

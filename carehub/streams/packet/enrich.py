@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from carehub.core.records import CareEvent, JSONObject
+from carehub.core.uuids import Namespace
 
 ATTRIBUTE = "packet_enrichment"
 LOINC = "http://loinc.org"
 DOCUMENT_TYPES = {"discharge-summary": "18842-5", "discharge-instructions": "8653-8"}
 PENDING = "registered,partial,preliminary"
-_NS = uuid.UUID("c41f0b6e-93d2-4a7f-8e15-6b2a0d9c3f47")
+_NS = Namespace("c41f0b6e-93d2-4a7f-8e15-6b2a0d9c3f47")
 
 
 class Reader(Protocol):
@@ -141,7 +141,7 @@ def asked_type(name: str) -> str:
 
 
 def _local_id(source: str, ref: str) -> str:
-    return str(uuid.uuid5(_NS, f"{source}|{ref}"))
+    return _NS.id(f"{source}|{ref}")
 
 
 def _rewrite(value: Any, refs: Mapping[str, str]) -> Any:
