@@ -10,10 +10,11 @@ freed by reference counting as soon as a batch is done, so the collector has lit
 * a young pass every ``YOUNG`` allocations, the older generations as Python does relative to it.
 
 A young pass walks whatever young objects are still alive, and under load those are the documents
-in flight and the ones the per-event memos hold (core.memo): with a pass every 50,000 allocations,
-a 3,000-message flood (shipped map) ran 58 passes of 5-48 ms each (1.4 s of the worker's 19 CPU-s)
-and none of them found any garbage. A pass every million allocations walks about as many live
-objects, twenty times less often (about once a minute at 150 msgs/s).
+in flight and the ones the per-event memos hold (core.memo): in a 3,000-message flood (shipped map)
+the worker ran 58 passes of 5-48 ms (1.4 s of its 19 CPU-s) and none found any garbage. A pass every
+million allocations instead saved that time, but a worker sending to a recipient that is down then
+grew to 1.3-2.0 GB within 90 s (580 MB at 50,000), in large allocations a full collection did not
+free (docs/benchmarks.md, session 8): kept at 50,000 until that is understood.
 
 Cycles are still collected (asyncio tasks and exceptions make a few), only less often.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import gc
 
 #: Net allocations between young-generation passes (Python's default: 700).
-YOUNG = 1_000_000
+YOUNG = 50_000
 #: Young passes per middle pass, middle passes per full pass (Python's defaults: 10, 10).
 MIDDLE, FULL = 20, 100
 
