@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+import traceback
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
@@ -86,6 +87,22 @@ def classify(status: int, retry_after_header: str | None = None) -> DeliveryErro
     return DeliveryError(f"recipient answered HTTP {status}", permanent=permanent, status=status, retry_after_s=wait)
 
 
+def let_go(exc: BaseException) -> None:
+    """Clear the locals of the finished frames that ``exc`` and the errors it was raised from hold.
+
+    aiohttp's connection attempt (aiohappyeyeballs) keeps each error in a list its own frame holds: error ->
+    traceback -> frame -> list -> error, a cycle that only the cyclic collector frees, and with it whatever
+    those frames held (the request, its body, the context of the stage batch that sent it). A recipient that
+    is down makes one per attempt; cleared here, reference counting frees them as soon as the error is handled.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        traceback.clear_frames(link.__traceback__)  # the frames still running (the caller's) are left alone
+        link = link.__cause__ or link.__context__
+
+
 def unreachable(exc: BaseException, what: str) -> DeliveryError:
     """A request that got no HTTP answer, classified (HTTP channels share this).
 
@@ -94,6 +111,7 @@ def unreachable(exc: BaseException, what: str) -> DeliveryError:
     (certificate not trusted, handshake refused). Transient otherwise:
     connection refused or reset, timeouts.
     """
+    let_go(exc)
     if isinstance(exc, aiohttp.InvalidURL):
         return DeliveryError(f"cannot reach {what}: malformed URL", permanent=True)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):

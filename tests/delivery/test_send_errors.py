@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -60,3 +61,25 @@ async def test_a_tls_failure_is_permanent(untrusted_https: str) -> None:
 async def test_connection_refused_is_transient() -> None:
     error = await _error(f"http://127.0.0.1:{free_port()}/fhir")
     assert not error.permanent and "ClientConnectorError" in error.message
+
+
+async def test_a_refused_attempt_leaves_no_cycle_holding_the_delivery() -> None:
+    """aiohttp's connection attempt keeps each error in a list its frame holds (error -> traceback -> frame ->
+    list -> error); left alone, only the cyclic collector frees it, with the delivery and its body, and a
+    worker sending to a recipient that is down grew by hundreds of MB between passes (docs/benchmarks.md)."""
+    destination = WebhookDestination(5.0, secret_for=lambda _: "test-secret")
+    endpoint = f"http://127.0.0.1:{free_port()}/fhir"  # nothing listens
+    await _error(endpoint)  # warm: whatever the first connection makes once
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for n in range(5):
+            with pytest.raises(DeliveryError):
+                await destination.send(delivery(n, endpoint=endpoint))
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        await destination.close()
+    assert "frame" not in left and "traceback" not in left, sorted(set(left))
