@@ -23,11 +23,19 @@ from pathlib import Path
 from types import ModuleType
 
 MODULES = (
+    "carehub.adapters.hl7.header",
     "carehub.adapters.hl7.tokenizer",
+    "carehub.core.patient",
+    "carehub.mappings.care_event",
     "carehub.mappings.codes",
     "carehub.mappings.compiler",
     "carehub.mappings.context",
+    "carehub.mappings.convert",
+    "carehub.mappings.identity",
     "carehub.mappings.ids",
+    "carehub.mappings.merge",
+    "carehub.mappings.plan",
+    "carehub.mappings.postprocess",
     "carehub.mappings.transforms.coded",
     "carehub.mappings.transforms.contact",
     "carehub.mappings.transforms.datetimes",
