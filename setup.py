@@ -54,7 +54,7 @@ class BuildRecordingSources(build_ext):
         if not self.extensions:
             return
         where = ROOT if self.inplace else Path(self.build_lib)
-        record = where / "carehub" / _native.RECORD.name
+        record = where / "carehub" / Path(_native.RECORD).name
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(_native.digests(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -71,7 +71,7 @@ def _compiled() -> list[Any]:
     except ImportError:
         print("carehub: mypyc is not installed: the hot modules stay pure Python", file=sys.stderr)
         return []
-    sources = [str(_native.source_of(name).relative_to(ROOT)) for name in _native.MODULES]
+    sources = [str(Path(_native.source_of(name)).relative_to(ROOT)) for name in _native.MODULES]
     extensions: list[Any] = mypycify(sources, group_name="carehub._native", opt_level="3")
     return extensions
 

@@ -13,13 +13,11 @@ All or none: compiled modules call each other directly, not through their Python
 from __future__ import annotations
 
 import hashlib
-import importlib.abc
 import importlib.machinery
-import importlib.util
 import json
+import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from types import ModuleType
 
 MODULES = (
@@ -43,23 +41,31 @@ MODULES = (
     "carehub.mappings.transforms.location",
     "carehub.mappings.transforms.text",
 )
+# os.path rather than pathlib, and no importlib.abc (which imports importlib.resources): every carehub
+# process runs this first.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)
 #: The record of a compiled build: module name -> SHA-256 of the source it was compiled from.
-RECORD = Path(__file__).with_name("_native.json")
-_ROOT = Path(__file__).resolve().parent.parent
+RECORD = os.path.join(_HERE, "_native.json")
 
 
-def source_of(module: str) -> Path:
-    return _ROOT.joinpath(*module.split(".")).with_suffix(".py")
+def source_of(module: str) -> str:
+    return os.path.join(_ROOT, *module.split(".")) + ".py"
 
 
 def digests() -> dict[str, str]:
     """SHA-256 of each module's source as it is now."""
-    return {name: hashlib.sha256(source_of(name).read_bytes()).hexdigest() for name in MODULES}
+    found = {}
+    for name in MODULES:
+        with open(source_of(name), "rb") as source:
+            found[name] = hashlib.sha256(source.read()).hexdigest()
+    return found
 
 
 def _matches() -> bool:
     try:
-        recorded = json.loads(RECORD.read_text(encoding="utf-8"))
+        with open(RECORD, encoding="utf-8") as record:
+            recorded = json.load(record)
     except (OSError, ValueError):
         return False
     try:
@@ -68,7 +74,7 @@ def _matches() -> bool:
         return False
 
 
-class _FromSource(importlib.abc.MetaPathFinder):
+class _FromSource:
     """Finds the modules of ``MODULES`` as their ``.py`` files (never the extension beside them)."""
 
     def find_spec(
@@ -77,10 +83,13 @@ class _FromSource(importlib.abc.MetaPathFinder):
         if fullname not in MODULES:
             return None
         source = source_of(fullname)
-        if not source.is_file():
+        if not os.path.isfile(source):
             return None
-        loader = importlib.machinery.SourceFileLoader(fullname, str(source))
-        return importlib.util.spec_from_file_location(fullname, source, loader=loader)
+        spec = importlib.machinery.ModuleSpec(
+            fullname, importlib.machinery.SourceFileLoader(fullname, source), origin=source
+        )
+        spec.has_location = True  # __file__ and a cached .pyc, as for any module found on the path
+        return spec
 
 
 _state: dict[str, bool] = {}
