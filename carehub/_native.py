@@ -24,6 +24,7 @@ MODULES = (
     "carehub.adapters.hl7.header",
     "carehub.adapters.hl7.tokenizer",
     "carehub.core.patient",
+    "carehub.core.uuids",
     "carehub.mappings.care_event",
     "carehub.mappings.codes",
     "carehub.mappings.compiler",
