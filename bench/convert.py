@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 
 from bench.messages import message
+from carehub import _native
 from carehub.adapters.hl7.tokenizer import parse_message
 from carehub.core import heap
 from carehub.core.errors import MappingError
@@ -125,7 +126,8 @@ def bench_convert(quick: bool) -> list[str]:
     ratio = rates["full"] / rates["reference"]
     return [
         f"conversion (HL7v2 ADT -> CareEvent with FHIR R4 Bundle), msgs per CPU-second (one core), {len(texts)} "
-        f"corpus messages (mean {size:,.0f} chars), best of {rounds} interleaved rounds",
+        f"corpus messages (mean {size:,.0f} chars), best of {rounds} interleaved rounds, hot modules "
+        f"{'compiled (mypyc)' if _native.compiled() else 'as Python (not compiled, or sources changed since)'}",
         f"  naive reference (tokenize + split + JSON) {rates['reference']:>8,.0f} msgs/s",
         f"  carehub parse + map + serialize JSON  {rates['full']:>8,.0f} msgs/s   "
         f"({ratio:.2f}x the reference; target 3,000/s)",
