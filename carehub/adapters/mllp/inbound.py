@@ -68,7 +68,7 @@ class Publisher(Protocol):
     broker does not confirm it raises :class:`StorageUnavailableError`.
     """
 
-    async def publish(self, message: InboundMessage) -> None: ...
+    def publish(self, message: InboundMessage) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +203,11 @@ class InboundHandler:
             record = self._admit(payload, message, ctx.header, decoding.codec, receipt, received_at)
             ctx.trusted = True  # type, version and processing id passed: MSH-9/10 are in place
             await self._check_size(record, len(payload))
-            await self._publish(record)
+            pending = self._publisher.publish(record)  # the write is on its way to the broker from here
+            try:
+                accepted = self._answers.reply(ctx, None)  # built while the broker confirms; sent only after
+            finally:
+                await self._confirmed(pending)
         except MessageError as exc:
             if ctx.header is None:
                 ctx.header, ctx.delimiters = salvage_header(decoding.text)
@@ -218,7 +222,7 @@ class InboundHandler:
             return reply
         if decoding.codec == UNDECLARED_FALLBACK:
             _warn_undeclared(record, receipt)
-        reply = self._answers.reply(ctx, None)
+        reply = accepted
         if self._assess is not None and self._answers.application_wanted(ctx.header):
             assess = self._assess
 
@@ -335,14 +339,14 @@ class InboundHandler:
                 f"the message converts to a {event_bytes}-byte event, over the {limit}-byte record limit"
             )
 
-    async def _publish(self, record: InboundMessage) -> None:
-        """Hand the record to the publisher, turning a missed deadline into AR 207."""
+    async def _confirmed(self, pending: Awaitable[None]) -> None:
+        """Wait for the publisher's confirmation of a write, turning a missed deadline into AR 207."""
         if self._timeout is None:
-            await self._publisher.publish(record)
+            await pending
             return
         try:
             async with asyncio.timeout(self._timeout):
-                await self._publisher.publish(record)
+                await pending
         except TimeoutError as exc:
             raise StorageUnavailableError("the broker did not confirm the write in time") from exc
 
