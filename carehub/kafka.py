@@ -22,8 +22,6 @@ from aiokafka.client import ConnectionGroup
 from aiokafka.conn import CloseReason
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.structs import TopicPartition
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -33,6 +31,7 @@ from carehub.core.errors import BrokerError, MessageTooLargeError, StorageUnavai
 from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
 from carehub.core.records import FhirNotification, InboundMessage, InboundRefusal
 from carehub.health import DependencyHealth
+from carehub.kafka_wire import ProduceRecords, partition_for
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +124,6 @@ def ensure_topics(
     return replication
 
 
-_PARTITIONER = DefaultPartitioner()
 #: Batch and request framing around one record (the producer's own check decides near the limit).
 _RECORD_OVERHEAD = 512
 
@@ -248,7 +246,7 @@ class KafkaPublisher:
         partitions = cluster.partitions_for_topic(topic)
         if not partitions:
             return None
-        partition = _PARTITIONER(key, list(partitions), list(cluster.available_partitions_for_topic(topic)))
+        partition = partition_for(key, list(partitions))
         leader = cluster.leader_for_partition(TopicPartition(topic, partition))
         if leader is None or leader == -1:
             return None
@@ -258,7 +256,7 @@ class KafkaPublisher:
         batch = self._producer.create_batch()
         if batch.append(timestamp=None, key=key, value=value) is None:
             return None
-        request = ProduceRequest(
+        request = ProduceRecords(
             required_acks=-1,
             timeout=self._timeout_ms,
             topics=[(topic, [(partition, batch._build())])],
