@@ -2,8 +2,9 @@
 
 Kept apart from the socket code so the rules (which messages are accepted,
 when AA may be sent) are testable with plain bytes. The one rule that matters
-most: AA only after :meth:`Publisher.publish` has returned, i.e. after the
-broker confirmed the write. Anything else gets AE or AR, derived from the
+most: AA only after what :meth:`Publisher.publish` answered has completed, i.e.
+after the broker confirmed the write (the AA's bytes may be prepared while it
+works; they are written only after). Anything else gets AE or AR, derived from the
 error class and the settings in one place (:class:`AckPolicy`).
 
 Every payload gets a reply: no exception leaves :meth:`InboundHandler.handle`.
@@ -64,8 +65,10 @@ _undeclared_lines = LogThrottle(60.0)
 class Publisher(Protocol):
     """Where accepted messages go (Kafka in production).
 
-    ``publish`` returns only once the write is durable (acks=all); when the
-    broker does not confirm it raises :class:`StorageUnavailableError`.
+    ``publish`` starts the write and answers an awaitable that completes only
+    once the write is durable (acks=all); when the broker does not confirm it,
+    that awaitable (or ``publish`` itself) raises :class:`StorageUnavailableError`.
+    An ``async def publish`` is one such publisher: nothing runs until awaited.
     """
 
     def publish(self, message: InboundMessage) -> Awaitable[None]: ...
