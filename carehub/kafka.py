@@ -124,6 +124,8 @@ def ensure_topics(
     return replication
 
 
+#: After records overlapped (several senders at once), how long they keep to the producer's batches.
+_SOLO_AFTER_S = 0.5
 #: Batch and request framing around one record (the producer's own check decides near the limit).
 _RECORD_OVERHEAD = 512
 
@@ -166,6 +168,8 @@ class KafkaPublisher:
         #: Inbound writes started and not yet settled, and the direct request in flight (see publish).
         self._storing = 0
         self._direct: asyncio.Future[None] | None = None
+        #: Until then records take the producer's batching path (another started while one was stored).
+        self._batching_until = 0.0
         self._max_request_size = max_request_size
         #: Inbound records written as their own request at once, and through the producer's queue.
         self.writes = {"direct": 0, "producer": 0}
@@ -208,18 +212,23 @@ class KafkaPublisher:
     def publish(self, message: InboundMessage) -> Awaitable[None]:
         """Start the acks=all write of one inbound record; answer what to await for the broker's confirmation.
 
-        When nothing else is being stored, the record goes out at once as its own produce request
-        (on the wire when this returns; see :meth:`_write_now`), so the caller can prepare its answer
-        while the broker works. Otherwise it takes the producer's path, which batches what arrives
-        while a request is in flight; records that arrive while a direct request is in flight wait
-        for it first, so requests stay one at a time and batches as full as the producer makes them.
-        The awaitable must be awaited (it settles the count of writes in progress).
+        When records come one at a time (nothing else being stored now, nor for the last
+        :data:`_SOLO_AFTER_S`), the record goes out at once as its own produce request (on the wire
+        when this returns; see :meth:`_write_now`), so the caller can prepare its answer while the
+        broker works. Otherwise it takes the producer's path, which batches what arrives while a
+        request is in flight: with several senders at once a request per record would cost more
+        than the loop turns it saves. Records that arrive while a direct request is in flight wait
+        for it first, so requests stay one at a time. The awaitable must be awaited (it settles the
+        count of writes in progress).
         """
         if not self.health.healthy:
             raise StorageUnavailableError("the broker is unreachable; resend the message later")
         key, value = message.patient_key.encode(), message.to_json()
         written = None
-        if self._storing == 0:
+        now = asyncio.get_running_loop().time()
+        if self._storing:
+            self._batching_until = now + _SOLO_AFTER_S
+        elif now >= self._batching_until:
             try:
                 written = self._write_now(self._topic, key, value)
             except AIOKafkaError:

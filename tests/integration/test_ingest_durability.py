@@ -158,13 +158,18 @@ async def test_inbound_records_written_at_once_or_batched_land_once_where_the_pr
         before = dict(publisher.writes)
         await asyncio.gather(*(publisher.publish(record(n)) for n in range(30, 130)))  # many connections at once
         assert publisher.writes["producer"] - before["producer"] >= 90, "concurrent records join the producer's batches"
+        await publisher.publish(record(130))
+        assert publisher.writes["direct"] == before["direct"] + 1, "right after a burst: still the producer's batches"
+        await asyncio.sleep(0.6)
+        await publisher.publish(record(131))
+        assert publisher.writes["direct"] == before["direct"] + 2, "one at a time again: written at once again"
     finally:
         await publisher.stop()
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     where: dict[str, list[tuple[int, bytes]]] = {}
     try:
-        while sum(len(v) for v in where.values()) < 130:
+        while sum(len(v) for v in where.values()) < 132:
             batch = await consumer.getmany(timeout_ms=5000)
             if not batch:
                 break
@@ -174,7 +179,7 @@ async def test_inbound_records_written_at_once_or_batched_land_once_where_the_pr
                     where.setdefault(InboundMessage.from_json(r.value).control_id, []).append((r.partition, r.key))
     finally:
         await consumer.stop()
-    assert sorted(where) == sorted(f"C{n}" for n in range(130)), "every confirmed record, none twice"
+    assert sorted(where) == sorted(f"C{n}" for n in range(132)), "every confirmed record, none twice"
     for control_id, [(partition, key)] in where.items():
         assert partition == DefaultPartitioner()(key, [0, 1, 2, 3], [0, 1, 2, 3]), (control_id, partition)
 
