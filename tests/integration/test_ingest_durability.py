@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
 
 from carehub.broker import EmbeddedBroker
 from carehub.connectors.mllp import MLLPClient, ack_code
@@ -133,6 +134,54 @@ async def test_a_record_the_broker_will_not_take_is_refused_without_marking_the_
         await publisher.publish(replace(big, raw_b64=InboundMessage.encode_raw(b"small"), control_id="SMALL"))
     finally:
         await publisher.stop()
+
+
+async def test_inbound_records_written_at_once_or_batched_land_once_where_the_producer_would_put_them(
+    broker: str,
+) -> None:
+    """The publisher's direct write (one request, at once, when nothing else is being stored) and the
+    producer's batched path: every confirmed record is on the topic once, in the partition murmur2 of its
+    key picks (what the stages reading the topic are co-partitioned by)."""
+    topic = f"t{os.getpid()}-direct.hl7v2.inbound"
+    ensure_topics(broker, [topic], 4)
+    publisher = KafkaPublisher(broker, topic, 10.0)
+    await publisher.start()
+
+    def record(n: int) -> InboundMessage:
+        raw = InboundMessage.encode_raw(f"MSH|^~\\&|A|B|||||ADT^A01|C{n}|P|2.5\r".encode())
+        return InboundMessage(raw, "utf-8", "", "l", "p", f"C{n}", "ADT", "A01", "2.5", "A", "B", f"RGH|MRN{n % 13}")
+
+    try:
+        for n in range(30):  # one at a time, as a stop-and-wait sender on one connection
+            await publisher.publish(record(n))
+        assert publisher.writes["direct"] >= 25, publisher.writes
+        before = dict(publisher.writes)
+        await asyncio.gather(*(publisher.publish(record(n)) for n in range(30, 130)))  # many connections at once
+        assert publisher.writes["producer"] - before["producer"] >= 90, "concurrent records join the producer's batches"
+        await publisher.publish(record(130))
+        assert publisher.writes["direct"] == before["direct"] + 1, "right after a burst: still the producer's batches"
+        await asyncio.sleep(0.6)
+        await publisher.publish(record(131))
+        assert publisher.writes["direct"] == before["direct"] + 2, "one at a time again: written at once again"
+    finally:
+        await publisher.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    where: dict[str, list[tuple[int, bytes]]] = {}
+    try:
+        while sum(len(v) for v in where.values()) < 132:
+            batch = await consumer.getmany(timeout_ms=5000)
+            if not batch:
+                break
+            for records in batch.values():
+                for r in records:
+                    assert r.key is not None and r.value is not None
+                    where.setdefault(InboundMessage.from_json(r.value).control_id, []).append((r.partition, r.key))
+    finally:
+        await consumer.stop()
+    assert sorted(where) == sorted(f"C{n}" for n in range(132)), "every confirmed record, none twice"
+    for control_id, [(partition, key)] in where.items():
+        assert partition == DefaultPartitioner()(key, [0, 1, 2, 3], [0, 1, 2, 3]), (control_id, partition)
 
 
 async def test_enhanced_mode_sends_the_application_ack_msh16_asks_for_after_the_commit_ack(

@@ -2,8 +2,9 @@
 
 Kept apart from the socket code so the rules (which messages are accepted,
 when AA may be sent) are testable with plain bytes. The one rule that matters
-most: AA only after :meth:`Publisher.publish` has returned, i.e. after the
-broker confirmed the write. Anything else gets AE or AR, derived from the
+most: AA only after what :meth:`Publisher.publish` answered has completed, i.e.
+after the broker confirmed the write (the AA's bytes may be prepared while it
+works; they are written only after). Anything else gets AE or AR, derived from the
 error class and the settings in one place (:class:`AckPolicy`).
 
 Every payload gets a reply: no exception leaves :meth:`InboundHandler.handle`.
@@ -64,11 +65,13 @@ _undeclared_lines = LogThrottle(60.0)
 class Publisher(Protocol):
     """Where accepted messages go (Kafka in production).
 
-    ``publish`` returns only once the write is durable (acks=all); when the
-    broker does not confirm it raises :class:`StorageUnavailableError`.
+    ``publish`` starts the write and answers an awaitable that completes only
+    once the write is durable (acks=all); when the broker does not confirm it,
+    that awaitable (or ``publish`` itself) raises :class:`StorageUnavailableError`.
+    An ``async def publish`` is one such publisher: nothing runs until awaited.
     """
 
-    async def publish(self, message: InboundMessage) -> None: ...
+    def publish(self, message: InboundMessage) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +206,11 @@ class InboundHandler:
             record = self._admit(payload, message, ctx.header, decoding.codec, receipt, received_at)
             ctx.trusted = True  # type, version and processing id passed: MSH-9/10 are in place
             await self._check_size(record, len(payload))
-            await self._publish(record)
+            pending = self._publisher.publish(record)  # the write is on its way to the broker from here
+            try:
+                accepted = self._answers.reply(ctx, None)  # built while the broker confirms; sent only after
+            finally:
+                await self._confirmed(pending)
         except MessageError as exc:
             if ctx.header is None:
                 ctx.header, ctx.delimiters = salvage_header(decoding.text)
@@ -218,7 +225,7 @@ class InboundHandler:
             return reply
         if decoding.codec == UNDECLARED_FALLBACK:
             _warn_undeclared(record, receipt)
-        reply = self._answers.reply(ctx, None)
+        reply = accepted
         if self._assess is not None and self._answers.application_wanted(ctx.header):
             assess = self._assess
 
@@ -335,14 +342,14 @@ class InboundHandler:
                 f"the message converts to a {event_bytes}-byte event, over the {limit}-byte record limit"
             )
 
-    async def _publish(self, record: InboundMessage) -> None:
-        """Hand the record to the publisher, turning a missed deadline into AR 207."""
+    async def _confirmed(self, pending: Awaitable[None]) -> None:
+        """Wait for the publisher's confirmation of a write, turning a missed deadline into AR 207."""
         if self._timeout is None:
-            await self._publisher.publish(record)
+            await pending
             return
         try:
             async with asyncio.timeout(self._timeout):
-                await self._publisher.publish(record)
+                await pending
         except TimeoutError as exc:
             raise StorageUnavailableError("the broker did not confirm the write in time") from exc
 
