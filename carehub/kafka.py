@@ -31,7 +31,8 @@ from carehub.core.errors import BrokerError, MessageTooLargeError, StorageUnavai
 from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
 from carehub.core.records import FhirNotification, InboundMessage, InboundRefusal
 from carehub.health import DependencyHealth
-from carehub.kafka_wire import ProduceRecords, partition_for
+from carehub.kafka_wire import ProduceRecords
+from carehub.partitioner import partition_for
 
 log = logging.getLogger(__name__)
 

@@ -168,39 +168,6 @@ PACKED: dict[type[Any], type[Any]] = {
 }
 
 
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (``Utils.murmur2``, what aiokafka's default partitioner hashes keys with),
-    a word at a time: aiokafka's byte-at-a-time version costs ~15 us for a 40-byte patient key.
-    The same value for every input (tests/core/test_kafka_wire.py)."""
-    length = len(data)
-    h = 0x9747B28C ^ length
-    words = length >> 2
-    for k in struct.unpack_from(f"<{words}I", data) if words else ():
-        k = (k * _M) & _MASK
-        k ^= k >> 24
-        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
-    tail = length & 3
-    if tail:
-        end = length & ~3
-        if tail == 3:
-            h ^= data[end + 2] << 16
-        if tail >= 2:
-            h ^= data[end + 1] << 8
-        h = ((h ^ data[end]) * _M) & _MASK
-    h ^= h >> 13
-    h = (h * _M) & _MASK
-    return h ^ (h >> 15)
-
-
-def partition_for(key: bytes, partitions: list[int]) -> int:
-    """The partition aiokafka's default partitioner picks for a key (``partitions`` as it lists them)."""
-    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-
-
 class ProduceRecords(ProduceRequest):  # type: ignore[misc]
     """A ProduceRequest that encodes itself with ``struct`` for v3-v7 (aiokafka's encoding otherwise)."""
 

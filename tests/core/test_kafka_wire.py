@@ -9,8 +9,9 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.protocol.produce import ProduceRequest
 
-from carehub.kafka_wire import PACKED, ProduceRecords, partition_for
-from carehub.kafka_wire import murmur2 as packed_murmur2
+from carehub.kafka_wire import PACKED, ProduceRecords
+from carehub.partitioner import murmur2 as packed_murmur2
+from carehub.partitioner import partition_for
 
 VERSIONS = sorted(cls.API_VERSION for cls in PACKED)
 TOPICS = [
