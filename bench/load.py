@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from bench.messages import message, mixed
 from carehub import loop
 from carehub.connectors.mllp import MLLPClient, ack_code
+
+#: Where the result goes (set by bench.procs.load); unset, it is printed.
+RESULT_FILE = "CAREHUB_BENCH_LOAD_RESULT"
 
 
 async def _connection(
@@ -72,7 +77,11 @@ def main() -> None:
     port, connections, count, rate, run_id, first = sys.argv[1:7]
     mix = sys.argv[7:8] == ["mixed"]
     result = loop.run(run(int(port), int(connections), int(count), float(rate), run_id, int(first), mix))
-    print(json.dumps(result))
+    target = os.environ.get(RESULT_FILE)
+    if target:  # bench.procs.load: a file, since whatever else reaches stdout (a library's notice) spoils the JSON
+        Path(target).write_text(json.dumps(result), encoding="utf-8")
+    else:
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from bench.load import RESULT_FILE
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -24,9 +27,13 @@ async def load(
 ) -> dict[str, Any]:
     """Run ``bench.load`` in its own process and answer its JSON (send times, ACK latencies, codes)."""
     args = [str(port), str(connections), str(count), str(rate), run_id, str(first), *(["mixed"] if mix else [])]
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.load", *args, stdout=subprocess.PIPE)
-    out, _ = await proc.communicate()
-    result: dict[str, Any] = json.loads(out)
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "load.json"
+        env = {**os.environ, RESULT_FILE: str(target)}
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.load", *args, env=env)
+        if await proc.wait() != 0:
+            raise RuntimeError(f"the load generator exited with {proc.returncode}")
+        result: dict[str, Any] = json.loads(target.read_text(encoding="utf-8"))
     return result
 
 
