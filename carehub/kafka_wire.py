@@ -93,38 +93,8 @@ def _decode_topics(data: BytesIO | bytes, answer: struct.Struct) -> tuple[list[t
     return topics, throttle_time_ms
 
 
-class _Response3(ProduceResponse_v3):  # type: ignore[misc]
-    @classmethod
-    def decode(cls, data: BytesIO | bytes) -> _Response3:
-        return cls(*_decode_topics(data, _ANSWER_V3))
-
-
-class _Response4(ProduceResponse_v4):  # type: ignore[misc]
-    @classmethod
-    def decode(cls, data: BytesIO | bytes) -> _Response4:
-        return cls(*_decode_topics(data, _ANSWER_V3))
-
-
-class _Response5(ProduceResponse_v5):  # type: ignore[misc]
-    @classmethod
-    def decode(cls, data: BytesIO | bytes) -> _Response5:
-        return cls(*_decode_topics(data, _ANSWER_V5))
-
-
-class _Response6(ProduceResponse_v6):  # type: ignore[misc]
-    @classmethod
-    def decode(cls, data: BytesIO | bytes) -> _Response6:
-        return cls(*_decode_topics(data, _ANSWER_V5))
-
-
-class _Response7(ProduceResponse_v7):  # type: ignore[misc]
-    @classmethod
-    def decode(cls, data: BytesIO | bytes) -> _Response7:
-        return cls(*_decode_topics(data, _ANSWER_V5))
-
-
 class _Fast:
-    """What the five request classes below share: the packed encoding, header and response header."""
+    """What the packed request classes share: the packed encoding, header and response header."""
 
     def encode(self) -> bytes:
         return _encode_request(self)
@@ -138,33 +108,32 @@ class _Fast:
         return ResponseHeader_v0(_INT32.unpack(raw)[0])
 
 
-class _Request3(_Fast, ProduceRequest_v3):  # type: ignore[misc]
-    RESPONSE_TYPE = _Response3
+def _packed(request: type[Any], response: type[Any], answer: struct.Struct) -> type[Any]:
+    """aiokafka's request class for one version, encoding itself (and decoding its response) with ``struct``."""
 
+    class Response(response):  # type: ignore[misc,valid-type]
+        @classmethod
+        def decode(cls, data: BytesIO | bytes) -> Any:
+            return cls(*_decode_topics(data, answer))
 
-class _Request4(_Fast, ProduceRequest_v4):  # type: ignore[misc]
-    RESPONSE_TYPE = _Response4
+    class Request(_Fast, request):  # type: ignore[misc,valid-type]
+        RESPONSE_TYPE = Response
 
-
-class _Request5(_Fast, ProduceRequest_v5):  # type: ignore[misc]
-    RESPONSE_TYPE = _Response5
-
-
-class _Request6(_Fast, ProduceRequest_v6):  # type: ignore[misc]
-    RESPONSE_TYPE = _Response6
-
-
-class _Request7(_Fast, ProduceRequest_v7):  # type: ignore[misc]
-    RESPONSE_TYPE = _Response7
+    Response.__name__ = Response.__qualname__ = f"Packed{response.__name__}"
+    Request.__name__ = Request.__qualname__ = f"Packed{request.__name__}"
+    return Request
 
 
 #: aiokafka's request class for a version -> the packed one.
 PACKED: dict[type[Any], type[Any]] = {
-    ProduceRequest_v3: _Request3,
-    ProduceRequest_v4: _Request4,
-    ProduceRequest_v5: _Request5,
-    ProduceRequest_v6: _Request6,
-    ProduceRequest_v7: _Request7,
+    request: _packed(request, response, answer)
+    for request, response, answer in (
+        (ProduceRequest_v3, ProduceResponse_v3, _ANSWER_V3),
+        (ProduceRequest_v4, ProduceResponse_v4, _ANSWER_V3),
+        (ProduceRequest_v5, ProduceResponse_v5, _ANSWER_V5),
+        (ProduceRequest_v6, ProduceResponse_v6, _ANSWER_V5),
+        (ProduceRequest_v7, ProduceResponse_v7, _ANSWER_V5),
+    )
 }
 
 
