@@ -69,7 +69,7 @@ async def bench_packet(quick: bool) -> list[str]:
     payload: dict[str, Any] = {}
     for _ in range(n):
         start = time.perf_counter()
-        payload = plan_action(event, packet, decision.map_version, HUB, "2026-11-05T19:30:00Z", tasks).payload
+        payload = plan_action(event, packet, decision.map_version, HUB, "2026-11-05T19:30:00Z", tasks).payload.value
         planned.append(time.perf_counter() - start)
     checked: list[float] = []
     for _ in range(max(5, n // 20)):

@@ -25,6 +25,7 @@ from carehub.connectors.logistics import LogisticsDesk
 from carehub.connectors.mllp import MLLPDestination
 from carehub.core.clock import iso, now
 from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
+from carehub.core.payload import Payload
 from carehub.core.records import Delivery, Record, TaskEvent
 from carehub.core.settings import Settings
 from carehub.core.topics import Topics
@@ -178,7 +179,7 @@ class DeliveryParts:
             channel=recipient.channel,
             endpoint=recipient.endpoint,
             content_type=FHIR_JSON,
-            payload=overdue_alert(task, self.settings.hub_base_url, event.at),
+            payload=Payload(overdue_alert(task, self.settings.hub_base_url, event.at)),
             rule_id="task-overdue",
             map_version=self.routing.current().version,
         )

@@ -85,14 +85,14 @@ def run(args: argparse.Namespace) -> int:
     ordered = [plan_action(event, p, decision.map_version, hub, now) for p in decision.planned if p.action == "order"]
     tasks, orders = task_requests(event, decision), order_requests(ordered)
     delivery = plan_action(event, planned, decision.map_version, hub, now, tasks, orders)
-    document = packet_of(delivery.payload)
+    document = packet_of(delivery.payload.value)
     assert document is not None
-    problems = packet_problems(delivery.payload)
+    problems = packet_problems(delivery.payload.value)
     print(f"packet for {planned.recipient.id} (rule {planned.rule_id}); recipients of a packet: "
           f"{', '.join(p.recipient.id for p in packets)}", file=sys.stderr)  # fmt: skip
     print("\n".join(summary(document)), file=sys.stderr)
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
-    json.dump(delivery.payload if args.message else document, sys.stdout, indent=2, ensure_ascii=False)
+    json.dump(delivery.payload.value if args.message else document, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
     return 1 if problems else 0

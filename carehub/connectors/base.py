@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import orjson
-
 from carehub.core.records import Delivery
 
 
@@ -22,5 +20,6 @@ class Destination(Protocol):
 
 
 def payload_bytes(delivery: Delivery) -> bytes:
-    """The payload as sent on every JSON channel: compact JSON, identical on every retry."""
-    return orjson.dumps(delivery.payload)
+    """The payload as sent on every JSON channel: compact JSON, identical on every retry (the bytes the
+    route stage wrote while nothing has read into it; core.payload)."""
+    return delivery.payload.raw

@@ -35,7 +35,7 @@ class LogisticsDesk:
                 await journal.db.run(journal.tasks.cancel, withdrawn, "the visit was cancelled", "hub:logistics")
             self.placed()
             return 200
-        order = order_from_bundle(delivery.payload, delivery.delivery_id, delivery.patient_key, delivery.rule_id)
+        order = order_from_bundle(delivery.payload.value, delivery.delivery_id, delivery.patient_key, delivery.rule_id)
         if delivery.labels:  # the order keeps the labels it was disclosed under: its offers pass the gate on them
             bundle = order.resource or {}
             order = replace(order, resource={**bundle, "meta": {**bundle.get("meta", {}), "security": delivery.labels}})

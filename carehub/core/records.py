@@ -18,9 +18,11 @@ import re
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
+import msgspec
 import orjson
 
 from carehub.core.errors import RecordError, RecordVersionError
+from carehub.core.payload import Payload
 
 JSONObject = dict[str, Any]
 R = TypeVar("R", bound="Record")
@@ -43,18 +45,32 @@ class _Shape:
 
     names: tuple[str, ...]
     required: tuple[str, ...]
+    #: Reads the record with its ``LAZY`` fields left as bytes (msgspec.Raw); None when it has none.
+    lazy_reader: msgspec.json.Decoder[Any] | None
 
 
 _SHAPES: dict[type, _Shape] = {}
 
 
-def _shape(cls: type) -> _Shape:
+def _shape(cls: type[Record]) -> _Shape:
     shape = _SHAPES.get(cls)
     if shape is None:
-        known = fields(cls)
+        known = fields(cls)  # type: ignore[arg-type]  # every Record is a dataclass
+        names = tuple(f.name for f in known)
         required = tuple(f.name for f in known if f.default is MISSING and f.default_factory is MISSING)
-        shape = _SHAPES[cls] = _Shape(tuple(f.name for f in known), required)
+        reader = None
+        if cls.LAZY:
+            wire = [(n, msgspec.Raw if n in cls.LAZY else Any, msgspec.UNSET) for n in (*names, "schema")]
+            reader = msgspec.json.Decoder(msgspec.defstruct(f"{cls.__name__}Wire", wire))
+        shape = _SHAPES[cls] = _Shape(names, required, reader)
     return shape
+
+
+def _lazy_json(value: object) -> object:
+    """orjson's fallback: a Payload is written as its JSON, unread bytes as they are."""
+    if isinstance(value, Payload):
+        return orjson.Fragment(value.raw)
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
 
 
 class Record:
@@ -64,19 +80,25 @@ class Record:
     SCHEMA: ClassVar[str]
     #: The minor version this release writes (0: written as plain ``NAME/MAJOR``).
     MINOR: ClassVar[int] = 0
+    #: Fields held as a ``Payload`` (core.payload): read from JSON as their bytes, parsed when used.
+    LAZY: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def schema_id(cls) -> str:
         return cls.SCHEMA if cls.MINOR == 0 else f"{cls.SCHEMA}.{cls.MINOR}"
 
     def to_dict(self) -> JSONObject:
-        """Shallow: field values are already JSON-shaped (no deep copy of bundles)."""
+        """Shallow: field values are already JSON-shaped (no deep copy of bundles); a Payload as its object."""
         data: JSONObject = {name: getattr(self, name) for name in _shape(type(self)).names}
+        for name in self.LAZY:
+            data[name] = data[name].value
         data["schema"] = self.schema_id()
         return data
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+        data: JSONObject = {name: getattr(self, name) for name in _shape(type(self)).names}
+        data["schema"] = self.schema_id()
+        return orjson.dumps(data, default=_lazy_json)
 
     @classmethod
     def from_dict(cls: type[R], data: JSONObject) -> R:
@@ -101,11 +123,30 @@ class Record:
 
     @classmethod
     def from_json(cls: type[R], raw: bytes | str) -> R:
+        reader = _shape(cls).lazy_reader
+        if reader is not None:
+            return cls.from_dict(_read_lazy(cls, reader, raw))
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise RecordError(f"a {cls.SCHEMA} record that is not JSON ({exc.msg})") from None
         return cls.from_dict(data)
+
+
+def _read_lazy(cls: type[Record], reader: msgspec.json.Decoder[Any], raw: bytes | str) -> JSONObject:
+    """The record's fields as ``from_dict`` takes them, each ``LAZY`` one a Payload of its bytes unread."""
+    try:
+        wire = reader.decode(raw)
+    except msgspec.ValidationError:  # the only thing typed is the top level: an object
+        raise RecordError(f"expected a {cls.SCHEMA} record (a JSON object)") from None
+    except msgspec.DecodeError as exc:
+        raise RecordError(f"a {cls.SCHEMA} record that is not JSON ({exc})") from None
+    data: JSONObject = {}
+    for name, value in msgspec.structs.asdict(wire).items():
+        if value is msgspec.UNSET:
+            continue
+        data[name] = Payload.from_raw(bytes(value)) if name in cls.LAZY else value
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +274,8 @@ class Delivery(Record):
     channel: str
     endpoint: str
     content_type: str
-    payload: JSONObject
+    #: Read from a topic, its bytes until something reads into it (core.payload); a dict given here is wrapped.
+    payload: Payload
     rule_id: str
     map_version: str
     attempt: int = 0
@@ -246,6 +288,14 @@ class Delivery(Record):
     #: A correction (cancel, key-field correction, merge): the delivery id of the original it corrects.
     #: Sent only when the journal shows the recipient received that original (streams.corrections).
     corrects: str = ""
+
+    LAZY: ClassVar[frozenset[str]] = frozenset({"payload"})
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.payload, Payload):
+            if not isinstance(self.payload, dict):
+                raise RecordError(f"a delivery payload must be a JSON object, not {type(self.payload).__name__}")
+            object.__setattr__(self, "payload", Payload(self.payload))
 
 
 @dataclass(frozen=True, slots=True)

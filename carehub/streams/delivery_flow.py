@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 from carehub.connectors.base import Destination
 from carehub.core.clock import now_iso
 from carehub.core.metrics import Metrics
+from carehub.core.payload import Payload
 from carehub.core.records import DeadLetter, Delivery, DeliveryOutcome, JSONObject, Record, TaskEvent
 from carehub.core.topics import Topics
 from carehub.journal import Journal, open_journal
@@ -217,7 +218,7 @@ class DeliveryFlow:
                 requester=str(change.resource.get("requester", {}).get("reference", "")),
             )
             await self.sender.send(self.topics.task_events, d.patient_key, event)
-        return replace(d, payload=with_task(d.payload, change.resource))
+        return replace(d, payload=Payload(with_task(d.payload.value, change.resource)))
 
     async def _try(self, d: Delivery, *, held: bool = False) -> bool:
         """One attempt and what follows; True when ``d`` is resolved (delivered, dead-lettered or suppressed).

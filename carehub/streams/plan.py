@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from carehub.core.payload import Payload
 from carehub.core.records import CareEvent, Delivery, JSONObject
 from carehub.streams.corrections import cancel_task_bundle
 from carehub.streams.forward import forward_message
@@ -123,7 +124,7 @@ def plan_action(
         channel=recipient.channel,
         endpoint=recipient.endpoint,
         content_type=content_type,
-        payload=payload,
+        payload=Payload(payload),
         rule_id=planned.rule_id,
         map_version=map_version,
         reason=planned.reason,

@@ -25,7 +25,7 @@ def _delivery(delivery_id: str, event_id: str) -> Delivery:
     return Delivery(
         delivery_id=delivery_id, idempotency_key=delivery_id, event_id=event_id, patient_key="RGH|MRN1",
         recipient_id="pcp-riverside", action="notify", channel="webhook", endpoint="http://x", content_type="x",
-        payload="{}", rule_id="r", map_version="v",
+        payload={}, rule_id="r", map_version="v",
     )  # fmt: skip
 
 

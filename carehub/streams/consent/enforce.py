@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
+from carehub.core.payload import Payload
 from carehub.core.records import CareEvent, Delivery, JSONObject
 from carehub.streams.consent.audit import audit_event
 from carehub.streams.consent.codes import PART2
@@ -42,8 +43,8 @@ class Verdict:
 def _with_notice(delivery: Delivery, consent: ConsentDirective | None) -> Delivery:
     text = scope(consent) if consent else "Disclosed without patient consent under 42 CFR 2.51 (medical emergency)."
     if "hl7" in delivery.payload:
-        return replace(delivery, payload={"hl7": attach_to_hl7(str(delivery.payload["hl7"]), text)})
-    return replace(delivery, payload=attach_to_bundle(delivery.payload, text))
+        return replace(delivery, payload=Payload({"hl7": attach_to_hl7(str(delivery.payload["hl7"]), text)}))
+    return replace(delivery, payload=Payload(attach_to_bundle(delivery.payload.value, text)))
 
 
 def enforce(

@@ -60,6 +60,8 @@ def disclosed_labels(delivery: Delivery) -> list[JSONObject]:
     """Every security label of what the delivery would disclose: its own, the bundle's, each resource's."""
     found = list(delivery.labels)
     payload = delivery.payload
+    if not payload.may_contain(b'"security"'):  # no label anywhere in it: left unread (core.payload)
+        return found
     found += [s for s in payload.get("meta", {}).get("security", []) if isinstance(s, dict)]
     for entry in payload.get("entry", []):
         resource = entry.get("resource", {}) if isinstance(entry, dict) else {}

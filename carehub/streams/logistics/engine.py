@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from carehub.core.clock import iso
+from carehub.core.payload import Payload
 from carehub.core.records import Delivery
 from carehub.journal import Journal
 from carehub.journal.logistics import OfferRow, Order
@@ -262,7 +263,7 @@ class LogisticsEngine:
             channel=to.channel,
             endpoint=to.endpoint,
             content_type=FHIR_JSON,
-            payload=payload,
+            payload=Payload(payload),
             rule_id=rule,
             map_version=self.map_version(),
             reason=reason,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
+from carehub.core.payload import Payload
 from carehub.core.records import CareEvent, Delivery, JSONObject, TaskEvent
 from carehub.journal import Journal
 from carehub.journal.careplans import Member
@@ -111,7 +112,7 @@ def plan_updates(
                 channel=recipient.channel,
                 endpoint=recipient.endpoint,
                 content_type=FHIR_JSON,
-                payload=payload,
+                payload=Payload(payload),
                 rule_id=UPDATE_RULE,
                 map_version=map_version,
                 reason=reason,

@@ -1,0 +1,91 @@
+"""A delivery's payload: a JSON object that stays the bytes it travelled as until something reads into it.
+
+The deliver stage reads every delivery record, but most of them it only sends: the payload (a FHIR
+Bundle of ~5-25 KB, ~190 dicts and lists) goes out as the same compact JSON the route stage wrote.
+Parsing it into objects and encoding it again cost ~31 us and ~6 us per delivery, and the objects
+stayed alive, for the collector to walk, as long as the delivery was in hand (docs/benchmarks.md,
+session 9). A ``Payload`` made from the record's bytes (``from_raw``) parses them only when read
+(``value``, or any mapping access); one made from an object (the route stage building it) is encoded
+when written. Once the object exists it is what the payload is: ``raw`` is then its encoding, never
+bytes kept from before, so what is sent is what was read. The object must not be changed in place
+(records are immutable): build a new one (``Payload(new)``, ``dataclasses.replace``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from carehub.core.errors import RecordError
+
+JSONObject = dict[str, Any]
+
+
+class Payload(Mapping[str, Any]):
+    """A JSON object, read lazily from its encoding."""
+
+    __slots__ = ("_raw", "_value")
+
+    def __init__(self, value: JSONObject) -> None:
+        self._value: JSONObject | None = value
+        self._raw: bytes | None = None
+
+    @classmethod
+    def from_raw(cls, raw: bytes) -> Payload:
+        """The payload encoded as ``raw`` (a JSON object, not parsed until read)."""
+        if not raw.startswith(b"{"):
+            raise RecordError("a delivery payload must be a JSON object")
+        payload = cls.__new__(cls)
+        payload._value, payload._raw = None, raw
+        return payload
+
+    @classmethod
+    def of(cls, value: Payload | JSONObject) -> Payload:
+        return value if isinstance(value, Payload) else cls(value)
+
+    @property
+    def value(self) -> JSONObject:
+        """The object (parsed on first read; from then on the payload is this object)."""
+        if self._value is None:
+            assert self._raw is not None
+            try:
+                value = orjson.loads(self._raw)
+            except orjson.JSONDecodeError as exc:
+                raise RecordError(f"a delivery payload that is not JSON ({exc.msg})") from None
+            if not isinstance(value, dict):
+                raise RecordError("a delivery payload must be a JSON object")
+            self._value, self._raw = value, None
+        return self._value
+
+    @property
+    def raw(self) -> bytes:
+        """Its compact JSON: the bytes it was read from while unread, else the object's encoding."""
+        if self._raw is not None:
+            return self._raw
+        assert self._value is not None
+        return orjson.dumps(self._value)
+
+    def may_contain(self, token: bytes) -> bool:
+        """False only when ``token`` (say ``b'"security"'``, a key as JSON spells it) cannot be in it.
+
+        Unread, the bytes are searched, and JSON can spell any character of a key as a ``\\u`` escape,
+        so bytes with an escape in them may contain anything; read, this is True.
+        """
+        if self._raw is None:
+            return True
+        return token in self._raw or b"\\u" in self._raw
+
+    def __getitem__(self, key: str) -> Any:
+        return self.value[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.value)
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __repr__(self) -> str:  # never the content: payloads carry PHI, and reprs reach logs
+        state = f"{len(self._raw)} bytes unread" if self._raw is not None else f"{len(self.value)} keys"
+        return f"Payload({state})"
