@@ -36,7 +36,7 @@ def test_task_deliveries_are_transaction_bundles_whose_references_resolve() -> N
     tasks = {d.idempotency_key: d for d in deliveries if d.action == "task"}
     assert len(tasks) == 4
     for d in tasks.values():
-        bundle = d.payload
+        bundle = d.payload.value
         assert bundle["type"] == "transaction" and d.content_type == "application/fhir+json"
         assert all(e["request"]["method"] == "POST" for e in bundle["entry"])
         urls = {e["fullUrl"] for e in bundle["entry"]}
