@@ -21,6 +21,7 @@ import orjson
 from carehub.core.errors import RecordError
 
 JSONObject = dict[str, Any]
+NOT_AN_OBJECT = "a delivery payload must be a JSON object"
 
 
 class Payload(Mapping[str, Any]):
@@ -29,6 +30,8 @@ class Payload(Mapping[str, Any]):
     __slots__ = ("_raw", "_value")
 
     def __init__(self, value: JSONObject) -> None:
+        if not isinstance(value, dict):
+            raise RecordError(f"{NOT_AN_OBJECT}, not {type(value).__name__}")
         self._value: JSONObject | None = value
         self._raw: bytes | None = None
 
@@ -36,13 +39,14 @@ class Payload(Mapping[str, Any]):
     def from_raw(cls, raw: bytes) -> Payload:
         """The payload encoded as ``raw`` (a JSON object, not parsed until read)."""
         if not raw.startswith(b"{"):
-            raise RecordError("a delivery payload must be a JSON object")
+            raise RecordError(NOT_AN_OBJECT)
         payload = cls.__new__(cls)
         payload._value, payload._raw = None, raw
         return payload
 
     @classmethod
     def of(cls, value: Payload | JSONObject) -> Payload:
+        """``value`` itself when it is a Payload, else the object wrapped (refused unless a JSON object)."""
         return value if isinstance(value, Payload) else cls(value)
 
     @property
@@ -55,7 +59,7 @@ class Payload(Mapping[str, Any]):
             except orjson.JSONDecodeError as exc:
                 raise RecordError(f"a delivery payload that is not JSON ({exc.msg})") from None
             if not isinstance(value, dict):
-                raise RecordError("a delivery payload must be a JSON object")
+                raise RecordError(NOT_AN_OBJECT)
             self._value, self._raw = value, None
         return self._value
 

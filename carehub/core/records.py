@@ -292,10 +292,7 @@ class Delivery(Record):
     LAZY: ClassVar[frozenset[str]] = frozenset({"payload"})
 
     def __post_init__(self) -> None:
-        if not isinstance(self.payload, Payload):
-            if not isinstance(self.payload, dict):
-                raise RecordError(f"a delivery payload must be a JSON object, not {type(self.payload).__name__}")
-            object.__setattr__(self, "payload", Payload(self.payload))
+        object.__setattr__(self, "payload", Payload.of(self.payload))
 
 
 @dataclass(frozen=True, slots=True)
