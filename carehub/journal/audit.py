@@ -81,33 +81,41 @@ def _identifier(resource: dict[str, Any], system: str) -> str:
     return ""
 
 
+_INSERT = (
+    f"INSERT INTO audit_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (audit_id) DO NOTHING"
+)
+
+
+def _row(resource: dict[str, Any], raw: bytes | None) -> tuple[Any, ...]:
+    """The audit_events row of one AuditEvent; ``raw``: its JSON as read, else it is encoded here."""
+    consent = next((e["what"]["reference"].split("/", 1)[1] for e in resource.get("entity", [])
+                    if e.get("what", {}).get("reference", "").startswith("Consent/")), "")  # fmt: skip
+    recipient = resource["agent"][1]["who"]["identifier"]["value"]
+    attempt = _detail(resource, "attempt")
+    text = (raw if raw is not None else orjson.dumps(resource)).decode()
+    return (
+        resource["id"], _identifier(resource, "urn:carehub:patient-key"), resource["recorded"], recipient,
+        _detail(resource, "action"), _detail(resource, "decision"), _detail(resource, "rule"),
+        _detail(resource, "reason"), consent, _identifier(resource, "urn:carehub:event"),
+        _detail(resource, "map-version"), text, _detail(resource, "delivery"),
+        _detail(resource, "phase") or "plan", int(attempt) if attempt.isdigit() else 0,
+    )  # fmt: skip
+
+
 class AuditStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def record(self, resource: dict[str, Any]) -> None:
         """Store one AuditEvent (as built by streams.consent.audit); a repeat is ignored."""
-        consent = next((e["what"]["reference"].split("/", 1)[1] for e in resource.get("entity", [])
-                        if e.get("what", {}).get("reference", "").startswith("Consent/")), "")  # fmt: skip
-        recipient = resource["agent"][1]["who"]["identifier"]["value"]
-        attempt = _detail(resource, "attempt")
-        self.db.execute(
-            f"INSERT INTO audit_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (audit_id) DO NOTHING",
-            (
-                resource["id"], _identifier(resource, "urn:carehub:patient-key"), resource["recorded"], recipient,
-                _detail(resource, "action"), _detail(resource, "decision"), _detail(resource, "rule"),
-                _detail(resource, "reason"), consent, _identifier(resource, "urn:carehub:event"),
-                _detail(resource, "map-version"), orjson.dumps(resource).decode(), _detail(resource, "delivery"),
-                _detail(resource, "phase") or "plan", int(attempt) if attempt.isdigit() else 0,
-            ),
-        )  # fmt: skip
+        self.db.execute(_INSERT, _row(resource, None))
 
-    def record_many(self, resources: list[dict[str, Any]]) -> None:
-        """Store a batch in one transaction."""
-        with self.db.transaction():
-            for resource in resources:
-                self.record(resource)
+    def record_many(self, resources: list[dict[str, Any]], raw: list[bytes] | None = None) -> None:
+        """Store a batch in one statement; ``raw``: each resource's JSON as it was read (kept as it is,
+        rather than encoded again). A row that cannot be stored fails the whole batch."""
+        texts: list[bytes | None] = list(raw) if raw is not None else [None] * len(resources)
+        self.db.execute_many(_INSERT, [_row(r, t) for r, t in zip(resources, texts, strict=True)])
 
     def disclosures(self, patient_key: str, since: str = "", until: str = "9999") -> list[AuditRow]:
         rows = self.db.query(

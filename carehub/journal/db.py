@@ -134,6 +134,7 @@ class Database:
         self._conn: Any = None
         self._backoff_s = 0.0
         self._retry_at = 0.0
+        self._translated: dict[str, str] = {}
 
     def _connect(self) -> Any:
         if self._conn is not None:
@@ -183,15 +184,38 @@ class Database:
         self._conn = None
 
     def sql(self, statement: str) -> str:
-        serial = "INTEGER PRIMARY KEY AUTOINCREMENT" if self.dialect == "sqlite" else "BIGSERIAL PRIMARY KEY"
-        statement = statement.replace("{serial}", serial)
-        return statement.replace("?", "%s") if self.dialect == "postgresql" else statement
+        """``statement`` in this dialect (translated once per statement text: the same few run all day)."""
+        found = self._translated.get(statement)
+        if found is None:
+            serial = "INTEGER PRIMARY KEY AUTOINCREMENT" if self.dialect == "sqlite" else "BIGSERIAL PRIMARY KEY"
+            found = statement.replace("{serial}", serial)
+            found = found.replace("?", "%s") if self.dialect == "postgresql" else found
+            if len(self._translated) < 1_024:  # statements built with a varying IN list are not kept
+                self._translated[statement] = found
+        return found
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
         with self._lock:
             try:
                 cursor = self._connect().execute(self.sql(statement), tuple(params))
                 return int(cursor.rowcount or 0)
+            except DRIVER_ERRORS as exc:
+                raise self._translate(exc) from exc
+
+    def execute_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows (a batch's inserts): the driver steps it once per row without a
+        Python call each. Any failing row fails the call and leaves none of its rows (its own transaction,
+        or a savepoint of the one it runs in)."""
+        if not rows:
+            return
+        with self._lock, self.transaction():
+            try:
+                conn = self._connect()
+                if self.dialect == "sqlite":
+                    conn.executemany(self.sql(statement), rows)
+                else:
+                    with conn.cursor() as cursor:
+                        cursor.executemany(self.sql(statement), rows)
             except DRIVER_ERRORS as exc:
                 raise self._translate(exc) from exc
 

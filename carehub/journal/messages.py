@@ -102,14 +102,12 @@ class MessageStore:
         self.db = db
 
     def record_many(self, rows: list[tuple[MessageRow, str]]) -> None:
-        """Store a batch (row, raw payload) in one transaction; a record already journaled is skipped."""
-        with self.db.transaction():
-            for row, raw in rows:
-                self.db.execute(
-                    f"INSERT INTO messages ({_FIELDS}, raw) VALUES ({', '.join('?' * 16)})"
-                    " ON CONFLICT (topic, partition_no, topic_offset) DO NOTHING",
-                    (*asdict(row).values(),)[:15] + (raw,),
-                )
+        """Store a batch (row, raw payload) in one statement; a record already journaled is skipped."""
+        self.db.execute_many(
+            f"INSERT INTO messages ({_FIELDS}, raw) VALUES ({', '.join('?' * 16)})"
+            " ON CONFLICT (topic, partition_no, topic_offset) DO NOTHING",
+            [(*asdict(row).values(),)[:15] + (raw,) for row, raw in rows],
+        )
 
     def search(self, q: MessageQuery) -> tuple[list[MessageRow], bool]:
         """One page of matches, newest first, and whether another page follows."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from carehub.core.errors import JournalError
 from carehub.core.records import DeliveryOutcome
 from carehub.journal.audit import AuditStore
 from carehub.journal.db import Database
@@ -75,6 +76,35 @@ def test_accounting_of_disclosures_lists_permits_and_suppressions_once(store: Au
 
 
 PERMIT_C1 = ConsentDecision(PERMIT, "named-recipient", "consent c1 permits", "c1")
+
+
+def test_a_batch_is_stored_in_one_statement_as_read_and_a_bad_row_stores_none_of_it(store: AuditStore) -> None:
+    """``record_many`` (the audit stage): the JSON kept as it was read, a repeat ignored; a row the trail cannot
+    hold (no recipient agent) fails the batch whole, so the stage can store the others one by one."""
+    import orjson
+
+    permit = ConsentDecision(PERMIT, "named-recipient", "consent c1 permits", "c1")
+    first, second = _event(permit, "pcp-a", "2026-11-02T10:00:00Z"), _event(permit, "pcp-b", "2026-11-02T10:00:01Z")
+    raw = [orjson.dumps(first, option=orjson.OPT_INDENT_2), orjson.dumps(second)]
+    store.record_many([first, second, first], [raw[0], raw[1], raw[0]])
+    rows = store.disclosures("RGH|MRN1", since="2026-11-02", until="2026-11-03")
+    assert [r.recipient_id for r in rows] == ["pcp-a", "pcp-b"]
+    kept = store.db.query("SELECT resource FROM audit_events WHERE audit_id = ?", (first["id"],))
+    assert kept[0][0] == raw[0].decode(), "the AuditEvent is kept as it was read, not encoded again"
+    assert store.resource(str(first["id"])) == first
+    broken = {**_event(permit, "pcp-c", "2026-11-02T10:00:02Z"), "agent": []}
+    third = _event(permit, "pcp-d", "2026-11-02T10:00:03Z")
+    with pytest.raises(IndexError):
+        store.record_many([third, broken])
+    with pytest.raises(JournalError):  # a failing row leaves nothing of the batch
+        store.db.execute_many(
+            "INSERT INTO audit_events (audit_id, patient_key, recorded, recipient_id, action, outcome, rule,"
+            " reason, consent_id, event_id, map_version, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [("x1", "RGH|MRN1", "2026-11-02T11:00:00Z", "r", "a", "o", "r", "r", "", "e", "v", "{}"),
+             ("x2", "RGH|MRN1", "2026-11-02T11:00:01Z", None, "a", "o", "r", "r", "", "e", "v", "{}")],
+        )  # fmt: skip
+    ids = [r.audit_id for r in store.disclosures("RGH|MRN1", since="2026-11-02", until="2026-11-03")]
+    assert ids == [first["id"], second["id"]]
 
 
 def test_two_deliveries_of_one_event_and_a_re_decision_are_each_kept(store: AuditStore) -> None:

@@ -1,6 +1,6 @@
 """audit: audit.events -> the journal's audit table (the accounting of disclosures); a stage (streams.stage).
 
-Each batch of AuditEvents is written in one transaction, so the trail keeps up
+Each batch of AuditEvents is written in one statement (their JSON kept as read), so the trail keeps up
 with the decisions without a database round trip per record; the batch's
 offsets are committed after that transaction, so a worker killed before it
 writes the batch again.
@@ -47,7 +47,8 @@ def handler(ctx: AgentContext, journal: Journal) -> Handler:
                 ctx.metrics.inc("audit_failed")
                 await ctx.dead_letter("audit", exc, record)
         try:
-            await journal.db.run(journal.audit.record_many, [resource for _, resource in read])
+            resources = [resource for _, resource in read]
+            await journal.db.run(journal.audit.record_many, resources, [record.value for record, _ in read])
             stored = len(read)
         except JournalError:
             raise
