@@ -108,6 +108,8 @@ class DeliveryFlow:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         #: Recipients paused by hand (journal.pauses), read at most once a second: (read at, ids).
         self._paused: tuple[float, frozenset[str]] = (-PAUSE_READ_S, frozenset())
+        #: The read in progress, which every attempt that finds the view stale waits for (one query, not one each).
+        self._pause_read: asyncio.Future[frozenset[str]] | None = None
 
     def _lock(self, d: Delivery) -> asyncio.Lock:
         pair = (d.recipient_id, d.patient_key)
@@ -175,9 +177,23 @@ class DeliveryFlow:
     async def _is_paused(self, recipient_id: str) -> bool:
         read_at, ids = self._paused
         if time.monotonic() - read_at >= PAUSE_READ_S:
+            ids = await self._read_pauses()
+        return recipient_id in ids
+
+    async def _read_pauses(self) -> frozenset[str]:
+        """The paused recipients now: one journal query shared by every attempt that asks while it runs."""
+        reading = self._pause_read
+        if reading is None:
+            reading = self._pause_read = asyncio.ensure_future(self._query_pauses())
+        return await asyncio.shield(reading)
+
+    async def _query_pauses(self) -> frozenset[str]:
+        try:
             ids = frozenset(await self.journal.db.run(self.journal.pauses.paused))
             self._paused = (time.monotonic(), ids)
-        return recipient_id in ids
+            return ids
+        finally:
+            self._pause_read = None
 
     async def _attempt(self, d: Delivery) -> Attempt:
         if await self._is_paused(d.recipient_id):  # as behind an open circuit: not contacted, the try not counted

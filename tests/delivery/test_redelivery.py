@@ -7,6 +7,7 @@ again by the next worker. It must attempt the delivery, not trust a retry that m
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from carehub.journal import Journal, open_journal
 from carehub.streams.consent.deps import ConsentDeps
 from carehub.streams.consent.egress import SendGate
 from carehub.streams.consent.policy import load_policy
-from carehub.streams.delivery_flow import DeliveryFlow
+from carehub.streams.delivery_flow import PAUSE_READ_S, DeliveryFlow
 from carehub.streams.delivery_policy import RetryPolicy
 from carehub.streams.routing.source import ReloadingRoutingMap
 from tests.conftest import CONFIG
@@ -103,5 +104,39 @@ async def test_a_finished_task_delivery_read_again_after_a_crash_tracks_its_task
         assert journal.tasks.get("task-replayed-1") is not None, "the Task is tracked"
         assert published.topics.count(topics.task_events) == 1, "its created event is out"
         assert published.topics.count(topics.delivery_outcomes) == 1
+    finally:
+        await recipient.stop()
+
+
+async def test_deliveries_in_hand_at_once_read_the_hand_paused_recipients_with_one_query(journal: Journal) -> None:
+    """Every attempt asks whether its recipient is paused by hand (the console); the attempts of a batch ask
+    together when the worker's view is stale, and share one journal read instead of a query each."""
+    recipient = HttpRecipient()
+    await recipient.start()
+    published = Published()
+    flow = _flow(journal, published, Topics("pauses."))
+    reads = 0
+    paused = journal.pauses.paused
+
+    def counted() -> dict[str, tuple[str, str]]:
+        nonlocal reads
+        reads += 1
+        return paused()
+
+    journal.pauses.paused = counted  # type: ignore[method-assign]
+    journal.pauses.pause("cbo-food-bank", "console:admin")
+    live = [delivery(n, patient=f"RGH|MRN{n}", endpoint=recipient.url) for n in range(12)]
+    held = [delivery(n, recipient="cbo-food-bank", patient=f"RGH|MRN{n}", endpoint=recipient.url) for n in range(4)]
+    try:
+        await asyncio.gather(*(flow.fresh(d) for d in [*live, *held]))
+        assert reads == 1, "one read of the paused recipients for the attempts in hand at once"
+        assert sorted(key for key, _, _ in recipient.seen) == sorted(d.idempotency_key for d in live)
+        assert all(journal.outcome_status(d.delivery_id) == "delivered" for d in live)
+        assert all(journal.holder(d.recipient_id, d.patient_key) == d.delivery_id for d in held), "they wait"
+        journal.pauses.resume("cbo-food-bank")
+        flow._paused = (flow._paused[0] - PAUSE_READ_S, flow._paused[1])  # a second later
+        after = delivery(99, recipient="cbo-food-bank", patient="RGH|OTHER", endpoint=recipient.url)
+        await flow.fresh(after)
+        assert reads == 2 and journal.outcome_status(after.delivery_id) == "delivered"
     finally:
         await recipient.stop()
