@@ -46,6 +46,8 @@ from carehub.fhir_subscriptions import health_rows, read_states, resthook_routes
 from carehub.health import DependencyHealth
 from carehub.journal import Journal, open_journal
 from carehub.kafka import KafkaPublisher, Replication, ensure_topics
+from carehub.mappings.events import triggers
+from carehub.mappings.plan import default_plans
 from carehub.message_journal import MessageJournalFeed
 from carehub.ops_http import HTTPServer, check_listener, ops_routes, server_ssl_context
 from carehub.packets import packet_deps
@@ -225,6 +227,10 @@ class Hub:
 
     async def _start_streams(self) -> None:
         s = self.settings
+        # Every message plan compiled now, not on the first message of each structure (~0.5 s, once per process):
+        # no event waits for it, and what it builds is frozen with the rest of start-up (carehub.core.heap).
+        default_plans().compile_all()
+        triggers()
         self._webhook = WebhookDestination(s.delivery.timeout_s, secret_for=self.routing.secret_for)
         app_id = self.app_id
         self._delivery = DeliveryParts(
