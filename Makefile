@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	$(PIP) check
 	@touch $(STAMP) $(NATIVE)
 
-# The conversion's hot modules compiled ahead (mypyc, setup.py; carehub/_native.py lists them): the editable
+# The hot modules (conversion, routing, consent) compiled ahead (mypyc, setup.py; carehub/_native.py lists them): the editable
 # install above compiles them beside their sources, and this compiles them again after one changes (an
 # edited source runs as Python until then: carehub/_native.py checks the sources against the build's record).
 NATIVE := $(VENV)/.native

@@ -1,5 +1,5 @@
 """Build steps: copy the shipped trees (config/, demo/) into the wheel as carehub/core/shipped/ package data,
-and compile the conversion's hot modules ahead with mypyc where the build can.
+and compile the hot modules (conversion, routing and consent) ahead with mypyc where the build can.
 
 Everything else about the distribution is in pyproject.toml. An editable
 install (``pip install -e .``) copies nothing: carehub/core/defaults.py then finds

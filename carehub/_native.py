@@ -1,4 +1,4 @@
-"""The conversion's hot modules compiled ahead (mypyc), used only while they match their sources.
+"""The hot modules compiled ahead (mypyc), used only while they match their sources.
 
 ``setup.py`` compiles the modules in ``MODULES`` (the same ``.py`` files, nothing else to maintain)
 when the build has mypyc and a C compiler, and writes ``_native.json`` beside this file: the SHA-256
@@ -8,6 +8,15 @@ edited source would otherwise keep running its old compiled code: ``install()`` 
 when any one differs or the record is missing, has every module in the list load from its ``.py``.
 All or none: compiled modules call each other directly, not through their Python modules.
 ``make setup`` compiles them again after a change.
+
+Which modules: the conversion (HL7v2 to FHIR) and the route stage's synchronous computation (routing
+decisions, Part 2 labelling and the consent gate, plans, notification and packet building), the
+stream worker's CPU per message. Never a module with coroutines: compiled, the stages' handlers raised
+an exception left over from another coroutine and an ``await`` inside a comprehension failed
+("cannot reuse already awaited coroutine"; docs/benchmarks.md, session 11), so the stages, the
+delivery flow and the outbox stay Python and call into the compiled modules. A compiled function checks
+its annotations at run time (a ``Payload`` passed where a ``dict`` is declared is a ``TypeError``), so
+what a module takes from outside (a record's fields as read) is declared as what it may be.
 """
 
 from __future__ import annotations
@@ -23,8 +32,13 @@ from types import ModuleType
 MODULES = (
     "carehub.adapters.hl7.header",
     "carehub.adapters.hl7.tokenizer",
+    "carehub.core.clock",
+    "carehub.core.memo",
+    "carehub.core.metrics",
     "carehub.core.patient",
+    "carehub.core.payload",
     "carehub.core.uuids",
+    "carehub.journal.audit",
     "carehub.mappings.care_event",
     "carehub.mappings.codes",
     "carehub.mappings.compiler",
@@ -41,6 +55,29 @@ MODULES = (
     "carehub.mappings.transforms.identifiers",
     "carehub.mappings.transforms.location",
     "carehub.mappings.transforms.text",
+    "carehub.streams.charlson",
+    "carehub.streams.consent.audit",
+    "carehub.streams.consent.enforce",
+    "carehub.streams.consent.gate",
+    "carehub.streams.consent.labels",
+    "carehub.streams.consent.policy",
+    "carehub.streams.consent.positions",
+    "carehub.streams.consent.sticky",
+    "carehub.streams.consent.valueset",
+    "carehub.streams.corrections",
+    "carehub.streams.facts",
+    "carehub.streams.normalize",
+    "carehub.streams.notify",
+    "carehub.streams.packet.careplan",
+    "carehub.streams.packet.document",
+    "carehub.streams.packet.sections",
+    "carehub.streams.plan",
+    "carehub.streams.referrals",
+    "carehub.streams.risk",
+    "carehub.streams.routing.decide",
+    "carehub.streams.routing.match",
+    "carehub.streams.routing.resolve",
+    "carehub.streams.signals",
 )
 # os.path rather than pathlib, and no importlib.abc (which imports importlib.resources): every carehub
 # process runs this first.

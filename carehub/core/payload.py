@@ -29,25 +29,34 @@ class Payload(Mapping[str, Any]):
 
     __slots__ = ("_raw", "_value")
 
-    def __init__(self, value: JSONObject) -> None:
-        if not isinstance(value, dict):
+    def __init__(self, value: JSONObject | None = None, *, raw: bytes | None = None) -> None:
+        """``Payload(obj)``: the object; ``Payload(raw=...)`` (``from_raw``): its encoding, unread."""
+        if raw is not None and value is None:
+            self._value: JSONObject | None = None
+            self._raw: bytes | None = raw
+            return
+        if not isinstance(value, dict) or raw is not None:
             raise RecordError(f"{NOT_AN_OBJECT}, not {type(value).__name__}")
-        self._value: JSONObject | None = value
-        self._raw: bytes | None = None
+        self._value, self._raw = value, None
 
     @classmethod
     def from_raw(cls, raw: bytes) -> Payload:
         """The payload encoded as ``raw`` (a JSON object, not parsed until read)."""
         if not raw.startswith(b"{"):
             raise RecordError(NOT_AN_OBJECT)
-        payload = cls.__new__(cls)
-        payload._value, payload._raw = None, raw
-        return payload
+        return cls(raw=raw)
 
     @classmethod
-    def of(cls, value: Payload | JSONObject) -> Payload:
-        """``value`` itself when it is a Payload, else the object wrapped (refused unless a JSON object)."""
-        return value if isinstance(value, Payload) else cls(value)
+    def of(cls, value: object) -> Payload:
+        """``value`` itself when it is a Payload, else the object wrapped (refused unless a JSON object).
+
+        ``object``, not the types it takes: a record's field as read (anything JSON holds) is refused here
+        as a RecordError, where a compiled build (carehub._native) would check an annotation first."""
+        if isinstance(value, Payload):
+            return value
+        if not isinstance(value, dict):
+            raise RecordError(f"{NOT_AN_OBJECT}, not {type(value).__name__}")
+        return cls(value)
 
     @property
     def value(self) -> JSONObject:

@@ -32,7 +32,7 @@ def _deliveries(event: CareEvent) -> list[Delivery]:
 def _packet(event: CareEvent, recipient: str = "pcp-riverside") -> tuple[dict[str, Any], Delivery]:
     found = [d for d in _deliveries(event) if d.action == "packet" and d.recipient_id == recipient]
     assert len(found) == 1, "one packet per recipient"
-    document = packet_of(found[0].payload)
+    document = packet_of(found[0].payload.value)
     assert document is not None
     return document, found[0]
 
@@ -139,7 +139,7 @@ def test_allergies_disposition_care_team_and_plan() -> None:
 
 def test_sections_follow_the_profile_and_the_packet_is_valid_r4() -> None:
     document, delivery = _packet(discharge())
-    assert packet_problems(delivery.payload) == []
+    assert packet_problems(delivery.payload.value) == []
     assert document["type"] == "document" and document["identifier"]["value"].startswith("urn:uuid:")
     composition = Doc(document).composition
     assert composition["type"]["coding"][0] == {"system": LOINC, "code": "18842-5", "display": "Discharge summary"}
@@ -206,8 +206,8 @@ def test_the_careplan_lists_the_logistics_orders_of_the_discharge_too() -> None:
     orders = {d.delivery_id for d in deliveries if d.action == "order"}
     assert len(orders) == 2
     packet = next(d for d in deliveries if d.action == "packet" and d.recipient_id == "pcp-riverside")
-    assert packet_problems(packet.payload) == []
-    document = packet_of(packet.payload)
+    assert packet_problems(packet.payload.value) == []
+    document = packet_of(packet.payload.value)
     assert document is not None
     doc = Doc(document)
     plan = doc.entries("18776-5", "CarePlan")[0]
