@@ -123,6 +123,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "indexes: care_facts by (visit, kind, time), task_changes by task (the scorecard's per-row lookups)",
         _statements(carefacts.INDEXES),
     ),
+    Migration(
+        12,
+        "indexes: care_facts_by_visit dropped (care_facts_by_visit_kind serves its lookups)",
+        _statements(carefacts.DROPPED),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -97,6 +97,45 @@ def test_a_0_1_0_journal_is_upgraded_in_place(urls: tuple[str, str]) -> None:
         again.close()
 
 
+def indexes(db: Database, table: str) -> set[str]:
+    """The names of the indexes the database holds on one table (primary keys and constraints aside)."""
+    if db.dialect == "postgresql":
+        rows = db.query(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = ? AND indexname <> ?",
+            (table, f"{table}_pkey"),
+        )
+    else:
+        rows = db.query(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,)
+        )
+    return {str(r[0]) for r in rows}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("urls", ["sqlite", "postgresql"], indirect=True)
+def test_a_journal_at_version_11_loses_the_index_the_scorecard_index_made_redundant(urls: tuple[str, str]) -> None:
+    old_url, new_url = urls
+    old = Database(old_url)
+    fresh = open_journal(new_url)
+    try:
+        with old.transaction():  # what steps 1-11 made before step 12 existed, recorded as upgrade() does
+            applied(old)
+            for step in MIGRATIONS[:11]:
+                step.apply(old)
+                old.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (step.version, step.name, "2026-12-01T00:00:00Z"),
+                )
+            old.execute("CREATE INDEX care_facts_by_visit ON care_facts (visit_id)")
+        assert "care_facts_by_visit" in indexes(old, "care_facts")
+        assert [m.version for m in upgrade(old)] == list(range(12, LATEST + 1))
+        assert "care_facts_by_visit" not in indexes(old, "care_facts")
+        assert indexes(old, "care_facts") == indexes(fresh.db, "care_facts")
+    finally:
+        old.close()
+        fresh.close()
+
+
 @pytest.mark.parametrize("urls", ["sqlite"], indirect=True)
 def test_carehub_db_upgrade_and_status(urls: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     old_url, _ = urls
