@@ -14,15 +14,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
-import aiokafka.errors as aiokafka_errors
 from aiokafka import AIOKafkaProducer
-from aiokafka.client import ConnectionGroup
-from aiokafka.conn import CloseReason
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
-from aiokafka.structs import TopicPartition
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -31,8 +26,7 @@ from carehub.core.errors import BrokerError, MessageTooLargeError, StorageUnavai
 from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
 from carehub.core.records import FhirNotification, InboundMessage, InboundRefusal
 from carehub.health import DependencyHealth
-from carehub.kafka_wire import ProduceRecords
-from carehub.partitioner import partition_for
+from carehub.kafka_direct import DirectWriter, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -125,20 +119,6 @@ def ensure_topics(
     return replication
 
 
-#: After records overlapped (several senders at once), how long they keep to the producer's batches.
-_SOLO_AFTER_S = 0.5
-#: Batch and request framing around one record (the producer's own check decides near the limit).
-_RECORD_OVERHEAD = 512
-
-
-@dataclass(frozen=True, slots=True)
-class _Written:
-    """A produce request on the wire: its connection and the awaitable of its response."""
-
-    conn: Any
-    response: Awaitable[Any]
-
-
 class KafkaPublisher:
     """Writes inbound messages with acks=all; returns only once Kafka confirmed.
 
@@ -166,13 +146,7 @@ class KafkaPublisher:
         self._topic = topic
         self._timeout_s = timeout_s
         self._timeout_ms = int(timeout_s * 1000)
-        #: Inbound writes started and not yet settled, and the direct request in flight (see publish).
-        self._storing = 0
-        self._direct: asyncio.Future[None] | None = None
-        #: Until then records take the producer's batching path (another started while one was stored).
-        self._batching_until = 0.0
-        self._max_request_size = max_request_size
-        #: Inbound records written as their own request at once, and through the producer's queue.
+        #: Inbound records written by the direct path (carehub.kafka_direct), and through the producer's queue.
         self.writes = {"direct": 0, "producer": 0}
         self._notification_topic = notification_topic
         self._refusal_topic = refusal_topic
@@ -185,6 +159,7 @@ class KafkaPublisher:
             max_request_size=max_request_size,
             **security.aiokafka(),
         )
+        self.direct = DirectWriter(self._producer.client, topic, max_request_size, self._timeout_ms)
         self.health = DependencyHealth(
             "Kafka broker",
             bootstrap,
@@ -213,88 +188,34 @@ class KafkaPublisher:
     def publish(self, message: InboundMessage) -> Awaitable[None]:
         """Start the acks=all write of one inbound record; answer what to await for the broker's confirmation.
 
-        When records come one at a time (nothing else being stored now, nor for the last
-        :data:`_SOLO_AFTER_S`), the record goes out at once as its own produce request (on the wire
-        when this returns; see :meth:`_write_now`), so the caller can prepare its answer while the
-        broker works. Otherwise it takes the producer's path, which batches what arrives while a
-        request is in flight: with several senders at once a request per record would cost more
-        than the loop turns it saves. Records that arrive while a direct request is in flight wait
-        for it first, so requests stay one at a time. The awaitable must be awaited (it settles the
-        count of writes in progress).
+        The record goes out on the direct path (:class:`carehub.kafka_direct.DirectWriter`): on the
+        wire when this returns if no request of this publisher is in flight to its partition's leader
+        (the caller prepares its answer while the broker works), else in the next request to it,
+        together with whatever else arrived meanwhile. Where that path cannot take it (no metadata
+        yet, no connection, a record near the size limit) or the broker answered a retriable error
+        (a leader moved), the producer's own path does: it refreshes metadata and retries within
+        the produce timeout. The awaitable must be awaited (a lone record's request is awaited by
+        its own caller, and the records that wait for it are sent after).
         """
         if not self.health.healthy:
             raise StorageUnavailableError("the broker is unreachable; resend the message later")
         key, value = message.patient_key.encode(), message.to_json()
-        written = None
-        now = asyncio.get_running_loop().time()
-        if self._storing:
-            self._batching_until = now + _SOLO_AFTER_S
-        elif now >= self._batching_until:
-            try:
-                written = self._write_now(self._topic, key, value)
-            except AIOKafkaError:
-                written = None  # the producer's path reports it, or retries it
-        self._storing += 1
+        try:
+            written = self.direct.write(key, value)
+        except AIOKafkaError:
+            written = None  # the producer's path reports it, or retries it
         if written is not None:
-            self._direct = asyncio.get_running_loop().create_future()
+            self.writes["direct"] += 1
         return self._confirmed(written, key, value)
 
-    def _write_now(self, topic: str, key: bytes, value: bytes) -> _Written | None:
-        """One record as its own produce request, written on the producer's connection at once.
-
-        None where that cannot be done right now (no metadata for the topic, no leader, no open
-        connection, a request in flight on it): the producer's own path takes it then. This skips
-        the producer's sender task (its queue and the loop turns between them: about 0.1 ms on
-        this VM), which on a stop-and-wait connection is latency on every message. The record is
-        partitioned as the producer would (murmur2 of the key over the topic's partitions), so the
-        topic stays co-partitioned with the stages that read it.
-        """
-        if len(key) + len(value) + _RECORD_OVERHEAD > self._max_request_size:
-            return None  # the producer's own size check answers it
-        client = self._producer.client
-        cluster = client.cluster
-        partitions = cluster.partitions_for_topic(topic)
-        if not partitions:
-            return None
-        partition = partition_for(key, list(partitions))
-        leader = cluster.leader_for_partition(TopicPartition(topic, partition))
-        if leader is None or leader == -1:
-            return None
-        conn = client._conns.get((leader, ConnectionGroup.DEFAULT))
-        if conn is None or not conn.connected() or conn._requests:
-            return None
-        batch = self._producer.create_batch()
-        if batch.append(timestamp=None, key=key, value=value) is None:
-            return None
-        request = ProduceRecords(
-            required_acks=-1,
-            timeout=self._timeout_ms,
-            topics=[(topic, [(partition, batch._build())])],
-            transactional_id=None,
-        )
-        written = _Written(conn, conn.send(request))
-        self.writes["direct"] += 1
-        return written
-
-    async def _confirmed(self, written: _Written | None, key: bytes, value: bytes) -> None:
+    async def _confirmed(self, written: Awaitable[Outcome] | None, key: bytes, value: bytes) -> None:
         try:
             if written is not None:
-                direct = self._direct
-                try:
-                    error = await self._response_error(written)
-                finally:
-                    if direct is not None and not direct.done():
-                        direct.set_result(None)
-                    if self._direct is direct:
-                        self._direct = None
+                error = await written
                 if error is None:
                     return
                 if not error.retriable:
                     raise error()
-            elif self._direct is not None:
-                await asyncio.shield(self._direct)  # one request at a time: join the batch after it
-            # Not written directly, or a retriable error (a leader moved): the producer's path,
-            # which refreshes metadata and retries within the produce timeout.
             self.writes["producer"] += 1
             pending = await self._producer.send(self._topic, value, key=key)
             await pending
@@ -303,28 +224,6 @@ class KafkaPublisher:
         except (AIOKafkaError, TimeoutError, OSError) as exc:
             self.health.observe(False)
             raise StorageUnavailableError("the message could not be stored durably; resend it") from exc
-        finally:
-            self._storing -= 1
-
-    async def _response_error(self, written: _Written) -> type[AIOKafkaError] | None:
-        """The produce response's error for the one partition written, None when it was stored."""
-        try:
-            response = await written.response
-        except TimeoutError:
-            written.conn.close(reason=CloseReason.CONNECTION_TIMEOUT)
-            raise
-        except AIOKafkaError as exc:
-            if getattr(exc, "retriable", False):
-                return type(exc)
-            raise
-        for _topic, partitions in response.topics:
-            for partition_info in partitions:
-                error: type[AIOKafkaError] = aiokafka_errors.for_code(partition_info[1])
-                if error is not aiokafka_errors.NoError:
-                    if getattr(error, "invalid_metadata", False):
-                        self._producer.client.force_metadata_update()
-                    return error
-        return None
 
     async def publish_notification(self, record: FhirNotification) -> None:
         """The rest-hook receiver's ``Publisher`` seam: one notification, keyed by source, acks=all."""
