@@ -152,8 +152,11 @@ class DirectWriter:
             self._fail(request.records, aiokafka_errors.KafkaTimeoutError("the produce response was abandoned"))
             raise
         except TimeoutError as exc:
+            # The broker did not answer in time: neither this request's records nor those waiting
+            # behind it get another full timeout's wait (the publisher marks the broker lost).
             request.conn.close(reason=CloseReason.CONNECTION_TIMEOUT)
             self._fail(request.records, exc)
+            self._fail(self._waiting.get(request.node, []), exc)
         except AIOKafkaError as exc:
             if getattr(exc, "retriable", False):
                 self._answer(request.records, {}, type(exc))

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from carehub.broker import EmbeddedBroker
 from carehub.connectors.mllp import MLLPClient, ack_code
-from carehub.core.errors import MessageTooLargeError
+from carehub.core.errors import MessageTooLargeError, StorageUnavailableError
 from carehub.core.records import InboundMessage
 from carehub.hub import Hub
 from carehub.kafka import KafkaPublisher, ensure_topics
@@ -185,6 +186,78 @@ async def test_inbound_records_written_at_once_or_batched_land_once_where_the_pr
     assert sorted(where) == sorted(f"C{n}" for n in range(132)), "every confirmed record, none twice"
     for control_id, [(partition, key)] in where.items():
         assert partition == DefaultPartitioner()(key, [0, 1, 2, 3], [0, 1, 2, 3]), (control_id, partition)
+
+
+async def test_records_in_flight_and_waiting_when_the_broker_hangs_are_all_answered_and_writes_resume() -> None:
+    """The direct path with a request in flight and records waiting for it when the broker stops answering
+    (SIGSTOP: the socket stays open): each caller gets stored or StorageUnavailable (AR 207) within about one
+    produce timeout, none waits a second one or forever; on a broker back at the same address, bursts are
+    written directly again (no leader's lane left taken); when that one is killed under a burst, every
+    write is answered again."""
+    own = EmbeddedBroker()
+    own.start()
+    assert own.pid is not None
+    topic = f"t{os.getpid()}-hangs.hl7v2.inbound"
+    ensure_topics(own.bootstrap, [topic], 4)
+    publisher = KafkaPublisher(own.bootstrap, topic, 2.0)
+    await publisher.start()
+
+    def record(n: int) -> InboundMessage:
+        raw = InboundMessage.encode_raw(f"MSH|^~\\&|A|B|||||ADT^A01|D{n}|P|2.5\r".encode() + b"x" * 4000)
+        return InboundMessage(raw, "utf-8", "", "l", "p", f"D{n}", "ADT", "A01", "2.5", "A", "B", f"RGH|MRN{n % 7}")
+
+    async def outcome(n: int) -> str:
+        try:
+            await publisher.publish(record(n))
+        except StorageUnavailableError:
+            return "AR 207"
+        return "stored"
+
+    again: EmbeddedBroker | None = None
+    try:
+        await asyncio.gather(*(publisher.publish(record(n)) for n in range(20)))
+        os.kill(own.pid, signal.SIGSTOP)
+        while Path(f"/proc/{own.pid}/stat").read_text().split(") ", 1)[1][0] != "T":  # stopped, not just signalled
+            await asyncio.sleep(0.01)
+        began = asyncio.get_running_loop().time()
+        burst = [asyncio.ensure_future(outcome(n)) for n in range(20, 220)]  # one request out, the rest waiting
+        done, pending = await asyncio.wait(burst, timeout=15)
+        took = asyncio.get_running_loop().time() - began
+        assert not pending, f"{len(pending)} writes never answered"
+        assert {t.result() for t in done} == {"AR 207"}, "a hung broker stores nothing"
+        assert took < 3.5, f"the last answer after {took:.1f} s: waiting records waited a second timeout (2 s)"
+        os.kill(own.pid, signal.SIGKILL)
+        own.stop()
+        again = EmbeddedBroker(port=own.port)
+        again.start()
+        ensure_topics(again.bootstrap, [topic], 4)
+        await _healthy(publisher)
+        for _ in range(50):  # until the producer's metadata has the topic again
+            try:
+                await publisher.publish(record(999))
+                break
+            except StorageUnavailableError:
+                await asyncio.sleep(0.2)
+        before = publisher.writes["direct"]
+        await asyncio.gather(*(publisher.publish(record(n)) for n in range(300, 340)))
+        assert publisher.writes["direct"] - before == 40, publisher.writes
+        assert again.pid is not None
+        os.kill(again.pid, signal.SIGKILL)  # gone, its sockets closed: the requests fail at once
+        burst = [asyncio.ensure_future(outcome(n)) for n in range(400, 600)]
+        done, pending = await asyncio.wait(burst, timeout=15)
+        assert not pending, f"{len(pending)} writes never answered after the broker was killed"
+    finally:
+        await publisher.stop()
+        own.stop()
+        if again is not None:
+            again.stop()
+
+
+async def _healthy(publisher: KafkaPublisher, timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not publisher.health.healthy:
+        assert asyncio.get_running_loop().time() < deadline, "the publisher never saw the broker back"
+        await asyncio.sleep(0.2)
 
 
 async def test_enhanced_mode_sends_the_application_ack_msh16_asks_for_after_the_commit_ack(
