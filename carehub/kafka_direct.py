@@ -73,6 +73,8 @@ class DirectWriter:
         self._timeout_ms = timeout_ms
         #: Leaders with a request of ours in flight, and the records waiting for its response.
         self._waiting: dict[int, list[_Record]] = {}
+        #: The tasks driving requests no caller awaits (held until done: the loop keeps only weak references).
+        self._drivers: set[asyncio.Task[None]] = set()
         #: Produce requests sent, and the records they carried.
         self.requests = 0
         self.records = 0
@@ -131,7 +133,9 @@ class DirectWriter:
         finally:
             following = self._next(request.node)
             if following is not None:
-                asyncio.ensure_future(self._drive(following))
+                driver = asyncio.ensure_future(self._drive(following))
+                self._drivers.add(driver)
+                driver.add_done_callback(self._drivers.discard)
         return record.answer.result()
 
     async def _drive(self, request: _Request | None) -> None:

@@ -188,6 +188,31 @@ async def test_inbound_records_written_at_once_or_batched_land_once_where_the_pr
         assert partition == DefaultPartitioner()(key, [0, 1, 2, 3], [0, 1, 2, 3]), (control_id, partition)
 
 
+async def test_records_waiting_for_a_direct_request_go_out_in_requests_within_the_record_limit(broker: str) -> None:
+    """What waited goes out together, but never more than kafka.max_record_bytes in one request (what a broker
+    with that message.max.bytes takes): 40 records of ~4 KB under a 20,000-byte limit take 9 requests or more."""
+    topic = f"t{os.getpid()}-limit.hl7v2.inbound"
+    ensure_topics(broker, [topic], 1)
+    publisher = KafkaPublisher(broker, topic, 10.0, max_request_size=20_000)
+    await publisher.start()
+
+    def record(n: int) -> InboundMessage:
+        raw = InboundMessage.encode_raw(f"MSH|^~\\&|A|B|||||ADT^A01|L{n}|P|2.5\r".encode() + b"x" * 3000)
+        return InboundMessage(raw, "utf-8", "", "l", "p", f"L{n}", "ADT", "A01", "2.5", "A", "B", "RGH|MRN1")
+
+    try:
+        await publisher.publish(record(0))  # metadata and connection in place
+        size = len(record(1).to_json()) + len(b"RGH|MRN1") + 512
+        requests, direct = publisher.direct.requests, publisher.writes["direct"]
+        await asyncio.gather(*(publisher.publish(record(n)) for n in range(1, 41)))
+        assert publisher.writes["direct"] - direct == 40, publisher.writes
+        assert publisher.direct.requests - requests >= -(-40 * size // 20_000), publisher.direct.requests - requests
+    finally:
+        await publisher.stop()
+    stored = await _read_inbound(broker, topic, 41)
+    assert sorted(m.control_id for _, m in stored) == sorted(f"L{n}" for n in range(41)), "each once"
+
+
 async def test_records_in_flight_and_waiting_when_the_broker_hangs_are_all_answered_and_writes_resume() -> None:
     """The direct path with a request in flight and records waiting for it when the broker stops answering
     (SIGSTOP: the socket stays open): each caller gets stored or StorageUnavailable (AR 207) within about one
