@@ -23,6 +23,8 @@ class HttpRecipient:
     #: Extra response headers (e.g. Retry-After) and the loop time of every request.
     headers: dict[str, str] = field(default_factory=dict)
     arrivals: list[float] = field(default_factory=list)
+    #: Idempotency keys answered 503 the first time they arrive (a recipient's passing hiccup).
+    fail_first: set[str] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -35,6 +37,10 @@ class HttpRecipient:
         self.seen.append((request.headers["Idempotency-Key"], patient, seq))
         self.arrivals.append(asyncio.get_running_loop().time())
         outcome = {"resourceType": "OperationOutcome", "issue": []}
+        key = request.headers["Idempotency-Key"]
+        if key in self.fail_first:
+            self.fail_first.discard(key)
+            return web.json_response(outcome, status=503, headers=self.headers)
         return web.json_response(outcome, status=self.status, headers=self.headers)
 
     async def start(self) -> None:

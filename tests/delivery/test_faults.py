@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
 from carehub.core.settings import DeliverySettings, Settings
 from carehub.hub import Hub
+from carehub.kafka import ensure_topics
 from tests.conftest import CONFIG
 from tests.delivery.helpers import delivery, produce
 from tests.delivery.recipients import HttpRecipient
@@ -85,6 +86,28 @@ async def test_a_recipient_down_for_a_while_gets_everything_in_order(
         await eventually(
             lambda: journal.queued_count() == 0 and journal.holder(records[0].recipient_id, "RGH|P1") is None
         )
+    finally:
+        await hub.stop()
+
+
+async def test_a_delivery_sent_to_retry_holds_its_pair_for_the_rest_of_its_own_batch(
+    broker: str, tmp_path: Path, recipient: HttpRecipient
+) -> None:
+    """Three deliveries for one pair in one batch (admitted together), the first answered 503 once: the other
+    two queue behind it, and the recipient has them in order (0 retried, then 1, then 2)."""
+    await recipient.start()
+    s = settings(tmp_path, broker)
+    records = [delivery(n, patient="RGH|P9", endpoint=recipient.url) for n in range(3)]
+    recipient.fail_first = {records[0].idempotency_key}
+    topic = s.kafka.topic_prefix + "deliveries"
+    ensure_topics(broker, [topic], s.kafka.partitions)
+    await produce(broker, topic, records)  # on the topic before the stage starts: one batch
+    hub = await start_hub(s)
+    try:
+        assert hub.topics.deliveries == topic
+        await eventually(lambda: len(recipient.seen) == 4, timeout_s=20)
+        assert [seq for _, _, seq in recipient.seen] == [0, 0, 1, 2], recipient.seen
+        assert hub.metrics.total("delivery_queued") == 2, "both waited behind the retried one"
     finally:
         await hub.stop()
 
