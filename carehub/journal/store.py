@@ -9,7 +9,6 @@ process memory) so any worker that takes over the partition continues it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,7 +248,12 @@ class Journal:
         """One query for a fresh delivery: ``"done"`` when it already has a final outcome (a redelivery
         after a crash), ``"own"`` when ``d`` itself holds its pair (a crash came after it went to retry),
         ``"queued"`` when it was queued behind another holder, ``"go"`` otherwise."""
-        status, holder = self._admission(d)
+        rows = self.db.query(
+            "SELECT (SELECT status FROM delivery_outcomes WHERE delivery_id = ?),"
+            " (SELECT delivery_id FROM delivery_holds WHERE recipient_id = ? AND patient_key = ?)",
+            (d.delivery_id, d.recipient_id, d.patient_key),
+        )
+        status, holder = rows[0]
         if status in FINAL:
             return "done"
         if holder is None:
@@ -257,26 +261,6 @@ class Journal:
         if holder == d.delivery_id:
             return "own"
         return "queued" if self.enqueue_if_held(d) else "go"
-
-    def clear_to_go(self, ds: Sequence[Delivery]) -> set[str]:
-        """The deliveries of a batch that :meth:`admit` would answer ``"go"`` now (no final outcome, nothing
-        holding their pair), in one call: it writes nothing, so the others are admitted one by one as before."""
-        clear: set[str] = set()
-        for d in ds:
-            status, holder = self._admission(d)
-            if status not in FINAL and holder is None:
-                clear.add(d.delivery_id)
-        return clear
-
-    def _admission(self, d: Delivery) -> tuple[str | None, str | None]:
-        """``d``'s outcome status (None before any) and the delivery holding its pair (None when free)."""
-        rows = self.db.query(
-            "SELECT (SELECT status FROM delivery_outcomes WHERE delivery_id = ?),"
-            " (SELECT delivery_id FROM delivery_holds WHERE recipient_id = ? AND patient_key = ?)",
-            (d.delivery_id, d.recipient_id, d.patient_key),
-        )
-        status, holder = rows[0]
-        return status, holder
 
     def enqueue_if_held(self, d: Delivery) -> bool:
         """Queue ``d`` behind the pair's holder; False when nothing else holds the pair."""

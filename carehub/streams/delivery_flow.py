@@ -35,7 +35,7 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -110,11 +110,6 @@ class DeliveryFlow:
         self._paused: tuple[float, frozenset[str]] = (-PAUSE_READ_S, frozenset())
         #: The read in progress, which every attempt that finds the view stale waits for (one query, not one each).
         self._pause_read: asyncio.Future[frozenset[str]] | None = None
-        #: Deliveries a batch's pre-admission found clear to go (see ``admit_batch``), with the hold count then;
-        #: the holds this flow made, counted, and the count at each pair's latest hold.
-        self._clear: dict[str, int] = {}
-        self._holds = 0
-        self._held: dict[tuple[str, str], int] = {}
 
     def _lock(self, d: Delivery) -> asyncio.Lock:
         pair = (d.recipient_id, d.patient_key)
@@ -125,30 +120,9 @@ class DeliveryFlow:
             lock = self._locks[pair] = asyncio.Lock()
         return lock
 
-    async def admit_batch(self, ds: Sequence[Delivery]) -> None:
-        """Admit a batch's deliveries in one journal call, before they are handed out.
-
-        A delivery found clear to go (no final outcome, its pair not held) is sent by :meth:`fresh` without a
-        journal round trip of its own, unless this flow held its pair since (a delivery before it of the pair
-        went to a retry topic): then, as for any other, :meth:`fresh` admits it on its own. Holds are made only
-        by the worker that owns the pair's deliveries partition, this one, so a hold made elsewhere meanwhile
-        is the same race as between an admission and its attempt. Used once: a duplicate of a delivery in the
-        same batch is admitted on its own (and finds the first one's outcome).
-        """
-        seen = self._holds
-        for delivery_id in await self.journal.db.run(self.journal.clear_to_go, ds):
-            self._clear[delivery_id] = seen
-
-    def _admitted_before(self, d: Delivery) -> bool:
-        """``d`` was found clear to go by its batch's admission, and its pair has not been held since."""
-        seen = self._clear.pop(d.delivery_id, None)
-        if not self._clear and len(self._held) > 10_000:
-            self._held.clear()  # no admission outstanding: no count is compared any more
-        return seen is not None and self._held.get((d.recipient_id, d.patient_key), -1) < seen
-
     async def fresh(self, d: Delivery) -> None:
         async with self._lock(d):
-            admitted = "go" if self._admitted_before(d) else await self.journal.db.run(self.journal.admit, d)
+            admitted = await self.journal.db.run(self.journal.admit, d)
             if admitted == "done":
                 # Journaled as finished before a crash: the recipient has it already. Its outcome record, and
                 # for a Task its task row and "created" event, may not have been made durable (the crash came
@@ -307,8 +281,6 @@ class DeliveryFlow:
             await self._announce(d, result)
             return True
         if step.action == "retry":
-            self._holds += 1  # counted before the row exists: an admission that began before it does not count
-            self._held[(d.recipient_id, d.patient_key)] = self._holds
             await self.journal.db.run(j.hold, d)
             await self._hold(d, step)
             return False

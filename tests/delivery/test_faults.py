@@ -93,7 +93,7 @@ async def test_a_recipient_down_for_a_while_gets_everything_in_order(
 async def test_a_delivery_sent_to_retry_holds_its_pair_for_the_rest_of_its_own_batch(
     broker: str, tmp_path: Path, recipient: HttpRecipient
 ) -> None:
-    """Three deliveries for one pair in one batch (admitted together), the first answered 503 once: the other
+    """Three deliveries for one pair in one batch, the first answered 503 once: the other
     two queue behind it, and the recipient has them in order (0 retried, then 1, then 2)."""
     await recipient.start()
     s = settings(tmp_path, broker)

@@ -12,13 +12,11 @@ same pair queue behind it in the journal (streams.delivery_flow).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 
 from aiokafka.structs import ConsumerRecord
 
-from carehub.core.errors import JournalError
 from carehub.core.records import Delivery
 from carehub.streams.context import AgentContext
 from carehub.streams.delivery_flow import flow_for
@@ -42,8 +40,6 @@ def handler(ctx: AgentContext) -> Handler:
     flow = flow_for(ctx)
     #: each pair's last delivery handed out (done when it and every earlier one of the pair is)
     tails: dict[Pair, asyncio.Task[None]] = {}
-    #: done once the latest batch taken has handed out its deliveries (the next one's wait for its turn)
-    handed: list[asyncio.Future[None] | None] = [None]
 
     async def deliver_one(item: Delivery, record: ConsumerRecord, before: asyncio.Task[None] | None) -> None:
         if before is not None:
@@ -63,8 +59,8 @@ def handler(ctx: AgentContext) -> Handler:
             del tails[pair]
 
     def hand_out(item: Delivery, record: ConsumerRecord) -> asyncio.Task[None]:
-        """Start ``item`` behind its pair's last delivery (no await: a batch hands out all of its own in order,
-        and the next batch hands out only after it). The task runs in this batch's context (its outbox)."""
+        """Start ``item`` behind its pair's last delivery (no await: a batch hands out all of its own in order
+        before the next batch can hand out any). The task runs in this batch's context (its outbox)."""
         pair = (item.recipient_id, item.patient_key)
         task = asyncio.create_task(deliver_one(item, record, tails.get(pair)))
         tails[pair] = task
@@ -74,23 +70,13 @@ def handler(ctx: AgentContext) -> Handler:
     async def deliver_batch(records: Sequence[ConsumerRecord]) -> None:
         started: list[asyncio.Task[None]] = []
         unreadable: list[tuple[ConsumerRecord, Exception]] = []
-        items: list[tuple[Delivery, ConsumerRecord]] = []
         for record in records:
             try:
-                items.append((Delivery.from_json(record.value), record))
+                item = Delivery.from_json(record.value)
             except Exception as exc:
                 unreadable.append((record, exc))
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        previous, handed[0] = handed[0], mine
-        try:
-            with contextlib.suppress(JournalError):  # a saving only: unadmitted, each delivery admits itself
-                await flow.admit_batch([item for item, _ in items])  # one journal round trip, not one each
-            if previous is not None:
-                await asyncio.shield(previous)  # batches hand out in the order they were taken
-            for item, record in items:
-                started.append(hand_out(item, record))
-        finally:
-            mine.set_result(None)
+                continue
+            started.append(hand_out(item, record))
         for record, error in unreadable:
             m.inc("delivery_failed", recipient="unknown")
             await ctx.dead_letter("deliver", error, record)
