@@ -4,7 +4,10 @@ Topic provisioning uses kafka-python's admin client (synchronous, run once at
 start-up). The ingest publisher uses aiokafka: measured here, aiokafka writes
 ~70k small msgs/s batched against ~12k/s for kafka-python (shared/docs/KAFKA.md),
 and an asyncio producer lets every MLLP connection await its own acks=all
-write without a thread per connection.
+write without a thread per connection. Inbound records go out on the producer's
+connections through carehub.kafka_direct (one request of the publisher's own in
+flight per leader, what arrives meanwhile in the next); the producer's own path
+takes what that cannot, and the FHIR notifications and refusal records.
 """
 
 from __future__ import annotations
