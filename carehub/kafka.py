@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
-from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -29,12 +28,9 @@ from carehub.core.errors import BrokerError, MessageTooLargeError, StorageUnavai
 from carehub.core.kafka_security import PLAINTEXT, KafkaSecurity
 from carehub.core.records import FhirNotification, InboundMessage, InboundRefusal
 from carehub.health import DependencyHealth
-from carehub.kafka_direct import DirectWriter, Outcome
+from carehub.kafka_direct import TOO_LARGE, DirectWriter, Outcome
 
 log = logging.getLogger(__name__)
-
-#: Produce errors about one record's size: answered as content (AR), not as a broker outage.
-_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +144,7 @@ class KafkaPublisher:
     ) -> None:
         self._topic = topic
         self._timeout_s = timeout_s
-        self._timeout_ms = int(timeout_s * 1000)
+        timeout_ms = int(timeout_s * 1000)
         #: Inbound records written by the direct path (carehub.kafka_direct), and through the producer's queue.
         self.writes = {"direct": 0, "producer": 0}
         self._notification_topic = notification_topic
@@ -157,12 +153,12 @@ class KafkaPublisher:
             bootstrap_servers=bootstrap,
             acks="all",
             linger_ms=0,
-            request_timeout_ms=int(timeout_s * 1000),
+            request_timeout_ms=timeout_ms,
             retry_backoff_ms=100,
             max_request_size=max_request_size,
             **security.aiokafka(),
         )
-        self.direct = DirectWriter(self._producer.client, topic, max_request_size, self._timeout_ms)
+        self.direct = DirectWriter(self._producer.client, topic, max_request_size, timeout_ms)  # same bound
         self.health = DependencyHealth(
             "Kafka broker",
             bootstrap,
@@ -222,7 +218,7 @@ class KafkaPublisher:
             self.writes["producer"] += 1
             pending = await self._producer.send(self._topic, value, key=key)
             await pending
-        except _TOO_LARGE as exc:  # this record, not the broker: a content answer, the broker stays "up"
+        except TOO_LARGE as exc:  # this record, not the broker: a content answer, the broker stays "up"
             raise MessageTooLargeError("the broker refused the message as too large to store") from exc
         except (AIOKafkaError, TimeoutError, OSError) as exc:
             self.health.observe(False)
@@ -251,7 +247,7 @@ class KafkaPublisher:
             key = record.sending_facility.encode()
             pending = await self._producer.send(self._refusal_topic, record.to_json(), key=key)
             await pending
-        except _TOO_LARGE as exc:
+        except TOO_LARGE as exc:
             raise MessageTooLargeError("the refusal record is too large to store") from exc
         except (AIOKafkaError, TimeoutError, OSError) as exc:
             self.health.observe(False)

@@ -37,6 +37,12 @@ RECORD_OVERHEAD = 512
 
 #: A record's outcome: None once stored, else the broker's error for its partition.
 Outcome = type[AIOKafkaError] | None
+#: Produce errors about size: for one record, its own (answered as content); for a batch of several, no one's.
+TOO_LARGE: tuple[type[AIOKafkaError], ...] = (
+    aiokafka_errors.MessageSizeTooLargeError,
+    aiokafka_errors.RecordListTooLargeError,
+    aiokafka_errors.RecordTooLargeError,
+)
 
 
 class Resend(AIOKafkaError):  # type: ignore[misc]
@@ -188,7 +194,7 @@ class DirectWriter:
         counts: dict[int, int] = {}
         for record in records:
             counts[record.partition] = counts.get(record.partition, 0) + 1
-        return {p: Resend if counts.get(p, 0) > 1 and e in _SIZE_ERRORS else e for p, e in errors.items()}
+        return {p: Resend if counts.get(p, 0) > 1 and e in TOO_LARGE else e for p, e in errors.items()}
 
     @staticmethod
     def _answer(records: list[_Record], errors: dict[int, type[AIOKafkaError]], default: Outcome) -> None:
@@ -225,10 +231,3 @@ class DirectWriter:
             return None
         self._waiting[node] = waiting[len(taken) :]
         return request
-
-
-_SIZE_ERRORS = (
-    aiokafka_errors.MessageSizeTooLargeError,
-    aiokafka_errors.RecordListTooLargeError,
-    aiokafka_errors.RecordTooLargeError,
-)
