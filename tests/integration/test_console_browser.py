@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from carehub.core.principal import OPS_READ, OPS_WRITE, PHI_READ
@@ -57,11 +57,18 @@ async def run(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 async def text_of(driver: WebDriver, element_id: str, timeout_s: float = 30.0) -> str:
-    """The element's text, once the page that has it is there (a click on a form may still be loading)."""
+    """The element's text, once the page that has it is there.
+
+    A click on a link or a form may still be loading: the element found may
+    belong to the page being left and go stale before its text is read, so the
+    lookup and the read are retried together until they succeed on one page.
+    """
 
     def find() -> str:
-        wait = WebDriverWait(driver, timeout_s)
-        return str(wait.until(expected_conditions.presence_of_element_located((By.ID, element_id))).text)
+        wait = WebDriverWait(
+            driver, timeout_s, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+        )
+        return str(wait.until(lambda d: d.find_element(By.ID, element_id).text))
 
     return str(await run(find))
 
@@ -98,8 +105,10 @@ async def test_sign_in_search_open_detail_replay_the_dead_letter_and_see_the_cou
     assert "analyst-browser" in await text_of(browser, "who")
 
     await run(lambda: browser.find_element(By.ID, "nav-messages").click())
+    assert await url_becomes(browser, f"{base}/console/messages"), "the nav link opens the message browser"
     await run(lambda: browser.find_element(By.ID, "q").send_keys("RGH0002"))
     await run(lambda: browser.find_element(By.ID, "search-button").click())
+    assert await url_becomes(browser, f"{base}/console/messages?q=RGH0002"), "the search is a GET on the browser"
     results = await text_of(browser, "results")
     assert "RGH0002" in results and "dead-lettered" in results
     await shot(browser, "messages")
