@@ -327,6 +327,8 @@ def handler(ctx: AgentContext, state: RouteState) -> Handler:
                 one = await route_one(record, normalized)
                 if one is not None:
                     routed.append(one)
+                # the loop between events: the deliver stage's journal answers wait for one event, not a chunk
+                await asyncio.sleep(0)
             for one in routed:
                 await send_routed(one)
         finally:  # a chunk cut short (a bug, a stop): its queued writes are still waited for, never orphaned
