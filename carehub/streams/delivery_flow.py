@@ -132,7 +132,7 @@ class DeliveryFlow:
                 if finished is not None:
                     await self.sender.send(self.topics.delivery_outcomes, d.patient_key, finished)
                     if finished.status == "delivered":
-                        await self._track_task(d, again=True)
+                        await self._track_task_again(d)
                 return
             if admitted == "own":
                 # A redelivery after a crash between holding the pair and publishing the retry record: that
@@ -262,9 +262,12 @@ class DeliveryFlow:
         number = d.attempt + (0 if attempt.skipped else 1)
         j = self.journal
         step = next_step(attempt, number, self.policy, self.rng)
+        task: JSONObject | None = None
+        made = False
         if step.action == "delivered":
             result = outcome(d, "delivered", number, "", attempt.status)
-            await j.db.run(j.record_delivered, d, number, attempt.result, attempt.status, attempt.detail, result)
+            task = task_from_delivery(d)  # the Task is in the journal before anyone is told it was delivered
+            made = await j.db.run(_journal_delivered, j, d, number, attempt, result, task)
         else:
             await j.db.run(j.record_attempt, d, number, attempt.result, attempt.status, attempt.detail)
         log.log(
@@ -277,7 +280,8 @@ class DeliveryFlow:
             step.action,
         )
         if step.action == "delivered":
-            await self._track_task(d)  # the Task is in the journal before anyone is told it was delivered
+            if task is not None and made:
+                await self._task_created(d, task)
             await self._announce(d, result)
             return True
         if step.action == "retry":
@@ -343,33 +347,44 @@ class DeliveryFlow:
         log.warning("delivery %s recipient=%s dead-lettered: %s", d.delivery_id, d.recipient_id, code)
         await self._finish(d, "failed", step.attempts, step.reason, attempt.status)
 
-    async def _track_task(self, d: Delivery, *, again: bool = False) -> None:
-        """A delivered Task goes into the task table and its "created" event out.
-
-        ``again``: a replay after a crash. The row may have been made and its event lost with the batch, so
-        the event goes out again while the Task is as it was created (not once it has moved on: its later
-        events were sent by whoever moved it, and a "created" after them would set it back).
-        """
+    async def _track_task_again(self, d: Delivery) -> None:
+        """A delivered Task after a crash: its row may have been made and its "created" event lost with the
+        batch, so the event goes out again while the Task is as it was created (not once it has moved on: its
+        later events were sent by whoever moved it, and a "created" after them would set it back)."""
         task = task_from_delivery(d)
         if task is None:
             return
         j = self.journal
         made = await j.db.run(j.tasks.put, task, d.recipient_id, "hub", d.patient_key)
-        if not made and again:
+        if not made:
             stored = await j.db.run(j.tasks.get, str(task["id"]))
-            again = stored is not None and stored.get("status") == task.get("status", "requested")
-        if made or again:
-            event = TaskEvent(
-                task_id=task["id"],
-                kind="created",
-                from_status=None,
-                to_status=str(task.get("status", "requested")),
-                at=now_iso(),
-                source="hub",
-                owner=str(task.get("owner", {}).get("reference", "")),
-                requester=str(task.get("requester", {}).get("reference", "")),
-            )
-            await self.sender.send(self.topics.task_events, d.patient_key, event)  # keyed by patient, as all
+            made = stored is not None and stored.get("status") == task.get("status", "requested")
+        if made:
+            await self._task_created(d, task)
+
+    async def _task_created(self, d: Delivery, task: JSONObject) -> None:
+        """The "created" event of a Task the journal holds, out on task.events (keyed by patient, as all)."""
+        event = TaskEvent(
+            task_id=task["id"],
+            kind="created",
+            from_status=None,
+            to_status=str(task.get("status", "requested")),
+            at=now_iso(),
+            source="hub",
+            owner=str(task.get("owner", {}).get("reference", "")),
+            requester=str(task.get("requester", {}).get("reference", "")),
+        )
+        await self.sender.send(self.topics.task_events, d.patient_key, event)
+
+
+def _journal_delivered(
+    j: Journal, d: Delivery, number: int, attempt: Attempt, result: DeliveryOutcome, task: JSONObject | None
+) -> bool:
+    """The successful attempt, its outcome and the new Task it carried, in one journal call and transaction
+    (one round trip per delivered Task, not two); True when the Task is new to the journal."""
+    with j.db.transaction():
+        j.record_delivered(d, number, attempt.result, attempt.status, attempt.detail, result)
+        return task is not None and j.tasks.put(task, d.recipient_id, "hub", d.patient_key)
 
 
 def _where(endpoint: str) -> str:

@@ -140,3 +140,53 @@ async def test_deliveries_in_hand_at_once_read_the_hand_paused_recipients_with_o
         assert reads == 2 and journal.outcome_status(after.delivery_id) == "delivered"
     finally:
         await recipient.stop()
+
+
+async def test_a_delivered_task_is_journaled_with_its_outcome_in_one_round_trip_and_one_transaction(
+    journal: Journal,
+) -> None:
+    """After the recipient's answer a delivered Task costs one journal call (its attempt, outcome and task
+    row together), not one for the outcome and another for the Task; and the two are never half written:
+    a task row that cannot be written leaves no "delivered" outcome, so the record is attempted again."""
+    from tests.delivery.test_tasks import task_delivery
+
+    recipient = HttpRecipient()
+    await recipient.start()
+    published = Published()
+    topics = Topics("one-trip.")
+    flow = _flow(journal, published, topics)
+    after_post: list[str] = []
+    run = journal.db.run
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if recipient.seen:
+            after_post.append(getattr(fn, "__name__", repr(fn)))
+        return await run(fn, *args, **kwargs)
+
+    journal.db.run = counted  # type: ignore[method-assign]
+    try:
+        d = task_delivery(recipient.url, "task-one-trip-1", "2026-03-08T10:00:00Z")
+        await flow.fresh(d)
+        assert len(after_post) == 1, f"one journal round trip after the POST, not {after_post}"
+        assert journal.outcome_status(d.delivery_id) == "delivered"
+        assert journal.tasks.get("task-one-trip-1") is not None
+        assert published.topics.count(topics.task_events) == 1
+
+        put = journal.tasks.put
+
+        def broken(*args: Any, **kwargs: Any) -> bool:
+            raise RuntimeError("task table unwritable")
+
+        journal.tasks.put = broken  # type: ignore[method-assign]
+        second = task_delivery(recipient.url, "task-one-trip-2", "2026-03-09T10:00:00Z")
+        with pytest.raises(RuntimeError):
+            await flow.fresh(second)  # the stage takes the batch again
+        assert journal.outcome_status(second.delivery_id) is None, "no outcome without its Task"
+        journal.tasks.put = put  # type: ignore[method-assign]
+        await flow.fresh(second)
+        assert journal.outcome_status(second.delivery_id) == "delivered"
+        assert journal.tasks.get("task-one-trip-2") is not None
+        keys = [key for key, _, _ in recipient.seen]
+        assert keys.count(second.idempotency_key) == 2, "sent again under the same idempotency key"
+    finally:
+        await recipient.stop()
