@@ -243,6 +243,7 @@ class Hub:
             replication=self.replication,
         )
         journal = await self._delivery.start()
+        journal.db.waited = lambda seconds: self.metrics.observe("journal_call_seconds", seconds)
         if journal.dialect == "postgresql":
             self._journal_health = journal_health(journal, s.database_url)
             self._journal_health.start()

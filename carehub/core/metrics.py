@@ -62,6 +62,11 @@ CATALOG: Mapping[str, Spec] = {
     "consumer_lag": Spec(
         "gauge", "Records of a partition behind a stage's furthest finished offset", ("stage", "topic", "partition")
     ),
+    "journal_call_seconds": Spec(
+        "histogram",
+        "Seconds from a journal call's queueing until its result was back on the event loop (queue, group, commit,"
+        " the loop's delay)",
+    ),
     "stage_failed": Spec("counter", "Records a stage could not process and dead-lettered", ("stage",)),
     # routing and consent
     "routed_events": Spec("counter", "CareEvents the route stage finished"),

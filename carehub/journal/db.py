@@ -96,12 +96,21 @@ class _Call:
     fn: Callable[[], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    queued: float
     result: Any = None
     error: BaseException | None = None
 
 
-def _settle(calls: list[_Call]) -> None:
+#: Told, on the caller's loop, how long each call took from ``submit`` until its result was back there.
+Waited = Callable[[float], None]
+
+
+def _settle(calls: list[_Call], waited: Waited | None) -> None:
     """On the caller's loop: hand each call its result (one wake-up of the loop per group)."""
+    if waited is not None:
+        now = time.monotonic()
+        for call in calls:
+            waited(now - call.queued)
     for call in calls:
         if call.future.cancelled():
             continue
@@ -126,6 +135,8 @@ class Database:
                 f"database_url must be sqlite:/// or postgresql://, got scheme {scheme!r}", file="settings"
             )
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        #: Each call's round trip, submit to result on the caller's loop (a stream worker's metrics).
+        self.waited: Waited | None = None
         self._thread: threading.Thread | None = None
         self._grouped = False  # the journal thread is inside a group's transaction (under the lock)
         self._fast = False  # ... a group's transaction without savepoints (``_run_fast``)
@@ -286,7 +297,7 @@ class Database:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._calls.put(_Call(lambda: fn(*args, **kwargs), loop, future))
+        self._calls.put(_Call(lambda: fn(*args, **kwargs), loop, future, time.monotonic()))
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -315,7 +326,7 @@ class Database:
                 by_loop.setdefault(call.loop, []).append(call)
             for loop, calls in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-                    loop.call_soon_threadsafe(_settle, calls)
+                    loop.call_soon_threadsafe(_settle, calls, self.waited)
 
     def _run_group(self, group: list[_Call]) -> None:
         if self._run_fast(group):

@@ -112,6 +112,10 @@ async def test_each_stage_reports_a_latency_histogram_and_its_consumer_lag(
     (acked,) = _of(samples, "carehub_ack_latency_seconds_count", code="AA")
     assert acked == 2
     assert sum(_of(samples, "carehub_delivery_seconds_count", recipient="pcp-riverside", result="ok")) >= 2
+    # Every journal call's round trip (the deliveries' admit and outcome, the route stage's writes) is timed.
+    (calls,) = _of(samples, "carehub_journal_call_seconds_count")
+    (within,) = _of(samples, "carehub_journal_call_seconds_bucket", le="+Inf")
+    assert calls >= 4 and within == calls, "at least an admit and an outcome per delivery"
 
     # docs/grafana/carehub.json queries exactly what this hub exports (a renamed metric breaks it here).
     queries = _queries(json.loads(DASHBOARD.read_text()))
